@@ -1,0 +1,85 @@
+import { MeshletError, UsageError } from '../errors/meshlet-error.ts';
+import type { Command, CommandIo } from './command.ts';
+
+/**
+ * The command table. Each group lives in its own module under ./commands and is imported
+ * only when used, so `meshlet sidecar` never loads the injector or the bench.
+ */
+const groups: Record<string, { summary: string; load: () => Promise<{ commands: Command[] }> }> = {
+  sidecar: { summary: 'run the sidecar proxy of a pod', load: () => import('./commands/sidecar.ts') },
+  identity: { summary: 'run the mesh CA service (Certify gRPC)', load: () => import('./commands/identity.ts') },
+  injector: { summary: 'run the admission webhook (/mutate, /validate)', load: () => import('./commands/injector.ts') },
+  inject: { summary: 'inject the sidecar into manifests offline', load: () => import('./commands/inject.ts') },
+  ca: { summary: 'create a CA and issue SVIDs (ca init | ca issue)', load: () => import('./commands/ca.ts') },
+  policy: { summary: 'check and explain authorization policies (policy check | policy explain)', load: () => import('./commands/policy.ts') },
+  connections: { summary: "list a sidecar's live connections", load: () => import('./commands/connections.ts') },
+  top: { summary: 'per-route rates, errors and latency of a sidecar, live', load: () => import('./commands/top.ts') },
+  demo: { summary: 'run a whole demo mesh on this machine', load: () => import('./commands/demo.ts') },
+};
+
+export function topLevelHelp(): string {
+  const width = Math.max(...Object.keys(groups).map((n) => n.length));
+  const lines = Object.entries(groups).map(([name, g]) => `  ${name.padEnd(width)}  ${g.summary}`);
+  return [
+    'meshlet — a lightweight service mesh for Kubernetes (SPIFFE mTLS, per-route authorization, metrics)',
+    '',
+    'Usage: meshlet <command> [flags]',
+    '',
+    'Commands:',
+    ...lines,
+    '',
+    'Run `meshlet <command> --help` for the flags of a command.',
+  ].join('\n');
+}
+
+const defaultIo: CommandIo = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin };
+
+/** Runs the CLI and returns the exit status: 0 ok, 1 command failed, 2 usage error. */
+export async function main(argv: string[], io: CommandIo = defaultIo): Promise<number> {
+  const [groupName, ...rest] = argv;
+  if (groupName === undefined || groupName === '--help' || groupName === '-h' || groupName === 'help') {
+    io.stdout.write(topLevelHelp() + '\n');
+    return groupName === undefined ? 2 : 0;
+  }
+  const group = groups[groupName];
+  if (!group) {
+    io.stderr.write(`meshlet: unknown command "${groupName}"\n\n${topLevelHelp()}\n`);
+    return 2;
+  }
+  const { commands } = await group.load();
+  // A group either is one command ("sidecar") or holds subcommands ("ca init").
+  let command = commands.find((c) => c.name === groupName);
+  let args = rest;
+  if (!command) {
+    const sub = rest[0];
+    const groupHelp = () =>
+      [`Usage: meshlet ${groupName} <subcommand> [flags]`, '', 'Subcommands:', ...commands.map((c) => `  ${c.name.padEnd(18)}  ${c.summary}`)].join('\n');
+    if (sub === undefined || sub === '--help' || sub === '-h') {
+      io.stdout.write(groupHelp() + '\n');
+      return sub === undefined ? 2 : 0;
+    }
+    command = commands.find((c) => c.name === `${groupName} ${sub}`);
+    if (!command) {
+      io.stderr.write(`meshlet: unknown subcommand "${groupName} ${sub}"\n\n${groupHelp()}\n`);
+      return 2;
+    }
+    args = rest.slice(1);
+  }
+  if (args.includes('--help') || args.includes('-h')) {
+    io.stdout.write(command.help + '\n');
+    return 0;
+  }
+  try {
+    return await command.run(args, io);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.stderr.write(`meshlet ${command.name}: ${err.message}\n\n${command.help}\n`);
+      return 2;
+    }
+    if (err instanceof MeshletError) {
+      io.stderr.write(`meshlet ${command.name}: ${err.code}: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}
