@@ -74,3 +74,5 @@ export class MountedDirWatcher {
     this.#watcher?.close();
   }
 }
+// Note for callers: onChange is a hint, not a diff. The safety poll calls it even when nothing
+// changed, so compare what you read (a hash or the bytes) with what you hold before acting.
