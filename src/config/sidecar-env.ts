@@ -1,0 +1,287 @@
+import { workloadSpiffeId, parseSpiffeId, validateTrustDomain } from '../identity/spiffe-id.ts';
+import { bool, deepFreeze, EnvReader, FieldError, hostPort, list, oneOf, port, positiveInt, type Env, type EnvVar } from './env.ts';
+import { durationField } from './duration-field.ts';
+
+/**
+ * The sidecar's configuration: the contract between the injector (which writes these
+ * variables into the pod) and `meshlet sidecar` (which reads them). Every variable is
+ * listed here once, with its default and description; the README's table and
+ * `meshlet sidecar --help` are generated from this list.
+ */
+
+export type InboundProtocol = 'http' | 'grpc' | 'tcp';
+export type DefaultPolicy = 'deny' | 'all-authenticated' | 'audit';
+export type IdentitySourceKind = 'meshlet-ca' | 'workload-api' | 'files';
+
+export interface InboundPort {
+  /** The port the app listens on (and callers dial). */
+  appPort: number;
+  /** The sidecar's TLS listener that iptables redirects appPort to. */
+  listenPort: number;
+  protocol: InboundProtocol;
+  /** PERMISSIVE: plaintext callers accepted as `unauthenticated`. Default STRICT. */
+  permissive: boolean;
+}
+
+/** A destination outside the mesh that may be reached in plaintext: host, CIDR, with optional port. */
+export interface PlaintextDestination {
+  host?: string;
+  cidr?: string;
+  port?: number;
+}
+
+export interface SidecarConfig {
+  trustDomain: string;
+  namespace: string;
+  serviceAccount: string;
+  podName: string;
+  /** spiffe://<td>/ns/<ns>/sa/<sa>: what this pod's SVID must say. */
+  spiffeId: string;
+  podLabelsFile: string;
+
+  identitySource: IdentitySourceKind;
+  caAddress: { host: string; port: number };
+  trustBundleFile: string;
+  tokenFile: string;
+  workloadApiSocket: string;
+  svidDir: string;
+
+  inboundPorts: InboundPort[];
+  inboundCatchAllPort: number;
+  appAddress: string;
+
+  outboundPort: number;
+  destinationIdentities: Map<string, string>;
+  plaintextDestinations: PlaintextDestination[];
+  acceptedTrustDomains: string[];
+
+  adminPort: number;
+  adminAddress: string;
+  appProbes: Record<string, AppProbe>;
+
+  policyDir: string;
+  policyKey: string;
+  defaultPolicy: DefaultPolicy;
+
+  connectTimeoutMs: number;
+  tlsHandshakeTimeoutMs: number;
+  requestHeadersTimeoutMs: number;
+  idleTimeoutMs: number;
+  drainTimeoutMs: number;
+  maxHeaderBytes: number;
+  maxHeaders: number;
+
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  accessLog: boolean;
+}
+
+/** An app HTTP probe the injector moved to the sidecar's admin port (/app-health/<container>/<kind>). */
+export interface AppProbe {
+  port: number;
+  path: string;
+  scheme: 'HTTP' | 'HTTPS';
+  headers?: { name: string; value: string }[];
+}
+
+function text(raw: string): string {
+  return raw;
+}
+
+function trustDomain(raw: string): string {
+  try {
+    validateTrustDomain(raw);
+  } catch (err) {
+    throw new FieldError((err as Error).message);
+  }
+  return raw;
+}
+
+/** A DNS label (namespace) or subdomain (ServiceAccount) as Kubernetes allows them. */
+function k8sName(raw: string): string {
+  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(raw) || raw.length > 253) throw new FieldError('must be a Kubernetes object name (lowercase a-z 0-9 - .)');
+  return raw;
+}
+
+function absolutePath(raw: string): string {
+  if (!raw.startsWith('/')) throw new FieldError('must be an absolute path');
+  return raw;
+}
+
+/** `APP_PORT[:LISTEN_PORT][/PROTOCOL]`, e.g. `8080/http`, `9090:15101/grpc`, `5432/tcp`. */
+function inboundEntry(raw: string): { appPort: number; listenPort?: number; protocol: InboundProtocol } {
+  const m = /^(\d+)(?::(\d+))?(?:\/(http|grpc|tcp))?$/.exec(raw);
+  if (!m) throw new FieldError('must be APP_PORT[:LISTEN_PORT][/http|grpc|tcp]');
+  return { appPort: port(m[1]!), ...(m[2] ? { listenPort: port(m[2]) } : {}), protocol: (m[3] ?? 'http') as InboundProtocol };
+}
+
+/** `host:port=spiffe://…`: the identity the server behind a destination must prove. */
+function destinationIdentity(raw: string): [string, string] {
+  const eq = raw.indexOf('=');
+  if (eq < 0) throw new FieldError('must be HOST:PORT=SPIFFE_ID');
+  const dest = raw.slice(0, eq);
+  hostPort(dest);
+  try {
+    return [dest.toLowerCase(), parseSpiffeId(raw.slice(eq + 1)).id];
+  } catch (err) {
+    throw new FieldError((err as Error).message);
+  }
+}
+
+/** `10.0.0.0/8`, `10.0.0.0/8:443`, `api.example.com`, `api.example.com:443`. */
+function plaintextDestination(raw: string): PlaintextDestination {
+  const m = /^([^:/\s]+)(?:\/(\d{1,2}))?(?::(\d+))?$/.exec(raw);
+  if (!m) throw new FieldError('must be HOST[:PORT] or CIDR[:PORT]');
+  const [, addr, bits, p] = m;
+  const out: PlaintextDestination = {};
+  if (bits !== undefined) {
+    if (!/^\d+\.\d+\.\d+\.\d+$/.test(addr!) || Number(bits) > 32) throw new FieldError('CIDR must be IPv4 a.b.c.d/0-32');
+    out.cidr = `${addr}/${bits}`;
+  } else {
+    out.host = addr!.toLowerCase();
+  }
+  if (p !== undefined) out.port = port(p);
+  return out;
+}
+
+function appProbes(raw: string): Record<string, AppProbe> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new FieldError('must be a JSON object');
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new FieldError('must be a JSON object of probe name -> {port, path, scheme}');
+  for (const [name, probe] of Object.entries(parsed as Record<string, AppProbe>)) {
+    if (!/^[a-z0-9-]+\/(liveness|readiness|startup)$/.test(name)) throw new FieldError(`probe key ${JSON.stringify(name)} must be <container>/<liveness|readiness|startup>`);
+    if (typeof probe?.port !== 'number' || typeof probe.path !== 'string' || !probe.path.startsWith('/')) {
+      throw new FieldError(`probe ${name} needs a numeric port and a path starting with /`);
+    }
+    if (probe.scheme !== 'HTTP' && probe.scheme !== 'HTTPS') throw new FieldError(`probe ${name}: scheme must be HTTP or HTTPS`);
+  }
+  return parsed as Record<string, AppProbe>;
+}
+
+const portList = list(port);
+
+export const SIDECAR_ENV = {
+  trustDomain: { name: 'MESHLET_TRUST_DOMAIN', default: 'cluster.local', description: 'SPIFFE trust domain of the mesh', parse: trustDomain },
+  namespace: { name: 'MESHLET_NAMESPACE', description: "the pod's namespace (downward API metadata.namespace)", parse: k8sName },
+  serviceAccount: { name: 'MESHLET_SERVICE_ACCOUNT', description: "the pod's ServiceAccount (downward API spec.serviceAccountName)", parse: k8sName },
+  podName: { name: 'MESHLET_POD_NAME', default: '', description: "the pod's name, for logs (downward API metadata.name)", parse: text },
+  podLabelsFile: { name: 'MESHLET_POD_LABELS_FILE', default: '', description: "downward API file of the pod's labels, to select policy servers by label", parse: text },
+
+  identitySource: { name: 'MESHLET_IDENTITY_SOURCE', default: 'meshlet-ca', description: 'where the SVID comes from: meshlet-ca | workload-api | files', parse: oneOf('meshlet-ca', 'workload-api', 'files') },
+  caAddress: { name: 'MESHLET_CA_ADDRESS', default: 'meshlet-identity.meshlet-system.svc:8443', description: 'meshlet-ca: host:port of the identity service', parse: hostPort },
+  trustBundleFile: { name: 'MESHLET_TRUST_BUNDLE_FILE', default: '/var/run/meshlet/trust/bundle.crt', description: 'meshlet-ca: PEM roots of the mesh (trust bundle ConfigMap)', parse: absolutePath },
+  tokenFile: { name: 'MESHLET_TOKEN_FILE', default: '/var/run/secrets/meshlet/token', description: 'meshlet-ca: projected ServiceAccount token with the identity audience', parse: absolutePath },
+  workloadApiSocket: { name: 'SPIFFE_ENDPOINT_SOCKET', default: 'unix:///run/spire/sockets/agent.sock', description: 'workload-api: the Workload API endpoint (unix:///path or tcp://ip:port)', parse: text },
+  svidDir: { name: 'MESHLET_SVID_DIR', default: '/var/run/meshlet/svid', description: 'files: directory with tls.crt, tls.key, ca.crt (csi-driver-spiffe layout)', parse: absolutePath },
+
+  inboundPorts: { name: 'MESHLET_INBOUND_PORTS', default: '', description: 'app ports the sidecar fronts: APP_PORT[:LISTEN_PORT][/http|grpc|tcp], comma-separated; listen ports default to 15100, 15101, …', parse: list(inboundEntry) },
+  inboundCatchAllPort: { name: 'MESHLET_INBOUND_CATCHALL_PORT', default: '15006', description: 'where iptables sends inbound TCP to undeclared ports; such connections are refused and counted', parse: port },
+  permissivePorts: { name: 'MESHLET_PERMISSIVE_PORTS', default: '', description: 'app ports that also accept plaintext callers (as unauthenticated); all others are STRICT', parse: portList },
+  appAddress: { name: 'MESHLET_APP_ADDRESS', default: '127.0.0.1', description: 'address the app is reached at from the sidecar', parse: text },
+
+  outboundPort: { name: 'MESHLET_OUTBOUND_PORT', default: '15001', description: "the sidecar's outbound listener (iptables target, or HTTP_PROXY in explicit mode)", parse: port },
+  destinationIdentities: { name: 'MESHLET_DESTINATION_IDENTITIES', default: '', description: 'HOST:PORT=SPIFFE_ID pairs: the identity each destination must prove', parse: list(destinationIdentity) },
+  plaintextDestinations: { name: 'MESHLET_PLAINTEXT_DESTINATIONS', default: '', description: 'destinations outside the mesh reached in plaintext: HOST[:PORT] or CIDR[:PORT]', parse: list(plaintextDestination) },
+  acceptedTrustDomains: { name: 'MESHLET_ACCEPTED_TRUST_DOMAINS', default: '', description: 'trust domains a server may belong to when no exact identity is known (default: own)', parse: list(trustDomain) },
+
+  adminPort: { name: 'MESHLET_ADMIN_PORT', default: '15020', description: 'admin port: /live /ready /metrics /connections /app-health/…', parse: port },
+  adminAddress: { name: 'MESHLET_ADMIN_ADDRESS', default: '0.0.0.0', description: 'admin listen address (kubelet probes and Prometheus reach it on the pod IP)', parse: text },
+  appProbes: { name: 'MESHLET_APP_PROBES', default: '{}', description: "JSON: the app's original HTTP probes, by <container>/<kind>, served at /app-health/<container>/<kind>", parse: appProbes },
+
+  policyDir: { name: 'MESHLET_POLICY_DIR', default: '/etc/meshlet/policy', description: 'mounted policy ConfigMap directory (watched, hot-reloaded)', parse: absolutePath },
+  policyKey: { name: 'MESHLET_POLICY_KEY', default: 'policy.yaml', description: 'key of the ConfigMap holding the policy', parse: text },
+  defaultPolicy: { name: 'MESHLET_DEFAULT_POLICY', default: 'all-authenticated', description: 'when no policy exists or no route matches: deny | all-authenticated | audit', parse: oneOf('deny', 'all-authenticated', 'audit') },
+
+  connectTimeoutMs: { name: 'MESHLET_CONNECT_TIMEOUT', default: '5s', description: 'TCP connect timeout (to the app and to peers)', parse: durationField },
+  tlsHandshakeTimeoutMs: { name: 'MESHLET_TLS_HANDSHAKE_TIMEOUT', default: '10s', description: 'mTLS handshake timeout', parse: durationField },
+  requestHeadersTimeoutMs: { name: 'MESHLET_REQUEST_HEADERS_TIMEOUT', default: '30s', description: 'time allowed to receive a request head', parse: durationField },
+  idleTimeoutMs: { name: 'MESHLET_IDLE_TIMEOUT', default: '60s', description: 'idle keep-alive connections are closed after this', parse: durationField },
+  drainTimeoutMs: { name: 'MESHLET_DRAIN_TIMEOUT', default: '20s', description: 'on SIGTERM, how long in-flight requests may take to finish', parse: durationField },
+  maxHeaderBytes: { name: 'MESHLET_MAX_HEADER_BYTES', default: '16384', description: 'largest request head accepted (bytes)', parse: positiveInt },
+  maxHeaders: { name: 'MESHLET_MAX_HEADERS', default: '100', description: 'most header fields accepted in a request', parse: positiveInt },
+
+  logLevel: { name: 'MESHLET_LOG_LEVEL', default: 'info', description: 'fatal | error | warn | info | debug | trace', parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace') },
+  accessLog: { name: 'MESHLET_ACCESS_LOG', default: 'false', description: 'log every request (JSON) when true', parse: bool },
+} satisfies Record<string, EnvVar<unknown>>;
+
+/** First sidecar listen port handed out to declared app ports without an explicit one. */
+export const INBOUND_LISTEN_BASE = 15100;
+
+/** Reads and validates the sidecar's environment; throws ConfigError listing every problem. */
+export function readSidecarConfig(env: Env): Readonly<SidecarConfig> {
+  const r = new EnvReader(env);
+  const v = <K extends keyof typeof SIDECAR_ENV>(k: K) => r.read(SIDECAR_ENV[k] as EnvVar<ReturnType<(typeof SIDECAR_ENV)[K]['parse']>>);
+
+  const trustDomainValue = v('trustDomain');
+  const namespace = v('namespace');
+  const serviceAccount = v('serviceAccount');
+  const entries = v('inboundPorts') ?? [];
+  const permissive = new Set(v('permissivePorts') ?? []);
+  const inboundPorts: InboundPort[] = entries.map((e, i) => ({
+    appPort: e.appPort,
+    listenPort: e.listenPort ?? INBOUND_LISTEN_BASE + i,
+    protocol: e.protocol,
+    permissive: permissive.has(e.appPort),
+  }));
+
+  const config: SidecarConfig = {
+    trustDomain: trustDomainValue,
+    namespace,
+    serviceAccount,
+    podName: v('podName'),
+    spiffeId: trustDomainValue && namespace && serviceAccount ? workloadSpiffeId(trustDomainValue, namespace, serviceAccount).id : '',
+    podLabelsFile: v('podLabelsFile'),
+    identitySource: v('identitySource'),
+    caAddress: v('caAddress'),
+    trustBundleFile: v('trustBundleFile'),
+    tokenFile: v('tokenFile'),
+    workloadApiSocket: v('workloadApiSocket'),
+    svidDir: v('svidDir'),
+    inboundPorts,
+    inboundCatchAllPort: v('inboundCatchAllPort'),
+    appAddress: v('appAddress'),
+    outboundPort: v('outboundPort'),
+    destinationIdentities: new Map(v('destinationIdentities') ?? []),
+    plaintextDestinations: v('plaintextDestinations') ?? [],
+    acceptedTrustDomains: v('acceptedTrustDomains') ?? [],
+    adminPort: v('adminPort'),
+    adminAddress: v('adminAddress'),
+    appProbes: v('appProbes'),
+    policyDir: v('policyDir'),
+    policyKey: v('policyKey'),
+    defaultPolicy: v('defaultPolicy'),
+    connectTimeoutMs: v('connectTimeoutMs'),
+    tlsHandshakeTimeoutMs: v('tlsHandshakeTimeoutMs'),
+    requestHeadersTimeoutMs: v('requestHeadersTimeoutMs'),
+    idleTimeoutMs: v('idleTimeoutMs'),
+    drainTimeoutMs: v('drainTimeoutMs'),
+    maxHeaderBytes: v('maxHeaderBytes'),
+    maxHeaders: v('maxHeaders'),
+    logLevel: v('logLevel'),
+    accessLog: v('accessLog'),
+  };
+  if (config.acceptedTrustDomains.length === 0 && trustDomainValue) config.acceptedTrustDomains = [trustDomainValue];
+
+  // Cross-field checks: every port the sidecar binds must be distinct, and no app port may
+  // double as a sidecar port (iptables would loop the sidecar's own traffic).
+  const bound = new Map<number, string>();
+  const claim = (p: number | undefined, what: string, variable: string) => {
+    if (p === undefined) return;
+    const prior = bound.get(p);
+    if (prior) r.problem(variable, `port ${p} is used twice (${prior} and ${what})`);
+    else bound.set(p, what);
+  };
+  claim(config.outboundPort, 'outbound listener', SIDECAR_ENV.outboundPort.name);
+  claim(config.adminPort, 'admin listener', SIDECAR_ENV.adminPort.name);
+  claim(config.inboundCatchAllPort, 'inbound catch-all listener', SIDECAR_ENV.inboundCatchAllPort.name);
+  for (const p of inboundPorts) claim(p.listenPort, `inbound listener for app port ${p.appPort}`, SIDECAR_ENV.inboundPorts.name);
+  for (const p of inboundPorts) claim(p.appPort, `app port ${p.appPort}`, SIDECAR_ENV.inboundPorts.name);
+  for (const p of permissive) {
+    if (!inboundPorts.some((e) => e.appPort === p)) r.problem(SIDECAR_ENV.permissivePorts.name, `port ${p} is not one of MESHLET_INBOUND_PORTS`);
+  }
+  r.done();
+  return deepFreeze(config);
+}
