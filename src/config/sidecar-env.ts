@@ -1,6 +1,6 @@
 import { workloadSpiffeId, parseSpiffeId, validateTrustDomain } from '../identity/spiffe-id.ts';
 import { bool, deepFreeze, EnvReader, FieldError, hostPort, list, oneOf, port, positiveInt, type Env, type EnvVar } from './env.ts';
-import { durationField } from './duration-field.ts';
+import { parseDuration } from './duration.ts';
 
 /**
  * The sidecar's configuration: the contract between the injector (which writes these
@@ -81,6 +81,15 @@ export interface AppProbe {
   path: string;
   scheme: 'HTTP' | 'HTTPS';
   headers?: { name: string; value: string }[];
+}
+
+/** A duration variable (`500ms`, `30s`, `5m`, `1h30m`) -> milliseconds. */
+function durationField(raw: string): number {
+  try {
+    return parseDuration(raw);
+  } catch (err) {
+    throw new FieldError((err as Error).message);
+  }
 }
 
 function text(raw: string): string {
@@ -193,7 +202,7 @@ export const SIDECAR_ENV = {
 
   policyDir: { name: 'MESHLET_POLICY_DIR', default: '/etc/meshlet/policy', description: 'mounted policy ConfigMap directory (watched, hot-reloaded)', parse: absolutePath },
   policyKey: { name: 'MESHLET_POLICY_KEY', default: 'policy.yaml', description: 'key of the ConfigMap holding the policy', parse: text },
-  defaultPolicy: { name: 'MESHLET_DEFAULT_POLICY', default: 'all-authenticated', description: 'when no policy exists or no route matches: deny | all-authenticated | audit', parse: oneOf('deny', 'all-authenticated', 'audit') },
+  defaultPolicy: { name: 'MESHLET_DEFAULT_POLICY', default: 'deny', description: 'when no policy exists or no route matches: deny | all-authenticated | audit', parse: oneOf('deny', 'all-authenticated', 'audit') },
 
   connectTimeoutMs: { name: 'MESHLET_CONNECT_TIMEOUT', default: '5s', description: 'TCP connect timeout (to the app and to peers)', parse: durationField },
   tlsHandshakeTimeoutMs: { name: 'MESHLET_TLS_HANDSHAKE_TIMEOUT', default: '10s', description: 'mTLS handshake timeout', parse: durationField },

@@ -102,7 +102,11 @@ export function isSpiffeId(input: string): boolean {
 
 /** The identity meshlet gives a workload: spiffe://<td>/ns/<namespace>/sa/<serviceaccount>. */
 export function workloadSpiffeId(trustDomain: string, namespace: string, serviceAccount: string): SpiffeId {
-  return parseSpiffeId(`spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`);
+  const id = parseSpiffeId(`spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`);
+  // A "/" inside a name would make a valid ID of the wrong shape (…/ns/a/b/sa/c): the
+  // round trip refuses it.
+  parseWorkloadSpiffeId(id);
+  return id;
 }
 
 export interface WorkloadIdentity {

@@ -1,14 +1,157 @@
-import type { Command } from '../command.ts';
-import { MeshletError } from '../../errors/meshlet-error.ts';
+import { access } from 'node:fs/promises';
+import { join } from 'node:path';
+import { UsageError } from '../../errors/meshlet-error.ts';
+import { parseFlags, requireFlag, type Command, type CommandIo } from '../command.ts';
+import { DurationError, formatDuration, parseDuration } from '../../config/duration.ts';
+import {
+  CA_FILES,
+  CaError,
+  createIntermediateCa,
+  createRootCa,
+  DEFAULT_CA_TTL_MS,
+  DEFAULT_SVID_TTL_MS,
+  issueSvid,
+  readCa,
+  SVID_FILES,
+  writeCa,
+  writeSvid,
+} from '../../identity/ca.ts';
+import { parseSpiffeId, SpiffeIdError, validateTrustDomain } from '../../identity/spiffe-id.ts';
 
-// Placeholder until the issue that builds `meshlet ca` lands: it fails loudly, never pretends.
+function ttlFlag(value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  try {
+    return parseDuration(String(value), '--ttl');
+  } catch (err) {
+    if (err instanceof DurationError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
+/** Malformed flag values are usage errors (exit 2), with the parser's precise reason. */
+function asUsage<T>(fn: () => T, flag: string): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof SpiffeIdError) throw new UsageError(`${flag}: ${err.message}`);
+    throw err;
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const initHelp = `Usage: meshlet ca init --trust-domain TD --out DIR [--ttl 8760h] [--intermediate-of PARENT_DIR] [--force]
+
+Creates a CA for the mesh: an ECDSA P-256 key and a self-signed root certificate, or, with
+--intermediate-of, an intermediate CA signed by the CA in PARENT_DIR (keep the root offline and
+give the cluster only the intermediate).
+
+Writes:
+  DIR/ca.crt      this CA's certificate (PEM)
+  DIR/ca.key      this CA's private key (PKCS#8 PEM, mode 0600)
+  DIR/bundle.crt  the trust domain's root certificate: what every workload trusts
+  DIR/chain.crt   intermediate only: this CA's certificate and its parents below the root,
+                  appended to every SVID it issues
+
+Flags:
+  --trust-domain TD        the SPIFFE trust domain, e.g. cluster.local (with --intermediate-of:
+                           optional, must equal the parent's)
+  --out DIR                where to write (created if missing, mode 0700)
+  --ttl DURATION           lifetime, e.g. 8760h, 365d, 90d (default 8760h); an intermediate
+                           never outlives its parent
+  --intermediate-of DIR    sign an intermediate CA with the CA in DIR instead of a root
+  --force                  overwrite an existing CA in DIR (its key is lost)
+  -h, --help               this help`;
+
+const issueHelp = `Usage: meshlet ca issue --ca DIR --spiffe-id ID --out DIR [--ttl 24h] [--force]
+
+Issues an X.509-SVID: generates an ECDSA P-256 key and signs a certificate for the SPIFFE ID
+with the CA in --ca (made by \`meshlet ca init\`). The ID must be in the CA's trust domain.
+
+Writes:
+  DIR/svid.crt    the SVID, leaf first, then the CA's intermediates (PEM)
+  DIR/svid.key    its private key (PKCS#8 PEM, mode 0600)
+  DIR/bundle.crt  the trust domain's root certificate(s)
+
+Flags:
+  --ca DIR          the CA directory (ca.crt, ca.key, and for an intermediate chain.crt, bundle.crt)
+  --spiffe-id ID    e.g. spiffe://cluster.local/ns/default/sa/web
+  --out DIR         where to write (created if missing)
+  --ttl DURATION    lifetime, e.g. 24h, 90m, 7d (default 24h); never beyond the CA's expiry
+  --force           overwrite an existing SVID in DIR
+  -h, --help        this help`;
+
+async function runInit(argv: string[], io: CommandIo): Promise<number> {
+  const { values } = parseFlags(argv, {
+    'trust-domain': { type: 'string' },
+    out: { type: 'string' },
+    ttl: { type: 'string' },
+    'intermediate-of': { type: 'string' },
+    force: { type: 'boolean' },
+  });
+  const out = requireFlag(values, 'out');
+  const ttlMs = ttlFlag(values.ttl, DEFAULT_CA_TTL_MS);
+  const parentDir = values['intermediate-of'];
+  const td = values['trust-domain'];
+  if (parentDir === undefined && td === undefined) throw new UsageError('missing required flag --trust-domain');
+  if (td !== undefined) asUsage(() => validateTrustDomain(td), '--trust-domain');
+  if (!values.force && (await exists(join(out, CA_FILES.key)))) {
+    throw new CaError('CA_ALREADY_EXISTS', `${join(out, CA_FILES.key)} already exists; pass --force to replace that CA (its key is lost)`);
+  }
+
+  let ca;
+  if (parentDir !== undefined) {
+    const parent = await readCa(parentDir);
+    if (td !== undefined && td !== parent.trustDomain) {
+      throw new UsageError(`--trust-domain ${td} differs from the trust domain of the CA in ${parentDir} (${parent.trustDomain})`);
+    }
+    ca = await createIntermediateCa(parent, { ttlMs });
+  } else {
+    ca = await createRootCa({ trustDomain: td!, ttlMs });
+  }
+  await writeCa(out, ca);
+  const files = [CA_FILES.cert, CA_FILES.key, CA_FILES.bundle, ...(ca.chainPem ? [CA_FILES.chain] : [])].join(', ');
+  io.stdout.write(
+    `created ${parentDir !== undefined ? 'intermediate' : 'root'} CA for trust domain ${ca.trustDomain} ` +
+      `(lifetime ${formatDuration(ttlMs)}${parentDir !== undefined ? ', no longer than the parent\'s' : ''}) in ${out}: ${files}\n`,
+  );
+  return 0;
+}
+
+async function runIssue(argv: string[], io: CommandIo): Promise<number> {
+  const { values } = parseFlags(argv, {
+    ca: { type: 'string' },
+    'spiffe-id': { type: 'string' },
+    out: { type: 'string' },
+    ttl: { type: 'string' },
+    force: { type: 'boolean' },
+  });
+  const caDir = requireFlag(values, 'ca');
+  const spiffeId = requireFlag(values, 'spiffe-id');
+  const out = requireFlag(values, 'out');
+  const ttlMs = ttlFlag(values.ttl, DEFAULT_SVID_TTL_MS);
+  asUsage(() => parseSpiffeId(spiffeId), '--spiffe-id');
+  if (!values.force && (await exists(join(out, SVID_FILES.key)))) {
+    throw new CaError('CA_ALREADY_EXISTS', `${join(out, SVID_FILES.key)} already exists; pass --force to replace it`);
+  }
+  const ca = await readCa(caDir);
+  const svid = await issueSvid(ca, { spiffeId, ttlMs });
+  await writeSvid(out, svid);
+  io.stdout.write(
+    `issued ${svid.spiffeId.id}, valid ${svid.notBefore.toISOString()} to ${svid.notAfter.toISOString()}, in ${out}: ` +
+      `${SVID_FILES.cert}, ${SVID_FILES.key}, ${SVID_FILES.bundle}\n`,
+  );
+  return 0;
+}
+
 export const commands: Command[] = [
-  {
-    name: 'ca',
-    summary: 'not built yet',
-    help: 'Usage: meshlet ca\n\nNot built yet in this version of meshlet.',
-    async run() {
-      throw new MeshletError('MESHLET_NOT_BUILT', 'meshlet ca is not built yet in this version');
-    },
-  },
+  { name: 'ca init', summary: 'create a root or intermediate CA (ca.crt, ca.key, bundle.crt)', help: initHelp, run: runInit },
+  { name: 'ca issue', summary: 'issue an X.509-SVID (svid.crt, svid.key, bundle.crt)', help: issueHelp, run: runIssue },
 ];

@@ -1,14 +1,135 @@
+import { readFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:https';
 import type { Command } from '../command.ts';
+import { parseFlags } from '../command.ts';
 import { MeshletError } from '../../errors/meshlet-error.ts';
+import { parseDefaultPolicy } from '../../policy/default-policy.ts';
+import { createWebhookServer, type AdmissionHandler } from '../../../injector/webhook-server.ts';
+import { validatePolicyConfigMap } from '../../../injector/validate.ts';
 
-// Placeholder until the issue that builds `meshlet injector` lands: it fails loudly, never pretends.
+/** The injector's environment is wrong; every bad variable is listed in one message. */
+export class InjectorConfigError extends MeshletError {
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super('INJECTOR_BAD_CONFIG', `invalid injector configuration:\n  ${problems.join('\n  ')}`);
+    this.problems = problems;
+  }
+}
+
+export interface InjectorConfig {
+  certFile: string;
+  keyFile: string;
+  host: string;
+  port: number;
+  requestTimeoutMs: number;
+  maxBodyBytes: number;
+}
+
+/** Reads the injector's settings from the environment, reporting every bad variable at once. */
+export function injectorConfigFromEnv(env: NodeJS.ProcessEnv): InjectorConfig {
+  const problems: string[] = [];
+  const required = (name: string): string => {
+    const v = env[name];
+    if (!v) problems.push(`${name} is required (path to a PEM file)`);
+    return v ?? '';
+  };
+  const int = (name: string, dflt: number, min: number, max: number): number => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return dflt;
+    const n = Number(raw);
+    if (!/^\d+$/.test(raw) || n < min || n > max) problems.push(`${name} must be an integer from ${min} to ${max} (got ${JSON.stringify(raw)})`);
+    return n;
+  };
+  const config: InjectorConfig = {
+    certFile: required('MESHLET_INJECTOR_TLS_CERT'),
+    keyFile: required('MESHLET_INJECTOR_TLS_KEY'),
+    host: env.MESHLET_INJECTOR_HOST || '0.0.0.0',
+    port: int('MESHLET_INJECTOR_PORT', 8443, 0, 65535),
+    requestTimeoutMs: int('MESHLET_INJECTOR_REQUEST_TIMEOUT_MS', 10_000, 100, 30_000),
+    maxBodyBytes: int('MESHLET_INJECTOR_MAX_BODY_BYTES', 3 * 1024 * 1024, 1024, 64 * 1024 * 1024),
+  };
+  try {
+    // The injector shares the mesh default with the sidecars it configures; refuse a typo here too.
+    parseDefaultPolicy(env.MESHLET_DEFAULT_POLICY);
+  } catch (err) {
+    problems.push((err as Error).message);
+  }
+  if (problems.length > 0) throw new InjectorConfigError(problems);
+  return config;
+}
+
+/** The webhook routes the injector serves; /mutate joins this table with the injection issue. */
+export const injectorRoutes: Readonly<Record<string, AdmissionHandler>> = { '/validate': validatePolicyConfigMap };
+
+export interface RunningInjector {
+  server: Server;
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function startInjector(config: InjectorConfig): Promise<RunningInjector> {
+  let cert: Buffer, key: Buffer;
+  try {
+    [cert, key] = await Promise.all([readFile(config.certFile), readFile(config.keyFile)]);
+  } catch (err) {
+    throw new InjectorConfigError([`cannot read the TLS certificate or key: ${(err as Error).message}`]);
+  }
+  const server = createWebhookServer({ cert, key, routes: injectorRoutes, requestTimeoutMs: config.requestTimeoutMs, maxBodyBytes: config.maxBodyBytes });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return {
+    server,
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+const help = `Usage: meshlet injector
+
+Runs the admission webhook server over HTTPS:
+  POST /validate   validates meshlet policy ConfigMaps (AdmissionReview admission.k8s.io/v1)
+  GET  /healthz    200 "ok" (for readiness/liveness probes)
+
+Environment:
+  MESHLET_INJECTOR_TLS_CERT            PEM serving certificate (SAN <service>.<namespace>.svc) — required
+  MESHLET_INJECTOR_TLS_KEY             PEM private key — required
+  MESHLET_INJECTOR_HOST                listen address (default 0.0.0.0)
+  MESHLET_INJECTOR_PORT                listen port (default 8443)
+  MESHLET_INJECTOR_REQUEST_TIMEOUT_MS  whole-request deadline, 100–30000 (default 10000)
+  MESHLET_INJECTOR_MAX_BODY_BYTES      largest AdmissionReview accepted (default 3145728; larger -> 413)
+  MESHLET_DEFAULT_POLICY               mesh default policy: deny | all-authenticated | audit (default deny)
+
+Every bad variable is reported at once and the process exits 1. Stops on SIGTERM/SIGINT.`;
+
 export const commands: Command[] = [
   {
     name: 'injector',
-    summary: 'not built yet',
-    help: 'Usage: meshlet injector\n\nNot built yet in this version of meshlet.',
-    async run() {
-      throw new MeshletError('MESHLET_NOT_BUILT', 'meshlet injector is not built yet in this version');
+    summary: 'run the admission webhook (/validate; /mutate with injection)',
+    help,
+    async run(argv, io) {
+      parseFlags(argv, {});
+      const running = await startInjector(injectorConfigFromEnv(process.env));
+      io.stdout.write(`meshlet injector: listening on https://${process.env.MESHLET_INJECTOR_HOST || '0.0.0.0'}:${running.port} (/validate)\n`);
+      await new Promise<void>((resolve) => {
+        const stop = () => {
+          process.off('SIGTERM', stop);
+          process.off('SIGINT', stop);
+          void running.close().then(resolve);
+        };
+        process.on('SIGTERM', stop);
+        process.on('SIGINT', stop);
+      });
+      return 0;
     },
   },
 ];

@@ -1,14 +1,246 @@
-import type { Command } from '../command.ts';
-import { MeshletError } from '../../errors/meshlet-error.ts';
+import { readFile } from 'node:fs/promises';
+import type { Command, CommandIo } from '../command.ts';
+import { parseFlags, requireFlag } from '../command.ts';
+import { MeshletError, UsageError } from '../../errors/meshlet-error.ts';
+import { parseSpiffeId } from '../../identity/spiffe-id.ts';
+import { compilePolicy, type CompiledPolicy } from '../../policy/compile.ts';
+import { decide } from '../../policy/decide.ts';
+import { parseDefaultPolicy } from '../../policy/default-policy.ts';
+import { PolicyInvalidError } from '../../policy/errors.ts';
+import { normalizePath } from '../../policy/normalize-path.ts';
+import { formatPolicyError, parsePolicyManifest, type ManifestPolicy } from '../../policy/parse.ts';
+import { describeRouteMatch } from '../../policy/route-match.ts';
+import type { Policy, PolicyError, WorkloadSelf } from '../../policy/types.ts';
 
-// Placeholder until the issue that builds `meshlet policy` lands: it fails loudly, never pretends.
-export const commands: Command[] = [
-  {
-    name: 'policy',
-    summary: 'not built yet',
-    help: 'Usage: meshlet policy\n\nNot built yet in this version of meshlet.',
-    async run() {
-      throw new MeshletError('MESHLET_NOT_BUILT', 'meshlet policy is not built yet in this version');
-    },
+/** A policy file that cannot be read at all. */
+export class PolicyFileError extends MeshletError {
+  constructor(file: string, cause: Error) {
+    super('POLICY_FILE_UNREADABLE', `cannot read ${file}: ${(cause as NodeJS.ErrnoException).code ?? cause.message}`, { cause });
+  }
+}
+
+async function readInput(file: string, io: CommandIo): Promise<string> {
+  if (file === '-') {
+    let text = '';
+    for await (const chunk of io.stdin) text += typeof chunk === 'string' ? chunk : (chunk as Buffer).toString('utf8');
+    return text;
+  }
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    throw new PolicyFileError(file, err as Error);
+  }
+}
+
+const checkHelp = `Usage: meshlet policy check FILE… [--output text|json]
+
+Validates authorization policies: schema, SPIFFE IDs, duplicate and ambiguous routes,
+paths that can never match, shadowed routes (warnings). FILE is a policy document, a
+ConfigMap manifest holding policies under its *.yaml / *.yml data keys, a multi-document
+YAML file of either, or "-" for stdin.
+
+Every error is printed with its location: FILE:LINE:COL, the YAML path and a stable code.
+
+Exit status: 0 when every policy is valid (warnings allowed), 1 when any is invalid or
+unreadable, 2 on a usage error.
+
+Flags:
+  --output text|json   json: one object {"valid": bool, "policies": [{label, valid, errors, warnings}]}`;
+
+const check: Command = {
+  name: 'policy check',
+  summary: 'validate policy files (bare documents or ConfigMaps), every error with its location',
+  help: checkHelp,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(argv, { output: { type: 'string', default: 'text' } }, true);
+    if (values.output !== 'text' && values.output !== 'json') throw new UsageError('--output must be text or json');
+    if (positionals.length === 0) throw new UsageError('at least one FILE is required');
+    const reports: { label: string; valid: boolean; errors: PolicyError[]; warnings: PolicyError[] }[] = [];
+    for (const file of positionals) {
+      let found: ManifestPolicy[];
+      try {
+        found = parsePolicyManifest(await readInput(file, io), file === '-' ? '<stdin>' : file);
+      } catch (err) {
+        if (!(err instanceof PolicyFileError)) throw err;
+        reports.push({ label: file, valid: false, errors: [{ severity: 'error', code: err.code, message: err.message, path: '', source: file }], warnings: [] });
+        continue;
+      }
+      for (const { label, result } of found) {
+        reports.push(
+          result.ok
+            ? { label, valid: true, errors: [], warnings: result.warnings }
+            : { label, valid: false, errors: result.errors.filter((e) => e.severity === 'error'), warnings: result.errors.filter((e) => e.severity === 'warning') },
+        );
+      }
+    }
+    const valid = reports.every((r) => r.valid);
+    if (values.output === 'json') {
+      io.stdout.write(JSON.stringify({ valid, policies: reports }, null, 2) + '\n');
+    } else {
+      for (const r of reports) {
+        for (const e of [...r.errors, ...r.warnings]) io.stderr.write(formatPolicyError(e) + '\n');
+        const w = r.warnings.length ? ` (${r.warnings.length} warning${r.warnings.length > 1 ? 's' : ''})` : '';
+        io.stdout.write(r.valid ? `${r.label}: valid${w}\n` : `${r.label}: INVALID, ${r.errors.length} error${r.errors.length > 1 ? 's' : ''}${w}\n`);
+      }
+    }
+    return valid ? 0 : 1;
   },
-];
+};
+
+const explainHelp = `Usage: meshlet policy explain FILE --from SPIFFE_ID|unauthenticated --port N
+         (--method M --path P | --grpc SERVICE/METHOD) [--output text|json]
+         [--server-account SA] [--namespace NS] [--labels k=v,…] [--trust-domain TD]
+         [--mesh-default deny|all-authenticated|audit] [--key KEY]
+
+Prints the decision the sidecar would make for one request, running the same compiled
+policy and the same decide() the sidecar runs: allow or deny, the route that decided (or
+null when a default decided), and why.
+
+  --from            the verified caller SPIFFE ID, or "unauthenticated" for a plaintext
+                    caller on a PERMISSIVE port
+  --port            the inbound port of the workload
+  --method, --path  an HTTP request; the path is normalized first exactly as the sidecar does
+                    (a refused path is reported with the 400 the sidecar would answer)
+  --grpc            a gRPC call, e.g. shop.v1.Orders/GetOrder (omit method/path and grpc for
+                    a connection on an opaque tcp port)
+  --server-account, --namespace, --labels
+                    the workload the policy is compiled for; when the policy has a single
+                    server they default to what its selector asks for
+  --trust-domain    trust domain for namespace callers (default cluster.local)
+  --mesh-default    the mesh-level default (default: env MESHLET_DEFAULT_POLICY, else deny)
+  --key             the ConfigMap key, when FILE holds more than one policy
+  --output json     one object: {decision, route, reason, code, mode, wouldDeny, server, port,
+                    protocol, path, match, from}
+
+Exit status: 0 when a decision was made (allow or deny), 1 when the policy is invalid, 2 on a
+usage error.`;
+
+function parseLabels(raw: string | undefined): Record<string, string> | undefined {
+  if (raw === undefined) return undefined;
+  const labels: Record<string, string> = {};
+  for (const part of raw.split(',').filter((p) => p !== '')) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--labels: "${part}" is not key=value`);
+    labels[part.slice(0, eq)] = part.slice(eq + 1);
+  }
+  return labels;
+}
+
+function pickPolicy(found: ManifestPolicy[], key: string | undefined): ManifestPolicy {
+  const candidates = key === undefined ? found : found.filter((f) => f.label.endsWith(`data[${key}]`));
+  if (candidates.length === 0) throw new UsageError(`no policy under the key ${JSON.stringify(key)}`);
+  if (candidates.length > 1) throw new UsageError(`the file holds ${candidates.length} policies (${candidates.map((c) => c.label).join('; ')}): pass --key`);
+  return candidates[0]!;
+}
+
+function resolveSelf(policy: Policy, values: Record<string, unknown>): WorkloadSelf {
+  const labels = parseLabels(values.labels as string | undefined);
+  const sa = values['server-account'] as string | undefined;
+  const ns = (values.namespace as string | undefined) ?? policy.metadata?.namespace ?? 'default';
+  const td = values['trust-domain'] as string | undefined;
+  const base = td ? { trustDomain: td } : {};
+  if (sa !== undefined || labels !== undefined) return { ...base, namespace: ns, serviceAccount: sa ?? '', ...(labels ? { labels } : {}) };
+  const servers = policy.spec.servers;
+  if (servers.length !== 1) {
+    throw new UsageError(`the policy has ${servers.length} servers (${servers.map((s) => s.name).join(', ')}): pass --server-account and/or --labels to say which workload`);
+  }
+  const sel = servers[0]!.selector;
+  return { ...base, namespace: ns, serviceAccount: sel.serviceAccount ?? '', ...(sel.matchLabels ? { labels: { ...sel.matchLabels } } : {}) };
+}
+
+const explain: Command = {
+  name: 'policy explain',
+  summary: 'show the decision the sidecar would make for one request, and why',
+  help: explainHelp,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(
+      argv,
+      {
+        from: { type: 'string' },
+        port: { type: 'string' },
+        method: { type: 'string' },
+        path: { type: 'string' },
+        grpc: { type: 'string' },
+        output: { type: 'string', default: 'text' },
+        'server-account': { type: 'string' },
+        namespace: { type: 'string' },
+        labels: { type: 'string' },
+        'trust-domain': { type: 'string' },
+        'mesh-default': { type: 'string' },
+        key: { type: 'string' },
+      },
+      true,
+    );
+    if (positionals.length !== 1) throw new UsageError('exactly one FILE is required');
+    if (values.output !== 'text' && values.output !== 'json') throw new UsageError('--output must be text or json');
+    const fromRaw = requireFlag(values, 'from');
+    let peer: string | null = null;
+    if (fromRaw !== 'unauthenticated') {
+      try {
+        peer = parseSpiffeId(fromRaw).id;
+      } catch (err) {
+        throw new UsageError(`--from: ${(err as Error).message} (or pass "unauthenticated")`);
+      }
+    }
+    const portRaw = requireFlag(values, 'port');
+    const port = Number(portRaw);
+    if (!/^\d+$/.test(portRaw) || port < 1 || port > 65535) throw new UsageError(`--port must be an integer from 1 to 65535 (got ${JSON.stringify(portRaw)})`);
+    if (values.grpc !== undefined && (values.path !== undefined || values.method !== undefined)) throw new UsageError('pass either --grpc or --method/--path, not both');
+    if ((values.path === undefined) !== (values.method === undefined)) throw new UsageError('--method and --path go together');
+    let meshDefault;
+    try {
+      meshDefault = parseDefaultPolicy((values['mesh-default'] as string | undefined) ?? process.env.MESHLET_DEFAULT_POLICY, values['mesh-default'] !== undefined ? '--mesh-default' : 'MESHLET_DEFAULT_POLICY');
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+
+    const file = positionals[0]!;
+    const found = parsePolicyManifest(await readInput(file, io), file === '-' ? '<stdin>' : file);
+    const chosen = pickPolicy(found, values.key);
+    if (!chosen.result.ok) {
+      for (const e of chosen.result.errors) io.stderr.write(formatPolicyError(e) + '\n');
+      throw new PolicyInvalidError(chosen.label, chosen.result.errors);
+    }
+    const policy = chosen.result.policy;
+    const compiled = compilePolicy(policy, { self: resolveSelf(policy, values), meshDefault });
+
+    let method: string | undefined;
+    let path: string | undefined;
+    if (values.grpc !== undefined) {
+      const m = /^([A-Za-z_][\w.]*)\/([A-Za-z_]\w*)$/.exec(values.grpc);
+      if (!m) throw new UsageError(`--grpc must be SERVICE/METHOD, e.g. shop.v1.Orders/GetOrder (got ${JSON.stringify(values.grpc)})`);
+      method = 'POST';
+      path = `/${m[1]}/${m[2]}`;
+    } else if (values.path !== undefined) {
+      method = values.method!.toUpperCase();
+      const n = normalizePath(values.path);
+      if (!n.ok) {
+        const out = { decision: 'deny', route: null, reason: n.reason, code: n.code, mode: 'enforce', wouldDeny: false, status: 400, server: compiled.server, port, path: values.path, from: fromRaw };
+        write(io, values.output, out, `DENY (400 bad request)\n  reason: ${n.reason} [${n.code}]\n  path:   ${values.path}\n`);
+        return 0;
+      }
+      path = n.path;
+    }
+    const protocol = compiled.ports.get(port)?.protocol ?? null;
+    const d = decide(compiled, { peer, port, ...(method !== undefined ? { method } : {}), ...(path !== undefined ? { path } : {}) });
+    const route = d.route === null ? undefined : compiled.routes.find((r) => r.name === d.route);
+    const match = route ? describeRouteMatch(route.source) : null;
+    const out = { ...d, server: compiled.server, port, protocol, path: path ?? null, match, from: fromRaw };
+    const text =
+      `${d.decision.toUpperCase()}${d.wouldDeny ? ' (audit: would deny)' : ''}  ${d.route ? `route "${d.route}" (${match})` : 'no route: default applies'}\n` +
+      `  reason: ${d.reason} [${d.code}]\n` +
+      `  server: ${compiled.server ?? '(none: no server of the policy selects this workload)'}, port ${port}${protocol ? ` (${protocol})` : ' (not declared)'}${path ? `, path ${path}` : ''}\n` +
+      `  from:   ${fromRaw}\n`;
+    write(io, values.output, out, text);
+    return 0;
+  },
+};
+
+function write(io: CommandIo, output: string | undefined, json: unknown, text: string): void {
+  io.stdout.write(output === 'json' ? JSON.stringify(json) + '\n' : text);
+}
+
+/** Exposed for tests and the bench: compile a file's policy the way explain does. */
+export type { CompiledPolicy };
+
+export const commands: Command[] = [check, explain];

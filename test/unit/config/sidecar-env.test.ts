@@ -8,7 +8,7 @@ describe('sidecar configuration from the environment', () => {
   it('applies documented defaults and derives the SPIFFE ID', () => {
     const c = readSidecarConfig(minimal);
     expect(c.spiffeId).toBe('spiffe://cluster.local/ns/shop/sa/orders');
-    expect(c.defaultPolicy).toBe('all-authenticated');
+    expect(c.defaultPolicy).toBe('deny');
     expect(c.outboundPort).toBe(15001);
     expect(c.adminPort).toBe(15020);
     expect(c.acceptedTrustDomains).toEqual(['cluster.local']);

@@ -1,0 +1,12 @@
+import { PolicySettingError } from './errors.ts';
+import { DEFAULT_POLICIES, type DefaultPolicy } from './types.ts';
+
+/** The mesh default when the setting is absent: deny, so a missing policy never opens a service. */
+export const MESH_DEFAULT_POLICY: DefaultPolicy = 'deny';
+
+/** Reads the mesh-level default (env MESHLET_DEFAULT_POLICY), refusing anything unknown by name. */
+export function parseDefaultPolicy(value: string | undefined, name = 'MESHLET_DEFAULT_POLICY'): DefaultPolicy {
+  if (value === undefined || value === '') return MESH_DEFAULT_POLICY;
+  if ((DEFAULT_POLICIES as readonly string[]).includes(value)) return value as DefaultPolicy;
+  throw new PolicySettingError(`${name} must be one of ${DEFAULT_POLICIES.join(', ')} (got ${JSON.stringify(value)})`);
+}

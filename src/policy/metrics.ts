@@ -1,0 +1,54 @@
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { ReloadEvent } from './store.ts';
+
+/**
+ * The policy metric family. Label values are bounded: reload results are an enum, the info
+ * gauge carries one (hash, version) series at a time, and route names come from the policy.
+ */
+export class PolicyMetrics {
+  readonly reloads: Counter<'result'>;
+  readonly lastSuccess: Gauge;
+  readonly info: Gauge<'hash' | 'version'>;
+  readonly wouldDeny: Counter<'route'>;
+
+  constructor(registry: Registry) {
+    this.reloads = new Counter({
+      name: 'meshlet_policy_reloads_total',
+      help: 'Policy reload attempts by result (ok, invalid, unreadable, deleted, unchanged).',
+      labelNames: ['result'],
+      registers: [registry],
+    });
+    for (const result of ['ok', 'invalid', 'unreadable', 'deleted', 'unchanged']) this.reloads.inc({ result }, 0);
+    this.lastSuccess = new Gauge({
+      name: 'meshlet_policy_last_reload_success_timestamp_seconds',
+      help: 'Unix time of the last reload that applied a valid policy.',
+      registers: [registry],
+    });
+    this.info = new Gauge({
+      name: 'meshlet_policy_info',
+      help: 'The policy in force: 1 for its content hash and apiVersion (none/none when no policy is loaded).',
+      labelNames: ['hash', 'version'],
+      registers: [registry],
+    });
+    this.info.set({ hash: 'none', version: 'none' }, 1);
+    this.wouldDeny = new Counter({
+      name: 'meshlet_policy_audit_would_deny_total',
+      help: 'Requests allowed in audit mode that enforcement would have denied, by route ("" = a default).',
+      labelNames: ['route'],
+      registers: [registry],
+    });
+  }
+
+  recordReload(event: ReloadEvent): void {
+    this.reloads.inc({ result: event.result });
+    if (event.result === 'ok') {
+      this.lastSuccess.set(Date.now() / 1000);
+      this.info.reset();
+      this.info.set({ hash: event.hash?.slice(0, 12) ?? 'none', version: event.version ?? 'none' }, 1);
+    }
+  }
+
+  recordWouldDeny(route: string | null): void {
+    this.wouldDeny.inc({ route: route ?? '' });
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * The meshlet authorization policy language (apiVersion policy.meshlet.io/v1alpha1,
+ * kind AuthorizationPolicy), as the parser hands it to the compiler. docs/policy.md is the
+ * user-facing description; the JSON schema in schema.ts is the machine one.
+ */
+
+export const POLICY_API_VERSION = 'policy.meshlet.io/v1alpha1';
+export const POLICY_KIND = 'AuthorizationPolicy';
+
+export type PortProtocol = 'http' | 'grpc' | 'tcp';
+
+/** What applies when no route matches (per server) or when no policy exists (mesh level). */
+export type DefaultPolicy = 'deny' | 'all-authenticated' | 'audit';
+export const DEFAULT_POLICIES: readonly DefaultPolicy[] = ['deny', 'all-authenticated', 'audit'];
+
+/** `audit` turns every denial of a server into an allow that records "would deny" (a dry run). */
+export type EnforcementMode = 'enforce' | 'audit';
+
+export type Caller =
+  | { spiffeId: string }
+  | { namespace: string; trustDomain?: string }
+  | { trustDomain: string }
+  | { anyAuthenticated: true }
+  | { unauthenticated: true };
+
+export type PathMatch = { exact: string } | { prefix: string } | { pattern: string };
+
+export interface Route {
+  name: string;
+  /** Restricts the route to one declared port; absent = every declared port of the server. */
+  port?: number;
+  /** Uppercase HTTP methods; absent = any method. */
+  methods?: string[];
+  path?: PathMatch;
+  /** gRPC service (fully qualified) and optional method; compiled to the HTTP/2 path /service/method. */
+  grpc?: { service: string; method?: string };
+  /** Who may call. An empty list is an explicit "nobody". */
+  callers: Caller[];
+}
+
+export interface ServerPort {
+  port: number;
+  protocol: PortProtocol;
+  name?: string;
+}
+
+export interface Server {
+  name: string;
+  /** Which workload this server is: by ServiceAccount, by labels, or both (all must match). */
+  selector: { serviceAccount?: string; matchLabels?: Record<string, string> };
+  default?: DefaultPolicy;
+  mode?: EnforcementMode;
+  ports: ServerPort[];
+  routes: Route[];
+}
+
+export interface Policy {
+  apiVersion: typeof POLICY_API_VERSION;
+  kind: typeof POLICY_KIND;
+  metadata?: { name?: string; namespace?: string };
+  spec: { servers: Server[] };
+}
+
+/** One problem found in a policy, with where it is. Warnings never make a policy invalid. */
+export interface PolicyError {
+  severity: 'error' | 'warning';
+  /** Stable code, e.g. POLICY_SCHEMA, POLICY_DUPLICATE_ROUTE. */
+  code: string;
+  message: string;
+  /** File name, or "<stdin>", or the ConfigMap key. */
+  source?: string;
+  /** Dotted YAML path inside the document, e.g. spec.servers[0].routes[2].callers[0]. */
+  path: string;
+  /** 1-based line and column in `source`, when known. */
+  line?: number;
+  col?: number;
+}
+
+export type ParseResult =
+  | { ok: true; policy: Policy; warnings: PolicyError[] }
+  | { ok: false; errors: PolicyError[] };
+
+/** The identity of the workload a compiled policy is for. */
+export interface WorkloadSelf {
+  namespace: string;
+  serviceAccount: string;
+  labels?: Readonly<Record<string, string>>;
+  /** Trust domain of the mesh, used by `namespace` callers without their own; default cluster.local. */
+  trustDomain?: string;
+}
+
+/** Why a decision came out as it did; stable, for metrics and tests. */
+export type DecisionCode =
+  | 'route-allowed'
+  | 'caller-not-allowed'
+  | 'no-route-matched'
+  | 'port-not-declared'
+  | 'no-policy';
+
+export interface Decision {
+  readonly decision: 'allow' | 'deny';
+  /** Name of the route that decided, or null when a default decided. */
+  readonly route: string | null;
+  readonly reason: string;
+  readonly code: DecisionCode;
+  /** `audit` when the decision is an allow that enforcement would have denied. */
+  readonly mode: EnforcementMode;
+  readonly wouldDeny: boolean;
+}
+
+/** The facts of one request, as the sidecar has verified them. */
+export interface RequestFacts {
+  /** The verified peer SPIFFE ID from the mTLS handshake (never a header); null = plaintext caller. */
+  peer: string | null;
+  port: number;
+  protocol?: PortProtocol;
+  method?: string;
+  /** Already normalized by normalizePath (matching is exact on what is forwarded). */
+  path?: string;
+  grpc?: { service: string; method: string };
+}
