@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { SIDECAR_ENV } from '../../../src/config/sidecar-env.ts';
+import type { EnvVar } from '../../../src/config/env.ts';
+
+const variables: EnvVar<unknown>[] = Object.values(SIDECAR_ENV);
 
 // The README's configuration table is the operator's reference: it must name every variable
 // the sidecar reads, with the default the code really applies.
@@ -12,7 +15,7 @@ describe('README sidecar configuration reference', () => {
     if (m) rows.set(m[1]!, m[2]!.trim());
   }
 
-  for (const v of Object.values(SIDECAR_ENV)) {
+  for (const v of variables) {
     it(`documents ${v.name} with its default`, () => {
       expect(rows.has(v.name), `${v.name} missing from README`).toBe(true);
       const documented = rows.get(v.name)!;
@@ -23,7 +26,7 @@ describe('README sidecar configuration reference', () => {
   }
 
   it('documents no variable the code does not read', () => {
-    const known = new Set(Object.values(SIDECAR_ENV).map((v) => v.name));
+    const known = new Set(variables.map((v) => v.name));
     for (const name of rows.keys()) expect(known.has(name), `${name} is in README but not in SIDECAR_ENV`).toBe(true);
   });
 });
