@@ -51,6 +51,8 @@ export interface SidecarConfig {
   appAddress: string;
 
   outboundPort: number;
+  /** HOST:PORT (as the app names it) -> where that destination's sidecar listens, when not the name itself. */
+  destinationAddresses: Map<string, { host: string; port: number }>;
   destinationIdentities: Map<string, string>;
   plaintextDestinations: PlaintextDestination[];
   acceptedTrustDomains: string[];
@@ -136,6 +138,15 @@ function destinationIdentity(raw: string): [string, string] {
   }
 }
 
+/** `orders:8080=127.0.0.1:15100`: dial this address for that destination (local meshes, explicit mode). */
+function destinationAddress(raw: string): [string, { host: string; port: number }] {
+  const eq = raw.indexOf('=');
+  if (eq < 0) throw new FieldError('must be HOST:PORT=ADDRESS:PORT');
+  const dest = raw.slice(0, eq);
+  hostPort(dest);
+  return [dest.toLowerCase(), hostPort(raw.slice(eq + 1))];
+}
+
 /** `10.0.0.0/8`, `10.0.0.0/8:443`, `api.example.com`, `api.example.com:443`. */
 function plaintextDestination(raw: string): PlaintextDestination {
   const m = /^([^:/\s]+)(?:\/(\d{1,2}))?(?::(\d+))?$/.exec(raw);
@@ -192,6 +203,7 @@ export const SIDECAR_ENV = {
   appAddress: { name: 'MESHLET_APP_ADDRESS', default: '127.0.0.1', description: 'address the app is reached at from the sidecar', parse: text },
 
   outboundPort: { name: 'MESHLET_OUTBOUND_PORT', default: '15001', description: "the sidecar's outbound listener (iptables target, or HTTP_PROXY in explicit mode)", parse: port },
+  destinationAddresses: { name: 'MESHLET_DESTINATION_ADDRESSES', default: '', description: 'HOST:PORT=ADDRESS:PORT pairs: dial ADDRESS for a destination instead of its own name (explicit mode, local meshes)', parse: list(destinationAddress) },
   destinationIdentities: { name: 'MESHLET_DESTINATION_IDENTITIES', default: '', description: 'HOST:PORT=SPIFFE_ID pairs: the identity each destination must prove', parse: list(destinationIdentity) },
   plaintextDestinations: { name: 'MESHLET_PLAINTEXT_DESTINATIONS', default: '', description: 'destinations outside the mesh reached in plaintext: HOST[:PORT] or CIDR[:PORT]', parse: list(plaintextDestination) },
   acceptedTrustDomains: { name: 'MESHLET_ACCEPTED_TRUST_DOMAINS', default: '', description: 'trust domains a server may belong to when no exact identity is known (default: own)', parse: list(trustDomain) },
@@ -253,6 +265,7 @@ export function readSidecarConfig(env: Env): Readonly<SidecarConfig> {
     inboundCatchAllPort: v('inboundCatchAllPort'),
     appAddress: v('appAddress'),
     outboundPort: v('outboundPort'),
+    destinationAddresses: new Map(v('destinationAddresses') ?? []),
     destinationIdentities: new Map(v('destinationIdentities') ?? []),
     plaintextDestinations: v('plaintextDestinations') ?? [],
     acceptedTrustDomains: v('acceptedTrustDomains') ?? [],

@@ -57,6 +57,9 @@ describe('sidecar configuration from the environment', () => {
     const c = readSidecarConfig({ ...minimal, MESHLET_PLAINTEXT_DESTINATIONS: '10.0.0.0/8:443,api.example.com', MESHLET_DESTINATION_IDENTITIES: 'orders.shop:80=spiffe://cluster.local/ns/shop/sa/orders' });
     expect(c.plaintextDestinations).toEqual([{ cidr: '10.0.0.0/8', port: 443 }, { host: 'api.example.com' }]);
     expect(c.destinationIdentities.get('orders.shop:80')).toBe('spiffe://cluster.local/ns/shop/sa/orders');
+    const d = readSidecarConfig({ ...minimal, MESHLET_DESTINATION_ADDRESSES: 'Orders:8080=127.0.0.1:15100' });
+    expect(d.destinationAddresses.get('orders:8080')).toEqual({ host: '127.0.0.1', port: 15100 });
+    expect(() => readSidecarConfig({ ...minimal, MESHLET_DESTINATION_ADDRESSES: 'orders:8080' })).toThrow(/HOST:PORT=ADDRESS:PORT/);
   });
 
   it('documents every variable with a description', () => {
