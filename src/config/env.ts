@@ -1,4 +1,5 @@
 import { MeshletError } from '../errors/meshlet-error.ts';
+import { parseDuration } from './duration.ts';
 
 /**
  * Environment -> validated, frozen configuration. Every variable is parsed, and every bad
@@ -121,6 +122,15 @@ export function hostPort(raw: string): { host: string; port: number } {
   const m = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d+)$/.exec(raw);
   if (!m) throw new FieldError('must be host:port');
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port: port(m[2]!) };
+}
+
+/** A duration variable (`500ms`, `30s`, `5m`, `1h30m`) -> milliseconds. */
+export function durationField(raw: string): number {
+  try {
+    return parseDuration(raw);
+  } catch (err) {
+    throw new FieldError((err as Error).message);
+  }
 }
 
 /** Comma-separated list, empty entries ignored, each parsed by `item`. */

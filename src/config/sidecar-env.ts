@@ -1,6 +1,5 @@
 import { workloadSpiffeId, parseSpiffeId, validateTrustDomain } from '../identity/spiffe-id.ts';
-import { bool, deepFreeze, EnvReader, FieldError, hostPort, list, oneOf, port, positiveInt, type Env, type EnvVar } from './env.ts';
-import { parseDuration } from './duration.ts';
+import { bool, deepFreeze, durationField, EnvReader, FieldError, hostPort, list, oneOf, port, positiveInt, type Env, type EnvVar } from './env.ts';
 
 /**
  * The sidecar's configuration: the contract between the injector (which writes these
@@ -83,15 +82,6 @@ export interface AppProbe {
   path: string;
   scheme: 'HTTP' | 'HTTPS';
   headers?: { name: string; value: string }[];
-}
-
-/** A duration variable (`500ms`, `30s`, `5m`, `1h30m`) -> milliseconds. */
-function durationField(raw: string): number {
-  try {
-    return parseDuration(raw);
-  } catch (err) {
-    throw new FieldError((err as Error).message);
-  }
 }
 
 function text(raw: string): string {
