@@ -4,9 +4,14 @@ import type { Server } from 'node:https';
 import type { Command } from '../command.ts';
 import { parseFlags } from '../command.ts';
 import { MeshletError } from '../../errors/meshlet-error.ts';
-import { parseDefaultPolicy } from '../../policy/default-policy.ts';
 import { createWebhookServer, type AdmissionHandler } from '../../../injector/webhook-server.ts';
 import { validatePolicyConfigMap } from '../../../injector/validate.ts';
+import { Registry } from 'prom-client';
+import { AdminServer } from '../../admin/admin-server.ts';
+import { ConfigError, describeEnv, type EnvVar } from '../../config/env.ts';
+import { createMutateHandler } from '../../../injector/mutate.ts';
+import { promInjectorMetrics } from '../../../injector/metrics.ts';
+import { INJECTION_ENV, readInjectionSettings, type InjectionSettings } from '../../../injector/patch/index.ts';
 
 /** The injector's environment is wrong; every bad variable is listed in one message. */
 export class InjectorConfigError extends MeshletError {
@@ -24,6 +29,10 @@ export interface InjectorConfig {
   port: number;
   requestTimeoutMs: number;
   maxBodyBytes: number;
+  /** Plain-HTTP admin port (/live /ready /metrics); 0 = any free port; undefined = none. */
+  adminPort: number | undefined;
+  /** What the injected sidecars get (image, trust domain, defaults…). */
+  injection: Readonly<InjectionSettings>;
 }
 
 /** Reads the injector's settings from the environment, reporting every bad variable at once. */
@@ -48,23 +57,34 @@ export function injectorConfigFromEnv(env: NodeJS.ProcessEnv): InjectorConfig {
     port: int('MESHLET_INJECTOR_PORT', 8443, 0, 65535),
     requestTimeoutMs: int('MESHLET_INJECTOR_REQUEST_TIMEOUT_MS', 10_000, 100, 30_000),
     maxBodyBytes: int('MESHLET_INJECTOR_MAX_BODY_BYTES', 3 * 1024 * 1024, 1024, 64 * 1024 * 1024),
+    adminPort: env.MESHLET_INJECTOR_ADMIN_PORT === 'off' ? undefined : int('MESHLET_INJECTOR_ADMIN_PORT', 9090, 0, 65535),
+    injection: undefined as unknown as Readonly<InjectionSettings>,
   };
+  // The injection settings include the mesh default policy the sidecars get: a typo there is
+  // refused here, with the rest.
   try {
-    // The injector shares the mesh default with the sidecars it configures; refuse a typo here too.
-    parseDefaultPolicy(env.MESHLET_DEFAULT_POLICY);
+    config.injection = readInjectionSettings(env);
   } catch (err) {
-    problems.push((err as Error).message);
+    if (!(err instanceof ConfigError)) throw err;
+    for (const p of err.problems) problems.push(`${p.variable}=${p.value === undefined ? '(unset)' : JSON.stringify(p.value)}: ${p.message}`);
   }
   if (problems.length > 0) throw new InjectorConfigError(problems);
   return config;
 }
 
-/** The webhook routes the injector serves; /mutate joins this table with the injection issue. */
-export const injectorRoutes: Readonly<Record<string, AdmissionHandler>> = { '/validate': validatePolicyConfigMap };
+/** The webhook routes the injector serves: pod injection and policy validation. */
+export function injectorRoutes(injection: Readonly<InjectionSettings>, registry: Registry, onError?: (err: unknown) => void): Readonly<Record<string, AdmissionHandler>> {
+  return {
+    '/mutate': createMutateHandler({ settings: injection, metrics: promInjectorMetrics(registry), ...(onError ? { onError } : {}) }),
+    '/validate': validatePolicyConfigMap,
+  };
+}
 
 export interface RunningInjector {
   server: Server;
   port: number;
+  adminPort: number | undefined;
+  registry: Registry;
   close(): Promise<void>;
 }
 
@@ -75,7 +95,9 @@ export async function startInjector(config: InjectorConfig): Promise<RunningInje
   } catch (err) {
     throw new InjectorConfigError([`cannot read the TLS certificate or key: ${(err as Error).message}`]);
   }
-  const server = createWebhookServer({ cert, key, routes: injectorRoutes, requestTimeoutMs: config.requestTimeoutMs, maxBodyBytes: config.maxBodyBytes });
+  const registry = new Registry();
+  const routes = injectorRoutes(config.injection, registry, (err) => process.stderr.write(`meshlet injector: injection failed: ${(err as Error).message}\n`));
+  const server = createWebhookServer({ cert, key, routes, requestTimeoutMs: config.requestTimeoutMs, maxBodyBytes: config.maxBodyBytes });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, () => {
@@ -83,22 +105,34 @@ export async function startInjector(config: InjectorConfig): Promise<RunningInje
       resolve();
     });
   });
+  let admin: AdminServer | undefined;
+  let adminPort: number | undefined;
+  if (config.adminPort !== undefined) {
+    admin = new AdminServer({ registry, connections: () => [], readiness: () => ({ ready: server.listening, checks: { webhook: { ok: server.listening } } }) });
+    adminPort = (await admin.listen(config.adminPort, config.host)).port;
+  }
   return {
     server,
     port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
+    adminPort,
+    registry,
+    close: async () => {
+      await admin?.close();
+      await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
-      }),
+      });
+    },
   };
 }
 
-const help = `Usage: meshlet injector
+const help = () => `Usage: meshlet injector
 
 Runs the admission webhook server over HTTPS:
+  POST /mutate     injects the meshlet sidecar into pods (AdmissionReview admission.k8s.io/v1, JSONPatch)
   POST /validate   validates meshlet policy ConfigMaps (AdmissionReview admission.k8s.io/v1)
   GET  /healthz    200 "ok" (for readiness/liveness probes)
+and a plain-HTTP admin port with /live, /ready and /metrics (injector metrics).
 
 Environment:
   MESHLET_INJECTOR_TLS_CERT            PEM serving certificate (SAN <service>.<namespace>.svc) — required
@@ -107,19 +141,26 @@ Environment:
   MESHLET_INJECTOR_PORT                listen port (default 8443)
   MESHLET_INJECTOR_REQUEST_TIMEOUT_MS  whole-request deadline, 100–30000 (default 10000)
   MESHLET_INJECTOR_MAX_BODY_BYTES      largest AdmissionReview accepted (default 3145728; larger -> 413)
+  MESHLET_INJECTOR_ADMIN_PORT          admin port for /live /ready /metrics (default 9090; "off" disables)
   MESHLET_DEFAULT_POLICY               mesh default policy: deny | all-authenticated | audit (default deny)
+
+What injected pods get:
+${describeEnv(Object.values(INJECTION_ENV) as EnvVar<unknown>[])}
 
 Every bad variable is reported at once and the process exits 1. Stops on SIGTERM/SIGINT.`;
 
 export const commands: Command[] = [
   {
     name: 'injector',
-    summary: 'run the admission webhook (/validate; /mutate with injection)',
-    help,
+    summary: 'run the admission webhook (/mutate, /validate)',
+    get help() {
+      return help();
+    },
     async run(argv, io) {
       parseFlags(argv, {});
       const running = await startInjector(injectorConfigFromEnv(process.env));
-      io.stdout.write(`meshlet injector: listening on https://${process.env.MESHLET_INJECTOR_HOST || '0.0.0.0'}:${running.port} (/validate)\n`);
+      const admin = running.adminPort === undefined ? '' : `; admin on :${running.adminPort}`;
+      io.stdout.write(`meshlet injector: listening on https://${process.env.MESHLET_INJECTOR_HOST || '0.0.0.0'}:${running.port} (/mutate, /validate)${admin}\n`);
       await new Promise<void>((resolve) => {
         const stop = () => {
           process.off('SIGTERM', stop);

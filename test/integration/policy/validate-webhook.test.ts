@@ -189,7 +189,7 @@ describe('injector configuration', () => {
       expect(e.problems).toHaveLength(4);
       expect(e.message).toContain('MESHLET_INJECTOR_TLS_CERT is required');
       expect(e.message).toContain('MESHLET_INJECTOR_PORT must be an integer');
-      expect(e.message).toContain('MESHLET_DEFAULT_POLICY must be one of deny, all-authenticated, audit');
+      expect(e.message).toContain('MESHLET_DEFAULT_POLICY="allow-all": must be one of deny, all-authenticated, audit');
     }
   });
 });

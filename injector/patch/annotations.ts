@@ -1,0 +1,131 @@
+import type { DefaultPolicy, IdentitySourceKind } from '../../src/config/sidecar-env.ts';
+import { FieldError, port } from '../../src/config/env.ts';
+import { PodRefusedError } from './errors.ts';
+import { ipv4Cidr } from '../iptables/ipv4-cidr.ts';
+
+/** Every annotation the injector reads (and the one it writes). Documented in docs/injector.md. */
+export const ANNOTATIONS = {
+  inject: 'meshlet.io/inject',
+  status: 'meshlet.io/status',
+  nativeSidecar: 'meshlet.io/native-sidecar',
+  skipInboundPorts: 'meshlet.io/skip-inbound-ports',
+  skipOutboundPorts: 'meshlet.io/skip-outbound-ports',
+  skipOutboundCidrs: 'meshlet.io/skip-outbound-cidrs',
+  permissivePorts: 'meshlet.io/permissive-ports',
+  opaquePorts: 'meshlet.io/opaque-ports',
+  defaultPolicy: 'meshlet.io/default-policy',
+  proxyCpuRequest: 'meshlet.io/proxy-cpu-request',
+  proxyCpuLimit: 'meshlet.io/proxy-cpu-limit',
+  proxyMemoryRequest: 'meshlet.io/proxy-memory-request',
+  proxyMemoryLimit: 'meshlet.io/proxy-memory-limit',
+  logLevel: 'meshlet.io/log-level',
+  identitySource: 'meshlet.io/identity-source',
+  policyConfigMap: 'meshlet.io/policy-configmap',
+} as const;
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+
+/** What a pod's annotations ask for; absent annotations are undefined (the settings decide). */
+export interface PodAnnotations {
+  inject?: 'enabled' | 'disabled';
+  alreadyInjected: boolean;
+  nativeSidecar?: boolean;
+  skipInboundPorts: number[];
+  skipOutboundPorts: number[];
+  skipOutboundCidrs: string[];
+  permissivePorts: number[];
+  opaquePorts: number[];
+  defaultPolicy?: DefaultPolicy;
+  resources: { cpuRequest?: string; cpuLimit?: string; memoryRequest?: string; memoryLimit?: string };
+  logLevel?: LogLevel;
+  identitySource?: IdentitySourceKind;
+  policyConfigMap?: string;
+}
+
+/**
+ * Kubernetes resource.Quantity: a decimal number with an optional SI or binary suffix
+ * (`100m`, `0.5`, `128Mi`, `1G`, `1e3`). Checked here so a typo is a refusal with the
+ * annotation's name, not a pod the API server rejects with a message about the sidecar.
+ */
+const QUANTITY = /^[+]?(\d+(\.\d*)?|\.\d+)(([eE][+-]?\d+)|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+
+function parseList<T>(raw: string, item: (s: string) => T): T[] {
+  return raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+    .map((s) => {
+      try {
+        return item(s);
+      } catch (err) {
+        throw new FieldError(`${JSON.stringify(s)} ${(err as Error).message}`);
+      }
+    });
+}
+
+function quantity(raw: string): string {
+  if (!QUANTITY.test(raw)) throw new FieldError('is not a Kubernetes quantity (e.g. 100m, 0.5, 128Mi, 1Gi)');
+  return raw;
+}
+
+function oneOfValues<const T extends string>(allowed: readonly T[]): (raw: string) => T {
+  return (raw) => {
+    if ((allowed as readonly string[]).includes(raw)) return raw as T;
+    throw new FieldError(`must be one of ${allowed.join(', ')}`);
+  };
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+const DEFAULT_POLICIES = ['deny', 'all-authenticated', 'audit'] as const;
+const IDENTITY_SOURCES = ['meshlet-ca', 'workload-api', 'files'] as const;
+
+/**
+ * Reads and validates the meshlet.io/* annotations. Every bad value is collected, then one
+ * PodRefusedError (INJECTOR_ANNOTATION_INVALID) names each annotation and what is wrong.
+ */
+export function parsePodAnnotations(annotations: Readonly<Record<string, unknown>> | undefined): PodAnnotations {
+  const a = annotations ?? {};
+  const problems: string[] = [];
+  const read = <T>(key: string, parse: (raw: string) => T): T | undefined => {
+    const raw = a[key];
+    if (raw === undefined) return undefined;
+    if (typeof raw !== 'string') {
+      problems.push(`annotation ${key} must be a string`);
+      return undefined;
+    }
+    try {
+      return parse(raw.trim());
+    } catch (err) {
+      problems.push(`annotation ${key}=${JSON.stringify(raw)}: ${(err as Error).message}`);
+      return undefined;
+    }
+  };
+  const ports = (key: string) => read(key, (raw) => parseList(raw, port)) ?? [];
+
+  const parsed: PodAnnotations = {
+    inject: read(ANNOTATIONS.inject, oneOfValues(['enabled', 'disabled'] as const)),
+    alreadyInjected: a[ANNOTATIONS.status] !== undefined,
+    nativeSidecar: read(ANNOTATIONS.nativeSidecar, (raw) => oneOfValues(['true', 'false'] as const)(raw) === 'true'),
+    skipInboundPorts: ports(ANNOTATIONS.skipInboundPorts),
+    skipOutboundPorts: ports(ANNOTATIONS.skipOutboundPorts),
+    skipOutboundCidrs: read(ANNOTATIONS.skipOutboundCidrs, (raw) => parseList(raw, ipv4Cidr)) ?? [],
+    permissivePorts: ports(ANNOTATIONS.permissivePorts),
+    opaquePorts: ports(ANNOTATIONS.opaquePorts),
+    defaultPolicy: read(ANNOTATIONS.defaultPolicy, oneOfValues(DEFAULT_POLICIES)),
+    resources: {
+      cpuRequest: read(ANNOTATIONS.proxyCpuRequest, quantity),
+      cpuLimit: read(ANNOTATIONS.proxyCpuLimit, quantity),
+      memoryRequest: read(ANNOTATIONS.proxyMemoryRequest, quantity),
+      memoryLimit: read(ANNOTATIONS.proxyMemoryLimit, quantity),
+    },
+    logLevel: read(ANNOTATIONS.logLevel, oneOfValues(LOG_LEVELS)),
+    identitySource: read(ANNOTATIONS.identitySource, oneOfValues(IDENTITY_SOURCES)),
+    policyConfigMap: read(ANNOTATIONS.policyConfigMap, (raw) => {
+      if (!DNS_SUBDOMAIN.test(raw) || raw.length > 253) throw new FieldError('is not a ConfigMap name (lowercase a-z 0-9 - ., at most 253)');
+      return raw;
+    }),
+  };
+  if (problems.length > 0) throw new PodRefusedError('INJECTOR_ANNOTATION_INVALID', problems);
+  return parsed;
+}

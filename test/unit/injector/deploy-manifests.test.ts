@@ -1,0 +1,190 @@
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { Namespace } from 'kubernetes-models/v1/Namespace';
+import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
+import { Service } from 'kubernetes-models/v1/Service';
+import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
+import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
+import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole';
+import { ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding';
+import { MutatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1/MutatingWebhookConfiguration';
+import { ValidatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration';
+import { DEFAULT_INJECTION_SETTINGS } from '../../../injector/patch/index.ts';
+import { DEFAULT_POLICY_CONFIGMAP, IMAGE_CLI, PROXY_UID } from '../../../injector/patch/pod-layout.ts';
+import { injectManifest } from '../../../injector/workloads.ts';
+import { runCli } from './cli-support.ts';
+
+/** Every manifest under deploy/ against the Kubernetes schema, plus the properties the design promises. */
+const DEPLOY = join(dirname(fileURLToPath(import.meta.url)), '../../../deploy');
+const MODELS: Record<string, new (data: never) => { validate(): void }> = {
+  Namespace,
+  ServiceAccount,
+  Service,
+  ConfigMap,
+  Deployment,
+  PodDisruptionBudget,
+  ClusterRole,
+  ClusterRoleBinding,
+  MutatingWebhookConfiguration,
+  ValidatingWebhookConfiguration,
+};
+/** Kinds that are not Kubernetes built-ins (no schema in kubernetes-models), allowed only in the cert-manager overlay. */
+const CERT_MANAGER_KINDS = new Set(['Issuer', 'Certificate']);
+
+type Doc = { file: string; obj: any };
+
+function yamlFiles(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) return yamlFiles(path);
+    return /\.ya?ml$/.test(name) ? [path] : [];
+  });
+}
+
+const files = yamlFiles(DEPLOY);
+const kustomizations = files.filter((f) => /kustomization\.ya?ml$/.test(f));
+const docs: Doc[] = files
+  .filter((f) => !kustomizations.includes(f))
+  .flatMap((file) => parseAllDocuments(readFileSync(file, 'utf8')).map((d) => ({ file: relative(DEPLOY, file), obj: d.toJS() })));
+const base = (kind: string, name: string) => docs.find((d) => d.obj.kind === kind && d.obj.metadata?.name === name && !d.file.startsWith('examples/'))?.obj;
+
+describe('deploy/ manifests', () => {
+  it('finds the manifests', () => {
+    expect(docs.length).toBeGreaterThan(15);
+  });
+
+  for (const { file, obj } of docs) {
+    it(`${file}: ${obj.kind}/${obj.metadata?.name} validates against the Kubernetes schema`, () => {
+      if (CERT_MANAGER_KINDS.has(obj.kind)) {
+        expect(file.startsWith('cert-manager/')).toBe(true);
+        expect(obj.apiVersion).toBe('cert-manager.io/v1');
+        return;
+      }
+      const Model = MODELS[obj.kind];
+      expect(Model, `no schema model for ${obj.kind}`).toBeDefined();
+      expect(() => new Model!(obj as never).validate()).not.toThrow();
+    });
+  }
+
+  it('every kustomization lists only files or kustomize directories that exist', () => {
+    for (const k of kustomizations) {
+      const spec = parseAllDocuments(readFileSync(k, 'utf8'))[0]!.toJS();
+      for (const r of spec.resources as string[]) {
+        const path = join(dirname(k), r);
+        expect(existsSync(path), `${relative(DEPLOY, k)} -> ${r}`).toBe(true);
+        if (statSync(path).isDirectory()) expect(existsSync(join(path, 'kustomization.yaml')), `${r} has no kustomization.yaml`).toBe(true);
+      }
+    }
+  });
+
+  it('the base kustomization installs every control-plane manifest and the policy webhook', () => {
+    const spec = parseAllDocuments(readFileSync(join(DEPLOY, 'kustomization.yaml'), 'utf8'))[0]!.toJS();
+    const listed = new Set((spec.resources as string[]).map((r) => r.replace(/\/$/, '')));
+    for (const f of files.map((p) => relative(DEPLOY, p))) {
+      if (/^(examples|cert-manager|policy)\//.test(f) || f === 'kustomization.yaml') continue;
+      expect(listed.has(f), `${f} is not in deploy/kustomization.yaml`).toBe(true);
+    }
+    expect(listed.has('policy')).toBe(true);
+  });
+
+  it('the mutating webhook is configured as the design says', () => {
+    const config = base('MutatingWebhookConfiguration', 'meshlet-injector');
+    const [hook] = config.webhooks;
+    expect(hook).toMatchObject({ admissionReviewVersions: ['v1'], sideEffects: 'None', timeoutSeconds: 5, reinvocationPolicy: 'IfNeeded', failurePolicy: 'Fail' });
+    expect(hook.rules).toEqual([{ apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], operations: ['CREATE'], scope: 'Namespaced' }]);
+    expect(hook.namespaceSelector.matchExpressions).toContainEqual({ key: 'meshlet.io/inject', operator: 'In', values: ['enabled'] });
+    expect(hook.namespaceSelector.matchExpressions).toContainEqual({ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['kube-system', 'kube-public', 'meshlet-system'] });
+    // The clientConfig reaches the injector: Service meshlet-injector:443 -> the container's webhook port.
+    expect(hook.clientConfig.service).toEqual({ name: 'meshlet-injector', namespace: 'meshlet-system', path: '/mutate', port: 443 });
+    const service = base('Service', 'meshlet-injector');
+    expect(service.spec.ports).toEqual([{ name: 'https-webhook', port: 443, targetPort: 'webhook' }]);
+    const injector = base('Deployment', 'meshlet-injector').spec.template.spec;
+    expect(injector.containers[0].ports).toEqual([{ name: 'webhook', containerPort: 8443 }]);
+  });
+
+  it('components that block pod creation or SVID renewal run 2 replicas behind a PDB', () => {
+    for (const name of ['meshlet-injector', 'meshlet-identity']) {
+      const deployment = base('Deployment', name);
+      expect(deployment.spec.replicas).toBe(2);
+      const pdb = base('PodDisruptionBudget', name);
+      expect(pdb.spec.minAvailable).toBe(1);
+      expect(pdb.spec.selector.matchLabels).toEqual(deployment.spec.selector.matchLabels);
+      const pod = deployment.spec.template.spec;
+      expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: PROXY_UID });
+      expect(pod.containers[0].securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+    }
+  });
+
+  it('RBAC is least privilege: the CA may only create TokenReviews, the injector has no API access', () => {
+    expect(base('ClusterRole', 'meshlet-identity-tokenreview').rules).toEqual([{ apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] }]);
+    expect(docs.filter((d) => ['Role', 'RoleBinding', 'ClusterRole', 'ClusterRoleBinding'].includes(d.obj.kind)).map((d) => d.obj.metadata.name)).toEqual(['meshlet-identity-tokenreview', 'meshlet-identity-tokenreview']);
+    expect(base('ServiceAccount', 'meshlet-injector').automountServiceAccountToken).toBe(false);
+  });
+
+  it('the injector injects the same image it runs', () => {
+    const container = base('Deployment', 'meshlet-injector').spec.template.spec.containers[0];
+    expect(container.env.find((e: { name: string }) => e.name === 'MESHLET_INJECTOR_PROXY_IMAGE').value).toBe(container.image);
+  });
+
+  it('the cert-manager certificate has the Service DNS SAN the API server checks', () => {
+    const cert = docs.find((d) => d.obj.kind === 'Certificate' && d.obj.metadata.name === 'meshlet-injector-tls')!.obj;
+    expect(cert.spec.dnsNames).toContain('meshlet-injector.meshlet-system.svc');
+    expect(cert.spec.secretName).toBe('meshlet-injector-tls');
+  });
+
+  it('the Dockerfile builds the image the manifests assume', () => {
+    const dockerfile = readFileSync(join(DEPLOY, 'Dockerfile'), 'utf8');
+    expect(dockerfile).toMatch(/^FROM node:24-slim$/m);
+    expect(dockerfile).toMatch(/npm ci --omit=dev/);
+    expect(dockerfile).toMatch(/install -y --no-install-recommends iptables/);
+    expect(dockerfile).toMatch(new RegExp(`^USER ${PROXY_UID}:${PROXY_UID}$`, 'm'));
+    // The postStart hook of the regular-container sidecar execs IMAGE_CLI: it must be the entry point.
+    expect(dockerfile).toContain(`ENTRYPOINT ${JSON.stringify([...IMAGE_CLI])}`.replaceAll(',', ', '));
+  });
+});
+
+describe('deploy/examples', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'meshlet-example-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const example = docs.filter((d) => d.file.startsWith('examples/'));
+
+  it('every workload is injected as the webhook would, and the result is a valid Deployment', () => {
+    const namespace = example.find((d) => d.obj.kind === 'Namespace')!.obj;
+    expect(namespace.metadata.labels['meshlet.io/inject']).toBe('enabled');
+    const deployments = example.filter((d) => d.obj.kind === 'Deployment');
+    expect(deployments.map((d) => d.obj.metadata.name).sort()).toEqual(['frontend', 'orders']);
+    for (const { obj } of deployments) {
+      const { manifest } = injectManifest(obj, 'default', DEFAULT_INJECTION_SETTINGS);
+      const pod = (manifest as any).spec.template.spec;
+      expect(pod.initContainers.map((c: { name: string }) => c.name)).toEqual(['meshlet-init', 'meshlet-proxy']);
+      expect(() => new Deployment(manifest as never).validate()).not.toThrow();
+    }
+  });
+
+  it('the policy allows frontend GET /orders and denies frontend POST /orders (what docs/deploy.md promises)', async () => {
+    const configMap = example.find((d) => d.obj.kind === 'ConfigMap')!.obj;
+    expect(configMap.metadata.name).toBe(DEFAULT_POLICY_CONFIGMAP);
+    expect(configMap.metadata.labels['meshlet.io/policy']).toBe('true');
+    const file = join(dir, 'policy.yaml');
+    await writeFile(file, configMap.data['policy.yaml']);
+    const explain = async (method: string) => {
+      const { code, stdout } = await runCli(['policy', 'explain', file, '--from', 'spiffe://cluster.local/ns/demo/sa/frontend', '--port', '8080', '--method', method, '--path', '/orders', '--output', 'json']);
+      expect(code).toBe(0);
+      return JSON.parse(stdout);
+    };
+    expect(await explain('GET')).toMatchObject({ decision: 'allow', route: 'list-orders' });
+    expect(await explain('POST')).toMatchObject({ decision: 'deny', route: null });
+  });
+});

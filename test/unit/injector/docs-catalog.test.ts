@@ -1,0 +1,16 @@
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { ANNOTATIONS, INJECTION_ENV, POD_REFUSAL_CODES } from '../../../injector/patch/index.ts';
+import { ADMISSION_RESULTS } from '../../../injector/metrics.ts';
+
+/** docs/injector.md is the catalog users read: every annotation, refusal code, setting and metric result must be in it. */
+const doc = readFileSync(join(dirname(fileURLToPath(import.meta.url)), '../../../docs/injector.md'), 'utf8');
+
+describe('docs/injector.md stays in sync with the code', () => {
+  it.each(Object.values(ANNOTATIONS))('documents annotation %s', (a) => expect(doc).toContain(`\`${a}\``));
+  it.each([...POD_REFUSAL_CODES, 'INJECTOR_INTERNAL'])('documents refusal code %s', (c) => expect(doc).toContain(`\`${c}\``));
+  it.each(Object.values(INJECTION_ENV).map((v) => v.name))('documents setting %s', (v) => expect(doc).toContain(`\`${v}\``));
+  it.each(ADMISSION_RESULTS)('documents metric result %s', (r) => expect(doc).toContain(`\`${r}\``));
+});
