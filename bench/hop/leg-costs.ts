@@ -1,0 +1,85 @@
+// CPU cost of each leg of a proxy, measured alone, to see where a sidecar's per-request CPU goes:
+//   server leg: node:http answering a 1 KB body itself (CPU of the server process under wrk -c16);
+//   client leg: keep-alive requests from undici dispatch() and from http.request + http.Agent
+//   (CPU of the client process, 16 in flight, against a separate server process).
+//   node bench/hop/leg-costs.ts [--requests 40000]
+import { spawn } from 'node:child_process';
+import * as http from 'node:http';
+import { parseArgs } from 'node:util';
+import { Pool } from 'undici';
+import { cpuSeconds } from './cpu.ts';
+import { runWrk } from './wrk.ts';
+
+const BODY = Buffer.alloc(1024, 120);
+
+if (process.argv[2] === 'serve') {
+  const server = http.createServer({ noDelay: true }, (_req, res) => {
+    res.writeHead(200, ['content-type', 'text/plain', 'content-length', '1024']);
+    res.end(BODY);
+  });
+  server.listen(0, '127.0.0.1', () => process.stdout.write(`${(server.address() as { port: number }).port}\n`));
+} else {
+  const { values } = parseArgs({ options: { requests: { type: 'string', default: '40000' } } });
+  const total = Number(values.requests);
+  const CONCURRENCY = 16;
+  const child = spawn(process.execPath, [import.meta.filename, 'serve'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve) => child.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
+  try {
+    await runWrk(`http://127.0.0.1:${port}/`, { connections: 4, seconds: 1 });
+    const before = cpuSeconds(child.pid!);
+    const r = await runWrk(`http://127.0.0.1:${port}/`, { connections: CONCURRENCY, seconds: 5 });
+    const server = ((cpuSeconds(child.pid!) - before) / r.requests) * 1000;
+    process.stdout.write(`server leg (node:http, 1 KB body): ${server.toFixed(4)} CPU s / 1k requests\n`);
+
+    const headers = ['host', 'upstream', 'user-agent', 'bench', 'accept', '*/*'];
+    const pool = new Pool(`http://127.0.0.1:${port}`, { connections: CONCURRENCY, pipelining: 1 });
+    const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+    const viaUndici = (done: () => void): void => {
+      pool.dispatch({ path: '/', method: 'GET', headers, body: null }, {
+        onConnect() {},
+        onHeaders: () => true,
+        onData: () => true,
+        onComplete: done,
+        onError(err: Error) {
+          throw err;
+        },
+      });
+    };
+    const viaHttp = (done: () => void): void => {
+      http
+        .request({ agent, host: '127.0.0.1', port, path: '/', method: 'GET', headers, setHost: false }, (res) => {
+          res.on('data', () => {});
+          res.on('end', done);
+        })
+        .end();
+    };
+    const closedLoop = (send: (done: () => void) => void): Promise<number> =>
+      new Promise((resolve) => {
+        const t0 = process.cpuUsage();
+        let started = 0;
+        let finished = 0;
+        const next = (): void => {
+          if (++finished === total) {
+            const t = process.cpuUsage(t0);
+            resolve(((t.user + t.system) / 1e6 / total) * 1000);
+          } else if (started < total) {
+            started++;
+            send(next);
+          }
+        };
+        for (let i = 0; i < CONCURRENCY; i++) {
+          started++;
+          send(next);
+        }
+      });
+    // Alternate, twice each, so drift hits both.
+    for (let round = 0; round < 2; round++) {
+      process.stdout.write(`client leg, undici dispatch():        ${(await closedLoop(viaUndici)).toFixed(4)} CPU s / 1k requests\n`);
+      process.stdout.write(`client leg, http.request + http.Agent: ${(await closedLoop(viaHttp)).toFixed(4)} CPU s / 1k requests\n`);
+    }
+    await pool.close();
+    agent.destroy();
+  } finally {
+    child.kill('SIGTERM');
+  }
+}

@@ -1,0 +1,97 @@
+import type { Socket } from 'node:net';
+
+/**
+ * Live connections of the sidecar, for the admin `/connections` endpoint. Kept cheap on the
+ * hot path: one object per connection created at accept/connect time; per request only the
+ * `requests` counter moves; byte counts are read from the socket when someone lists.
+ */
+export type ConnectionDirection = 'inbound' | 'outbound';
+/** accepted: a caller (or the app) connected to us; originated: we connected to the next hop. */
+export type ConnectionRole = 'accepted' | 'originated';
+
+export interface ConnectionSnapshot {
+  id: number;
+  direction: ConnectionDirection;
+  role: ConnectionRole;
+  peerIdentity: string | null;
+  localAddress: string;
+  localPort: number;
+  remoteAddress: string;
+  remotePort: number;
+  bytesIn: number;
+  bytesOut: number;
+  requests: number;
+  openedAt: string;
+  ageSeconds: number;
+  tlsVersion: string | null;
+}
+
+export class TrackedConnection {
+  readonly id: number;
+  readonly direction: ConnectionDirection;
+  readonly role: ConnectionRole;
+  readonly socket: Socket;
+  readonly openedAtMs: number;
+  readonly localAddress: string;
+  readonly localPort: number;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  peerIdentity: string | null = null;
+  tlsVersion: string | null = null;
+  requests = 0;
+
+  constructor(id: number, direction: ConnectionDirection, role: ConnectionRole, socket: Socket) {
+    this.id = id;
+    this.direction = direction;
+    this.role = role;
+    this.socket = socket;
+    this.openedAtMs = Date.now();
+    this.localAddress = socket.localAddress ?? '';
+    this.localPort = socket.localPort ?? 0;
+    this.remoteAddress = socket.remoteAddress ?? '';
+    this.remotePort = socket.remotePort ?? 0;
+  }
+
+  snapshot(now = Date.now()): ConnectionSnapshot {
+    return {
+      id: this.id,
+      direction: this.direction,
+      role: this.role,
+      peerIdentity: this.peerIdentity,
+      localAddress: this.localAddress,
+      localPort: this.localPort,
+      remoteAddress: this.remoteAddress,
+      remotePort: this.remotePort,
+      bytesIn: this.socket.bytesRead,
+      bytesOut: this.socket.bytesWritten,
+      requests: this.requests,
+      openedAt: new Date(this.openedAtMs).toISOString(),
+      ageSeconds: (now - this.openedAtMs) / 1000,
+      tlsVersion: this.tlsVersion,
+    };
+  }
+}
+
+export class ConnectionRegistry {
+  #nextId = 1;
+  readonly #live = new Map<number, TrackedConnection>();
+
+  /** Tracks `socket` until it closes. */
+  track(direction: ConnectionDirection, role: ConnectionRole, socket: Socket): TrackedConnection {
+    const conn = new TrackedConnection(this.#nextId++, direction, role, socket);
+    this.#live.set(conn.id, conn);
+    socket.once('close', () => this.#live.delete(conn.id));
+    return conn;
+  }
+
+  get size(): number {
+    return this.#live.size;
+  }
+
+  list(): ConnectionSnapshot[] {
+    const now = Date.now();
+    const out: ConnectionSnapshot[] = [];
+    for (const conn of this.#live.values()) out.push(conn.snapshot(now));
+    return out;
+  }
+}

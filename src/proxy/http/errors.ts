@@ -1,0 +1,105 @@
+import { STATUS_CODES, type ServerResponse } from 'node:http';
+import { MeshletError } from '../../errors/meshlet-error.ts';
+
+/**
+ * Every way a proxied HTTP request can fail, and the ONE place that turns such a failure into
+ * what the client sees: a status, an `x-meshlet-error: <code>` header and a small JSON body.
+ * The catalog is the contract documented in docs/proxy.md (a test keeps the two in sync).
+ */
+export const PROXY_ERROR_CATALOG = {
+  // The request itself is unacceptable (the caller's fault).
+  MESHLET_BAD_REQUEST: { status: 400, summary: 'the request could not be parsed or is ambiguous (request smuggling refused)' },
+  MESHLET_BAD_PATH: { status: 400, summary: 'the request path was refused by path normalization' },
+  MESHLET_MISSING_HOST: { status: 400, summary: 'an outbound request named no destination (no Host, no absolute URI)' },
+  MESHLET_HEADERS_TOO_LARGE: { status: 431, summary: 'the request head is larger than limits.maxHeaderBytes (or has so many fields past limits.maxHeaderCount that the parser stops)' },
+  MESHLET_TOO_MANY_HEADERS: { status: 431, summary: 'the request has more header fields than limits.maxHeaderCount' },
+  MESHLET_HEADERS_TIMEOUT: { status: 408, summary: 'the request head did not arrive within timeouts.requestHeadersMs' },
+  // Policy.
+  MESHLET_DENIED: { status: 403, summary: 'the policy of the destination does not allow this caller on this route' },
+  MESHLET_UNKNOWN_DESTINATION: { status: 502, summary: 'the destination is neither a mesh destination nor a configured plaintext one' },
+  // The next hop (peer sidecar or the local app) failed.
+  MESHLET_UPSTREAM_CONNECT_FAILED: { status: 503, summary: 'the next hop refused or dropped the connection attempt' },
+  MESHLET_UPSTREAM_CONNECT_TIMEOUT: { status: 503, summary: 'the next hop did not accept a connection within timeouts.connectMs' },
+  MESHLET_UPSTREAM_TLS_FAILED: { status: 502, summary: 'the mTLS handshake with the peer sidecar failed' },
+  MESHLET_UPSTREAM_TLS_TIMEOUT: { status: 502, summary: 'the mTLS handshake did not finish within timeouts.tlsHandshakeMs' },
+  MESHLET_UPSTREAM_IDENTITY_REJECTED: { status: 502, summary: 'the peer sidecar presented an identity the destination does not expect' },
+  MESHLET_UPSTREAM_RESET: { status: 502, summary: 'the next hop closed the connection before sending a complete response head' },
+  MESHLET_UPSTREAM_BAD_RESPONSE: { status: 502, summary: 'the next hop sent a response that could not be parsed' },
+  MESHLET_INTERNAL: { status: 500, summary: 'an unexpected failure inside the sidecar' },
+} as const satisfies Record<string, { status: number; summary: string }>;
+
+export type ProxyErrorCode = keyof typeof PROXY_ERROR_CATALOG;
+
+export const MESHLET_ERROR_HEADER = 'x-meshlet-error';
+
+/** A failure of one proxied request; `code` picks status and header from the catalog. */
+export class ProxyError extends MeshletError {
+  declare readonly code: ProxyErrorCode;
+  readonly status: number;
+  /** Extra fields for the JSON body (e.g. the denying route and reason). */
+  readonly details: Readonly<Record<string, string | null>> | undefined;
+  /** Close the client connection after the response (parse failures: the stream is unusable). */
+  readonly closeConnection: boolean;
+
+  constructor(
+    code: ProxyErrorCode,
+    message: string,
+    options?: ErrorOptions & { details?: Record<string, string | null>; closeConnection?: boolean },
+  ) {
+    super(code, message, options);
+    this.status = PROXY_ERROR_CATALOG[code].status;
+    this.details = options?.details;
+    this.closeConnection = options?.closeConnection ?? false;
+  }
+}
+
+/** RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host. */
+export function missingHost(): ProxyError {
+  return new ProxyError('MESHLET_BAD_REQUEST', 'malformed request refused (no Host header; RFC 9112 requires one)', { closeConnection: true });
+}
+
+/** The body a client gets; stable field names (documented). */
+export function errorBody(err: ProxyError): string {
+  return JSON.stringify({ error: { code: err.code, message: err.message, ...err.details } });
+}
+
+/** Any thrown value -> ProxyError, so the responder never sees an uncoded failure. */
+export function asProxyError(err: unknown): ProxyError {
+  if (err instanceof ProxyError) return err;
+  return new ProxyError('MESHLET_INTERNAL', 'internal proxy error', { cause: err });
+}
+
+/**
+ * Sends the error response for `err` on `res`, or — when the response head already went out
+ * (the upstream died mid-body) — destroys the client connection, which is the only honest
+ * signal left: a truncated body must never look complete.
+ */
+export function respondWithError(res: ServerResponse, err: unknown): void {
+  const perr = asProxyError(err);
+  if (res.headersSent || res.writableEnded) {
+    res.destroy(perr);
+    return;
+  }
+  const body = errorBody(perr);
+  const headers: string[] = [
+    'content-type', 'application/json',
+    'content-length', String(Buffer.byteLength(body)),
+    MESHLET_ERROR_HEADER, perr.code,
+  ];
+  if (perr.closeConnection) headers.push('connection', 'close');
+  res.writeHead(perr.status, headers);
+  res.end(body);
+}
+
+/**
+ * The raw bytes of an error response for a connection that never produced a request object
+ * (the parser refused the head: node:http's 'clientError'). Always closes the connection.
+ */
+export function rawErrorResponse(err: ProxyError): string {
+  const body = errorBody(err);
+  return (
+    `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? 'Error'}\r\n` +
+    `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+    `${MESHLET_ERROR_HEADER}: ${err.code}\r\nconnection: close\r\n\r\n${body}`
+  );
+}

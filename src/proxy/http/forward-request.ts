@@ -1,0 +1,146 @@
+import type * as http from 'node:http';
+import { errors as undiciErrors, type Dispatcher } from 'undici';
+import type { ForwardedHead } from './headers.ts';
+import { forwardResponseHeaders } from './headers.ts';
+import { ProxyError } from './errors.ts';
+
+/** Where one request goes: the pool of the next hop. */
+export interface NextHop {
+  readonly pool: Dispatcher;
+  /** For error messages: "app port 8080", "peer sidecar 10.0.0.7:15006 for orders:80 (spiffe://…)". */
+  readonly label: string;
+}
+
+/** The proxy a forwarded request belongs to (implemented by the proxy object itself: no per-request allocation). */
+export interface ForwardingProxy {
+  /** Asked when the response head is about to go to the client: true adds `connection: close` (drain). */
+  closeAfterResponse(): boolean;
+  /** Answers the client with the error response (and counts it). */
+  fail(res: http.ServerResponse, err: ProxyError): void;
+}
+
+// RFC 9110 §9.2.2: only these may be sent twice without changing the outcome.
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/**
+ * Forwards one parsed request to `hop` and streams the response back.
+ *
+ * Why undici's dispatch API with a handler object rather than http.request or undici.request:
+ * measured on the hop bench (docs/proxy.md), the per-request cost of the client leg was the
+ * largest part of the sidecar's CPU. dispatch() takes a plain handler — no ClientRequest, no
+ * response stream object, no promise — and this handler writes straight into node:http's
+ * ServerResponse with backpressure (onData returns false when the client is slow; undici
+ * stops reading until 'drain').
+ *
+ * The response socket is corked from the response head until the end of the tick, so a
+ * head and a body that arrive together leave in ONE write (one TLS record, one segment)
+ * instead of two.
+ *
+ * A bodiless idempotent request whose pooled connection closes before any response (the
+ * app closed its idle keep-alive socket as we picked it) is retried once on a fresh
+ * connection; nothing else is ever retried.
+ */
+export function forwardRequest(req: http.IncomingMessage, res: http.ServerResponse, hop: NextHop, path: string, head: ForwardedHead, proxy: ForwardingProxy): void {
+  const hasBody = head.chunked || (head.contentLength !== '' && head.contentLength !== '0');
+  const exchange = new Exchange(req, res, hop, proxy, {
+    path,
+    method: req.method ?? 'GET',
+    headers: head.headers,
+    // node:http has de-chunked the body; undici frames it again (Content-Length kept, else chunked).
+    body: hasBody ? req : null,
+  });
+  res.once('close', exchange.onClientClose);
+  hop.pool.dispatch(exchange.options, exchange);
+}
+
+class Exchange implements Dispatcher.DispatchHandler {
+  readonly options: Dispatcher.DispatchOptions;
+  readonly #req: http.IncomingMessage;
+  readonly #res: http.ServerResponse;
+  readonly #hop: NextHop;
+  readonly #proxy: ForwardingProxy;
+  #abort: ((err?: Error) => void) | null = null;
+  #resume: (() => void) | null = null;
+  #retried = false;
+  #clientGone = false;
+
+  constructor(req: http.IncomingMessage, res: http.ServerResponse, hop: NextHop, proxy: ForwardingProxy, options: Dispatcher.DispatchOptions) {
+    this.#req = req;
+    this.#res = res;
+    this.#hop = hop;
+    this.#proxy = proxy;
+    this.options = options;
+  }
+
+  /** The client went away before its response finished: stop the upstream exchange too. */
+  readonly onClientClose = (): void => {
+    if (this.#res.writableFinished) return;
+    this.#clientGone = true;
+    this.#abort?.();
+  };
+
+  readonly #onDrain = (): void => {
+    this.#resume?.();
+  };
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.#abort = abort;
+    if (this.#clientGone) abort();
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    // 1xx informational responses are not forwarded (node:http answered 100-continue itself).
+    if (statusCode < 200) return true;
+    this.#resume = resume;
+    const res = this.#res;
+    const headers = forwardResponseHeaders(rawHeaders);
+    if (this.#proxy.closeAfterResponse()) headers.push('connection', 'close');
+    res.writeHead(statusCode, headers);
+    res.cork();
+    process.nextTick(uncork, res);
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    const ok = this.#res.write(chunk);
+    if (!ok) this.#res.once('drain', this.#onDrain);
+    return ok;
+  }
+
+  onComplete(): void {
+    this.#res.end();
+  }
+
+  onError(err: Error): void {
+    const res = this.#res;
+    if (this.#clientGone) return;
+    if (res.headersSent) {
+      // The next hop died mid-body: a truncated body must never look complete.
+      res.destroy();
+      return;
+    }
+    if (!this.#retried && this.options.body === null && (err as { code?: string }).code === 'UND_ERR_SOCKET' && IDEMPOTENT.has(this.options.method)) {
+      this.#retried = true;
+      this.#hop.pool.dispatch(this.options, this);
+      return;
+    }
+    this.#proxy.fail(res, upstreamFailure(err, this.#hop.label, this.#req));
+  }
+}
+
+function uncork(res: http.ServerResponse): void {
+  res.uncork();
+}
+
+/** Names the failure of an exchange with the next hop (connect failures arrive already named). */
+function upstreamFailure(err: Error, where: string, req: http.IncomingMessage): ProxyError {
+  if (err instanceof ProxyError) return err;
+  const code = String((err as { code?: unknown }).code ?? '');
+  if (err instanceof undiciErrors.HTTPParserError || code === 'UND_ERR_HEADERS_OVERFLOW' || err.message === 'bad response') {
+    return new ProxyError('MESHLET_UPSTREAM_BAD_RESPONSE', `unparsable response from ${where}: ${code || err.message}`, { cause: err });
+  }
+  if (code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH' || req.errored) {
+    return new ProxyError('MESHLET_BAD_REQUEST', `the request body did not match its framing: ${err.message}`, { cause: err, closeConnection: true });
+  }
+  return new ProxyError('MESHLET_UPSTREAM_RESET', `${where} closed the connection before responding: ${code || err.message}`, { cause: err });
+}
