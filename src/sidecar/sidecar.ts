@@ -1,0 +1,190 @@
+import type { Logger } from 'pino';
+import type { SidecarConfig } from '../config/sidecar-env.ts';
+import type { IdentitySnapshot, SvidSource } from '../identity/svid.ts';
+import { AdminServer } from '../admin/admin-server.ts';
+import { MeshTls } from '../tls/mesh-tls.ts';
+import { PolicyStore } from '../policy/store.ts';
+import { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
+import { RequestLog } from '../log/request-log.ts';
+import { InboundProxy } from '../proxy/inbound/inbound-proxy.ts';
+import { OutboundProxy } from '../proxy/outbound/outbound-proxy.ts';
+import { ConnectionRegistry } from '../proxy/connection-registry.ts';
+import { resolveProxySettings, type ProxySettings } from '../proxy/config.ts';
+import { createIdentitySource } from './identity-source.ts';
+import { readPodLabels } from './pod-labels.ts';
+import { PolicyAuthorizer } from './policy-authorizer.ts';
+import { destinationConfig } from './destinations.ts';
+
+/**
+ * `meshlet sidecar`: every piece of the data plane, wired from one validated config.
+ *
+ *   identity source -> MeshTls (rotations swap contexts in place)
+ *   policy ConfigMap -> PolicyStore (hot reload, last good) -> PolicyAuthorizer
+ *   inbound listeners (one per app port) -> authorize -> app on loopback
+ *   outbound listener (iptables target / HTTP_PROXY) -> mTLS to the peer sidecar
+ *   admin port: /live /ready /metrics /connections /app-health/… /shutdown
+ *
+ * Start order matters: the admin port comes up first (so kubelet sees /live and a 503
+ * /ready with the reason while the SVID is fetched), listeners bind only once an SVID and a
+ * policy are loaded, and /ready turns 200 last — the native sidecar's startupProbe holds the
+ * app until then.
+ */
+export interface SidecarDependencies {
+  logger: Logger;
+  /** Default: the source MESHLET_IDENTITY_SOURCE names. Tests and the demo pass their own. */
+  source?: SvidSource;
+  metrics?: SidecarMetrics;
+}
+
+export interface SidecarPorts {
+  admin: number;
+  outbound: number;
+  inbound: { listenPort: number; appPort: number }[];
+}
+
+export class Sidecar {
+  readonly config: Readonly<SidecarConfig>;
+  readonly metrics: SidecarMetrics;
+  readonly connections = new ConnectionRegistry();
+  readonly #log: Logger;
+  readonly #requestLog: RequestLog;
+  readonly #settings: ProxySettings;
+  readonly #admin: AdminServer;
+  #source: SvidSource | undefined;
+  #tls: MeshTls | undefined;
+  #policy: PolicyStore | undefined;
+  #inbound: InboundProxy | undefined;
+  #outbound: OutboundProxy | undefined;
+  #listenersBound = false;
+  #stopping: Promise<void> | undefined;
+  #svidError: string | undefined;
+  readonly #detach: (() => void)[] = [];
+  readonly #deps: SidecarDependencies;
+  /** Resolves when the sidecar has stopped (SIGTERM, /shutdown, or stop()). */
+  readonly stopped: Promise<void>;
+  #resolveStopped!: () => void;
+
+  constructor(config: Readonly<SidecarConfig>, deps: SidecarDependencies) {
+    this.config = config;
+    this.#deps = deps;
+    this.#log = deps.logger;
+    this.#requestLog = new RequestLog(deps.logger, { accessLog: config.accessLog });
+    this.metrics = deps.metrics ?? new SidecarMetrics();
+    this.stopped = new Promise((resolve) => (this.#resolveStopped = resolve));
+    this.#settings = resolveProxySettings({
+      timeouts: {
+        connectMs: config.connectTimeoutMs,
+        tlsHandshakeMs: config.tlsHandshakeTimeoutMs,
+        requestHeadersMs: config.requestHeadersTimeoutMs,
+        idleMs: config.idleTimeoutMs,
+        drainMs: config.drainTimeoutMs,
+      },
+      limits: { maxHeaderBytes: config.maxHeaderBytes, maxHeaderCount: config.maxHeaders },
+    });
+    this.#admin = new AdminServer({
+      readiness: () => this.readiness(),
+      registry: this.metrics.registry,
+      connections: () => this.connections.list(),
+      appProbes: config.appProbes,
+      appAddress: config.appAddress,
+      onShutdown: () => void this.stop('admin /shutdown'),
+    });
+  }
+
+  /** What /ready reports: 200 only with an SVID loaded, the policy loaded and every listener bound. */
+  readiness(): { ready: boolean; checks: Record<string, { ok: boolean; detail?: string }> } {
+    const snapshot = this.#source?.current();
+    const expired = snapshot !== undefined && snapshot.svid.notAfter.getTime() <= Date.now();
+    const svid = snapshot === undefined ? { ok: false, detail: this.#svidError ?? 'no SVID yet' } : expired ? { ok: false, detail: `SVID expired at ${snapshot.svid.notAfter.toISOString()}` } : { ok: true, detail: snapshot.svid.spiffeId.id };
+    const policy = this.#policy ? { ok: true, detail: this.#policy.currentHash() ?? `no policy: default ${this.config.defaultPolicy}` } : { ok: false, detail: 'policy not loaded yet' };
+    const listeners = { ok: this.#listenersBound && this.#stopping === undefined, detail: this.#stopping ? 'draining' : this.#listenersBound ? 'bound' : 'not bound yet' };
+    return { ready: svid.ok && policy.ok && listeners.ok, checks: { svid, policy, listeners } };
+  }
+
+  async start(): Promise<SidecarPorts> {
+    const c = this.config;
+    const adminAddr = await this.#admin.listen(c.adminPort, c.adminAddress);
+
+    const source = (this.#source = this.#deps.source ?? (await createIdentitySource(c)));
+    this.#detach.push(this.metrics.followIdentity(source));
+    this.#detach.push(source.onError((err) => {
+      this.#svidError = (err as Error).message;
+      this.#log.warn({ event: 'identity_error', err }, 'identity source failed; keeping the current SVID');
+    }));
+    this.#detach.push(source.onUpdate((s: IdentitySnapshot) => this.#log.info({ event: 'svid_rotated', spiffeId: s.svid.spiffeId.id, notAfter: s.svid.notAfter }, 'SVID rotated')));
+    const first = await source.start();
+    if (first.svid.spiffeId.id !== c.spiffeId) {
+      // Our identity comes from the ServiceAccount; an SVID for anything else is a misconfiguration.
+      this.#log.warn({ event: 'identity_mismatch', expected: c.spiffeId, got: first.svid.spiffeId.id }, 'the SVID names another identity than this pod\'s ServiceAccount');
+    }
+    this.#log.info({ event: 'svid_loaded', source: source.kind, spiffeId: first.svid.spiffeId.id, notAfter: first.svid.notAfter }, 'SVID loaded');
+    const tls = (this.#tls = new MeshTls(source));
+
+    const labels = await readPodLabels(c.podLabelsFile);
+    const policy = new PolicyStore({
+      dir: c.policyDir,
+      key: c.policyKey,
+      self: { namespace: c.namespace, serviceAccount: c.serviceAccount, labels, trustDomain: c.trustDomain },
+      meshDefault: c.defaultPolicy,
+      metrics: this.metrics.policy,
+    });
+    this.#detach.push(policy.onReload((e) => {
+      if (e.result === 'ok') this.#log.info({ event: 'policy_reloaded', hash: e.hash, server: e.server }, 'policy loaded');
+      else if (e.result !== 'unchanged') this.#log.warn({ event: 'policy_rejected', result: e.result, errors: e.errors?.map((x) => x.message) }, 'policy not applied; keeping the last good one');
+    }));
+    await policy.start();
+    this.#policy = policy;
+
+    const authorizer = new PolicyAuthorizer(policy, (facts, decision) => {
+      this.metrics.decided(facts.peer, decision);
+      if (decision.decision === 'deny') {
+        this.#requestLog.denied({ direction: 'inbound', caller: facts.peer, route: decision.route, reason: decision.reason, method: facts.method, path: facts.path, port: facts.port });
+      }
+    });
+    const httpPorts = c.inboundPorts.filter((p) => p.protocol !== 'tcp');
+    this.#inbound = new InboundProxy({
+      tls,
+      authorizer,
+      normalizer: authorizer,
+      ports: httpPorts.map((p) => ({ listenPort: p.listenPort, appPort: p.appPort, protocol: 'http1' as const })),
+      appHost: c.appAddress,
+      settings: this.#settings,
+      registry: this.connections,
+      observer: this.metrics.observer,
+    });
+    this.#outbound = new OutboundProxy({
+      tls,
+      destinations: destinationConfig(c),
+      listenHost: '127.0.0.1',
+      listenPort: c.outboundPort,
+      settings: this.#settings,
+      registry: this.connections,
+      observer: this.metrics.observer,
+    });
+    await Promise.all([this.#inbound.start(), this.#outbound.start()]);
+    this.#listenersBound = true;
+    const ports: SidecarPorts = { admin: adminAddr.port, outbound: this.#outbound.boundPort(), inbound: this.#inbound.boundPorts() };
+    this.#log.info({ event: 'ready', spiffeId: tls.localId, ports }, 'meshlet sidecar ready');
+    return ports;
+  }
+
+  /**
+   * Graceful stop: /ready turns 503 at once (endpoints drop the pod), listeners stop
+   * accepting, in-flight requests get up to MESHLET_DRAIN_TIMEOUT, then everything closes.
+   */
+  stop(why = 'stop'): Promise<void> {
+    this.#stopping ??= (async () => {
+      this.#log.info({ event: 'draining', why, drainTimeoutMs: this.config.drainTimeoutMs }, 'draining');
+      const cut = await Promise.all([this.#inbound?.drain() ?? 0, this.#outbound?.drain() ?? 0]);
+      const forced = cut.reduce((a, b) => a + b, 0);
+      for (const d of this.#detach.splice(0)) d();
+      this.#policy?.close();
+      this.#tls?.close();
+      await this.#source?.close();
+      await this.#admin.close();
+      this.#log.info({ event: 'stopped', connectionsCut: forced }, 'meshlet sidecar stopped');
+      this.#resolveStopped();
+    })();
+    return this.#stopping;
+  }
+}

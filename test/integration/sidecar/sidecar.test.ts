@@ -1,0 +1,100 @@
+import { request } from 'node:http';
+import { Writable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readSidecarConfig } from '../../../src/config/sidecar-env.ts';
+import { createLogger } from '../../../src/log/logger.ts';
+import { Sidecar } from '../../../src/sidecar/sidecar.ts';
+import { kubeletWrite } from '../../support/kubelet-volume.ts';
+import { FRONTEND_ID, meshOfTwo, ORDERS_ID, ORDERS_POLICY, type MeshOfTwo } from './mesh-of-two.ts';
+
+/**
+ * Two assembled sidecars (frontend -> orders) on loopback, configured only through their
+ * environment, exactly as the injector configures them: files identity source, a policy
+ * ConfigMap directory, explicit-mode outbound.
+ */
+let mesh: MeshOfTwo;
+let orders: Sidecar;
+let frontend: Sidecar;
+const logLines: string[] = [];
+const logStream = new Writable({
+  write(chunk, _enc, cb) {
+    logLines.push(...String(chunk).split('\n').filter(Boolean));
+    cb();
+  },
+});
+
+function viaFrontend(path: string, method = 'GET'): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      // HTTP_PROXY style: absolute-form request line to the outbound listener.
+      { host: '127.0.0.1', port: mesh.ports.frontendOutbound, method, path: `http://orders.shop:80${path}`, headers: { host: 'orders.shop:80', 'x-meshlet-peer-identity': 'spiffe://cluster.local/ns/evil/sa/forged' } },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+beforeAll(async () => {
+  mesh = await meshOfTwo();
+  const logger = createLogger({ name: 'sidecar', level: 'info', destination: logStream });
+  orders = new Sidecar(readSidecarConfig(mesh.ordersEnv), { logger });
+  frontend = new Sidecar(readSidecarConfig(mesh.frontendEnv), { logger });
+  await Promise.all([orders.start(), frontend.start()]);
+});
+
+afterAll(async () => {
+  await Promise.all([orders?.stop(), frontend?.stop()]);
+  await mesh?.close();
+});
+
+describe('meshlet sidecar (assembled)', () => {
+  it('is ready once SVID, policy and listeners are in place', async () => {
+    const res = await fetch(`http://127.0.0.1:${mesh.ports.ordersAdmin}/ready`);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { checks: Record<string, { ok: boolean; detail?: string }> };
+    expect(body.checks.svid).toEqual({ ok: true, detail: ORDERS_ID });
+    expect(body.checks.listeners?.ok).toBe(true);
+  });
+
+  it('carries an allowed call over mTLS; the app sees the verified caller, not the forged header', async () => {
+    const res = await viaFrontend('/orders/42');
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.body)).toEqual({ path: '/orders/42', caller: FRONTEND_ID });
+  });
+
+  it('denies a route the policy does not grant: 403 JSON with route and reason, the app never sees it', async () => {
+    const before = mesh.seen.length;
+    const res = await viaFrontend('/admin/users');
+    expect(res.status).toBe(403);
+    expect(res.headers['x-meshlet-error']).toBe('MESHLET_DENIED');
+    const body = JSON.parse(res.body) as { error: { route: string; reason: string } };
+    expect(body.error.route).toBe('admin');
+    expect(body.error.reason).toContain('not authorized by route "admin"');
+    expect(mesh.seen.length).toBe(before);
+    expect(logLines.some((l) => l.includes('"event":"denied"') && l.includes('"route":"admin"') && l.includes(FRONTEND_ID))).toBe(true);
+  });
+
+  it('applies a policy change (kubelet swap) to the next request', async () => {
+    await kubeletWrite(mesh.ordersPolicyDir, { 'policy.yaml': ORDERS_POLICY.replace('APP_PORT', String(mesh.appPort)).replace('spiffe://cluster.local/ns/ops/sa/operator', FRONTEND_ID) });
+    let status = 0;
+    for (let i = 0; i < 100 && status !== 200; i++) {
+      status = (await viaFrontend('/admin/users')).status;
+      if (status !== 200) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(status).toBe(200);
+  });
+
+  it('counts decisions and lists live connections on the admin port', async () => {
+    const metrics = await (await fetch(`http://127.0.0.1:${mesh.ports.ordersAdmin}/metrics`)).text();
+    expect(metrics).toMatch(/meshlet_authz_decisions_total\{[^}]*result="deny"[^}]*\} [1-9]/);
+    expect(metrics).toContain('meshlet_policy_reloads_total');
+    const list = (await (await fetch(`http://127.0.0.1:${mesh.ports.ordersAdmin}/connections`)).json()) as { connections: { direction: string; peerIdentity: string | null }[] };
+    expect(list.connections.some((c) => c.direction === 'inbound' && c.peerIdentity === FRONTEND_ID)).toBe(true);
+  });
+});
