@@ -1,5 +1,6 @@
 import { MeshletError } from '../errors/meshlet-error.ts';
 import { parseDuration } from './duration.ts';
+import { validateTrustDomain } from '../identity/spiffe-id.ts';
 
 /**
  * Environment -> validated, frozen configuration. Every variable is parsed, and every bad
@@ -122,6 +123,26 @@ export function hostPort(raw: string): { host: string; port: number } {
   const m = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d+)$/.exec(raw);
   if (!m) throw new FieldError('must be host:port');
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port: port(m[2]!) };
+}
+
+/** A value taken as written. */
+export function text(raw: string): string {
+  return raw;
+}
+
+export function absolutePath(raw: string): string {
+  if (!raw.startsWith('/')) throw new FieldError('must be an absolute path');
+  return raw;
+}
+
+/** A SPIFFE trust domain (lowercase a-z 0-9 . - _). */
+export function trustDomain(raw: string): string {
+  try {
+    validateTrustDomain(raw);
+  } catch (err) {
+    throw new FieldError((err as Error).message);
+  }
+  return raw;
 }
 
 /** A duration variable (`500ms`, `30s`, `5m`, `1h30m`) -> milliseconds. */

@@ -1,5 +1,5 @@
-import { workloadSpiffeId, parseSpiffeId, validateTrustDomain } from '../identity/spiffe-id.ts';
-import { bool, deepFreeze, durationField, EnvReader, FieldError, hostPort, list, oneOf, port, positiveInt, type Env, type EnvVar } from './env.ts';
+import { workloadSpiffeId, parseSpiffeId } from '../identity/spiffe-id.ts';
+import { absolutePath, bool, deepFreeze, durationField, EnvReader, FieldError, hostPort, list, oneOf, port, positiveInt, text, trustDomain, type Env, type EnvVar } from './env.ts';
 
 /**
  * The sidecar's configuration: the contract between the injector (which writes these
@@ -84,27 +84,9 @@ export interface AppProbe {
   headers?: { name: string; value: string }[];
 }
 
-function text(raw: string): string {
-  return raw;
-}
-
-function trustDomain(raw: string): string {
-  try {
-    validateTrustDomain(raw);
-  } catch (err) {
-    throw new FieldError((err as Error).message);
-  }
-  return raw;
-}
-
 /** A DNS label (namespace) or subdomain (ServiceAccount) as Kubernetes allows them. */
 function k8sName(raw: string): string {
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(raw) || raw.length > 253) throw new FieldError('must be a Kubernetes object name (lowercase a-z 0-9 - .)');
-  return raw;
-}
-
-function absolutePath(raw: string): string {
-  if (!raw.startsWith('/')) throw new FieldError('must be an absolute path');
   return raw;
 }
 

@@ -1,5 +1,5 @@
-import { validateTrustDomain, parseSpiffeId } from '../spiffe-id.ts';
-import { deepFreeze, durationField, EnvReader, FieldError, hostPort, oneOf, positiveInt, type Env, type EnvVar } from '../../config/env.ts';
+import { parseSpiffeId } from '../spiffe-id.ts';
+import { absolutePath, deepFreeze, durationField, EnvReader, FieldError, hostPort, oneOf, positiveInt, text, trustDomain, type Env, type EnvVar } from '../../config/env.ts';
 
 /**
  * `meshlet identity`'s configuration: every variable listed once here with its default;
@@ -30,24 +30,6 @@ export interface IdentityServiceConfig {
   rateBurst: number;
   rateRefillMs: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
-}
-
-function text(raw: string): string {
-  return raw;
-}
-
-function trustDomain(raw: string): string {
-  try {
-    validateTrustDomain(raw);
-  } catch (err) {
-    throw new FieldError((err as Error).message);
-  }
-  return raw;
-}
-
-function absolutePath(raw: string): string {
-  if (!raw.startsWith('/')) throw new FieldError('must be an absolute path');
-  return raw;
 }
 
 function optionalAbsolutePath(raw: string): string | undefined {
