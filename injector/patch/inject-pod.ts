@@ -4,7 +4,7 @@ import { PodRefusedError } from './errors.ts';
 import { planInboundPorts } from './inbound-ports.ts';
 import type { JsonPatchOp } from './json-patch.ts';
 import { pointer } from './json-pointer.ts';
-import { ADMIN_PORT_NAME, INIT_CONTAINER, PROXY_CONTAINER } from './pod-layout.ts';
+import { ADMIN_PORT, ADMIN_PORT_NAME, INIT_CONTAINER, PROXY_CONTAINER } from './pod-layout.ts';
 import type { Pod } from './pod-shape.ts';
 import { planProbes } from './probes.ts';
 import type { InjectionSettings } from './settings.ts';
@@ -18,6 +18,9 @@ export type SkipReason = 'excluded-namespace' | 'opted-out' | 'host-network' | '
 export type InjectionResult =
   | { outcome: 'injected'; patch: JsonPatchOp[]; warnings: string[] }
   | { outcome: 'skipped'; reason: SkipReason; message: string; warnings: string[] };
+
+const PROMETHEUS_SCRAPE = 'prometheus.io/scrape';
+const PROMETHEUS_ANNOTATIONS: Readonly<Record<string, string>> = { [PROMETHEUS_SCRAPE]: 'true', 'prometheus.io/port': String(ADMIN_PORT), 'prometheus.io/path': '/metrics' };
 
 /** The value of meshlet.io/status: what was added, so a reader (or a later uninject) knows. */
 export interface InjectionStatus {
@@ -93,10 +96,13 @@ function buildPatch(pod: Pod, plan: MeshPlan, rewrites: ReturnType<typeof planPr
   if (!spec.volumes || spec.volumes.length === 0) ops.push({ op: 'add', path: pointer('spec', 'volumes'), value: volumes });
   else for (const v of volumes) ops.push({ op: 'add', path: pointer('spec', 'volumes', '-'), value: v });
 
-  const statusValue = JSON.stringify(status);
-  if (!pod.metadata) ops.push({ op: 'add', path: pointer('metadata'), value: { annotations: { [ANNOTATIONS.status]: statusValue } } });
-  else if (!pod.metadata.annotations) ops.push({ op: 'add', path: pointer('metadata', 'annotations'), value: { [ANNOTATIONS.status]: statusValue } });
-  else ops.push({ op: 'add', path: pointer('metadata', 'annotations', ANNOTATIONS.status), value: statusValue });
+  const added: Record<string, string> = { [ANNOTATIONS.status]: JSON.stringify(status) };
+  // Prometheus' kubernetes_sd scrape config (deploy/monitoring) finds sidecars by these. A pod
+  // that already declares its own scrape target keeps it: its app's metrics are not ours to move.
+  if (pod.metadata?.annotations?.[PROMETHEUS_SCRAPE] === undefined) Object.assign(added, PROMETHEUS_ANNOTATIONS);
+  if (!pod.metadata) ops.push({ op: 'add', path: pointer('metadata'), value: { annotations: added } });
+  else if (!pod.metadata.annotations) ops.push({ op: 'add', path: pointer('metadata', 'annotations'), value: added });
+  else for (const [k, v] of Object.entries(added)) ops.push({ op: 'add', path: pointer('metadata', 'annotations', k), value: v });
   return ops;
 }
 

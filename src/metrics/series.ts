@@ -119,6 +119,7 @@ export class CounterVec extends Vec<CounterSeries> {
 
   series(labels: Labels): CounterSeries {
     this.checkLabels(labels);
+    labels = Object.isFrozen(labels) ? labels : Object.freeze({ ...labels });
     const s = this.type === 'gauge' ? new GaugeSeries(labels) : new CounterSeries(labels);
     this.all.push(s);
     return s;
@@ -139,6 +140,8 @@ export class HistogramSeries {
   readonly counts: Float64Array;
   sum = 0;
   count = 0;
+  /** The labels of each `_bucket` sample (with `le`), built at the first scrape and kept. */
+  bucketLabels: readonly Labels[] | undefined;
   readonly #bounds: readonly number[];
 
   constructor(labels: Labels, bounds: readonly number[]) {
@@ -162,6 +165,9 @@ export class HistogramVec extends Vec<HistogramSeries> {
   readonly type = 'histogram' as const;
   readonly buckets: readonly number[];
   readonly #leLabels: string[];
+  readonly #bucketName: string;
+  readonly #sumName: string;
+  readonly #countName: string;
 
   constructor(opts: VecOptions & { buckets: readonly number[] }) {
     super(opts);
@@ -171,22 +177,28 @@ export class HistogramVec extends Vec<HistogramSeries> {
     }
     this.buckets = Object.freeze(sorted);
     this.#leLabels = [...sorted.map(String), '+Inf'];
+    this.#bucketName = `${opts.name}_bucket`;
+    this.#sumName = `${opts.name}_sum`;
+    this.#countName = `${opts.name}_count`;
   }
 
   series(labels: Labels): HistogramSeries {
     this.checkLabels(labels);
+    labels = Object.isFrozen(labels) ? labels : Object.freeze({ ...labels });
     const s = new HistogramSeries(labels, this.buckets);
     this.all.push(s);
     return s;
   }
 
   protected samples(s: HistogramSeries, out: SampleJson[]): void {
+    // Frozen and kept, like every label object here, so exposition.ts renders each once.
+    const bucketLabels = (s.bucketLabels ??= this.#leLabels.map((le) => Object.freeze({ ...s.labels, le })));
     let cumulative = 0;
     for (let i = 0; i < s.counts.length; i++) {
       cumulative += s.counts[i]!;
-      out.push({ metricName: `${this.name}_bucket`, value: cumulative, labels: { ...s.labels, le: this.#leLabels[i]! } });
+      out.push({ metricName: this.#bucketName, value: cumulative, labels: bucketLabels[i]! });
     }
-    out.push({ metricName: `${this.name}_sum`, value: s.sum, labels: s.labels });
-    out.push({ metricName: `${this.name}_count`, value: s.count, labels: s.labels });
+    out.push({ metricName: this.#sumName, value: s.sum, labels: s.labels });
+    out.push({ metricName: this.#countName, value: s.count, labels: s.labels });
   }
 }

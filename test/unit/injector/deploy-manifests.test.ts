@@ -36,6 +36,10 @@ const MODELS: Record<string, new (data: never) => { validate(): void }> = {
 };
 /** Kinds that are not Kubernetes built-ins (no schema in kubernetes-models), allowed only in the cert-manager overlay. */
 const CERT_MANAGER_KINDS = new Set(['Issuer', 'Certificate']);
+/** Prometheus Operator kinds, allowed only in the monitoring folder. */
+const PROMETHEUS_OPERATOR_KINDS = new Set(['PodMonitor', 'ServiceMonitor', 'PrometheusRule']);
+/** Files under deploy/ that are not Kubernetes objects (a Prometheus scrape config snippet). */
+const NOT_KUBERNETES_OBJECTS = new Set(['monitoring/prometheus-scrape-config.yaml']);
 
 type Doc = { file: string; obj: any };
 
@@ -50,7 +54,7 @@ function yamlFiles(dir: string): string[] {
 const files = yamlFiles(DEPLOY);
 const kustomizations = files.filter((f) => /kustomization\.ya?ml$/.test(f));
 const docs: Doc[] = files
-  .filter((f) => !kustomizations.includes(f))
+  .filter((f) => !kustomizations.includes(f) && !NOT_KUBERNETES_OBJECTS.has(relative(DEPLOY, f)))
   .flatMap((file) => parseAllDocuments(readFileSync(file, 'utf8')).map((d) => ({ file: relative(DEPLOY, file), obj: d.toJS() })));
 const base = (kind: string, name: string) => docs.find((d) => d.obj.kind === kind && d.obj.metadata?.name === name && !d.file.startsWith('examples/'))?.obj;
 
@@ -64,6 +68,11 @@ describe('deploy/ manifests', () => {
       if (CERT_MANAGER_KINDS.has(obj.kind)) {
         expect(file.startsWith('cert-manager/')).toBe(true);
         expect(obj.apiVersion).toBe('cert-manager.io/v1');
+        return;
+      }
+      if (PROMETHEUS_OPERATOR_KINDS.has(obj.kind)) {
+        expect(file.startsWith('monitoring/')).toBe(true);
+        expect(obj.apiVersion).toBe('monitoring.coreos.com/v1');
         return;
       }
       const Model = MODELS[obj.kind];
@@ -87,7 +96,7 @@ describe('deploy/ manifests', () => {
     const spec = parseAllDocuments(readFileSync(join(DEPLOY, 'kustomization.yaml'), 'utf8'))[0]!.toJS();
     const listed = new Set((spec.resources as string[]).map((r) => r.replace(/\/$/, '')));
     for (const f of files.map((p) => relative(DEPLOY, p))) {
-      if (/^(examples|cert-manager|policy)\//.test(f) || f === 'kustomization.yaml') continue;
+      if (/^(examples|cert-manager|policy|monitoring)\//.test(f) || f === 'kustomization.yaml') continue;
       expect(listed.has(f), `${f} is not in deploy/kustomization.yaml`).toBe(true);
     }
     expect(listed.has('policy')).toBe(true);
