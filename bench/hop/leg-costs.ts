@@ -1,13 +1,17 @@
 // CPU cost of each leg of a proxy, measured alone, to see where a sidecar's per-request CPU goes:
 //   server leg: node:http answering a 1 KB body itself (CPU of the server process under wrk -c16);
-//   client leg: keep-alive requests from undici dispatch() and from http.request + http.Agent
-//   (CPU of the client process, 16 in flight, against a separate server process).
+//   client leg: keep-alive requests from undici dispatch(), from meshlet's own Http1Pool
+//   (src/proxy/upstream/http1-pool.ts, same dispatch() contract) and from http.request +
+//   http.Agent (CPU of the client process, 16 in flight, against a separate server process).
 //   node bench/hop/leg-costs.ts [--requests 40000]
 import { spawn } from 'node:child_process';
 import * as http from 'node:http';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { cpuSeconds } from './cpu.ts';
+import { Http1Pool } from '../../src/proxy/upstream/http1-pool.ts';
+import { resolveProxySettings } from '../../src/proxy/config.ts';
+import { ConnectionRegistry } from '../../src/proxy/connection-registry.ts';
 import { runWrk } from './wrk.ts';
 
 const BODY = Buffer.alloc(1024, 120);
@@ -33,9 +37,25 @@ if (process.argv[2] === 'serve') {
 
     const headers = ['host', 'upstream', 'user-agent', 'bench', 'accept', '*/*'];
     const pool = new Pool(`http://127.0.0.1:${port}`, { connections: CONCURRENCY, pipelining: 1 });
+    const lean = new Http1Pool({ label: 'leg-costs server', host: '127.0.0.1', port }, {
+      settings: resolveProxySettings({ limits: { maxConnectionsPerUpstream: CONCURRENCY } }),
+      registry: new ConnectionRegistry(),
+      direction: 'inbound',
+    });
     const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
     const viaUndici = (done: () => void): void => {
       pool.dispatch({ path: '/', method: 'GET', headers, body: null }, {
+        onConnect() {},
+        onHeaders: () => true,
+        onData: () => true,
+        onComplete: done,
+        onError(err: Error) {
+          throw err;
+        },
+      });
+    };
+    const viaLean = (done: () => void): void => {
+      lean.dispatch({ path: '/', method: 'GET', headers, body: null }, {
         onConnect() {},
         onHeaders: () => true,
         onData: () => true,
@@ -75,9 +95,11 @@ if (process.argv[2] === 'serve') {
     // Alternate, twice each, so drift hits both.
     for (let round = 0; round < 2; round++) {
       process.stdout.write(`client leg, undici dispatch():        ${(await closedLoop(viaUndici)).toFixed(4)} CPU s / 1k requests\n`);
+      process.stdout.write(`client leg, meshlet Http1Pool:        ${(await closedLoop(viaLean)).toFixed(4)} CPU s / 1k requests\n`);
       process.stdout.write(`client leg, http.request + http.Agent: ${(await closedLoop(viaHttp)).toFixed(4)} CPU s / 1k requests\n`);
     }
     await pool.close();
+    await lean.destroy();
     agent.destroy();
   } finally {
     child.kill('SIGTERM');

@@ -1,0 +1,87 @@
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import { ProxyError } from '../http/errors.ts';
+import { MeshletError } from '../../errors/meshlet-error.ts';
+import type { ProxyTimeouts } from '../config.ts';
+
+/** One next hop: the local app (plain TCP on loopback), a plaintext destination, or a peer sidecar (mTLS). */
+export interface UpstreamTarget {
+  /** Names the hop in error messages ("app port 8080", "peer sidecar … for orders:80 (spiffe://…)"). */
+  readonly label: string;
+  readonly host: string;
+  readonly port: number;
+  /** Present: originate mTLS with these options (ClientTls.connectOptions; asked per new connection, so rotation applies). */
+  readonly tlsOptions?: () => tls.ConnectionOptions;
+}
+
+export type NextHopConnected = (err: ProxyError | null, socket: net.Socket | null) => void;
+
+/**
+ * Makes ONE new connection to a next hop — shared by the HTTP pool's connector and the opaque
+ * TCP proxies, so every leg connects, times out and names its failures the same way.
+ *
+ * TCP_NODELAY always (a head and a body written as two segments must never wait on Nagle +
+ * delayed ACK); one timer covering connect then handshake (per connection, never per request);
+ * a failure named by the phase it happened in, as the ProxyError the client will see: refused,
+ * timed out, handshake failed, or the peer's SVID rejected. On success the caller owns the
+ * socket and its errors (this function's 'error' listener is removed first).
+ */
+export function connectNextHop(
+  target: UpstreamTarget,
+  timeouts: Pick<ProxyTimeouts, 'connectMs' | 'tlsHandshakeMs'>,
+  done: NextHopConnected,
+  socketOptions: { allowHalfOpen?: boolean } = {},
+): net.Socket {
+  const where = `${target.label} at ${target.host}:${target.port}`;
+  let phase: 'connect' | 'handshake' = 'connect';
+  let settled = false;
+  const socket: net.Socket = target.tlsOptions
+    ? tls.connect({ ...target.tlsOptions(), ...socketOptions, host: target.host, port: target.port })
+    : net.connect({ ...socketOptions, host: target.host, port: target.port, noDelay: true });
+  socket.setNoDelay(true);
+  const fail = (err: Error): void => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(timer);
+    socket.destroy();
+    done(upstreamConnectFailure(err, phase, where), null);
+  };
+  let timer = setTimeout(
+    () => fail(new ProxyError('MESHLET_UPSTREAM_CONNECT_TIMEOUT', `no connection to ${where} within ${timeouts.connectMs} ms`)),
+    timeouts.connectMs,
+  );
+  const established = (): void => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(timer);
+    socket.off('error', fail);
+    done(null, socket);
+  };
+  socket.once('connect', () => {
+    if (!target.tlsOptions) return established();
+    phase = 'handshake';
+    clearTimeout(timer);
+    timer = setTimeout(
+      () => fail(new ProxyError('MESHLET_UPSTREAM_TLS_TIMEOUT', `no mTLS handshake with ${where} within ${timeouts.tlsHandshakeMs} ms`)),
+      timeouts.tlsHandshakeMs,
+    );
+  });
+  if (target.tlsOptions) socket.once('secureConnect', established);
+  socket.on('error', fail);
+  return socket;
+}
+
+/** Names a failure to establish a connection, by the phase it happened in. */
+function upstreamConnectFailure(err: Error, phase: 'connect' | 'handshake', where: string): ProxyError {
+  if (err instanceof ProxyError) return err;
+  const code = (err as { code?: unknown }).code;
+  if (phase === 'connect') {
+    return new ProxyError('MESHLET_UPSTREAM_CONNECT_FAILED', `cannot connect to ${where}: ${String(code ?? err.message)}`, { cause: err });
+  }
+  // The TLS layer reports a rejected peer SVID as a coded MeshletError (TLS_PEER_*, SVID_*);
+  // anything else (an alert from the peer, a protocol mismatch) is a plain handshake failure.
+  if (err instanceof MeshletError) {
+    return new ProxyError('MESHLET_UPSTREAM_IDENTITY_REJECTED', `peer at ${where} rejected: ${err.code}: ${err.message}`, { cause: err });
+  }
+  return new ProxyError('MESHLET_UPSTREAM_TLS_FAILED', `mTLS handshake with ${where} failed: ${String(code ?? err.message)}`, { cause: err });
+}
