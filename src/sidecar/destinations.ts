@@ -24,5 +24,7 @@ export function destinationConfig(c: Readonly<SidecarConfig>): DestinationConfig
     ...(d.cidr ? { cidrs: [d.cidr] } : {}),
     ...(d.port ? { ports: [d.port] } : {}),
   }));
-  return { mesh, plaintext };
+  // Mesh by default: any other destination is dialed as named, over mTLS, and must prove the
+  // identity listed for it or belong to an accepted trust domain. Never plaintext on its own.
+  return { mesh, plaintext, defaultMesh: { expected: { trustDomains: c.acceptedTrustDomains }, identities: Object.fromEntries(c.destinationIdentities) } };
 }

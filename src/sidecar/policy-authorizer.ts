@@ -1,16 +1,17 @@
 import { decide, normalizePath, type PolicyStore } from '../policy/index.ts';
 import type { Decision } from '../policy/types.ts';
 import type { NormalizedPath, PathNormalizer, RequestAuthorizer, RequestFacts } from '../proxy/request-authorizer.ts';
+import type { ConnectionAuthorizer, ConnectionFacts } from '../proxy/tcp/connection-authorizer.ts';
 
 /** Who wants to hear about decisions (metrics, denial logs); called after every decision. */
-export type DecisionListener = (facts: RequestFacts, decision: Decision) => void;
+export type DecisionListener = (facts: RequestFacts | ConnectionFacts, decision: Decision) => void;
 
 /**
- * The proxy's two policy hooks, backed by the live PolicyStore: `store.current()` is read on
+ * The proxy's policy hooks, backed by the live PolicyStore: `store.current()` is read on
  * every request, so a reload reaches connections that are already open (issue 3), and the
  * decision is the same pure `decide()` that `meshlet policy explain` runs.
  */
-export class PolicyAuthorizer implements RequestAuthorizer, PathNormalizer {
+export class PolicyAuthorizer implements RequestAuthorizer, ConnectionAuthorizer, PathNormalizer {
   readonly #store: PolicyStore;
   readonly #onDecision: DecisionListener | undefined;
 
@@ -19,7 +20,8 @@ export class PolicyAuthorizer implements RequestAuthorizer, PathNormalizer {
     this.#onDecision = onDecision;
   }
 
-  authorize(facts: RequestFacts): Decision {
+  /** HTTP and gRPC requests, and opaque TCP connections (caller and port only). */
+  authorize(facts: RequestFacts | ConnectionFacts): Decision {
     const decision = decide(this.#store.current(), facts);
     this.#onDecision?.(facts, decision);
     return decision;

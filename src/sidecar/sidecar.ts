@@ -8,6 +8,8 @@ import { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
 import { RequestLog } from '../log/request-log.ts';
 import { InboundProxy } from '../proxy/inbound/inbound-proxy.ts';
 import { OutboundProxy } from '../proxy/outbound/outbound-proxy.ts';
+import { OpaqueTcpProxy } from '../proxy/tcp/opaque-inbound.ts';
+import { CatchAllListener } from '../proxy/tcp/catch-all.ts';
 import { ConnectionRegistry } from '../proxy/connection-registry.ts';
 import { resolveProxySettings, type ProxySettings } from '../proxy/config.ts';
 import { createIdentitySource } from './identity-source.ts';
@@ -55,6 +57,8 @@ export class Sidecar {
   #policy: PolicyStore | undefined;
   #inbound: InboundProxy | undefined;
   #outbound: OutboundProxy | undefined;
+  #opaque: OpaqueTcpProxy | undefined;
+  #catchAll: CatchAllListener | undefined;
   #listenersBound = false;
   #stopping: Promise<void> | undefined;
   #svidError: string | undefined;
@@ -138,7 +142,7 @@ export class Sidecar {
     const authorizer = new PolicyAuthorizer(policy, (facts, decision) => {
       this.metrics.decided(facts.peer, decision);
       if (decision.decision === 'deny') {
-        this.#requestLog.denied({ direction: 'inbound', caller: facts.peer, route: decision.route, reason: decision.reason, method: facts.method, path: facts.path, port: facts.port });
+        this.#requestLog.denied({ direction: 'inbound', caller: facts.peer, route: decision.route, reason: decision.reason, ...('method' in facts ? { method: facts.method, path: facts.path } : {}), port: facts.port });
       }
     });
     const httpPorts = c.inboundPorts.filter((p) => p.protocol !== 'tcp');
@@ -146,7 +150,7 @@ export class Sidecar {
       tls,
       authorizer,
       normalizer: authorizer,
-      ports: httpPorts.map((p) => ({ listenPort: p.listenPort, appPort: p.appPort, protocol: 'http1' as const })),
+      ports: httpPorts.map((p) => ({ listenPort: p.listenPort, appPort: p.appPort, protocol: p.protocol === 'grpc' ? ('grpc' as const) : ('http' as const), permissive: p.permissive })),
       appHost: c.appAddress,
       settings: this.#settings,
       registry: this.connections,
@@ -161,9 +165,21 @@ export class Sidecar {
       registry: this.connections,
       observer: this.metrics.observer,
     });
-    await Promise.all([this.#inbound.start(), this.#outbound.start()]);
+    // Opaque TCP ports: one decision per connection (caller and port), bytes spliced to the app.
+    this.#opaque = new OpaqueTcpProxy({
+      tls,
+      authorizer,
+      ports: c.inboundPorts.filter((p) => p.protocol === 'tcp').map((p) => ({ listenPort: p.listenPort, appPort: p.appPort })),
+      appHost: c.appAddress,
+      settings: this.#settings,
+      registry: this.connections,
+      observer: this.metrics.observer,
+    });
+    // Every undeclared port lands here (iptables) and is reset: nothing reaches the app around us.
+    this.#catchAll = new CatchAllListener({ port: c.inboundCatchAllPort, observer: this.metrics.observer });
+    await Promise.all([this.#inbound.start(), this.#outbound.start(), this.#opaque.start(), this.#catchAll.start()]);
     this.#listenersBound = true;
-    const ports: SidecarPorts = { admin: adminAddr.port, outbound: this.#outbound.boundPort(), inbound: this.#inbound.boundPorts() };
+    const ports: SidecarPorts = { admin: adminAddr.port, outbound: this.#outbound.boundPort(), inbound: [...this.#inbound.boundPorts(), ...this.#opaque.boundPorts()] };
     this.#log.info({ event: 'ready', spiffeId: tls.localId, ports }, 'meshlet sidecar ready');
     return ports;
   }
@@ -175,7 +191,7 @@ export class Sidecar {
   stop(why = 'stop'): Promise<void> {
     this.#stopping ??= (async () => {
       this.#log.info({ event: 'draining', why, drainTimeoutMs: this.config.drainTimeoutMs }, 'draining');
-      const cut = await Promise.all([this.#inbound?.drain() ?? 0, this.#outbound?.drain() ?? 0]);
+      const cut = await Promise.all([this.#inbound?.drain() ?? 0, this.#outbound?.drain() ?? 0, this.#opaque?.drain() ?? 0, this.#catchAll?.close().then(() => 0) ?? 0]);
       const forced = cut.reduce((a, b) => a + b, 0);
       for (const d of this.#detach.splice(0)) d();
       this.#policy?.close();

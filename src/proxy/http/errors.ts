@@ -1,32 +1,37 @@
 import { STATUS_CODES, type ServerResponse } from 'node:http';
+import { constants as h2constants, type ServerHttp2Stream } from 'node:http2';
 import { MeshletError } from '../../errors/meshlet-error.ts';
+import { encodeGrpcMessage } from '../../policy/denial.ts';
 
 /**
  * Every way a proxied HTTP request can fail, and the ONE place that turns such a failure into
- * what the client sees: a status, an `x-meshlet-error: <code>` header and a small JSON body.
+ * what the client sees: a status, an `x-meshlet-error: <code>` header and a small JSON body;
+ * for a gRPC call (HTTP/2, content-type application/grpc) a trailers-only response with
+ * `grpc-status` (the catalog's grpcStatus: 7 PERMISSION_DENIED for a denial, which gRPC
+ * clients do not retry; 14 UNAVAILABLE when the next hop failed, which they may).
  * The catalog is the contract documented in docs/proxy.md (a test keeps the two in sync).
  */
 export const PROXY_ERROR_CATALOG = {
   // The request itself is unacceptable (the caller's fault).
-  MESHLET_BAD_REQUEST: { status: 400, summary: 'the request could not be parsed or is ambiguous (request smuggling refused)' },
-  MESHLET_BAD_PATH: { status: 400, summary: 'the request path was refused by path normalization' },
-  MESHLET_MISSING_HOST: { status: 400, summary: 'an outbound request named no destination (no Host, no absolute URI)' },
-  MESHLET_HEADERS_TOO_LARGE: { status: 431, summary: 'the request head is larger than limits.maxHeaderBytes (or has so many fields past limits.maxHeaderCount that the parser stops)' },
-  MESHLET_TOO_MANY_HEADERS: { status: 431, summary: 'the request has more header fields than limits.maxHeaderCount' },
-  MESHLET_HEADERS_TIMEOUT: { status: 408, summary: 'the request head did not arrive within timeouts.requestHeadersMs' },
+  MESHLET_BAD_REQUEST: { status: 400, grpcStatus: 13, summary: 'the request could not be parsed or is ambiguous (request smuggling refused)' },
+  MESHLET_BAD_PATH: { status: 400, grpcStatus: 3, summary: 'the request path was refused by path normalization' },
+  MESHLET_MISSING_HOST: { status: 400, grpcStatus: 3, summary: 'an outbound request named no destination (no Host, no absolute URI)' },
+  MESHLET_HEADERS_TOO_LARGE: { status: 431, grpcStatus: 8, summary: 'the request head is larger than limits.maxHeaderBytes (or has so many fields past limits.maxHeaderCount that the parser stops)' },
+  MESHLET_TOO_MANY_HEADERS: { status: 431, grpcStatus: 8, summary: 'the request has more header fields than limits.maxHeaderCount' },
+  MESHLET_HEADERS_TIMEOUT: { status: 408, grpcStatus: 4, summary: 'the request head did not arrive within timeouts.requestHeadersMs' },
   // Policy.
-  MESHLET_DENIED: { status: 403, summary: 'the policy of the destination does not allow this caller on this route' },
-  MESHLET_UNKNOWN_DESTINATION: { status: 502, summary: 'the destination is neither a mesh destination nor a configured plaintext one' },
+  MESHLET_DENIED: { status: 403, grpcStatus: 7, summary: 'the policy of the destination does not allow this caller on this route' },
+  MESHLET_UNKNOWN_DESTINATION: { status: 502, grpcStatus: 14, summary: 'the destination is neither a mesh destination nor a configured plaintext one' },
   // The next hop (peer sidecar or the local app) failed.
-  MESHLET_UPSTREAM_CONNECT_FAILED: { status: 503, summary: 'the next hop refused or dropped the connection attempt' },
-  MESHLET_UPSTREAM_CONNECT_TIMEOUT: { status: 503, summary: 'the next hop did not accept a connection within timeouts.connectMs' },
-  MESHLET_UPSTREAM_TLS_FAILED: { status: 502, summary: 'the mTLS handshake with the peer sidecar failed' },
-  MESHLET_UPSTREAM_TLS_TIMEOUT: { status: 502, summary: 'the mTLS handshake did not finish within timeouts.tlsHandshakeMs' },
-  MESHLET_UPSTREAM_IDENTITY_REJECTED: { status: 502, summary: 'the peer sidecar presented an identity the destination does not expect' },
-  MESHLET_UPSTREAM_RESET: { status: 502, summary: 'the next hop closed the connection before sending a complete response head' },
-  MESHLET_UPSTREAM_BAD_RESPONSE: { status: 502, summary: 'the next hop sent a response that could not be parsed' },
-  MESHLET_INTERNAL: { status: 500, summary: 'an unexpected failure inside the sidecar' },
-} as const satisfies Record<string, { status: number; summary: string }>;
+  MESHLET_UPSTREAM_CONNECT_FAILED: { status: 503, grpcStatus: 14, summary: 'the next hop refused or dropped the connection attempt' },
+  MESHLET_UPSTREAM_CONNECT_TIMEOUT: { status: 503, grpcStatus: 14, summary: 'the next hop did not accept a connection within timeouts.connectMs' },
+  MESHLET_UPSTREAM_TLS_FAILED: { status: 502, grpcStatus: 14, summary: 'the mTLS handshake with the peer sidecar failed' },
+  MESHLET_UPSTREAM_TLS_TIMEOUT: { status: 502, grpcStatus: 14, summary: 'the mTLS handshake did not finish within timeouts.tlsHandshakeMs' },
+  MESHLET_UPSTREAM_IDENTITY_REJECTED: { status: 502, grpcStatus: 14, summary: 'the peer sidecar presented an identity the destination does not expect' },
+  MESHLET_UPSTREAM_RESET: { status: 502, grpcStatus: 14, summary: 'the next hop closed the connection before sending a complete response head' },
+  MESHLET_UPSTREAM_BAD_RESPONSE: { status: 502, grpcStatus: 14, summary: 'the next hop sent a response that could not be parsed' },
+  MESHLET_INTERNAL: { status: 500, grpcStatus: 13, summary: 'an unexpected failure inside the sidecar' },
+} as const satisfies Record<string, { status: number; grpcStatus: number; summary: string }>;
 
 export type ProxyErrorCode = keyof typeof PROXY_ERROR_CATALOG;
 
@@ -102,4 +107,55 @@ export function rawErrorResponse(err: ProxyError): string {
     `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
     `${MESHLET_ERROR_HEADER}: ${err.code}\r\nconnection: close\r\n\r\n${body}`
   );
+}
+
+/** gRPC's own framing of a request is its content-type (gRPC over HTTP/2 spec: application/grpc[+proto|+json|;…]). */
+export function isGrpcContentType(contentType: string | undefined): boolean {
+  return contentType !== undefined && contentType.startsWith('application/grpc');
+}
+
+/** The grpc-message of a failure: the message, plus the denying route and reason when there are some. */
+function grpcMessage(err: ProxyError): string {
+  const reason = err.details?.reason;
+  if (reason == null) return err.message;
+  const route = err.details?.route;
+  return `${err.message}${route ? ` (route ${route})` : ''}: ${reason}`;
+}
+
+/**
+ * The HTTP/2 counterpart of respondWithError, for one stream. gRPC calls get a trailers-only
+ * response (`:status 200`, content-type application/grpc, grpc-status, percent-encoded
+ * grpc-message): a HEADERS frame that ends the stream, which is what gRPC clients read as
+ * the call's status. Anything else gets the same status and JSON body as HTTP/1.1. When the
+ * response head already went out, the stream is reset (INTERNAL_ERROR): a truncated body or
+ * a missing grpc-status must never look like a complete answer.
+ */
+export function respondStreamWithError(stream: ServerHttp2Stream, err: unknown, grpc: boolean): void {
+  const perr = asProxyError(err);
+  if (stream.destroyed || stream.closed) return;
+  if (stream.headersSent) {
+    stream.close(h2constants.NGHTTP2_INTERNAL_ERROR);
+    return;
+  }
+  if (grpc) {
+    stream.respond(
+      {
+        ':status': 200,
+        'content-type': 'application/grpc',
+        'grpc-status': String(PROXY_ERROR_CATALOG[perr.code].grpcStatus),
+        'grpc-message': encodeGrpcMessage(grpcMessage(perr)),
+        [MESHLET_ERROR_HEADER]: perr.code,
+      },
+      { endStream: true },
+    );
+    return;
+  }
+  const body = errorBody(perr);
+  stream.respond({
+    ':status': perr.status,
+    'content-type': 'application/json',
+    'content-length': String(Buffer.byteLength(body)),
+    [MESHLET_ERROR_HEADER]: perr.code,
+  });
+  stream.end(body);
 }

@@ -1,18 +1,25 @@
-import * as http from 'node:http';
-import * as https from 'node:https';
-import type * as net from 'node:net';
-import type * as tls from 'node:tls';
+import type * as http from 'node:http';
+import type * as http2 from 'node:http2';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import type { Duplex } from 'node:stream';
 import { resolveProxySettings, type ProxySettings } from '../config.ts';
 import { ConnectionRegistry, type TrackedConnection } from '../connection-registry.ts';
-import { missingHost, ProxyError, respondWithError } from '../http/errors.ts';
+import { isGrpcContentType, missingHost, ProxyError, respondStreamWithError, respondWithError } from '../http/errors.ts';
 import { forwardHeaders, PEER_IDENTITY_HEADER } from '../http/headers.ts';
 import { forwardRequest, type ForwardingProxy, type NextHop } from '../http/forward-request.ts';
-import { handleClientError } from '../http/client-error.ts';
-import { drainServer } from '../drain.ts';
+import { HttpServing } from '../http/http-serving.ts';
+import { connectTrackedNextHop, type NextHopContext } from '../http/next-hop-socket.ts';
+import { forwardStream } from '../h2/forward-stream.ts';
+import { forwardStreamToHttp1 } from '../h2/forward-stream-to-http1.ts';
+import { H2SessionPool } from '../h2/h2-session-pool.ts';
+import { h2ForwardHeaders, http1ForwardHeaders, readStreamRequest } from '../h2/stream-headers.ts';
+import { failUpgrade, forwardUpgrade, refusedUpgrade } from '../upgrade/forward-upgrade.ts';
 import type { AuthorizationDecision, PathNormalizer, RequestAuthorizer, RequestFacts } from '../request-authorizer.ts';
 import type { ServerTls } from '../tls-dependency.ts';
 import type { ProxyObserver } from '../proxy-observer.ts';
 import { createUpstreamPool } from '../upstream/upstream-pool.ts';
+import { acceptPermissive } from './permissive-accept.ts';
 
 /**
  * One inbound listener per app port. Transparent interception REDIRECTs each app port to its
@@ -24,11 +31,24 @@ export interface InboundPort {
   readonly listenPort: number;
   /** The app's port on loopback. */
   readonly appPort: number;
-  readonly protocol: 'http1';
+  /**
+   * `http`: callers may speak HTTP/1.1 or HTTP/2 (ALPN); the app is reached over HTTP/1.1,
+   * except gRPC calls (content-type application/grpc), which only exist over HTTP/2 and go
+   * h2c. `grpc`: the app speaks HTTP/2 (h2c on loopback) and every stream goes there.
+   * `http1` is the former name of `http`, still accepted for callers written before HTTP/2.
+   */
+  readonly protocol: 'http' | 'grpc' | 'http1';
+  /** PERMISSIVE: plaintext callers are accepted too, as `unauthenticated` (peer null). Default STRICT. */
+  readonly permissive?: boolean;
+}
+
+/** The TLS layer as the inbound needs it; `acceptSocket` serves PERMISSIVE ports (MeshTls has it). */
+export interface InboundTls extends ServerTls {
+  acceptSocket(raw: net.Socket, extra?: { ALPNProtocols?: string[] }): tls.TLSSocket;
 }
 
 export interface InboundProxyOptions {
-  readonly tls: ServerTls;
+  readonly tls: InboundTls;
   readonly authorizer: RequestAuthorizer;
   readonly normalizer: PathNormalizer;
   readonly ports: readonly InboundPort[];
@@ -41,35 +61,52 @@ export interface InboundProxyOptions {
   readonly observer?: ProxyObserver;
 }
 
+/** Offered on every mTLS listener: HTTP/2 first (multiplexing, gRPC), HTTP/1.1 for the rest. */
+export const INBOUND_ALPN = ['h2', 'http/1.1'];
+
 interface PortListener {
   readonly port: InboundPort;
-  readonly server: https.Server;
+  readonly front: net.Server;
+  readonly serving: HttpServing;
+  /** HTTP/1.1 to the app (undici pool). */
   readonly hop: NextHop;
+  /** HTTP/2 (h2c) to the app: gRPC. */
+  readonly h2: H2SessionPool;
+  readonly appTarget: { label: string; host: string; port: number };
   readonly detachTls: () => void;
-  open: number;
 }
 
 export class InboundProxy implements ForwardingProxy {
   readonly registry: ConnectionRegistry;
   readonly #opts: InboundProxyOptions;
   readonly #settings: ProxySettings;
+  readonly #hopContext: NextHopContext;
   readonly #listeners: PortListener[] = [];
-  readonly #tracked = new WeakMap<net.Socket, TrackedConnection>();
+  readonly #tracked = new WeakMap<Duplex, TrackedConnection>();
   #draining = false;
 
   constructor(opts: InboundProxyOptions) {
     this.#opts = opts;
     this.#settings = opts.settings ?? resolveProxySettings();
     this.registry = opts.registry ?? new ConnectionRegistry();
+    this.#hopContext = { settings: this.#settings, registry: this.registry, direction: 'inbound' };
     const appHost = opts.appHost ?? '127.0.0.1';
     for (const port of opts.ports) {
-      const server = this.#createServer();
       const label = `app port ${port.appPort}`;
-      const pool = createUpstreamPool({ label, host: appHost, port: port.appPort }, { settings: this.#settings, registry: this.registry, direction: 'inbound' });
-      const hop: NextHop = { pool, label };
-      const l: PortListener = { port, server, hop, detachTls: opts.tls.attachServer(server), open: 0 };
-      server.on('secureConnection', (socket: tls.TLSSocket) => this.#onSecureConnection(socket, l));
-      server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.#onRequest(req, res, l));
+      const appTarget = { label, host: appHost, port: port.appPort };
+      const pool = createUpstreamPool(appTarget, this.#hopContext);
+      // The listener's handlers need the listener; they only run once it exists.
+      let l!: PortListener;
+      const serving = new HttpServing(this.#settings, {
+        request: (req, res) => this.#onRequest(req, res, l),
+        upgrade: (req, socket, head) => this.#onUpgrade(req, socket, head, l),
+        refused: (code) => this.#opts.observer?.refused?.('inbound', code),
+      });
+      const onSecure = (socket: tls.TLSSocket): void => this.#onSecure(socket, l);
+      const { front, detachTls } = port.permissive
+        ? this.#permissiveFront(serving, onSecure, (socket, protocol) => this.#serve(socket, null, null, protocol, l))
+        : this.#strictFront(serving, onSecure);
+      l = { port, front, serving, hop: { pool, label }, h2: new H2SessionPool(appTarget, this.#hopContext), appTarget, detachTls };
       this.#listeners.push(l);
     }
   }
@@ -81,9 +118,9 @@ export class InboundProxy implements ForwardingProxy {
       this.#listeners.map(
         (l) =>
           new Promise<void>((resolve, reject) => {
-            l.server.once('error', reject);
-            l.server.listen(l.port.listenPort, host, () => {
-              l.server.off('error', reject);
+            l.front.once('error', reject);
+            l.front.listen(l.port.listenPort, host, () => {
+              l.front.off('error', reject);
               resolve();
             });
           }),
@@ -93,19 +130,20 @@ export class InboundProxy implements ForwardingProxy {
 
   /** The bound ports (listenPort resolved when 0 was asked). */
   boundPorts(): { listenPort: number; appPort: number }[] {
-    return this.#listeners.map((l) => ({ listenPort: (l.server.address() as net.AddressInfo).port, appPort: l.port.appPort }));
+    return this.#listeners.map((l) => ({ listenPort: (l.front.address() as net.AddressInfo).port, appPort: l.port.appPort }));
   }
 
   get draining(): boolean {
     return this.#draining;
   }
 
-  /** Stop accepting, finish in-flight requests (up to timeouts.drainMs), close the rest. Returns connections cut. */
+  /** Stop accepting, finish in-flight requests and streams (up to timeouts.drainMs), close the rest. Returns connections cut. */
   async drain(): Promise<number> {
     this.#draining = true;
-    const cut = await Promise.all(this.#listeners.map((l) => drainServer(l.server, this.#settings.timeouts.drainMs, () => l.open)));
+    const cut = await Promise.all(this.#listeners.map((l) => l.serving.drain(l.front, this.#settings.timeouts.drainMs)));
     for (const l of this.#listeners) {
       l.detachTls();
+      l.h2.destroy();
       await l.hop.pool.destroy();
     }
     return cut.reduce((a, b) => a + b, 0);
@@ -120,34 +158,48 @@ export class InboundProxy implements ForwardingProxy {
     respondWithError(res, err);
   }
 
-  #createServer(): https.Server {
-    const { timeouts, limits } = this.#settings;
-    const server = https.createServer({
-      ...this.#opts.tls.serverOptions({ ALPNProtocols: ['http/1.1'] }),
-      handshakeTimeout: timeouts.tlsHandshakeMs,
-      // Strict llhttp: refuses CL+TE, conflicting CL, obs-fold, invalid bytes (tested one by one).
-      insecureHTTPParser: false,
-      maxHeaderSize: limits.maxHeaderBytes,
+  readonly #failStream = (stream: http2.ServerHttp2Stream, err: ProxyError, grpc: boolean): void => {
+    this.#opts.observer?.refused?.('inbound', err.code);
+    respondStreamWithError(stream, err, grpc);
+  };
+
+  readonly #failUpgrade = (socket: Duplex, err: ProxyError): void => {
+    this.#opts.observer?.refused?.('inbound', err.code);
+    failUpgrade(socket, err);
+  };
+
+  /** STRICT: a tls.Server; a plaintext caller fails the handshake (counted as plaintext_on_strict by the observer). */
+  #strictFront(serving: HttpServing, onSecure: (socket: tls.TLSSocket) => void): { front: net.Server; detachTls: () => void } {
+    const front = tls.createServer({
+      ...this.#opts.tls.serverOptions({ ALPNProtocols: INBOUND_ALPN }),
+      handshakeTimeout: this.#settings.timeouts.tlsHandshakeMs,
       noDelay: true,
-      keepAliveTimeout: timeouts.idleMs,
-      headersTimeout: timeouts.requestHeadersMs,
-      // node checks the head deadline on this period (default 30 s); half the timeout keeps it honest.
-      connectionsCheckingInterval: Math.min(Math.ceil(timeouts.requestHeadersMs / 2), 30_000),
-      // Bodies may stream for as long as they need; slow heads are bounded by headersTimeout.
-      requestTimeout: 0,
-      // Checked by the proxy itself, so the refusal carries the catalog code (node's own 400 would not).
-      requireHostHeader: false,
     });
-    // One more than the limit, so an excess is SEEN (node silently drops fields past maxHeadersCount).
-    server.maxHeadersCount = limits.maxHeaderCount + 1;
-    server.on('tlsClientError', (err) => this.#opts.observer?.handshakeFailed?.('inbound', err));
-    server.on('clientError', (err: Error & { code?: string }, socket) =>
-      handleClientError(err, socket, (code) => this.#opts.observer?.refused?.('inbound', code)),
-    );
-    return server;
+    const detachTls = this.#opts.tls.attachServer(front);
+    front.on('connection', (raw: net.Socket) => serving.accept(raw));
+    front.on('tlsClientError', (err) => this.#opts.observer?.handshakeFailed?.('inbound', err));
+    front.on('secureConnection', onSecure);
+    return { front, detachTls };
   }
 
-  #onSecureConnection(socket: tls.TLSSocket, l: PortListener): void {
+  /** PERMISSIVE: a net.Server that looks at the first bytes: TLS -> mTLS as above; else plaintext, peer null. */
+  #permissiveFront(
+    serving: HttpServing,
+    onSecure: (socket: tls.TLSSocket) => void,
+    onPlaintext: (socket: net.Socket, protocol: 'h2' | 'http1') => void,
+  ): { front: net.Server; detachTls: () => void } {
+    const front = net.createServer({ noDelay: true }, (raw) => {
+      serving.accept(raw);
+      acceptPermissive(raw, this.#opts.tls, INBOUND_ALPN, this.#settings, {
+        secure: onSecure,
+        plaintext: onPlaintext,
+        handshakeFailed: (err) => this.#opts.observer?.handshakeFailed?.('inbound', err),
+      });
+    });
+    return { front, detachTls: noDetach };
+  }
+
+  #onSecure(socket: tls.TLSSocket, l: PortListener): void {
     let peer: string;
     try {
       peer = this.#opts.tls.verifyClient(socket).spiffeId.id;
@@ -156,12 +208,40 @@ export class InboundProxy implements ForwardingProxy {
       socket.destroy();
       return;
     }
+    this.#serve(socket, peer, socket.getProtocol() ?? null, socket.alpnProtocol === 'h2' ? 'h2' : 'http1', l);
+  }
+
+  #serve(socket: net.Socket, peer: string | null, tlsVersion: string | null, protocol: 'h2' | 'http1', l: PortListener): void {
     const conn = this.registry.track('inbound', 'accepted', socket);
     conn.peerIdentity = peer;
-    conn.tlsVersion = socket.getProtocol() ?? null;
-    this.#tracked.set(socket, conn);
-    l.open++;
-    socket.once('close', () => l.open--);
+    conn.tlsVersion = tlsVersion;
+    if (protocol === 'h2') {
+      l.serving.serveH2(socket, (stream, _headers, _flags, raw) => this.#onStream(stream, raw, conn, l));
+    } else {
+      this.#tracked.set(socket, conn);
+      l.serving.serveHttp1(socket);
+    }
+  }
+
+  /**
+   * Path normalization then policy, the same for HTTP/1.1 requests, HTTP/2 streams and
+   * Upgrade requests: the normalized path and the query to forward, or the refusal to send.
+   */
+  #authorize(conn: TrackedConnection, l: PortListener, method: string, target: string, contentType: string | undefined): { path: string; query: string } | ProxyError {
+    const q = target.indexOf('?');
+    const normalized = this.#opts.normalizer.normalize(q === -1 ? target : target.slice(0, q));
+    if (!normalized.ok) return new ProxyError('MESHLET_BAD_PATH', `request path refused: ${normalized.reason}`);
+    const facts: RequestFacts = { peer: conn.peerIdentity, port: l.port.appPort, method, path: normalized.path, grpc: grpcFacts(contentType, normalized.path) };
+    let decision: AuthorizationDecision;
+    try {
+      decision = this.#opts.authorizer.authorize(facts);
+    } catch (err) {
+      return new ProxyError('MESHLET_INTERNAL', 'the policy could not decide', { cause: err });
+    }
+    if (decision.decision !== 'allow') {
+      return new ProxyError('MESHLET_DENIED', 'request denied by policy', { details: { route: decision.route, reason: decision.reason } });
+    }
+    return { path: normalized.path, query: q === -1 ? '' : target.slice(q) };
   }
 
   #onRequest(req: http.IncomingMessage, res: http.ServerResponse, l: PortListener): void {
@@ -176,33 +256,67 @@ export class InboundProxy implements ForwardingProxy {
     if (raw.length > this.#settings.limits.maxHeaderCount * 2) {
       return this.fail(res, new ProxyError('MESHLET_TOO_MANY_HEADERS', `more than ${this.#settings.limits.maxHeaderCount} header fields`, { closeConnection: true }));
     }
-    const target = req.url ?? '/';
-    const q = target.indexOf('?');
-    const normalized = this.#opts.normalizer.normalize(q === -1 ? target : target.slice(0, q));
-    if (!normalized.ok) {
-      return this.fail(res, new ProxyError('MESHLET_BAD_PATH', `request path refused: ${normalized.reason}`));
-    }
     const head = forwardHeaders(raw, PEER_IDENTITY_HEADER);
     if (head.host === '' && req.httpVersionMinor === 1) return this.fail(res, missingHost());
     const method = req.method ?? 'GET';
-    const facts: RequestFacts = { peer: conn.peerIdentity, port: l.port.appPort, method, path: normalized.path, grpc: grpcFacts(head.contentType, normalized.path) };
-    let decision: AuthorizationDecision;
-    try {
-      decision = this.#opts.authorizer.authorize(facts);
-    } catch (err) {
-      return this.fail(res, new ProxyError('MESHLET_INTERNAL', 'the policy could not decide', { cause: err }));
+    const allowed = this.#authorize(conn, l, method, req.url ?? '/', head.contentType);
+    if (allowed instanceof ProxyError) return this.fail(res, allowed);
+    if (conn.peerIdentity !== null) head.headers.push(PEER_IDENTITY_HEADER, conn.peerIdentity);
+    forwardRequest(req, res, l.hop, allowed.path + allowed.query, head, this);
+  }
+
+  #onUpgrade(req: http.IncomingMessage, socket: Duplex, headBytes: Buffer, l: PortListener): void {
+    const conn = this.#tracked.get(req.socket);
+    if (conn === undefined) {
+      socket.destroy();
+      return;
     }
-    if (decision.decision !== 'allow') {
-      return this.fail(res, new ProxyError('MESHLET_DENIED', 'request denied by policy', { details: { route: decision.route, reason: decision.reason } }));
+    conn.requests++;
+    const upgrade = req.headers.upgrade ?? '';
+    if (refusedUpgrade(upgrade)) {
+      return this.#failUpgrade(socket, new ProxyError('MESHLET_BAD_REQUEST', 'Upgrade: h2c is refused (an h2c tunnel would carry requests the policy never sees)', { closeConnection: true }));
     }
-    head.headers.push(PEER_IDENTITY_HEADER, conn.peerIdentity!);
-    forwardRequest(req, res, l.hop, q === -1 ? normalized.path : normalized.path + target.slice(q), head, this);
+    const head = forwardHeaders(req.rawHeaders, PEER_IDENTITY_HEADER);
+    const method = req.method ?? 'GET';
+    const allowed = this.#authorize(conn, l, method, req.url ?? '/', head.contentType);
+    if (allowed instanceof ProxyError) return this.#failUpgrade(socket, allowed);
+    if (conn.peerIdentity !== null) head.headers.push(PEER_IDENTITY_HEADER, conn.peerIdentity);
+    forwardUpgrade(socket, headBytes, { method, path: allowed.path + allowed.query, headers: head.headers, upgrade }, () => connectTrackedNextHop(l.appTarget, this.#hopContext), this.#failUpgrade);
+  }
+
+  #onStream(stream: http2.ServerHttp2Stream, raw: string[], conn: TrackedConnection, l: PortListener): void {
+    stream.on('error', ignore);
+    conn.requests++;
+    const head = readStreamRequest(raw, PEER_IDENTITY_HEADER);
+    const grpc = isGrpcContentType(head.contentType);
+    if (head.fieldCount > this.#settings.limits.maxHeaderCount) {
+      return this.#failStream(stream, new ProxyError('MESHLET_TOO_MANY_HEADERS', `more than ${this.#settings.limits.maxHeaderCount} header fields`), grpc);
+    }
+    if (head.method === 'CONNECT' || head.path === '') {
+      return this.#failStream(stream, new ProxyError('MESHLET_BAD_REQUEST', 'CONNECT (and requests without :path) are not proxied'), grpc);
+    }
+    const allowed = this.#authorize(conn, l, head.method, head.path, head.contentType);
+    if (allowed instanceof ProxyError) return this.#failStream(stream, allowed, grpc);
+    const identity = conn.peerIdentity === null ? null : { name: PEER_IDENTITY_HEADER, value: conn.peerIdentity };
+    if (grpc || l.port.protocol === 'grpc') {
+      forwardStream(stream, h2ForwardHeaders(head, allowed.path + allowed.query, identity), l.h2, grpc, this.#failStream);
+    } else {
+      forwardStreamToHttp1(stream, l.hop, head.method, allowed.path + allowed.query, http1ForwardHeaders(head, identity), this.#failStream);
+    }
   }
 }
 
+function noDetach(): void {
+  // A PERMISSIVE listener wraps sockets with the context current at accept time: nothing to detach.
+}
+
+function ignore(): void {
+  // Stream errors (a reset by the client) are handled by the forwarding code through 'close'.
+}
+
 /** gRPC over HTTP/2 names `/<package.Service>/<Method>`; undefined for anything else. */
-function grpcFacts(contentType: string, path: string): RequestFacts['grpc'] {
-  if (!contentType.startsWith('application/grpc')) return undefined;
+function grpcFacts(contentType: string | undefined, path: string): RequestFacts['grpc'] {
+  if (!isGrpcContentType(contentType)) return undefined;
   const slash = path.indexOf('/', 1);
   if (slash === -1 || path.indexOf('/', slash + 1) !== -1) return undefined;
   return { service: path.slice(1, slash), method: path.slice(slash + 1) };

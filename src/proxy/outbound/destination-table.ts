@@ -1,12 +1,14 @@
 import * as net from 'node:net';
 import { MeshletError } from '../../errors/meshlet-error.ts';
+import { parseSpiffeId } from '../../identity/spiffe-id.ts';
 import type { ExpectedPeer } from '../tls-dependency.ts';
 
 /**
  * Where the app's outbound requests may go. Routed by the authority the app named (Host
- * header, or the absolute URI in HTTP_PROXY mode): a mesh destination is reached over mTLS
- * at its peer sidecar's inbound listener; a configured plaintext destination outside the mesh
- * directly; ANYTHING ELSE IS REFUSED — the sidecar never decides on its own to send plaintext.
+ * header, :authority, or the absolute URI in HTTP_PROXY mode): a mesh destination is reached
+ * over mTLS at its peer sidecar's inbound listener; a configured plaintext destination
+ * outside the mesh directly; anything else is either refused or — with `defaultMesh` — dialed
+ * as named over mTLS. The sidecar never decides on its own to send plaintext.
  */
 export interface MeshDestination {
   /** The name the app uses (service DNS name), lowercase, and its port. */
@@ -28,9 +30,24 @@ export interface PlaintextRule {
   readonly ports?: readonly number[];
 }
 
+/**
+ * Mesh by default (Kubernetes: destinations are not listed anywhere). An authority that
+ * matches no mesh destination and no plaintext rule is dialed AS NAMED (host:port through
+ * DNS; kube-proxy and the peer pod's iptables bring the connection to the peer sidecar's
+ * inbound listener) over mTLS, and the server must be `identities[host:port]` when listed,
+ * else match `expected` (typically the accepted trust domains).
+ */
+export interface DefaultMesh {
+  readonly expected: ExpectedPeer;
+  /** `host:port` (lowercase host, explicit port) -> the exact SPIFFE ID expected there. */
+  readonly identities?: Readonly<Record<string, string>>;
+}
+
 export interface DestinationConfig {
   readonly mesh: readonly MeshDestination[];
   readonly plaintext?: readonly PlaintextRule[];
+  /** Absent: an unlisted destination is refused (MESHLET_UNKNOWN_DESTINATION). */
+  readonly defaultMesh?: DefaultMesh;
 }
 
 export type Route =
@@ -80,15 +97,29 @@ export class DestinationTable {
   readonly #mesh = new Map<string, MeshDestination>();
   readonly #plaintext: CompiledRule[];
   readonly #memo = new Map<string, Route | null>();
+  readonly #defaultMesh: DefaultMesh | null;
+  readonly #identities = new Map<string, string>();
 
   constructor(config: DestinationConfig) {
     for (const d of config.mesh) {
-      if (!d.expected.spiffeId && !(d.expected.trustDomains && d.expected.trustDomains.length > 0)) {
-        throw new DestinationConfigError(`mesh destination ${d.host}:${d.port} names no expected identity (spiffeId or trustDomains)`);
-      }
+      requireExpected(d.expected, `mesh destination ${d.host}:${d.port}`);
       this.#mesh.set(`${d.host.toLowerCase()}:${d.port}`, d);
     }
     this.#plaintext = (config.plaintext ?? []).map(compileRule);
+    this.#defaultMesh = config.defaultMesh ?? null;
+    if (this.#defaultMesh !== null) {
+      requireExpected(this.#defaultMesh.expected, 'defaultMesh');
+      for (const [authority, id] of Object.entries(this.#defaultMesh.identities ?? {})) {
+        const parsed = parseAuthority(authority);
+        if (parsed === null || !/:\d+$/.test(authority)) throw new DestinationConfigError(`defaultMesh.identities: ${JSON.stringify(authority)} is not host:port`);
+        try {
+          parseSpiffeId(id);
+        } catch (err) {
+          throw new DestinationConfigError(`defaultMesh.identities[${JSON.stringify(authority)}]: ${(err as Error).message}`);
+        }
+        this.#identities.set(`${parsed.host}:${parsed.port}`, id);
+      }
+    }
   }
 
   get meshDestinations(): readonly MeshDestination[] {
@@ -105,10 +136,23 @@ export class DestinationTable {
       const destination = this.#mesh.get(`${parsed.host}:${parsed.port}`);
       if (destination) route = { kind: 'mesh', destination, host: parsed.host, port: parsed.port };
       else if (this.#plaintext.some((r) => ruleMatches(r, parsed.host, parsed.port))) route = { kind: 'plaintext', host: parsed.host, port: parsed.port };
+      else if (this.#defaultMesh !== null) route = { kind: 'mesh', destination: this.#dialAsNamed(parsed.host, parsed.port), host: parsed.host, port: parsed.port };
     }
     if (this.#memo.size >= MAX_MEMO) this.#memo.clear();
     this.#memo.set(authority, route);
     return route;
+  }
+
+  #dialAsNamed(host: string, port: number): MeshDestination {
+    const key = `${host}:${port}`;
+    const id = this.#identities.get(key);
+    return { host, port, address: { host, port }, expected: id !== undefined ? { spiffeId: id } : this.#defaultMesh!.expected };
+  }
+}
+
+function requireExpected(expected: ExpectedPeer, what: string): void {
+  if (!expected.spiffeId && !(expected.trustDomains && expected.trustDomains.length > 0)) {
+    throw new DestinationConfigError(`${what} names no expected identity (spiffeId or trustDomains)`);
   }
 }
 

@@ -1,22 +1,34 @@
-import * as http from 'node:http';
-import type * as net from 'node:net';
+import type * as http from 'node:http';
+import type * as http2 from 'node:http2';
+import * as net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { resolveProxySettings, type ProxySettings } from '../config.ts';
 import { ConnectionRegistry, type TrackedConnection } from '../connection-registry.ts';
-import { missingHost, ProxyError, respondWithError } from '../http/errors.ts';
+import { isGrpcContentType, missingHost, ProxyError, respondStreamWithError, respondWithError } from '../http/errors.ts';
 import { forwardHeaders, PEER_IDENTITY_HEADER } from '../http/headers.ts';
 import { forwardRequest, type ForwardingProxy, type NextHop } from '../http/forward-request.ts';
-import { handleClientError } from '../http/client-error.ts';
-import { drainServer } from '../drain.ts';
+import { HttpServing } from '../http/http-serving.ts';
+import { connectTrackedNextHop, type NextHopContext, type NextHopTarget } from '../http/next-hop-socket.ts';
+import { detectH2c } from '../h2/detect-h2c.ts';
+import { forwardStream } from '../h2/forward-stream.ts';
+import { H2SessionPool } from '../h2/h2-session-pool.ts';
+import { h2ForwardHeaders, readStreamRequest } from '../h2/stream-headers.ts';
+import { failUpgrade, forwardUpgrade, refusedUpgrade } from '../upgrade/forward-upgrade.ts';
 import type { ClientTls } from '../tls-dependency.ts';
 import type { ProxyObserver } from '../proxy-observer.ts';
 import { createUpstreamPool } from '../upstream/upstream-pool.ts';
-import { DestinationTable, type DestinationConfig, type MeshDestination } from './destination-table.ts';
+import { DestinationTable, type DestinationConfig, type MeshDestination, type Route } from './destination-table.ts';
 
 /**
- * The app's side: a plain HTTP listener its outbound traffic reaches, either by transparent
- * redirect (origin-form request, routed by Host) or because the app uses it as HTTP_PROXY
- * (absolute-form `GET http://host:port/path`, routed by the URI's authority). Mesh
- * destinations are reached over mTLS from a keep-alive pool per destination.
+ * The app's side: a plain listener its outbound traffic reaches, either by transparent
+ * redirect (origin-form request, routed by Host / :authority) or because the app uses it as
+ * HTTP_PROXY (absolute-form `GET http://host:port/path`, routed by the URI's authority).
+ * The app may speak HTTP/1.1 or h2c (HTTP/2 with prior knowledge: what gRPC clients do to a
+ * plaintext target); the first bytes of a connection say which.
+ *
+ * Toward a mesh destination: HTTP/1.1 requests go over a keep-alive pool of mTLS connections
+ * (ALPN http/1.1); HTTP/2 streams over ONE multiplexed h2 mTLS session per destination (ALPN
+ * h2) — gRPC needs HTTP/2 end to end (trailers). Upgrade requests get a connection of their own.
  */
 export interface OutboundProxyOptions {
   readonly tls: ClientTls;
@@ -31,53 +43,55 @@ export interface OutboundProxyOptions {
 
 export const DEFAULT_OUTBOUND_PORT = 15001;
 
+/** The ways one destination can be reached, made on first use. */
+interface DestinationHops {
+  /** For the HTTP/2 session (ALPN h2 on mTLS). */
+  readonly h2Target: NextHopTarget;
+  http1: NextHop | null;
+  h2: H2SessionPool | null;
+  /** For the HTTP/1.1 pool and Upgrade tunnels (ALPN http/1.1 on mTLS). */
+  readonly http1Target: NextHopTarget;
+}
+
 export class OutboundProxy implements ForwardingProxy {
   readonly registry: ConnectionRegistry;
   readonly #opts: OutboundProxyOptions;
   readonly #settings: ProxySettings;
+  readonly #hopContext: NextHopContext;
   readonly #table: DestinationTable;
-  readonly #meshHops = new Map<MeshDestination, NextHop>();
-  readonly #plainHops = new Map<string, NextHop>();
-  readonly #server: http.Server;
-  readonly #tracked = new WeakMap<net.Socket, TrackedConnection>();
-  #open = 0;
+  /** Keyed by `mesh:host:port` / `plain:host:port`. */
+  readonly #hops = new Map<string, DestinationHops>();
+  readonly #front: net.Server;
+  readonly #serving: HttpServing;
+  readonly #tracked = new WeakMap<Duplex, TrackedConnection>();
   #draining = false;
 
   constructor(opts: OutboundProxyOptions) {
     this.#opts = opts;
     this.#settings = opts.settings ?? resolveProxySettings();
     this.registry = opts.registry ?? new ConnectionRegistry();
+    this.#hopContext = { settings: this.#settings, registry: this.registry, direction: 'outbound' };
     this.#table = new DestinationTable(opts.destinations);
-    for (const d of this.#table.meshDestinations) {
-      const who = d.expected.spiffeId ?? `trust domain ${d.expected.trustDomains?.join('|')}`;
-      const label = `peer sidecar for ${d.host}:${d.port} (${who})`;
-      const pool = createUpstreamPool(
-        {
-          label,
-          host: d.address.host,
-          port: d.address.port,
-          // Asked per NEW connection, so a rotated SVID is used from the next connection on.
-          tlsOptions: () => opts.tls.connectOptions(d.expected, { ALPNProtocols: ['http/1.1'] }),
-        },
-        { settings: this.#settings, registry: this.registry, direction: 'outbound' },
-      );
-      this.#meshHops.set(d, { pool, label: `${label} at ${d.address.host}:${d.address.port}` });
-    }
-    this.#server = this.#createServer();
+    this.#serving = new HttpServing(this.#settings, {
+      request: (req, res) => this.#onRequest(req, res),
+      upgrade: (req, socket, head) => this.#onUpgrade(req, socket, head),
+      refused: (code) => this.#opts.observer?.refused?.('outbound', code),
+    });
+    this.#front = net.createServer({ noDelay: true }, (socket) => this.#onConnection(socket));
   }
 
   async start(): Promise<void> {
     await new Promise<void>((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen(this.#opts.listenPort ?? DEFAULT_OUTBOUND_PORT, this.#opts.listenHost ?? '127.0.0.1', () => {
-        this.#server.off('error', reject);
+      this.#front.once('error', reject);
+      this.#front.listen(this.#opts.listenPort ?? DEFAULT_OUTBOUND_PORT, this.#opts.listenHost ?? '127.0.0.1', () => {
+        this.#front.off('error', reject);
         resolve();
       });
     });
   }
 
   boundPort(): number {
-    return (this.#server.address() as net.AddressInfo).port;
+    return (this.#front.address() as net.AddressInfo).port;
   }
 
   get draining(): boolean {
@@ -86,8 +100,13 @@ export class OutboundProxy implements ForwardingProxy {
 
   async drain(): Promise<number> {
     this.#draining = true;
-    const cut = await drainServer(this.#server, this.#settings.timeouts.drainMs, () => this.#open);
-    await Promise.all([...this.#meshHops.values(), ...this.#plainHops.values()].map((hop) => hop.pool.destroy()));
+    const cut = await this.#serving.drain(this.#front, this.#settings.timeouts.drainMs);
+    const pools: Promise<void>[] = [];
+    for (const hops of this.#hops.values()) {
+      hops.h2?.destroy();
+      if (hops.http1 !== null) pools.push(hops.http1.pool.destroy());
+    }
+    await Promise.all(pools);
     return cut;
   }
 
@@ -100,31 +119,56 @@ export class OutboundProxy implements ForwardingProxy {
     respondWithError(res, err);
   }
 
-  #createServer(): http.Server {
-    const { timeouts, limits } = this.#settings;
-    const server = http.createServer({
-      insecureHTTPParser: false,
-      maxHeaderSize: limits.maxHeaderBytes,
-      noDelay: true,
-      keepAliveTimeout: timeouts.idleMs,
-      headersTimeout: timeouts.requestHeadersMs,
-      // node checks the head deadline on this period (default 30 s); half the timeout keeps it honest.
-      connectionsCheckingInterval: Math.min(Math.ceil(timeouts.requestHeadersMs / 2), 30_000),
-      requestTimeout: 0,
-      // Checked by the proxy itself, so the refusal carries the catalog code (node's own 400 would not).
-      requireHostHeader: false,
+  readonly #failStream = (stream: http2.ServerHttp2Stream, err: ProxyError, grpc: boolean): void => {
+    this.#opts.observer?.refused?.('outbound', err.code);
+    respondStreamWithError(stream, err, grpc);
+  };
+
+  readonly #failUpgrade = (socket: Duplex, err: ProxyError): void => {
+    this.#opts.observer?.refused?.('outbound', err.code);
+    failUpgrade(socket, err);
+  };
+
+  #onConnection(socket: net.Socket): void {
+    this.#serving.accept(socket);
+    const conn = this.registry.track('outbound', 'accepted', socket);
+    socket.on('error', () => socket.destroy());
+    void detectH2c(socket, this.#settings.timeouts.requestHeadersMs).then((protocol) => {
+      if (socket.destroyed) return;
+      if (protocol === 'h2c') {
+        this.#serving.serveH2(socket, (stream, _headers, _flags, raw) => this.#onStream(stream, raw, conn));
+      } else {
+        this.#tracked.set(socket, conn);
+        this.#serving.serveHttp1(socket);
+      }
     });
-    server.maxHeadersCount = limits.maxHeaderCount + 1;
-    server.on('connection', (socket: net.Socket) => {
-      this.#tracked.set(socket, this.registry.track('outbound', 'accepted', socket));
-      this.#open++;
-      socket.once('close', () => this.#open--);
-    });
-    server.on('clientError', (err: Error & { code?: string }, socket) =>
-      handleClientError(err, socket, (code) => this.#opts.observer?.refused?.('outbound', code)),
+  }
+
+  /** The authority and origin-form target of an HTTP/1.x request, or the refusal. */
+  #target(req: http.IncomingMessage, host: string): { authority: string; target: string } | ProxyError {
+    if (host === '' && req.httpVersionMinor === 1) return missingHost();
+    let target = req.url ?? '/';
+    let authority = host;
+    if (target.charCodeAt(0) !== 47 /* '/' */) {
+      // HTTP_PROXY mode: absolute-form. Only http:// — TLS from the app would be opaque to us.
+      if (!target.startsWith('http://')) {
+        return new ProxyError('MESHLET_BAD_REQUEST', `unsupported request target ${JSON.stringify(target.slice(0, 100))}: only origin-form or http:// absolute-form`);
+      }
+      const slash = target.indexOf('/', 7);
+      authority = slash === -1 ? target.slice(7) : target.slice(7, slash);
+      target = slash === -1 ? '/' : target.slice(slash);
+    }
+    if (authority === '') {
+      return new ProxyError('MESHLET_MISSING_HOST', 'the request names no destination (no Host header, no absolute URI)');
+    }
+    return { authority, target };
+  }
+
+  #route(authority: string): Route | ProxyError {
+    return (
+      this.#table.resolve(authority) ??
+      new ProxyError('MESHLET_UNKNOWN_DESTINATION', `${authority} is not a known mesh destination nor a configured plaintext destination; refused (the sidecar never sends plaintext on its own)`)
     );
-    server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.#onRequest(req, res));
-    return server;
   }
 
   #onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
@@ -136,39 +180,90 @@ export class OutboundProxy implements ForwardingProxy {
     }
     // The identity header is only ever set by the inbound sidecar; an app cannot pass one along.
     const head = forwardHeaders(raw, PEER_IDENTITY_HEADER);
-    if (head.host === '' && req.httpVersionMinor === 1) return this.fail(res, missingHost());
-    let target = req.url ?? '/';
-    let authority = head.host;
-    if (target.charCodeAt(0) !== 47 /* '/' */) {
-      // HTTP_PROXY mode: absolute-form. Only http:// — TLS from the app would be opaque to us.
-      if (!target.startsWith('http://')) {
-        return this.fail(res, new ProxyError('MESHLET_BAD_REQUEST', `unsupported request target ${JSON.stringify(target.slice(0, 100))}: only origin-form or http:// absolute-form`));
-      }
-      const slash = target.indexOf('/', 7);
-      authority = slash === -1 ? target.slice(7) : target.slice(7, slash);
-      target = slash === -1 ? '/' : target.slice(slash);
-    }
-    if (authority === '') {
-      return this.fail(res, new ProxyError('MESHLET_MISSING_HOST', 'the request names no destination (no Host header, no absolute URI)'));
-    }
-    const route = this.#table.resolve(authority);
-    if (route === null) {
-      return this.fail(res, new ProxyError('MESHLET_UNKNOWN_DESTINATION', `${authority} is not a known mesh destination nor a configured plaintext destination; refused (the sidecar never sends plaintext on its own)`));
-    }
-    const hop = route.kind === 'mesh' ? this.#meshHops.get(route.destination)! : this.#plainHop(route.host, route.port);
-    forwardRequest(req, res, hop, target, head, this);
+    const t = this.#target(req, head.host);
+    if (t instanceof ProxyError) return this.fail(res, t);
+    const route = this.#route(t.authority);
+    if (route instanceof ProxyError) return this.fail(res, route);
+    forwardRequest(req, res, this.#http1Hop(route), t.target, head, this);
   }
 
-  /** One pool per plaintext destination, made on first use (the rules bound which can exist). */
-  #plainHop(host: string, port: number): NextHop {
-    const key = `${host}:${port}`;
-    let hop = this.#plainHops.get(key);
-    if (hop === undefined) {
-      const label = `plaintext destination ${key}`;
-      const pool = createUpstreamPool({ label, host, port }, { settings: this.#settings, registry: this.registry, direction: 'outbound' });
-      hop = { pool, label };
-      this.#plainHops.set(key, hop);
+  #onUpgrade(req: http.IncomingMessage, socket: Duplex, headBytes: Buffer): void {
+    const conn = this.#tracked.get(req.socket);
+    if (conn !== undefined) conn.requests++;
+    const upgrade = req.headers.upgrade ?? '';
+    if (refusedUpgrade(upgrade)) {
+      return this.#failUpgrade(socket, new ProxyError('MESHLET_BAD_REQUEST', 'Upgrade: h2c is not proxied; speak HTTP/2 with prior knowledge instead', { closeConnection: true }));
     }
-    return hop;
+    const head = forwardHeaders(req.rawHeaders, PEER_IDENTITY_HEADER);
+    const t = this.#target(req, head.host);
+    if (t instanceof ProxyError) return this.#failUpgrade(socket, t);
+    const route = this.#route(t.authority);
+    if (route instanceof ProxyError) return this.#failUpgrade(socket, route);
+    const target = this.#hopsFor(route).http1Target;
+    forwardUpgrade(socket, headBytes, { method: req.method ?? 'GET', path: t.target, headers: head.headers, upgrade }, () => connectTrackedNextHop(target, this.#hopContext), this.#failUpgrade);
   }
+
+  #onStream(stream: http2.ServerHttp2Stream, raw: string[], conn: TrackedConnection): void {
+    stream.on('error', ignore);
+    conn.requests++;
+    const head = readStreamRequest(raw, PEER_IDENTITY_HEADER);
+    const grpc = isGrpcContentType(head.contentType);
+    if (head.fieldCount > this.#settings.limits.maxHeaderCount) {
+      return this.#failStream(stream, new ProxyError('MESHLET_TOO_MANY_HEADERS', `more than ${this.#settings.limits.maxHeaderCount} header fields`), grpc);
+    }
+    if (head.method === 'CONNECT' || head.path === '') {
+      return this.#failStream(stream, new ProxyError('MESHLET_BAD_REQUEST', 'CONNECT (and requests without :path) are not proxied'), grpc);
+    }
+    if (head.authority === '') {
+      return this.#failStream(stream, new ProxyError('MESHLET_MISSING_HOST', 'the stream names no destination (no :authority, no Host)'), grpc);
+    }
+    const route = this.#route(head.authority);
+    if (route instanceof ProxyError) return this.#failStream(stream, route, grpc);
+    forwardStream(stream, h2ForwardHeaders(head, head.path, null), this.#h2Hop(route), grpc, this.#failStream);
+  }
+
+  #hopsFor(route: Route): DestinationHops {
+    const key = `${route.kind}:${route.host}:${route.port}`;
+    let hops = this.#hops.get(key);
+    if (hops === undefined) {
+      hops = route.kind === 'mesh' ? this.#meshHops(route.destination) : this.#plainHops(route.host, route.port);
+      this.#hops.set(key, hops);
+    }
+    return hops;
+  }
+
+  #meshHops(d: MeshDestination): DestinationHops {
+    const who = d.expected.spiffeId ?? `trust domain ${d.expected.trustDomains?.join('|')}`;
+    const label = `peer sidecar for ${d.host}:${d.port} (${who})`;
+    const tls = this.#opts.tls;
+    // Asked per NEW connection, so a rotated SVID is used from the next connection on.
+    const target = (alpn: string): NextHopTarget => ({ label, host: d.address.host, port: d.address.port, tlsOptions: () => tls.connectOptions(d.expected, { ALPNProtocols: [alpn] }) });
+    return { h2Target: target('h2'), http1Target: target('http/1.1'), http1: null, h2: null };
+  }
+
+  #plainHops(host: string, port: number): DestinationHops {
+    const target: NextHopTarget = { label: `plaintext destination ${host}:${port}`, host, port };
+    return { h2Target: target, http1Target: target, http1: null, h2: null };
+  }
+
+  /** One undici pool per destination (HTTP/1.1; mTLS with ALPN http/1.1 toward mesh peers). */
+  #http1Hop(route: Route): NextHop {
+    const hops = this.#hopsFor(route);
+    if (hops.http1 === null) {
+      const t = hops.http1Target;
+      const pool = createUpstreamPool(t, this.#hopContext);
+      hops.http1 = { pool, label: `${t.label}${t.tlsOptions ? ` at ${t.host}:${t.port}` : ''}` };
+    }
+    return hops.http1;
+  }
+
+  /** One multiplexed HTTP/2 session per destination (h2 over mTLS toward mesh peers, h2c to plaintext ones). */
+  #h2Hop(route: Route): H2SessionPool {
+    const hops = this.#hopsFor(route);
+    return (hops.h2 ??= new H2SessionPool(hops.h2Target, this.#hopContext));
+  }
+}
+
+function ignore(): void {
+  // Stream errors (a reset by the app) are handled by the forwarding code through 'close'.
 }

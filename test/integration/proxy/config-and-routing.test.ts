@@ -63,10 +63,10 @@ describe('destination table', () => {
 });
 
 describe('error catalog', () => {
-  it('docs/proxy.md lists every code with its status', () => {
+  it('docs/proxy.md lists every code with its status and gRPC status', () => {
     const doc = readFileSync(join(import.meta.dirname, '../../../docs/proxy.md'), 'utf8');
-    for (const [code, { status }] of Object.entries(PROXY_ERROR_CATALOG)) {
-      expect(doc).toMatch(new RegExp(`\\|\\s*\`${code}\`\\s*\\|\\s*${status}\\s*\\|`));
+    for (const [code, { status, grpcStatus }] of Object.entries(PROXY_ERROR_CATALOG)) {
+      expect(doc).toMatch(new RegExp(`\\|\\s*\`${code}\`\\s*\\|\\s*${status}\\s*\\|\\s*${grpcStatus} [A-Z_]+\\s*\\|`));
     }
   });
 });

@@ -48,7 +48,7 @@ export interface MeshOfTwo {
   frontendEnv: Record<string, string>;
   ordersPolicyDir: string;
   ordersSvidDir: string;
-  ports: { ordersAdmin: number; ordersInbound: number; ordersOutbound: number; frontendAdmin: number; frontendOutbound: number };
+  ports: { ordersAdmin: number; ordersInbound: number; ordersOutbound: number; ordersCatchAll: number; frontendAdmin: number; frontendOutbound: number };
   close(): Promise<void>;
 }
 
@@ -116,7 +116,7 @@ export async function meshOfTwo(): Promise<MeshOfTwo> {
     frontendEnv,
     ordersPolicyDir,
     ordersSvidDir,
-    ports: { ordersAdmin: ordersAdmin!, ordersInbound: ordersInbound!, ordersOutbound: ordersOutbound!, frontendAdmin: frontendAdmin!, frontendOutbound: frontendOutbound! },
+    ports: { ordersAdmin: ordersAdmin!, ordersInbound: ordersInbound!, ordersOutbound: ordersOutbound!, ordersCatchAll: ordersCatchAll!, frontendAdmin: frontendAdmin!, frontendOutbound: frontendOutbound! },
     async close() {
       await new Promise((r) => app.close(r));
       app.closeAllConnections();

@@ -1,4 +1,5 @@
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readSidecarConfig } from '../../../src/config/sidecar-env.ts';
@@ -88,6 +89,19 @@ describe('meshlet sidecar (assembled)', () => {
       if (status !== 200) await new Promise((r) => setTimeout(r, 100));
     }
     expect(status).toBe(200);
+  });
+
+  it('resets a connection to an undeclared port (the catch-all) and counts it', async () => {
+    const outcome = await new Promise<string>((resolve) => {
+      const socket = connect(mesh.ports.ordersCatchAll, '127.0.0.1');
+      socket.on('connect', () => socket.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n'));
+      socket.on('data', () => resolve('data'));
+      socket.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'));
+      socket.on('close', () => resolve('closed'));
+    });
+    expect(['ECONNRESET', 'closed']).toContain(outcome);
+    const metrics = await (await fetch(`http://127.0.0.1:${mesh.ports.ordersAdmin}/metrics`)).text();
+    expect(metrics).toMatch(/meshlet_proxy_refusals_total\{direction="inbound",code="MESHLET_UNDECLARED_PORT"\} 1/);
   });
 
   it('counts decisions and lists live connections on the admin port', async () => {

@@ -7,6 +7,8 @@ import type { ProxyErrorCode } from '../../../../src/proxy/http/errors.ts';
 import type { RequestAuthorizer } from '../../../../src/proxy/request-authorizer.ts';
 import { closeServer, createMeshPki, IDS, listen, meshTlsFor, type MeshPki } from './mesh-fixture.ts';
 import { DenyByPathAuthorizer, strictPathNormalizer } from './stand-in-policy.ts';
+import { handshakeFailureReason, type HandshakeFailureReason } from '../../../../src/tls/handshake-failure-reason.ts';
+import type { DefaultMesh } from '../../../../src/proxy/outbound/destination-table.ts';
 
 /** What the app saw of one request. */
 export interface AppSaw {
@@ -31,6 +33,8 @@ export interface MeshPair {
   outbound: OutboundProxy;
   outboundPort: number;
   refused: { direction: string; code: ProxyErrorCode }[];
+  /** Inbound TLS failures the observer saw, classified as the metrics label would be. */
+  handshakeFailures: { direction: string; reason: HandshakeFailureReason }[];
   /** Replace the app's behaviour. */
   setHandler(h: http.RequestListener): void;
   /** Back to the JSON echo. */
@@ -65,6 +69,13 @@ export async function startMeshPair(opts: {
   ordersSvid?: 'orders' | 'imposter';
   plaintext?: PlaintextRule[];
   extraMesh?: { host: string; port: number; address: { host: string; port: number }; expected: { spiffeId: string } }[];
+  /** The inbound port's protocol (default http). */
+  protocol?: 'http' | 'grpc';
+  permissive?: boolean;
+  /** Put the inbound listener in front of this app port instead of the echo app (e.g. a gRPC server). */
+  appPort?: number;
+  /** The frontend's outbound dials unlisted destinations as named (no orders entry is configured then). */
+  defaultMesh?: DefaultMesh | ((inboundPort: number) => DefaultMesh);
 } = {}): Promise<MeshPair> {
   const pki = opts.pki ?? (await createMeshPki());
   const appSaw: AppSaw[] = [];
@@ -73,13 +84,17 @@ export async function startMeshPair(opts: {
   const appPort = await listen(app);
   const settings = resolveProxySettings(opts.settings);
   const refused: MeshPair['refused'] = [];
-  const observer = { refused: (direction: string, code: ProxyErrorCode) => refused.push({ direction, code }) };
+  const handshakeFailures: MeshPair['handshakeFailures'] = [];
+  const observer = {
+    refused: (direction: string, code: ProxyErrorCode) => refused.push({ direction, code }),
+    handshakeFailed: (direction: string, err: unknown) => handshakeFailures.push({ direction, reason: handshakeFailureReason(err) }),
+  };
 
   const inbound = new InboundProxy({
     tls: meshTlsFor(pki.svids[opts.ordersSvid ?? 'orders']),
     authorizer: opts.authorizer ?? new DenyByPathAuthorizer(['/admin']),
     normalizer: strictPathNormalizer,
-    ports: [{ listenPort: 0, appPort, protocol: 'http1' }],
+    ports: [{ listenPort: 0, appPort: opts.appPort ?? appPort, protocol: opts.protocol ?? 'http', permissive: opts.permissive ?? false }],
     listenHost: '127.0.0.1',
     settings,
     observer,
@@ -91,10 +106,13 @@ export async function startMeshPair(opts: {
     tls: meshTlsFor(pki.svids.frontend),
     destinations: {
       mesh: [
-        { host: 'orders.shop.svc.cluster.local', port: 8080, address: { host: '127.0.0.1', port: inboundPort }, expected: { spiffeId: opts.expectedOrdersId ?? IDS.orders } },
+        ...(opts.defaultMesh
+          ? []
+          : [{ host: 'orders.shop.svc.cluster.local', port: 8080, address: { host: '127.0.0.1', port: inboundPort }, expected: { spiffeId: opts.expectedOrdersId ?? IDS.orders } }]),
         ...(opts.extraMesh ?? []),
       ],
       plaintext: opts.plaintext ?? [],
+      ...(opts.defaultMesh ? { defaultMesh: typeof opts.defaultMesh === 'function' ? opts.defaultMesh(inboundPort) : opts.defaultMesh } : {}),
     },
     listenHost: '127.0.0.1',
     listenPort: 0,
@@ -104,7 +122,7 @@ export async function startMeshPair(opts: {
   await outbound.start();
 
   return {
-    pki, app, appPort, appSaw, inbound, inboundPort, outbound, outboundPort: outbound.boundPort(), refused,
+    pki, app, appPort, appSaw, inbound, inboundPort, outbound, outboundPort: outbound.boundPort(), refused, handshakeFailures,
     setHandler(h) {
       handler = h;
     },

@@ -1,0 +1,73 @@
+import * as http2 from 'node:http2';
+import type * as tls from 'node:tls';
+import { ProxyError } from '../http/errors.ts';
+import { connectTrackedNextHop, type NextHopContext, type NextHopTarget } from '../http/next-hop-socket.ts';
+
+/**
+ * ONE multiplexed HTTP/2 client session toward a next hop: the app's gRPC port (h2c on
+ * loopback) or a peer sidecar (h2 over mTLS). HTTP/2 carries any number of concurrent
+ * streams on one connection, so there is no pool of connections to manage: one session,
+ * made on first use, replaced when it closes, receives GOAWAY or fails (the next stream
+ * opens a new one; streams already open on a closing session finish there).
+ */
+export class H2SessionPool {
+  readonly label: string;
+  readonly #target: NextHopTarget;
+  readonly #ctx: NextHopContext;
+  #session: http2.ClientHttp2Session | null = null;
+  #connecting: Promise<http2.ClientHttp2Session> | null = null;
+  #destroyed = false;
+
+  constructor(target: NextHopTarget, ctx: NextHopContext) {
+    this.#target = target;
+    this.#ctx = ctx;
+    this.label = target.label;
+  }
+
+  /** A usable session now, or a promise of one (rejects with a ProxyError naming the failure). */
+  session(): http2.ClientHttp2Session | Promise<http2.ClientHttp2Session> {
+    const s = this.#session;
+    if (s !== null && !s.closed && !s.destroyed) return s;
+    this.#session = null;
+    return (this.#connecting ??= this.#connect().finally(() => (this.#connecting = null)));
+  }
+
+  /** Closes the session (streams in flight are cut); later calls fail. */
+  destroy(): void {
+    this.#destroyed = true;
+    this.#session?.destroy();
+    this.#session = null;
+  }
+
+  async #connect(): Promise<http2.ClientHttp2Session> {
+    if (this.#destroyed) throw new ProxyError('MESHLET_UPSTREAM_CONNECT_FAILED', `${this.label}: the sidecar is shutting down`);
+    const socket = await connectTrackedNextHop(this.#target, this.#ctx);
+    const where = `${this.#target.label} at ${this.#target.host}:${this.#target.port}`;
+    if (this.#target.tlsOptions && (socket as tls.TLSSocket).alpnProtocol !== 'h2') {
+      socket.destroy();
+      throw new ProxyError('MESHLET_UPSTREAM_TLS_FAILED', `${where} did not negotiate HTTP/2 (ALPN h2) on the mTLS connection`);
+    }
+    const { settings } = this.#ctx;
+    const session = http2.connect(`http://${this.#target.host}:${this.#target.port}`, {
+      createConnection: () => socket,
+      settings: { maxHeaderListSize: settings.limits.maxHeaderBytes * 4 },
+      // Streams beyond the peer's limit wait in nghttp2's queue rather than failing.
+      peerMaxConcurrentStreams: 1000,
+    });
+    session.on('error', () => {
+      // Streams in flight see their own error; the next stream opens a new session.
+    });
+    const forget = (): void => {
+      if (this.#session === session) this.#session = null;
+    };
+    session.once('close', forget);
+    session.once('goaway', forget);
+    session.setTimeout(settings.timeouts.idleMs, () => session.close());
+    if (this.#destroyed) {
+      session.destroy();
+      throw new ProxyError('MESHLET_UPSTREAM_CONNECT_FAILED', `${this.label}: the sidecar is shutting down`);
+    }
+    this.#session = session;
+    return session;
+  }
+}
