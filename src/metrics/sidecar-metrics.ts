@@ -61,6 +61,8 @@ export class SidecarMetrics {
     this.policy = new PolicyMetrics(registry);
     if (opts.processMetrics ?? true) collectDefaultMetrics({ register: registry });
     this.observer = {
+      requestFinished: (direction, peer, route, method, status, grpcStatus, authz, seconds, reqBytes, resBytes) =>
+        this.requests.record(direction, peer, route, method, status, grpcStatus, authz, seconds, reqBytes, resBytes),
       refused: (direction, code) => this.refusals.refused(direction, code),
       handshakeFailed: (direction, err) => {
         this.tls.handshakeFailed(direction, err);

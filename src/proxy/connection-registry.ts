@@ -75,12 +75,23 @@ export class TrackedConnection {
 export class ConnectionRegistry {
   #nextId = 1;
   readonly #live = new Map<number, TrackedConnection>();
+  readonly #onOpened: ((conn: TrackedConnection) => void) | undefined;
+
+  /**
+   * `onOpened` hears of every tracked connection (metrics), once the code that tracked it has
+   * filled in its peer and TLS version: those are set right after track(), in the same tick.
+   */
+  constructor(onOpened?: (conn: TrackedConnection) => void) {
+    this.#onOpened = onOpened;
+  }
 
   /** Tracks `socket` until it closes. */
   track(direction: ConnectionDirection, role: ConnectionRole, socket: Socket): TrackedConnection {
     const conn = new TrackedConnection(this.#nextId++, direction, role, socket);
     this.#live.set(conn.id, conn);
     socket.once('close', () => this.#live.delete(conn.id));
+    const onOpened = this.#onOpened;
+    if (onOpened !== undefined) queueMicrotask(() => onOpened(conn));
     return conn;
   }
 

@@ -1,11 +1,31 @@
 import type { ConnectionDirection } from './connection-registry.ts';
 import type { ProxyErrorCode } from './http/errors.ts';
 
+/** What the policy did with a request: the `authz` label of request metrics. */
+export type RequestAuthz = 'allow' | 'deny' | 'audit_would_deny' | 'none';
+
 /**
- * Hooks for metrics and logs (wired by the sidecar). Called only on the unusual paths —
- * refusals and failures — so the common request costs nothing here.
+ * Hooks for metrics and logs (wired by the sidecar). `refused` and `handshakeFailed` run only
+ * on the unusual paths; `requestFinished` runs once per request, with positional arguments so
+ * the call allocates nothing, and only when someone listens.
  */
 export interface ProxyObserver {
+  /**
+   * A request (HTTP/1.1 exchange or HTTP/2 stream) ended: answered, refused or cut.
+   * Bytes are those of the client connection while the request ran (wire bytes).
+   */
+  requestFinished?(
+    direction: ConnectionDirection,
+    peer: string | null,
+    route: string | null | undefined,
+    method: string,
+    status: number,
+    grpcStatus: number | null,
+    authz: RequestAuthz,
+    durationSeconds: number,
+    requestBytes: number,
+    responseBytes: number,
+  ): void;
   /** A request answered with an error from the catalog (or a connection refused by the parser). */
   refused?(direction: ConnectionDirection, code: ProxyErrorCode): void;
   /** A connection whose TLS handshake or client SVID verification failed. */

@@ -29,4 +29,6 @@ export interface ServerTls {
 export interface ClientTls {
   /** A failure (untrusted chain, wrong identity) surfaces as a coded error on the socket. */
   connectOptions(expected: ExpectedPeer, extra?: { ALPNProtocols?: string[]; servername?: string }): tls.ConnectionOptions;
+  /** The verified server identity of a connected socket (for /connections and metric labels). */
+  verifyServer?(socket: tls.TLSSocket): VerifiedPeer;
 }

@@ -47,7 +47,7 @@ export interface SidecarPorts {
 export class Sidecar {
   readonly config: Readonly<SidecarConfig>;
   readonly metrics: SidecarMetrics;
-  readonly connections = new ConnectionRegistry();
+  readonly connections: ConnectionRegistry;
   readonly #log: Logger;
   readonly #requestLog: RequestLog;
   readonly #settings: ProxySettings;
@@ -74,6 +74,7 @@ export class Sidecar {
     this.#log = deps.logger;
     this.#requestLog = new RequestLog(deps.logger, { accessLog: config.accessLog });
     this.metrics = deps.metrics ?? new SidecarMetrics();
+    this.connections = new ConnectionRegistry((conn) => this.metrics.connectionOpened(conn));
     this.stopped = new Promise((resolve) => (this.#resolveStopped = resolve));
     this.#settings = resolveProxySettings({
       timeouts: {
@@ -110,13 +111,14 @@ export class Sidecar {
     const adminAddr = await this.#admin.listen(c.adminPort, c.adminAddress);
 
     const source = (this.#source = this.#deps.source ?? (await createIdentitySource(c)));
-    this.#detach.push(this.metrics.followIdentity(source));
     this.#detach.push(source.onError((err) => {
       this.#svidError = (err as Error).message;
       this.#log.warn({ event: 'identity_error', err }, 'identity source failed; keeping the current SVID');
     }));
     this.#detach.push(source.onUpdate((s: IdentitySnapshot) => this.#log.info({ event: 'svid_rotated', spiffeId: s.svid.spiffeId.id, notAfter: s.svid.notAfter }, 'SVID rotated')));
     const first = await source.start();
+    // After start: the first snapshot is start()'s result, not an update event.
+    this.#detach.push(this.metrics.followIdentity(source));
     if (first.svid.spiffeId.id !== c.spiffeId) {
       // Our identity comes from the ServiceAccount; an SVID for anything else is a misconfiguration.
       this.#log.warn({ event: 'identity_mismatch', expected: c.spiffeId, got: first.svid.spiffeId.id }, 'the SVID names another identity than this pod\'s ServiceAccount');

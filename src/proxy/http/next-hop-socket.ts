@@ -2,7 +2,7 @@ import type * as net from 'node:net';
 import type * as tls from 'node:tls';
 import type { ProxySettings } from '../config.ts';
 import type { ConnectionDirection, ConnectionRegistry } from '../connection-registry.ts';
-import { connectNextHop, type UpstreamTarget } from '../upstream/next-hop-connect.ts';
+import { connectNextHop, originatedPeer, type UpstreamTarget } from '../upstream/next-hop-connect.ts';
 
 /**
  * One tracked connection to a next hop, for the paths that do not go through the HTTP/1.1
@@ -24,7 +24,10 @@ export function connectTrackedNextHop(target: NextHopTarget, { settings, registr
     connectNextHop(target, settings.timeouts, (err, socket) => {
       if (err !== null || socket === null) return reject(err);
       const conn = registry.track(direction, 'originated', socket);
-      if (target.tlsOptions) conn.tlsVersion = (socket as tls.TLSSocket).getProtocol() ?? null;
+      if (target.tlsOptions) {
+        conn.tlsVersion = (socket as tls.TLSSocket).getProtocol() ?? null;
+        conn.peerIdentity = originatedPeer(target, socket);
+      }
       resolve(socket);
     });
   });

@@ -11,6 +11,7 @@ import { forwardRequest, type ForwardingProxy, type NextHop } from '../http/forw
 import { HttpServing } from '../http/http-serving.ts';
 import { connectTrackedNextHop, type NextHopContext } from '../http/next-hop-socket.ts';
 import { forwardStream } from '../h2/forward-stream.ts';
+import { observeExchange, observeStream } from '../request-observation.ts';
 import { forwardStreamToHttp1 } from '../h2/forward-stream-to-http1.ts';
 import { H2SessionPool } from '../h2/h2-session-pool.ts';
 import { h2ForwardHeaders, http1ForwardHeaders, readStreamRequest } from '../h2/stream-headers.ts';
@@ -227,7 +228,7 @@ export class InboundProxy implements ForwardingProxy {
    * Path normalization then policy, the same for HTTP/1.1 requests, HTTP/2 streams and
    * Upgrade requests: the normalized path and the query to forward, or the refusal to send.
    */
-  #authorize(conn: TrackedConnection, l: PortListener, method: string, target: string, contentType: string | undefined): { path: string; query: string } | ProxyError {
+  #authorize(conn: TrackedConnection, l: PortListener, method: string, target: string, contentType: string | undefined): { path: string; query: string; route: string | null; wouldDeny: boolean } | ProxyError {
     const q = target.indexOf('?');
     const normalized = this.#opts.normalizer.normalize(q === -1 ? target : target.slice(0, q));
     if (!normalized.ok) return new ProxyError('MESHLET_BAD_PATH', `request path refused: ${normalized.reason}`);
@@ -241,7 +242,7 @@ export class InboundProxy implements ForwardingProxy {
     if (decision.decision !== 'allow') {
       return new ProxyError('MESHLET_DENIED', 'request denied by policy', { details: { route: decision.route, reason: decision.reason } });
     }
-    return { path: normalized.path, query: q === -1 ? '' : target.slice(q) };
+    return { path: normalized.path, query: q === -1 ? '' : target.slice(q), route: decision.route, wouldDeny: (decision as { wouldDeny?: boolean }).wouldDeny === true };
   }
 
   #onRequest(req: http.IncomingMessage, res: http.ServerResponse, l: PortListener): void {
@@ -260,6 +261,12 @@ export class InboundProxy implements ForwardingProxy {
     if (head.host === '' && req.httpVersionMinor === 1) return this.fail(res, missingHost());
     const method = req.method ?? 'GET';
     const allowed = this.#authorize(conn, l, method, req.url ?? '/', head.contentType);
+    const finished = this.#opts.observer?.requestFinished;
+    if (finished !== undefined) {
+      const route = allowed instanceof ProxyError ? (allowed.details?.route ?? undefined) : allowed.route;
+      const authz = allowed instanceof ProxyError ? (allowed.code === 'MESHLET_DENIED' ? 'deny' : 'none') : allowed.wouldDeny ? 'audit_would_deny' : 'allow';
+      observeExchange(req, res, finished, 'inbound', conn.peerIdentity, route, method, authz);
+    }
     if (allowed instanceof ProxyError) return this.fail(res, allowed);
     if (conn.peerIdentity !== null) head.headers.push(PEER_IDENTITY_HEADER, conn.peerIdentity);
     forwardRequest(req, res, l.hop, allowed.path + allowed.query, head, this);
@@ -296,6 +303,12 @@ export class InboundProxy implements ForwardingProxy {
       return this.#failStream(stream, new ProxyError('MESHLET_BAD_REQUEST', 'CONNECT (and requests without :path) are not proxied'), grpc);
     }
     const allowed = this.#authorize(conn, l, head.method, head.path, head.contentType);
+    const finished = this.#opts.observer?.requestFinished;
+    if (finished !== undefined) {
+      const route = allowed instanceof ProxyError ? (allowed.details?.route ?? undefined) : allowed.route;
+      const authz = allowed instanceof ProxyError ? (allowed.code === 'MESHLET_DENIED' ? 'deny' : 'none') : allowed.wouldDeny ? 'audit_would_deny' : 'allow';
+      observeStream(stream, finished, 'inbound', conn.peerIdentity, route, head.method, grpc, authz);
+    }
     if (allowed instanceof ProxyError) return this.#failStream(stream, allowed, grpc);
     const identity = conn.peerIdentity === null ? null : { name: PEER_IDENTITY_HEADER, value: conn.peerIdentity };
     if (grpc || l.port.protocol === 'grpc') {

@@ -11,6 +11,7 @@ import { HttpServing } from '../http/http-serving.ts';
 import { connectTrackedNextHop, type NextHopContext, type NextHopTarget } from '../http/next-hop-socket.ts';
 import { detectH2c } from '../h2/detect-h2c.ts';
 import { forwardStream } from '../h2/forward-stream.ts';
+import { observeExchange, observeStream } from '../request-observation.ts';
 import { H2SessionPool } from '../h2/h2-session-pool.ts';
 import { h2ForwardHeaders, readStreamRequest } from '../h2/stream-headers.ts';
 import { failUpgrade, forwardUpgrade, refusedUpgrade } from '../upgrade/forward-upgrade.ts';
@@ -180,6 +181,8 @@ export class OutboundProxy implements ForwardingProxy {
     }
     // The identity header is only ever set by the inbound sidecar; an app cannot pass one along.
     const head = forwardHeaders(raw, PEER_IDENTITY_HEADER);
+    const finished = this.#opts.observer?.requestFinished;
+    if (finished !== undefined) observeExchange(req, res, finished, 'outbound', conn?.peerIdentity ?? null, undefined, req.method ?? 'GET', 'none');
     const t = this.#target(req, head.host);
     if (t instanceof ProxyError) return this.fail(res, t);
     const route = this.#route(t.authority);
@@ -208,6 +211,8 @@ export class OutboundProxy implements ForwardingProxy {
     conn.requests++;
     const head = readStreamRequest(raw, PEER_IDENTITY_HEADER);
     const grpc = isGrpcContentType(head.contentType);
+    const finished = this.#opts.observer?.requestFinished;
+    if (finished !== undefined) observeStream(stream, finished, 'outbound', null, undefined, head.method, grpc, 'none');
     if (head.fieldCount > this.#settings.limits.maxHeaderCount) {
       return this.#failStream(stream, new ProxyError('MESHLET_TOO_MANY_HEADERS', `more than ${this.#settings.limits.maxHeaderCount} header fields`), grpc);
     }
@@ -237,7 +242,7 @@ export class OutboundProxy implements ForwardingProxy {
     const label = `peer sidecar for ${d.host}:${d.port} (${who})`;
     const tls = this.#opts.tls;
     // Asked per NEW connection, so a rotated SVID is used from the next connection on.
-    const target = (alpn: string): NextHopTarget => ({ label, host: d.address.host, port: d.address.port, tlsOptions: () => tls.connectOptions(d.expected, { ALPNProtocols: [alpn] }) });
+    const target = (alpn: string): NextHopTarget => ({ label, host: d.address.host, port: d.address.port, tlsOptions: () => tls.connectOptions(d.expected, { ALPNProtocols: [alpn] }), ...(tls.verifyServer ? { peerIdentity: (s) => tls.verifyServer!(s).spiffeId.id } : {}) });
     return { h2Target: target('h2'), http1Target: target('http/1.1'), http1: null, h2: null };
   }
 

@@ -5,7 +5,7 @@ import { Dispatcher } from 'undici';
 import { ProxyError } from '../http/errors.ts';
 import type { ProxySettings } from '../config.ts';
 import type { ConnectionDirection, ConnectionRegistry } from '../connection-registry.ts';
-import { connectNextHop, type UpstreamTarget } from './next-hop-connect.ts';
+import { connectNextHop, type UpstreamTarget, originatedPeer } from './next-hop-connect.ts';
 import { Http1ResponseParser, ResponseParseError, type ResponseSink } from './response-parser.ts';
 
 export interface Http1PoolOptions {
@@ -102,7 +102,10 @@ export class Http1Pool extends Dispatcher {
         return;
       }
       const tracked = registry.track(direction, 'originated', socket);
-      if (this.target.tlsOptions) tracked.tlsVersion = (socket as tls.TLSSocket).getProtocol() ?? null;
+      if (this.target.tlsOptions) {
+        tracked.tlsVersion = (socket as tls.TLSSocket).getProtocol() ?? null;
+        tracked.peerIdentity = originatedPeer(this.target, socket);
+      }
       const conn = new PooledConnection(this, socket);
       socket.once('close', () => {
         this.#connections--;

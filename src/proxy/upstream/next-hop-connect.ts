@@ -12,6 +12,18 @@ export interface UpstreamTarget {
   readonly port: number;
   /** Present: originate mTLS with these options (ClientTls.connectOptions; asked per new connection, so rotation applies). */
   readonly tlsOptions?: () => tls.ConnectionOptions;
+  /** With tlsOptions: the server's verified SPIFFE ID once connected, for /connections and metric labels. */
+  readonly peerIdentity?: (socket: tls.TLSSocket) => string | null;
+}
+
+/** The verified peer of an originated mTLS connection, or null when unknown (plaintext, no hook). */
+export function originatedPeer(target: UpstreamTarget, socket: net.Socket): string | null {
+  if (!target.peerIdentity) return null;
+  try {
+    return target.peerIdentity(socket as tls.TLSSocket);
+  } catch {
+    return null;
+  }
 }
 
 export type NextHopConnected = (err: ProxyError | null, socket: net.Socket | null) => void;

@@ -104,6 +104,21 @@ describe('meshlet sidecar (assembled)', () => {
     expect(metrics).toMatch(/meshlet_proxy_refusals_total\{direction="inbound",code="MESHLET_UNDECLARED_PORT"\} 1/);
   });
 
+  it('counts every request, per route and caller, on both sides of the hop', async () => {
+    const inbound = await (await fetch(`http://127.0.0.1:${mesh.ports.ordersAdmin}/metrics`)).text();
+    // Exactly one allowed GET /orders/42 was made by this file.
+    const allowed = inbound.split('\n').filter((l) => l.startsWith('meshlet_requests_total{') && l.includes('direction="inbound"') && l.includes('route="list-orders"'));
+    expect(allowed).toHaveLength(1);
+    expect(allowed[0]).toContain(`peer="${FRONTEND_ID}"`);
+    expect(allowed[0]).toContain('status_class="2xx"');
+    expect(allowed[0]).toContain('authz="allow"');
+    expect(allowed[0]!.endsWith(' 1')).toBe(true);
+    const denied = inbound.split('\n').find((l) => l.startsWith('meshlet_requests_total{') && l.includes('route="admin"') && l.includes('authz="deny"'));
+    expect(denied).toContain('status_class="4xx"');
+    const outbound = await (await fetch(`http://127.0.0.1:${mesh.ports.frontendAdmin}/metrics`)).text();
+    expect(outbound).toMatch(/meshlet_request_duration_seconds_count\{[^}]*direction="outbound"[^}]*\} [1-9]/);
+  });
+
   it('counts decisions and lists live connections on the admin port', async () => {
     const metrics = await (await fetch(`http://127.0.0.1:${mesh.ports.ordersAdmin}/metrics`)).text();
     expect(metrics).toMatch(/meshlet_authz_decisions_total\{[^}]*result="deny"[^}]*\} [1-9]/);

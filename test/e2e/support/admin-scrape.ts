@@ -1,0 +1,43 @@
+import { fetchAdmin } from '../../../src/metrics/admin-client.ts';
+import { parseExposition, type Exposition } from '../../../src/metrics/parse-exposition.ts';
+
+/**
+ * A sidecar's admin port seen from outside the pod (the test process reaches pod IPs through
+ * the harness's host link), as Prometheus and `meshlet top` see it.
+ */
+export class AdminScrape {
+  readonly #exposition: Exposition;
+
+  private constructor(exposition: Exposition) {
+    this.#exposition = exposition;
+  }
+
+  static async of(adminUrl: string): Promise<AdminScrape> {
+    const { body } = await fetchAdmin(new URL(adminUrl), '/metrics');
+    return new AdminScrape(parseExposition(body));
+  }
+
+  /** Sum of the samples named `name` whose labels include every pair of `labels` (0 when none). */
+  sum(name: string, labels: Readonly<Record<string, string>> = {}): number {
+    let total = 0;
+    for (const s of this.#exposition.samples) {
+      if (s.name !== name) continue;
+      if (Object.entries(labels).every(([k, v]) => s.labels[k] === v)) total += s.value;
+    }
+    return total;
+  }
+}
+
+/** One entry of a sidecar's /connections list (the fields the tests read). */
+export interface ListedConnection {
+  direction: string;
+  peerIdentity: string | null;
+  remoteAddress: string;
+  remotePort: number;
+  tlsVersion: string | null;
+}
+
+export async function listConnections(adminUrl: string): Promise<ListedConnection[]> {
+  const { body } = await fetchAdmin(new URL(adminUrl), '/connections');
+  return (JSON.parse(body) as { connections: ListedConnection[] }).connections;
+}
