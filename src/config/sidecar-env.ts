@@ -55,6 +55,8 @@ export interface SidecarConfig {
   destinationIdentities: Map<string, string>;
   plaintextDestinations: PlaintextDestination[];
   acceptedTrustDomains: string[];
+  /** Opaque (non-HTTP) outbound TCP: local listener -> a peer sidecar's tcp port, over mTLS. */
+  outboundTcp: OutboundTcpMapping[];
 
   adminPort: number;
   adminAddress: string;
@@ -74,6 +76,15 @@ export interface SidecarConfig {
 
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
   accessLog: boolean;
+  requestMetrics: boolean;
+}
+
+export interface OutboundTcpMapping {
+  listenPort: number;
+  host: string;
+  port: number;
+  /** The exact identity the peer must prove; absent: one of the accepted trust domains. */
+  spiffeId?: string;
 }
 
 /** An app HTTP probe the injector moved to the sidecar's admin port (/app-health/<container>/<kind>). */
@@ -117,6 +128,26 @@ function destinationAddress(raw: string): [string, { host: string; port: number 
   const dest = raw.slice(0, eq);
   hostPort(dest);
   return [dest.toLowerCase(), hostPort(raw.slice(eq + 1))];
+}
+
+/**
+ * `LISTEN_PORT=HOST:PORT[@SPIFFE_ID]`: the app dials 127.0.0.1:LISTEN_PORT for an opaque TCP
+ * destination (Node cannot read a redirected connection's original destination, so non-HTTP
+ * outbound needs this explicit mapping; HTTP is routed by Host without it).
+ */
+function outboundTcpEntry(raw: string): OutboundTcpMapping {
+  const m = /^(\d+)=([^@]+)(?:@(.+))?$/.exec(raw);
+  if (!m || !/:\d+$/.test(m[2]!)) throw new FieldError('must be LISTEN_PORT=HOST:PORT[@SPIFFE_ID]');
+  const dest = hostPort(m[2]!);
+  const out: OutboundTcpMapping = { listenPort: port(m[1]!), host: dest.host, port: dest.port };
+  if (m[3] !== undefined) {
+    try {
+      out.spiffeId = parseSpiffeId(m[3]).id;
+    } catch (err) {
+      throw new FieldError((err as Error).message);
+    }
+  }
+  return out;
 }
 
 /** `10.0.0.0/8`, `10.0.0.0/8:443`, `api.example.com`, `api.example.com:443`. */
@@ -180,6 +211,7 @@ export const SIDECAR_ENV = {
   plaintextDestinations: { name: 'MESHLET_PLAINTEXT_DESTINATIONS', default: '', description: 'destinations outside the mesh reached in plaintext: HOST[:PORT] or CIDR[:PORT]', parse: list(plaintextDestination) },
   acceptedTrustDomains: { name: 'MESHLET_ACCEPTED_TRUST_DOMAINS', default: '', description: 'trust domains a server may belong to when no exact identity is known (default: own)', parse: list(trustDomain) },
 
+  outboundTcp: { name: 'MESHLET_OUTBOUND_TCP', default: '', description: 'opaque TCP destinations: LISTEN_PORT=HOST:PORT[@SPIFFE_ID]; the app dials 127.0.0.1:LISTEN_PORT and gets mTLS to the peer sidecar', parse: list(outboundTcpEntry) },
   adminPort: { name: 'MESHLET_ADMIN_PORT', default: '15020', description: 'admin port: /live /ready /metrics /connections /app-health/…', parse: port },
   adminAddress: { name: 'MESHLET_ADMIN_ADDRESS', default: '0.0.0.0', description: 'admin listen address (kubelet probes and Prometheus reach it on the pod IP)', parse: text },
   appProbes: { name: 'MESHLET_APP_PROBES', default: '{}', description: "JSON: the app's original HTTP probes, by <container>/<kind>, served at /app-health/<container>/<kind>", parse: appProbes },
@@ -198,6 +230,7 @@ export const SIDECAR_ENV = {
 
   logLevel: { name: 'MESHLET_LOG_LEVEL', default: 'info', description: 'fatal | error | warn | info | debug | trace', parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace') },
   accessLog: { name: 'MESHLET_ACCESS_LOG', default: 'false', description: 'log every request (JSON) when true', parse: bool },
+  requestMetrics: { name: 'MESHLET_REQUEST_METRICS', default: 'true', description: 'per-request metrics (meshlet_requests_total, latency histogram, bytes); false removes their cost from the hot path', parse: bool },
 } satisfies Record<string, EnvVar<unknown>>;
 
 /** First sidecar listen port handed out to declared app ports without an explicit one. */
@@ -241,6 +274,7 @@ export function readSidecarConfig(env: Env): Readonly<SidecarConfig> {
     destinationIdentities: new Map(v('destinationIdentities') ?? []),
     plaintextDestinations: v('plaintextDestinations') ?? [],
     acceptedTrustDomains: v('acceptedTrustDomains') ?? [],
+    outboundTcp: v('outboundTcp') ?? [],
     adminPort: v('adminPort'),
     adminAddress: v('adminAddress'),
     appProbes: v('appProbes'),
@@ -256,6 +290,7 @@ export function readSidecarConfig(env: Env): Readonly<SidecarConfig> {
     maxHeaders: v('maxHeaders'),
     logLevel: v('logLevel'),
     accessLog: v('accessLog'),
+    requestMetrics: v('requestMetrics'),
   };
   if (config.acceptedTrustDomains.length === 0 && trustDomainValue) config.acceptedTrustDomains = [trustDomainValue];
 
@@ -273,6 +308,7 @@ export function readSidecarConfig(env: Env): Readonly<SidecarConfig> {
   claim(config.inboundCatchAllPort, 'inbound catch-all listener', SIDECAR_ENV.inboundCatchAllPort.name);
   for (const p of inboundPorts) claim(p.listenPort, `inbound listener for app port ${p.appPort}`, SIDECAR_ENV.inboundPorts.name);
   for (const p of inboundPorts) claim(p.appPort, `app port ${p.appPort}`, SIDECAR_ENV.inboundPorts.name);
+  for (const m of config.outboundTcp) claim(m.listenPort, `outbound TCP listener for ${m.host}:${m.port}`, SIDECAR_ENV.outboundTcp.name);
   for (const p of permissive) {
     if (!inboundPorts.some((e) => e.appPort === p)) r.problem(SIDECAR_ENV.permissivePorts.name, `port ${p} is not one of MESHLET_INBOUND_PORTS`);
   }

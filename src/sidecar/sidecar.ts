@@ -9,6 +9,8 @@ import { RequestLog } from '../log/request-log.ts';
 import { InboundProxy } from '../proxy/inbound/inbound-proxy.ts';
 import { OutboundProxy } from '../proxy/outbound/outbound-proxy.ts';
 import { OpaqueTcpProxy } from '../proxy/tcp/opaque-inbound.ts';
+import { OpaqueTcpOutbound } from '../proxy/tcp/opaque-outbound.ts';
+import type { ProxyObserver } from '../proxy/proxy-observer.ts';
 import { CatchAllListener } from '../proxy/tcp/catch-all.ts';
 import { ConnectionRegistry } from '../proxy/connection-registry.ts';
 import { resolveProxySettings, type ProxySettings } from '../proxy/config.ts';
@@ -58,6 +60,7 @@ export class Sidecar {
   #inbound: InboundProxy | undefined;
   #outbound: OutboundProxy | undefined;
   #opaque: OpaqueTcpProxy | undefined;
+  #opaqueOut: OpaqueTcpOutbound | undefined;
   #catchAll: CatchAllListener | undefined;
   #listenersBound = false;
   #stopping: Promise<void> | undefined;
@@ -148,6 +151,8 @@ export class Sidecar {
       }
     });
     const httpPorts = c.inboundPorts.filter((p) => p.protocol !== 'tcp');
+    // MESHLET_REQUEST_METRICS=false: the proxies get no per-request hook at all (nothing to call).
+    const observer: ProxyObserver = c.requestMetrics ? this.metrics.observer : { refused: this.metrics.observer.refused, handshakeFailed: this.metrics.observer.handshakeFailed };
     this.#inbound = new InboundProxy({
       tls,
       authorizer,
@@ -156,13 +161,23 @@ export class Sidecar {
       appHost: c.appAddress,
       settings: this.#settings,
       registry: this.connections,
-      observer: this.metrics.observer,
+      observer,
     });
     this.#outbound = new OutboundProxy({
       tls,
       destinations: destinationConfig(c),
       listenHost: '127.0.0.1',
       listenPort: c.outboundPort,
+      settings: this.#settings,
+      registry: this.connections,
+      observer,
+    });
+    this.#opaqueOut = new OpaqueTcpOutbound({
+      tls,
+      listeners: c.outboundTcp.map((m) => ({
+        listenPort: m.listenPort,
+        destination: { host: m.host, port: m.port, expected: m.spiffeId ? { spiffeId: m.spiffeId } : { trustDomains: c.acceptedTrustDomains } },
+      })),
       settings: this.#settings,
       registry: this.connections,
       observer: this.metrics.observer,
@@ -179,7 +194,7 @@ export class Sidecar {
     });
     // Every undeclared port lands here (iptables) and is reset: nothing reaches the app around us.
     this.#catchAll = new CatchAllListener({ port: c.inboundCatchAllPort, observer: this.metrics.observer });
-    await Promise.all([this.#inbound.start(), this.#outbound.start(), this.#opaque.start(), this.#catchAll.start()]);
+    await Promise.all([this.#inbound.start(), this.#outbound.start(), this.#opaque.start(), this.#opaqueOut.start(), this.#catchAll.start()]);
     this.#listenersBound = true;
     const ports: SidecarPorts = { admin: adminAddr.port, outbound: this.#outbound.boundPort(), inbound: [...this.#inbound.boundPorts(), ...this.#opaque.boundPorts()] };
     this.#log.info({ event: 'ready', spiffeId: tls.localId, ports }, 'meshlet sidecar ready');
@@ -193,7 +208,7 @@ export class Sidecar {
   stop(why = 'stop'): Promise<void> {
     this.#stopping ??= (async () => {
       this.#log.info({ event: 'draining', why, drainTimeoutMs: this.config.drainTimeoutMs }, 'draining');
-      const cut = await Promise.all([this.#inbound?.drain() ?? 0, this.#outbound?.drain() ?? 0, this.#opaque?.drain() ?? 0, this.#catchAll?.close().then(() => 0) ?? 0]);
+      const cut = await Promise.all([this.#inbound?.drain() ?? 0, this.#outbound?.drain() ?? 0, this.#opaque?.drain() ?? 0, this.#opaqueOut?.drain() ?? 0, this.#catchAll?.close().then(() => 0) ?? 0]);
       const forced = cut.reduce((a, b) => a + b, 0);
       for (const d of this.#detach.splice(0)) d();
       this.#policy?.close();

@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
 import { createRootCa, issueSvid, type CertificateAuthority } from '../../../src/identity/ca.ts';
 import { kubeletWrite } from '../../support/kubelet-volume.ts';
 import { freePorts } from '../../support/free-port.ts';
@@ -25,7 +25,12 @@ spec:
       selector: { serviceAccount: orders }
       ports:
         - { port: APP_PORT, protocol: http }
+        - { port: TCP_PORT, protocol: tcp }
       routes:
+        - name: ledger-stream
+          port: TCP_PORT
+          callers:
+            - spiffeId: ${FRONTEND_ID}
         - name: list-orders
           methods: [GET]
           path: { prefix: /orders }
@@ -37,11 +42,20 @@ spec:
             - spiffeId: spiffe://cluster.local/ns/ops/sa/operator
 `;
 
+/** The orders policy with the app's real ports filled in. */
+export function ordersPolicy(appPort: number, tcpPort: number): string {
+  return ORDERS_POLICY.replaceAll('APP_PORT', String(appPort)).replaceAll('TCP_PORT', String(tcpPort));
+}
+
 export interface MeshOfTwo {
   ca: CertificateAuthority;
   dir: string;
   app: Server;
   appPort: number;
+  /** An opaque TCP echo app of orders, and the frontend's local port mapped to it. */
+  tcpApp: NetServer;
+  tcpAppPort: number;
+  frontendTcpPort: number;
   /** Requests the orders app saw (method + url). */
   seen: string[];
   ordersEnv: Record<string, string>;
@@ -72,14 +86,17 @@ export async function meshOfTwo(): Promise<MeshOfTwo> {
   await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
   const appPort = (app.address() as AddressInfo).port;
 
-  const [ordersAdmin, ordersInbound, ordersOutbound, frontendAdmin, frontendOutbound, ordersCatchAll, frontendCatchAll] = await freePorts(7);
+  const tcpApp = createNetServer((socket) => socket.pipe(socket));
+  await new Promise<void>((r) => tcpApp.listen(0, '127.0.0.1', r));
+  const tcpAppPort = (tcpApp.address() as AddressInfo).port;
+  const [ordersAdmin, ordersInbound, ordersOutbound, frontendAdmin, frontendOutbound, ordersCatchAll, frontendCatchAll, ordersTcp, frontendTcpPort] = await freePorts(9);
   const ordersSvidDir = join(dir, 'orders-svid');
   const ordersPolicyDir = join(dir, 'orders-policy');
   const frontendSvidDir = join(dir, 'frontend-svid');
   const frontendPolicyDir = join(dir, 'frontend-policy');
   await kubeletWrite(ordersSvidDir, await svidFiles(ca, ORDERS_ID));
   await kubeletWrite(frontendSvidDir, await svidFiles(ca, FRONTEND_ID));
-  await kubeletWrite(ordersPolicyDir, { 'policy.yaml': ORDERS_POLICY.replace('APP_PORT', String(appPort)) });
+  await kubeletWrite(ordersPolicyDir, { 'policy.yaml': ordersPolicy(appPort, tcpAppPort) });
   await kubeletWrite(frontendPolicyDir, {});
 
   const common = { MESHLET_IDENTITY_SOURCE: 'files', MESHLET_ADMIN_ADDRESS: '127.0.0.1', MESHLET_LOG_LEVEL: 'warn', MESHLET_DRAIN_TIMEOUT: '5s' };
@@ -89,7 +106,7 @@ export async function meshOfTwo(): Promise<MeshOfTwo> {
     MESHLET_SERVICE_ACCOUNT: 'orders',
     MESHLET_SVID_DIR: ordersSvidDir,
     MESHLET_POLICY_DIR: ordersPolicyDir,
-    MESHLET_INBOUND_PORTS: `${appPort}:${ordersInbound}/http`,
+    MESHLET_INBOUND_PORTS: `${appPort}:${ordersInbound}/http,${tcpAppPort}:${ordersTcp}/tcp`,
     MESHLET_INBOUND_CATCHALL_PORT: String(ordersCatchAll),
     MESHLET_ADMIN_PORT: String(ordersAdmin),
     MESHLET_OUTBOUND_PORT: String(ordersOutbound),
@@ -105,12 +122,16 @@ export async function meshOfTwo(): Promise<MeshOfTwo> {
     MESHLET_OUTBOUND_PORT: String(frontendOutbound),
     MESHLET_DESTINATION_ADDRESSES: `orders.shop:80=127.0.0.1:${ordersInbound}`,
     MESHLET_DESTINATION_IDENTITIES: `orders.shop:80=${ORDERS_ID}`,
+    MESHLET_OUTBOUND_TCP: `${frontendTcpPort}=127.0.0.1:${ordersTcp}@${ORDERS_ID}`,
   };
   return {
     ca,
     dir,
     app,
     appPort,
+    tcpApp,
+    tcpAppPort,
+    frontendTcpPort: frontendTcpPort!,
     seen,
     ordersEnv,
     frontendEnv,
@@ -119,6 +140,7 @@ export async function meshOfTwo(): Promise<MeshOfTwo> {
     ports: { ordersAdmin: ordersAdmin!, ordersInbound: ordersInbound!, ordersOutbound: ordersOutbound!, ordersCatchAll: ordersCatchAll!, frontendAdmin: frontendAdmin!, frontendOutbound: frontendOutbound! },
     async close() {
       await new Promise((r) => app.close(r));
+      await new Promise((r) => tcpApp.close(r));
       app.closeAllConnections();
       await rm(dir, { recursive: true, force: true });
     },

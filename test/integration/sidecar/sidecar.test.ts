@@ -6,7 +6,7 @@ import { readSidecarConfig } from '../../../src/config/sidecar-env.ts';
 import { createLogger } from '../../../src/log/logger.ts';
 import { Sidecar } from '../../../src/sidecar/sidecar.ts';
 import { kubeletWrite } from '../../support/kubelet-volume.ts';
-import { FRONTEND_ID, meshOfTwo, ORDERS_ID, ORDERS_POLICY, type MeshOfTwo } from './mesh-of-two.ts';
+import { FRONTEND_ID, meshOfTwo, ORDERS_ID, ordersPolicy, type MeshOfTwo } from './mesh-of-two.ts';
 
 /**
  * Two assembled sidecars (frontend -> orders) on loopback, configured only through their
@@ -82,13 +82,36 @@ describe('meshlet sidecar (assembled)', () => {
   });
 
   it('applies a policy change (kubelet swap) to the next request', async () => {
-    await kubeletWrite(mesh.ordersPolicyDir, { 'policy.yaml': ORDERS_POLICY.replace('APP_PORT', String(mesh.appPort)).replace('spiffe://cluster.local/ns/ops/sa/operator', FRONTEND_ID) });
+    await kubeletWrite(mesh.ordersPolicyDir, { 'policy.yaml': ordersPolicy(mesh.appPort, mesh.tcpAppPort).replace('spiffe://cluster.local/ns/ops/sa/operator', FRONTEND_ID) });
     let status = 0;
     for (let i = 0; i < 100 && status !== 200; i++) {
       status = (await viaFrontend('/admin/users')).status;
       if (status !== 200) await new Promise((r) => setTimeout(r, 100));
     }
     expect(status).toBe(200);
+  });
+
+  it('carries opaque TCP from a local mapping over mTLS to the peer\'s tcp port, authorized per connection', async () => {
+    const echoed = await new Promise<string>((resolve, reject) => {
+      const socket = connect(mesh.frontendTcpPort, '127.0.0.1');
+      let got = '';
+      socket.on('connect', () => socket.end('ledger line 1\n'));
+      socket.on('data', (d) => (got += d));
+      socket.on('end', () => resolve(got));
+      socket.on('error', reject);
+    });
+    expect(echoed).toBe('ledger line 1\n');
+    const list = (await (await fetch(`http://127.0.0.1:${mesh.ports.ordersAdmin}/metrics`)).text());
+    expect(list).toMatch(/meshlet_authz_decisions_total\{route="ledger-stream",caller="spiffe:\/\/cluster\.local\/ns\/web\/sa\/frontend",result="allow"\} 1/);
+  });
+
+  it('keeps request metrics bounded however many distinct paths are requested', async () => {
+    const seriesOf = async () =>
+      (await (await fetch(`http://127.0.0.1:${mesh.ports.ordersAdmin}/metrics`)).text()).split('\n').filter((l) => l.startsWith('meshlet_requests_total{')).length;
+    await viaFrontend('/nowhere/0');
+    const before = await seriesOf();
+    for (let i = 1; i <= 40; i++) await viaFrontend(`/nowhere/${i}/${'x'.repeat(i)}`);
+    expect(await seriesOf()).toBe(before);
   });
 
   it('resets a connection to an undeclared port (the catch-all) and counts it', async () => {

@@ -62,6 +62,18 @@ describe('sidecar configuration from the environment', () => {
     expect(() => readSidecarConfig({ ...minimal, MESHLET_DESTINATION_ADDRESSES: 'orders:8080' })).toThrow(/HOST:PORT=ADDRESS:PORT/);
   });
 
+  it('parses opaque outbound TCP mappings and the request-metrics switch', () => {
+    const c = readSidecarConfig({ ...minimal, MESHLET_OUTBOUND_TCP: '15400=ledger.shop:5432@spiffe://cluster.local/ns/shop/sa/ledger,15401=cache:6379', MESHLET_REQUEST_METRICS: 'false' });
+    expect(c.outboundTcp).toEqual([
+      { listenPort: 15400, host: 'ledger.shop', port: 5432, spiffeId: 'spiffe://cluster.local/ns/shop/sa/ledger' },
+      { listenPort: 15401, host: 'cache', port: 6379 },
+    ]);
+    expect(c.requestMetrics).toBe(false);
+    expect(readSidecarConfig(minimal).requestMetrics).toBe(true);
+    expect(() => readSidecarConfig({ ...minimal, MESHLET_OUTBOUND_TCP: '15400=ledger' })).toThrow(/LISTEN_PORT=HOST:PORT/);
+    expect(() => readSidecarConfig({ ...minimal, MESHLET_OUTBOUND_TCP: '15001=ledger:5432' })).toThrow(/port 15001 is used twice/);
+  });
+
   it('documents every variable with a description', () => {
     for (const v of Object.values(SIDECAR_ENV)) expect(v.description.length).toBeGreaterThan(10);
   });
