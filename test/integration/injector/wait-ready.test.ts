@@ -33,7 +33,7 @@ describe('meshlet wait-ready', () => {
 
   it('returns 1 with the last answer when the sidecar never becomes ready', async () => {
     const { url } = await readinessServer(() => 503);
-    const { code, stderr } = await runCli(['wait-ready', '--url', url, '--interval', '20ms', '--timeout', '300ms']);
+    const { code, stderr } = await runCli(['wait-ready', '--url', url, '--interval', '20ms', '--timeout', '3s']);
     expect(code).toBe(1);
     expect(stderr).toContain('WAIT_READY_TIMEOUT');
     expect(stderr).toContain('last: HTTP 503');
@@ -42,7 +42,7 @@ describe('meshlet wait-ready', () => {
   it('keeps trying while nothing listens yet (connection refused), then gives up with the error', async () => {
     const { url } = await readinessServer(() => 200);
     await new Promise((r) => servers.pop()!.close(r));
-    const { code, stderr } = await runCli(['wait-ready', '--url', url, '--interval', '20ms', '--timeout', '200ms']);
+    const { code, stderr } = await runCli(['wait-ready', '--url', url, '--interval', '20ms', '--timeout', '2s']);
     expect(code).toBe(1);
     expect(stderr).toMatch(/last: .*ECONNREFUSED/);
   });
