@@ -1,0 +1,19 @@
+import { MeshletError } from '../../src/errors/meshlet-error.ts';
+
+export type BenchErrorCode =
+  /** A process of the topology (sidecar, nginx, upstream) exited before it was ready. */
+  | 'BENCH_PROCESS_EXITED'
+  /** A process did not become ready (port or /ready) before the deadline. */
+  | 'BENCH_NOT_READY'
+  /** A target failed its warm-up (errors, or no request answered): its figures would be meaningless. */
+  | 'BENCH_WARMUP_FAILED'
+  /** A bad flag on the command line. */
+  | 'BENCH_USAGE';
+
+/** Why the bench could not produce a figure; never swallowed into a fake number. */
+export class BenchError extends MeshletError {
+  declare readonly code: BenchErrorCode;
+  constructor(code: BenchErrorCode, message: string, options?: ErrorOptions) {
+    super(code, message, options);
+  }
+}

@@ -1,0 +1,174 @@
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BENCH_IDS, type SvidFiles } from '../hop/pki.ts';
+import type { SidecarSpec } from '../hop/sidecar-process.ts';
+import { benchPolicyYaml } from './bench-policy.ts';
+import { freePort, startProcess, stopProcess, waitForPort, waitUntil, type BenchProcess } from './child-process.ts';
+import { BenchError } from './bench-error.ts';
+
+const REPO = join(import.meta.dirname, '..', '..');
+
+/** How the destination is named by the client app, as in a cluster: the Host the outbound routes by. */
+export const MESH_HTTP_AUTHORITY = 'upstream:80';
+export const MESH_GRPC_AUTHORITY = 'upstream-grpc:90';
+
+export interface MeshletPair {
+  /**
+   * `sidecar-command`: two real `meshlet sidecar` processes configured as pods are (files
+   * identity, per-route policy from a mounted directory, admin and metrics on).
+   * `hop-proxy-pair`: bench/hop's proxy processes — used only while `meshlet sidecar` is not
+   * built, and labelled in every report.
+   */
+  mode: 'sidecar-command' | 'hop-proxy-pair';
+  /** Why this mode (the fallback's reason). */
+  note: string;
+  outboundPort: number;
+  /** The server pod's mTLS listener for the HTTP app port (the new-connection scenario dials it). */
+  inboundHttpPort: number;
+  /** Whether the server pod declared a gRPC port (false when the sidecar refused one). */
+  grpcDeclared: boolean;
+  client: BenchProcess;
+  server: BenchProcess;
+  adminPorts: { client: number; server: number } | null;
+  stop(): Promise<void>;
+}
+
+export interface MeshletPairOptions {
+  work: string;
+  pki: { client: SvidFiles; server: SvidFiles };
+  httpAppPort: number;
+  grpcAppPort: number;
+  /** Per-request metrics; `false` sets MESHLET_REQUEST_METRICS=false (issue 6's on/off comparison). */
+  metrics: boolean;
+  nodeArgs: string[];
+}
+
+/** The files identity source reads the csi-driver-spiffe layout: tls.crt, tls.key, ca.crt. */
+async function svidDir(dir: string, files: SvidFiles): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  await copyFile(files.svid, join(dir, 'tls.crt'));
+  await copyFile(files.key, join(dir, 'tls.key'));
+  await copyFile(files.bundle, join(dir, 'ca.crt'));
+  return dir;
+}
+
+function isReady(adminPort: number): () => Promise<boolean> {
+  return async () => {
+    try {
+      const res = await fetch(`http://127.0.0.1:${adminPort}/ready`, { signal: AbortSignal.timeout(2000) });
+      await res.arrayBuffer();
+      return res.status === 200;
+    } catch {
+      return false;
+    }
+  };
+}
+
+function sidecarEnv(common: Record<string, string>, own: Record<string, string>): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/', ...common, ...own };
+}
+
+async function startSidecarPair(o: MeshletPairOptions, declareGrpc: boolean): Promise<MeshletPair> {
+  const [clientOut, clientAdmin, clientCatchAll, serverOut, serverAdmin, serverCatchAll, serverHttp, serverGrpc] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
+  const serverPolicyDir = join(o.work, 'server-policy');
+  const clientPolicyDir = join(o.work, 'client-policy');
+  await mkdir(serverPolicyDir, { recursive: true });
+  await mkdir(clientPolicyDir, { recursive: true });
+  await writeFile(join(serverPolicyDir, 'policy.yaml'), benchPolicyYaml({ serverServiceAccount: 'server', clientId: BENCH_IDS.client, httpPort: o.httpAppPort, grpcPort: o.grpcAppPort }));
+  const common = {
+    MESHLET_NAMESPACE: 'bench',
+    MESHLET_IDENTITY_SOURCE: 'files',
+    MESHLET_ADMIN_ADDRESS: '127.0.0.1',
+    MESHLET_LOG_LEVEL: 'warn',
+    ...(o.metrics ? {} : { MESHLET_REQUEST_METRICS: 'false' }),
+  };
+  const inbound = [`${o.httpAppPort}:${serverHttp}/http`, ...(declareGrpc ? [`${o.grpcAppPort}:${serverGrpc}/grpc`] : [])];
+  const server = startProcess('meshlet sidecar (server pod)', process.execPath, [...o.nodeArgs, join(REPO, 'bin', 'meshlet.js'), 'sidecar'], {
+    env: sidecarEnv(common, {
+      MESHLET_SERVICE_ACCOUNT: 'server',
+      MESHLET_POD_NAME: 'bench-server',
+      MESHLET_SVID_DIR: await svidDir(join(o.work, 'server-svid'), o.pki.server),
+      MESHLET_INBOUND_PORTS: inbound.join(','),
+      MESHLET_APP_ADDRESS: '127.0.0.1',
+      MESHLET_OUTBOUND_PORT: String(serverOut),
+      MESHLET_ADMIN_PORT: String(serverAdmin),
+      MESHLET_INBOUND_CATCHALL_PORT: String(serverCatchAll),
+      MESHLET_POLICY_DIR: serverPolicyDir,
+    }),
+  });
+  const client = startProcess('meshlet sidecar (client pod)', process.execPath, [...o.nodeArgs, join(REPO, 'bin', 'meshlet.js'), 'sidecar'], {
+    env: sidecarEnv(common, {
+      MESHLET_SERVICE_ACCOUNT: 'client',
+      MESHLET_POD_NAME: 'bench-client',
+      MESHLET_SVID_DIR: await svidDir(join(o.work, 'client-svid'), o.pki.client),
+      MESHLET_OUTBOUND_PORT: String(clientOut),
+      MESHLET_ADMIN_PORT: String(clientAdmin),
+      MESHLET_INBOUND_CATCHALL_PORT: String(clientCatchAll),
+      MESHLET_POLICY_DIR: clientPolicyDir,
+      MESHLET_DESTINATION_ADDRESSES: `${MESH_HTTP_AUTHORITY}=127.0.0.1:${serverHttp},${MESH_GRPC_AUTHORITY}=127.0.0.1:${serverGrpc}`,
+      MESHLET_DESTINATION_IDENTITIES: `${MESH_HTTP_AUTHORITY}=${BENCH_IDS.server},${MESH_GRPC_AUTHORITY}=${BENCH_IDS.server}`,
+    }),
+  });
+  const stop = async () => {
+    await Promise.all([stopProcess(client), stopProcess(server)]);
+  };
+  try {
+    await Promise.all([waitUntil(server, '/ready = 200', isReady(serverAdmin)), waitUntil(client, '/ready = 200', isReady(clientAdmin))]);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const metricsNote = o.metrics ? 'on' : 'per-request metrics off (MESHLET_REQUEST_METRICS=false)';
+  return {
+    mode: 'sidecar-command',
+    note: `two \`meshlet sidecar\` processes: files identity, per-route policy from a mounted directory, metrics ${metricsNote}`,
+    outboundPort: clientOut,
+    inboundHttpPort: serverHttp,
+    grpcDeclared: declareGrpc,
+    client,
+    server,
+    adminPorts: { client: clientAdmin, server: serverAdmin },
+    stop,
+  };
+}
+
+/** bench/hop's proxy processes (no gRPC, stand-in policy): only while the sidecar command is not built. */
+async function startHopPair(o: MeshletPairOptions, note: string): Promise<MeshletPair> {
+  const [out, inb] = await Promise.all([freePort(), freePort()]);
+  const [destHost, destPort] = MESH_HTTP_AUTHORITY.split(':') as [string, string];
+  const script = join(REPO, 'bench', 'hop', 'sidecar-process.ts');
+  const spawnHop = (name: string, spec: SidecarSpec) => startProcess(name, process.execPath, [...o.nodeArgs, script, JSON.stringify(spec)]);
+  const server = spawnHop('hop inbound proxy', { role: 'inbound', files: o.pki.server, listenPort: inb, appPort: o.httpAppPort });
+  const client = spawnHop('hop outbound proxy', { role: 'outbound', files: o.pki.client, listenPort: out, destHost, destPort: Number(destPort), peerPort: inb, peerId: BENCH_IDS.server });
+  const stop = async () => {
+    await Promise.all([stopProcess(client), stopProcess(server)]);
+  };
+  try {
+    await Promise.all([waitForPort(server, inb), waitForPort(client, out)]);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { mode: 'hop-proxy-pair', note, outboundPort: out, inboundHttpPort: inb, grpcDeclared: false, client, server, adminPorts: null, stop };
+}
+
+/**
+ * Starts the meshlet pair the way pods run it. Falls back — loudly — when the sidecar cannot
+ * run yet: to a pair without the gRPC port when the sidecar refuses to declare one, and to
+ * bench/hop's proxy processes when `meshlet sidecar` is not built at all.
+ */
+export async function startMeshletPair(o: MeshletPairOptions): Promise<MeshletPair> {
+  try {
+    return await startSidecarPair(o, true);
+  } catch (err) {
+    const message = (err as Error).message;
+    if (/MESHLET_NOT_BUILT|not built yet/.test(message)) {
+      return startHopPair(o, `\`meshlet sidecar\` is not built yet (${message.slice(0, 160)}); measured bench/hop's proxy processes instead — NOT the pod configuration`);
+    }
+    if (!(err instanceof BenchError) || err.code !== 'BENCH_PROCESS_EXITED') throw err;
+    // A sidecar without gRPC support may refuse a `/grpc` inbound port: measure HTTP without it.
+    const pair = await startSidecarPair(o, false);
+    pair.note += `; the gRPC port was left out because the sidecar refused it: ${message.slice(0, 200)}`;
+    return pair;
+  }
+}

@@ -1,0 +1,261 @@
+// `npm run bench`: what one hop through the mesh costs, next to nginx doing the same job.
+// Run `node bench/run.ts --help` for the flags; bench/README.md explains the method.
+import { spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import * as http from 'node:http';
+import * as os from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { BenchError } from './lib/bench-error.ts';
+import { DENIED_PATH } from './lib/bench-policy.ts';
+import { checkIssueTargets, type ProcessPeak } from './lib/issue-targets.ts';
+import { peakRssBytes } from './lib/process-usage.ts';
+import { markdownReport, readmeSummary, type BenchResults, type MachineInfo } from './lib/report.ts';
+import type { RunOptions } from './lib/run-options.ts';
+import type { ScenarioResult } from './lib/figures.ts';
+import { latencyChartSvg } from './lib/svg-chart.ts';
+import { LoadGenerator } from './lib/load.ts';
+import { findNginx, startTopology, type Topology } from './lib/topology.ts';
+import { grpcUnary } from './scenarios/grpc-unary.ts';
+import { httpFixedRate, httpSaturation } from './scenarios/http-keepalive.ts';
+import { runMicroBenches } from './scenarios/micro.ts';
+import { newConnections } from './scenarios/new-connections.ts';
+
+const HELP = `Usage: npm run bench -- [flags]     (or: node bench/run.ts [flags])
+
+Measures the latency one hop adds — direct vs meshlet (outbound sidecar -> mTLS -> inbound
+sidecar) vs an nginx mTLS pair with the same certificates — under autocannon load, plus the
+micro-benchmarks. Writes results.json, results.md and latency.svg to --out.
+
+Flags:
+  --quick               everything tiny (1 round, 1 s runs, one rate): under a minute; proves the pipeline
+  --micro               only the micro-benchmarks (policy decision, admission review, bench/micro/*),
+                        printed on stdout (no result files are written)
+  --no-micro            skip the micro-benchmarks
+  --scenarios LIST      comma-separated subset of: http-rate, http-saturation, new-connections, grpc-unary
+  --rounds N            interleaved repetitions of every run; medians are reported (default 3)
+  --seconds S           length of each measured run (default 5)
+  --warmup S            warm-up before each measured run (default 1)
+  --rates LIST          fixed rates in req/s for the HTTP keep-alive scenario (default 500,1000,2000)
+  --connections N       autocannon keep-alive connections (default 16)
+  --concurrency N       callers of the gRPC and new-connection scenarios (default 8)
+  --metrics on|off      sidecar metrics (off sets MESHLET_REQUEST_METRICS=false; issue 6's comparison)
+  --out DIR             where the results go (default bench/results)
+  -h, --help            this text
+`;
+
+const DEFAULT_OUT = join(import.meta.dirname, 'results');
+const README = join(import.meta.dirname, 'README.md');
+const README_START = '<!-- results:start (written by npm run bench) -->';
+const README_END = '<!-- results:end -->';
+
+async function refreshReadme(summary: string): Promise<void> {
+  const text = await readFile(README, 'utf8');
+  const start = text.indexOf(README_START);
+  const end = text.indexOf(README_END);
+  if (start < 0 || end < start) return log(`bench/README.md has no ${README_START} … ${README_END} markers: summary not written`);
+  await writeFile(README, `${text.slice(0, start + README_START.length)}\n${summary}\n${text.slice(end)}`);
+  log('refreshed the results summary in bench/README.md');
+}
+
+const SCENARIOS = ['http-rate', 'http-saturation', 'new-connections', 'grpc-unary'] as const;
+
+function usage(message: string): never {
+  throw new BenchError('BENCH_USAGE', `${message}\n\n${HELP}`);
+}
+
+function positive(name: string, raw: string | undefined, fallback: number): number {
+  if (raw === undefined) return fallback;
+  const v = Number(raw);
+  if (!Number.isFinite(v) || v <= 0) usage(`--${name} must be a positive number (got ${JSON.stringify(raw)})`);
+  return v;
+}
+
+function parseFlags(argv: string[]) {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: {
+        quick: { type: 'boolean', default: false },
+        micro: { type: 'boolean', default: false },
+        'no-micro': { type: 'boolean', default: false },
+        scenarios: { type: 'string' },
+        rounds: { type: 'string' },
+        seconds: { type: 'string' },
+        warmup: { type: 'string' },
+        rates: { type: 'string' },
+        connections: { type: 'string' },
+        concurrency: { type: 'string' },
+        metrics: { type: 'string', default: 'on' },
+        out: { type: 'string', default: DEFAULT_OUT },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    }).values;
+  } catch (err) {
+    usage((err as Error).message);
+  }
+  if (parsed.metrics !== 'on' && parsed.metrics !== 'off') usage(`--metrics must be on or off (got ${JSON.stringify(parsed.metrics)})`);
+  const scenarios = parsed.scenarios ? parsed.scenarios.split(',').map((s) => s.trim()) : [...SCENARIOS];
+  for (const s of scenarios) if (!(SCENARIOS as readonly string[]).includes(s)) usage(`unknown scenario ${JSON.stringify(s)}; known: ${SCENARIOS.join(', ')}`);
+  const quick = parsed.quick;
+  const rates = (parsed.rates ?? (quick ? '500' : '500,1000,2000')).split(',').map((r) => positive('rates', r, 0));
+  return {
+    help: parsed.help,
+    quick,
+    microOnly: parsed.micro,
+    micro: !parsed['no-micro'],
+    metrics: parsed.metrics === 'on',
+    out: parsed.out!,
+    scenarios: new Set(scenarios),
+    run: {
+      rounds: Math.round(positive('rounds', parsed.rounds, quick ? 1 : 3)),
+      seconds: positive('seconds', parsed.seconds, quick ? 1 : 5),
+      warmupSeconds: positive('warmup', parsed.warmup, quick ? 0.5 : 1),
+      primeFirstRound: !quick,
+      rates,
+      connections: Math.round(positive('connections', parsed.connections, 16)),
+      concurrency: Math.round(positive('concurrency', parsed.concurrency, 8)),
+      // ≤ 500 samples/s: enough for p99.9 over a 5 s run, small next to the load (same pace for every target).
+      samplerIntervalMs: 2,
+    },
+  };
+}
+
+const t0 = Date.now();
+function log(line: string): void {
+  process.stderr.write(`[bench ${((Date.now() - t0) / 1000).toFixed(0).padStart(4)}s] ${line}\n`);
+}
+
+function machineInfo(): MachineInfo {
+  const path = findNginx();
+  // `nginx -v` prints its version on stderr.
+  const nginx = path ? spawnSync(path, ['-v'], { encoding: 'utf8' }).stderr.trim().replace(/^nginx version: /, '') || 'nginx' : null;
+  const cpus = os.cpus();
+  return {
+    cpuModel: cpus[0]?.model.trim() ?? 'unknown',
+    cpus: cpus.length,
+    memoryGb: Math.round(os.totalmem() / 2 ** 30),
+    kernel: os.release(),
+    node: process.version,
+    nginx,
+    note: 'The load generator, the sampler, the proxies and the upstreams share these cores; other work on the machine (other test suites) runs at the same time. Compare targets within one run, not across machines.',
+  };
+}
+
+/** One request to a path the policy closes: the meshlet pair must answer 403, proof the policy is enforced. */
+function deniedStatus(t: Topology): Promise<number> {
+  const m = t.http.find((x) => x.name === 'meshlet')!;
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: m.endpoint.host, port: m.endpoint.port, path: DENIED_PATH, headers: { host: m.endpoint.hostHeader }, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+  });
+}
+
+async function main(): Promise<number> {
+  const flags = parseFlags(process.argv.slice(2));
+  if (flags.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const options: RunOptions = { ...flags.run, log };
+  const machine = machineInfo();
+  log(`node ${machine.node}, ${machine.cpus} CPUs, ${machine.nginx ?? 'nginx missing'}${flags.quick ? ', --quick' : ''}`);
+
+  const scenarios: ScenarioResult[] = [];
+  const peaks: ProcessPeak[] = [];
+  let topology: Topology | null = null;
+  let topologyInfo: BenchResults['topology'] = { upstream: 'not started (--micro)', nginx: 'not started (--micro)', meshlet: { mode: 'not started', note: '--micro' } };
+  const work = await mkdtemp(join(os.tmpdir(), 'meshlet-bench-'));
+  const stopAll = async () => {
+    await topology?.stop();
+    topology = null;
+    await rm(work, { recursive: true, force: true });
+  };
+  process.once('SIGINT', () => void stopAll().then(() => process.exit(130)));
+  try {
+    if (!flags.microOnly) {
+      topology = await startTopology({ work, metrics: flags.metrics, sidecarNodeArgs: (process.env.BENCH_SIDECAR_NODE_ARGS ?? '').split(' ').filter(Boolean), log });
+      const denied = await deniedStatus(topology);
+      const enforced = denied === 403;
+      log(`policy check through meshlet: GET ${DENIED_PATH} -> ${denied}${enforced ? ' (denied: policy enforced)' : ' — EXPECTED 403'}`);
+      topologyInfo = {
+        upstream: topology.upstream.note,
+        nginx: topology.nginx.note,
+        meshlet: { mode: topology.meshlet.mode, note: `${topology.meshlet.note}; GET ${DENIED_PATH} (closed route) answered ${denied}${enforced ? ', so the per-route policy is enforced' : ' — the policy is NOT enforced in this pair'}` },
+      };
+      // Every proxy process once, named by target and role; VmHWM is read after each scenario
+      // so the report shows in which scenario the memory peak was reached.
+      const watched = new Map<number, ProcessPeak>();
+      for (const t of [...topology.http, ...topology.connect]) for (const p of t.procs) if (!watched.has(p.pid)) watched.set(p.pid, { process: `${t.name}/${p.role}`, peakRssBytes: 0, atReadyBytes: 0, afterScenario: {} });
+      for (const t of topology.grpc.filter((g) => g.name === 'nginx')) for (const p of t.procs) watched.set(p.pid, { process: `nginx-grpc/${p.role}`, peakRssBytes: 0, atReadyBytes: 0, afterScenario: {} });
+      for (const [pid, peak] of watched) peak.atReadyBytes = peakRssBytes(pid);
+      const done = (s: ScenarioResult) => {
+        scenarios.push(s);
+        for (const [pid, peak] of watched) {
+          peak.peakRssBytes = peakRssBytes(pid);
+          peak.afterScenario[s.id] = peak.peakRssBytes;
+        }
+      };
+      const load = new LoadGenerator();
+      try {
+        if (flags.scenarios.has('http-rate')) for (const rate of options.rates) done(await httpFixedRate(topology.http, options, load, rate));
+        if (flags.scenarios.has('http-saturation')) done(await httpSaturation(topology.http, options, load));
+      } finally {
+        load.close();
+      }
+      if (flags.scenarios.has('new-connections')) done(await newConnections(topology.connect, options));
+      if (flags.scenarios.has('grpc-unary')) {
+        const meshletGrpc = topology.meshlet.grpcDeclared ? null : topology.meshlet.mode === 'hop-proxy-pair' ? 'the stand-in proxy pair carries HTTP/1.1 only' : 'the sidecar refused a gRPC inbound port';
+        done(await grpcUnary(topology.grpc, options, meshletGrpc));
+      }
+      peaks.push(...watched.values());
+      await topology.stop();
+      topology = null;
+    }
+    const micro = flags.micro || flags.microOnly ? await runMicroBenches({ quick: flags.quick, log }) : null;
+
+    const midRate = options.rates[Math.floor((options.rates.length - 1) / 2)]!;
+    // Issue 5's targets are judged on the middle fixed rate: below saturation for every target.
+    const headline = scenarios.some((s) => s.id === `http-rate-${midRate}`) ? `http-rate-${midRate}` : (scenarios.find((s) => s.id.startsWith('http-rate-'))?.id ?? 'none');
+    const results: BenchResults = {
+      generatedAt: new Date().toISOString(),
+      quick: flags.quick,
+      machine,
+      settings: { ...flags.run, metrics: flags.metrics ? 'on' : 'off', scenarios: [...flags.scenarios] },
+      topology: topologyInfo,
+      headline,
+      scenarios: Object.fromEntries(scenarios.map((s) => [s.id, s])),
+      peakRss: peaks,
+      issueTargets: checkIssueTargets(scenarios, headline, peaks),
+      micro,
+    };
+    const md = markdownReport(results);
+    if (flags.microOnly) {
+      // Only printed: a micro-only run must never replace the full run's result files.
+      process.stdout.write(md);
+      return 0;
+    }
+    await mkdir(flags.out, { recursive: true });
+    await writeFile(join(flags.out, 'results.json'), JSON.stringify(results, null, 2) + '\n');
+    await writeFile(join(flags.out, 'results.md'), md);
+    await writeFile(join(flags.out, 'latency.svg'), latencyChartSvg(scenarios, `${results.generatedAt.slice(0, 16)}Z · ${machine.cpus} × ${machine.cpuModel} · node ${machine.node} · medians of ${options.rounds} runs · meshlet: ${topologyInfo.meshlet.mode}`));
+    process.stdout.write(md);
+    // A full run into bench/results refreshes the README's summary, so the two never disagree.
+    if (!flags.quick && flags.out === DEFAULT_OUT) await refreshReadme(readmeSummary(results));
+    log(`wrote ${join(flags.out, 'results.json')}, results.md, latency.svg`);
+    return 0;
+  } finally {
+    await stopAll();
+  }
+}
+
+try {
+  process.exitCode = await main();
+} catch (err) {
+  process.stderr.write(`bench: ${err instanceof BenchError ? `${err.code}: ` : ''}${(err as Error).message}\n`);
+  process.exitCode = err instanceof BenchError && err.code === 'BENCH_USAGE' ? 2 : 1;
+}
