@@ -1,12 +1,13 @@
 import type * as http from 'node:http';
-import { errors as undiciErrors, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import type { UpstreamDispatcher } from '../upstream/http1-pool.ts';
 import type { ForwardedHead } from './headers.ts';
 import { forwardResponseHeaders } from './headers.ts';
 import { ProxyError } from './errors.ts';
 
 /** Where one request goes: the pool of the next hop. */
 export interface NextHop {
-  readonly pool: Dispatcher;
+  readonly pool: UpstreamDispatcher;
   /** For error messages: "app port 8080", "peer sidecar 10.0.0.7:15006 for orders:80 (spiffe://…)". */
   readonly label: string;
 }
@@ -136,7 +137,7 @@ function uncork(res: http.ServerResponse): void {
 function upstreamFailure(err: Error, where: string, req: http.IncomingMessage): ProxyError {
   if (err instanceof ProxyError) return err;
   const code = String((err as { code?: unknown }).code ?? '');
-  if (err instanceof undiciErrors.HTTPParserError || code === 'UND_ERR_HEADERS_OVERFLOW' || err.message === 'bad response') {
+  if (err.name === 'HTTPParserError' || code === 'UND_ERR_HEADERS_OVERFLOW' || err.message === 'bad response') {
     return new ProxyError('MESHLET_UPSTREAM_BAD_RESPONSE', `unparsable response from ${where}: ${code || err.message}`, { cause: err });
   }
   if (code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH' || req.errored) {
