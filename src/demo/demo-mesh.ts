@@ -9,6 +9,7 @@ import { createRootCa, issueSvid, type CertificateAuthority } from '../identity/
 import { createLogger } from '../log/logger.ts';
 import { Sidecar } from '../sidecar/sidecar.ts';
 import { freePorts } from './free-ports.ts';
+import { demoResult } from './call-result.ts';
 
 /**
  * The demo mesh `npm start` runs: a CA, three services (frontend, orders, payments) each
@@ -22,6 +23,13 @@ import { freePorts } from './free-ports.ts';
  */
 export const DEMO_TRUST_DOMAIN = 'demo.local';
 export const DEMO_APP_PORT = 8080;
+
+/** The demo's three services, the same on loopback and in pods. */
+export const DEMO_SERVICES = [
+  { name: 'frontend', namespace: 'web', serviceAccount: 'frontend' },
+  { name: 'orders', namespace: 'shop', serviceAccount: 'orders' },
+  { name: 'payments', namespace: 'shop', serviceAccount: 'payments' },
+] as const;
 
 interface DemoService {
   name: string;
@@ -122,11 +130,7 @@ export class DemoMesh {
     await writeFile(this.policyFile, demoPolicy());
     const logger = createLogger({ name: 'sidecar', level: 'info', destination: opts.logStream ?? new Writable({ write: (_c, _e, cb) => cb() }) });
 
-    const specs = [
-      { name: 'frontend', namespace: 'web', serviceAccount: 'frontend' },
-      { name: 'orders', namespace: 'shop', serviceAccount: 'orders' },
-      { name: 'payments', namespace: 'shop', serviceAccount: 'payments' },
-    ];
+    const specs = DEMO_SERVICES;
     const ports = await freePorts(specs.length * 4);
     const inboundOf = (i: number) => ports[i * 4 + 2]!;
     // Every service may call every other by name (explicit mode: MESHLET_DESTINATION_ADDRESSES
@@ -186,18 +190,7 @@ export class DemoMesh {
           let text = '';
           res.setEncoding('utf8');
           res.on('data', (d) => (text += d));
-          res.on('end', () => {
-            const status = res.statusCode ?? 0;
-            let detail = text;
-            try {
-              const body = JSON.parse(text) as { caller?: string; error?: { code?: string; route?: string | null; reason?: string; message?: string } };
-              if (status === 200) detail = `the app saw caller ${body.caller}`;
-              else if (body.error) detail = body.error.reason ? `route=${body.error.route ?? 'none'}: ${body.error.reason}` : `${body.error.code}: ${body.error.message}`;
-            } catch {
-              // keep the raw text
-            }
-            resolve({ ...c, status, decision: status === 200 ? 'allow' : status === 403 ? 'deny' : 'error', detail });
-          });
+          res.on('end', () => resolve(demoResult(c, res.statusCode ?? 0, text)));
         },
       );
       req.on('error', (err) => resolve({ ...c, status: 0, decision: 'error', detail: err.message }));

@@ -1,11 +1,13 @@
-// The network-namespace pod harness for the e2e suite (see docs/e2e.md).
-export { e2eAvailability, e2eSkipped, type E2eAvailability, type IptablesTools } from './availability.ts';
-export { Cluster, type ClusterOptions, type Service, type ServicePort } from './cluster.ts';
-export { Pod, type ExecOptions, type SpawnOptions } from './pod.ts';
-export { PodProcess, type ProcessExit } from './pod-process.ts';
-export { HarnessError, type HarnessErrorCode } from './errors.ts';
-export { sweepLeftovers } from './leftover-sweeper.ts';
-export { waitFor } from './wait.ts';
-export { nodeBinary, repoRoot } from './node-binary.ts';
-export { runCommand, mustRun, type CommandResult } from './command-runner.ts';
-export { readInjectedPod, mountEnv, type ContainerRun, type InjectedPodSpec } from './injected-pod.ts';
+// The network-namespace pod harness for the e2e suite (see docs/e2e.md). The pods themselves
+// live in src/netns (`meshlet demo --pods` runs them too); only what is test-specific stays here.
+export { e2eAvailability, type E2eAvailability, type IptablesTools } from '../../../src/netns/availability.ts';
+export { e2eSkipped } from './availability.ts';
+export { Cluster, type ClusterOptions, type Service, type ServicePort } from '../../../src/netns/cluster.ts';
+export { Pod, type ExecOptions, type SpawnOptions } from '../../../src/netns/pod.ts';
+export { PodProcess, type ProcessExit } from '../../../src/netns/pod-process.ts';
+export { HarnessError, type HarnessErrorCode } from '../../../src/netns/errors.ts';
+export { sweepLeftovers } from '../../../src/netns/leftover-sweeper.ts';
+export { waitFor } from '../../../src/netns/wait.ts';
+export { nodeBinary, repoRoot } from '../../../src/netns/node-binary.ts';
+export { runCommand, mustRun, type CommandResult } from '../../../src/netns/command-runner.ts';
+export { readInjectedPod, mountEnv, type ContainerRun, type InjectedPodSpec } from '../../../src/netns/injected-pod.ts';

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { Pod, PodProcess } from '../harness/index.ts';
-import { runCommandSync } from '../harness/command-runner.ts';
+import { runCommandSync } from '../../../src/netns/command-runner.ts';
 
 /** tcpdump is not part of the harness's needs: the wire-capture test says it is skipped without it. */
 export function tcpdumpAvailable(): boolean {

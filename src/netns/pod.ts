@@ -50,6 +50,10 @@ export class Pod {
       cwd: options.cwd ?? repoRoot,
       env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...options.env },
       stdio: ['pipe', 'pipe', 'pipe'],
+      // Its own process group, as a container is not in the terminal's: a Ctrl-C meant for
+      // the runner (vitest, `meshlet demo --pods`) must not kill the pod's processes before
+      // the runner stops them in order (sidecar drain) and deletes the namespaces.
+      detached: true,
     });
     const proc = new PodProcess(`${this.name}/${options.label ?? cmd.split('/').pop()}`, child, `/run/netns/${this.netns}`);
     this.#processes.add(proc);

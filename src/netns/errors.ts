@@ -1,4 +1,4 @@
-import { MeshletError } from '../../../src/errors/meshlet-error.ts';
+import { MeshletError } from '../errors/meshlet-error.ts';
 
 export type HarnessErrorCode =
   /** `ip`, `iptables-restore`, ... exited non-zero (the message carries its stderr). */
