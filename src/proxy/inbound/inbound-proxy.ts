@@ -21,6 +21,7 @@ import type { ServerTls } from '../tls-dependency.ts';
 import type { ProxyObserver } from '../proxy-observer.ts';
 import { createUpstreamPool } from '../upstream/upstream-pool.ts';
 import { acceptPermissive } from './permissive-accept.ts';
+import { listenOn } from '../listen.ts';
 
 /**
  * One inbound listener per app port. Transparent interception REDIRECTs each app port to its
@@ -115,18 +116,7 @@ export class InboundProxy implements ForwardingProxy {
   /** Binds every listener; resolves once all are listening. */
   async start(): Promise<void> {
     const host = this.#opts.listenHost ?? '0.0.0.0';
-    await Promise.all(
-      this.#listeners.map(
-        (l) =>
-          new Promise<void>((resolve, reject) => {
-            l.front.once('error', reject);
-            l.front.listen(l.port.listenPort, host, () => {
-              l.front.off('error', reject);
-              resolve();
-            });
-          }),
-      ),
-    );
+    await Promise.all(this.#listeners.map((l) => listenOn(l.front, l.port.listenPort, host)));
   }
 
   /** The bound ports (listenPort resolved when 0 was asked). */

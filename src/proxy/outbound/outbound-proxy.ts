@@ -19,6 +19,7 @@ import type { ClientTls } from '../tls-dependency.ts';
 import type { ProxyObserver } from '../proxy-observer.ts';
 import { createUpstreamPool } from '../upstream/upstream-pool.ts';
 import { DestinationTable, type DestinationConfig, type MeshDestination, type Route } from './destination-table.ts';
+import { listenOn } from '../listen.ts';
 
 /**
  * The app's side: a plain listener its outbound traffic reaches, either by transparent
@@ -82,13 +83,7 @@ export class OutboundProxy implements ForwardingProxy {
   }
 
   async start(): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      this.#front.once('error', reject);
-      this.#front.listen(this.#opts.listenPort ?? DEFAULT_OUTBOUND_PORT, this.#opts.listenHost ?? '127.0.0.1', () => {
-        this.#front.off('error', reject);
-        resolve();
-      });
-    });
+    await listenOn(this.#front, this.#opts.listenPort ?? DEFAULT_OUTBOUND_PORT, this.#opts.listenHost ?? '127.0.0.1');
   }
 
   boundPort(): number {

@@ -1,5 +1,6 @@
 import * as net from 'node:net';
 import type { TcpObserver } from './tcp-refusals.ts';
+import { listenOn } from '../listen.ts';
 
 export interface CatchAllListenerOptions {
   /** MESHLET_INBOUND_CATCHALL_PORT (default 15006); 0 = any free port, for tests. */
@@ -32,13 +33,7 @@ export class CatchAllListener {
   }
 
   start(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen(this.#opts.port, this.#opts.host ?? '0.0.0.0', () => {
-        this.#server.off('error', reject);
-        resolve();
-      });
-    });
+    return listenOn(this.#server, this.#opts.port, this.#opts.host ?? '0.0.0.0');
   }
 
   boundPort(): number {

@@ -10,6 +10,7 @@ import type { ConnectionAuthorizer } from './connection-authorizer.ts';
 import { spliceSockets } from './byte-splice.ts';
 import { TcpSessionSet } from './tcp-session-set.ts';
 import { tcpRefusalCode, type TcpObserver, type TcpRefusalCode } from './tcp-refusals.ts';
+import { listenOn } from '../listen.ts';
 
 /** One opaque TCP app port: callers' mTLS connections to `listenPort` become plain TCP to `appPort`. */
 export interface OpaqueTcpPort {
@@ -76,18 +77,7 @@ export class OpaqueTcpProxy {
 
   async start(): Promise<void> {
     const host = this.#opts.listenHost ?? '0.0.0.0';
-    await Promise.all(
-      this.#listeners.map(
-        (l) =>
-          new Promise<void>((resolve, reject) => {
-            l.server.once('error', reject);
-            l.server.listen(l.port.listenPort, host, () => {
-              l.server.off('error', reject);
-              resolve();
-            });
-          }),
-      ),
-    );
+    await Promise.all(this.#listeners.map((l) => listenOn(l.server, l.port.listenPort, host)));
   }
 
   boundPorts(): { listenPort: number; appPort: number }[] {

@@ -7,6 +7,7 @@ import { connectNextHop } from '../upstream/next-hop-connect.ts';
 import { spliceSockets } from './byte-splice.ts';
 import { TcpSessionSet } from './tcp-session-set.ts';
 import { tcpRefusalCode, type TcpObserver } from './tcp-refusals.ts';
+import { listenOn } from '../listen.ts';
 
 /**
  * One explicit opaque TCP mapping. Node cannot read SO_ORIGINAL_DST, so a transparently
@@ -71,18 +72,7 @@ export class OpaqueTcpOutbound {
 
   async start(): Promise<void> {
     const host = this.#opts.listenHost ?? '127.0.0.1';
-    await Promise.all(
-      this.#listeners.map(
-        (l) =>
-          new Promise<void>((resolve, reject) => {
-            l.server.once('error', reject);
-            l.server.listen(l.mapping.listenPort, host, () => {
-              l.server.off('error', reject);
-              resolve();
-            });
-          }),
-      ),
-    );
+    await Promise.all(this.#listeners.map((l) => listenOn(l.server, l.mapping.listenPort, host)));
   }
 
   boundPorts(): { listenPort: number; destination: string }[] {
