@@ -9,7 +9,7 @@ import { h2HeadersFromFlat } from './stream-headers.ts';
 
 /**
  * Forwards one HTTP/2 stream to an HTTP/1.1 next hop (an app on an `http` port) through its
- * undici pool, with the same dispatch-handler approach as forward-request.ts: the body
+ * HTTP/1.1 pool, with the same dispatch-handler approach as forward-request.ts: the body
  * streams both ways with backpressure; HTTP/1.1 trailers (rare) are relayed as HTTP/2
  * trailers. Nothing is retried: a stream's body is consumed as it is sent.
  */
@@ -18,8 +18,8 @@ export function forwardStreamToHttp1(stream: ServerHttp2Stream, hop: NextHop, me
     method,
     path,
     headers,
-    // undici destroys a stream body once it has read it, and destroying an HTTP/2 stream
-    // resets it (the response could not be sent): it reads from a pipe of the stream instead.
+    // The pool reads (and, on failure, destroys) the body it is handed; destroying an HTTP/2
+    // stream resets it before the error response can be sent: it gets a pipe of the stream.
     body: stream.endAfterHeaders ? null : stream.pipe(new PassThrough()),
   });
   stream.once('close', exchange.onClientClose);

@@ -71,7 +71,7 @@ export function h2ForwardHeaders(head: StreamRequestHead, path: string, identity
 }
 
 /**
- * The head for an HTTP/1.1 next hop (flat, as undici takes it): Host from :authority;
+ * The head for an HTTP/1.1 next hop (flat, as the pool's dispatch() takes it): Host from :authority;
  * RFC 9113 §8.2.3: cookie fields split by an HTTP/2 client are joined with "; " again.
  */
 export function http1ForwardHeaders(head: StreamRequestHead, identity: { name: string; value: string } | null): string[] {

@@ -26,12 +26,12 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 /**
  * Forwards one parsed request to `hop` and streams the response back.
  *
- * Why undici's dispatch API with a handler object rather than http.request or undici.request:
- * measured on the hop bench (docs/proxy.md), the per-request cost of the client leg was the
- * largest part of the sidecar's CPU. dispatch() takes a plain handler — no ClientRequest, no
- * response stream object, no promise — and this handler writes straight into node:http's
- * ServerResponse with backpressure (onData returns false when the client is slow; undici
- * stops reading until 'drain').
+ * Why a dispatch() contract with a handler object (undici's shape, served by meshlet's own
+ * Http1Pool) rather than http.request: measured on the hop bench (docs/proxy.md), the
+ * per-request cost of the client leg was the largest part of the sidecar's CPU. dispatch()
+ * takes a plain handler — no ClientRequest, no response stream object, no promise — and this
+ * handler writes straight into node:http's ServerResponse with backpressure (onData returns
+ * false when the client is slow; the pool stops reading until 'drain').
  *
  * The response socket is corked from the response head until the end of the tick, so a
  * head and a body that arrive together leave in ONE write (one TLS record, one segment)
@@ -47,7 +47,7 @@ export function forwardRequest(req: http.IncomingMessage, res: http.ServerRespon
     path,
     method: req.method ?? 'GET',
     headers: head.headers,
-    // node:http has de-chunked the body; undici frames it again (Content-Length kept, else chunked).
+    // node:http has de-chunked the body; the pool frames it again (Content-Length kept, else chunked).
     body: hasBody ? req : null,
   });
   res.once('close', exchange.onClientClose);

@@ -13,7 +13,7 @@ const HOP_BY_HOP = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
   'te', 'trailer', 'transfer-encoding', 'upgrade',
   // node:http answers `Expect: 100-continue` itself before the body is read; passing it on
-  // would make the next hop send a second 100 (undici refuses to send Expect at all).
+  // would make the next hop send a second, stray 100.
   'expect',
 ]);
 
@@ -21,7 +21,7 @@ const HOP_BY_HOP = new Set([
 export interface ForwardedHead {
   /** The headers to send to the next hop (flat, as node:http's `headers` array form accepts). */
   headers: string[];
-  /** The message body was chunked: the next leg must be chunked too (undici frames it). */
+  /** The message body was chunked: the next leg must be chunked too (the pool frames it). */
   chunked: boolean;
   /** The Host header value, or '' (outbound routing). */
   host: string;
@@ -73,7 +73,7 @@ export function forwardHeaders(raw: readonly string[], dropName: string | null):
 }
 
 /**
- * Filters a response head (undici hands it over as raw latin1 buffers) for forwarding to the
+ * Filters a response head (the pool hands it over as raw latin1 buffers) for forwarding to the
  * client: hop-by-hop fields and the fields `Connection` names are dropped; node:http on the
  * client leg adds its own framing and keep-alive fields.
  */

@@ -70,7 +70,7 @@ interface PortListener {
   readonly port: InboundPort;
   readonly front: net.Server;
   readonly serving: HttpServing;
-  /** HTTP/1.1 to the app (undici pool). */
+  /** HTTP/1.1 to the app (Http1Pool). */
   readonly hop: NextHop;
   /** HTTP/2 (h2c) to the app: gRPC. */
   readonly h2: H2SessionPool;

@@ -246,7 +246,7 @@ export class OutboundProxy implements ForwardingProxy {
     return { h2Target: target, http1Target: target, http1: null, h2: null };
   }
 
-  /** One undici pool per destination (HTTP/1.1; mTLS with ALPN http/1.1 toward mesh peers). */
+  /** One HTTP/1.1 pool per destination (HTTP/1.1; mTLS with ALPN http/1.1 toward mesh peers). */
   #http1Hop(route: Route): NextHop {
     const hops = this.#hopsFor(route);
     if (hops.http1 === null) {
