@@ -18,8 +18,9 @@ export function forwardStreamToHttp1(stream: ServerHttp2Stream, hop: NextHop, me
     method,
     path,
     headers,
-    // The pool reads (and, on failure, destroys) the body it is handed; destroying an HTTP/2
-    // stream resets it before the error response can be sent: it gets a pipe of the stream.
+    // The pool gets a pipe of the stream, not the stream: nothing it does to its body (ending
+    // it, or destroying it on a failure) can reset the HTTP/2 stream before the error
+    // response has been sent.
     body: stream.endAfterHeaders ? null : stream.pipe(new PassThrough()),
   });
   stream.once('close', exchange.onClientClose);
