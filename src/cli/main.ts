@@ -82,6 +82,12 @@ export async function main(argv: string[], io: CommandIo = defaultIo): Promise<n
       io.stderr.write(`meshlet ${command.name}: ${err.code}: ${err.message}\n`);
       return 1;
     }
-    throw err;
+    // Anything else (a filesystem error such as EACCES, or a bug) is still one line for the
+    // user; the stack only when asked for, since it helps us and nobody else.
+    const e = err as NodeJS.ErrnoException;
+    const code = typeof e?.code === 'string' ? e.code : 'INTERNAL_ERROR';
+    io.stderr.write(`meshlet ${command.name}: ${code}: ${e?.message ?? String(err)}\n`);
+    if (process.env.MESHLET_DEBUG) io.stderr.write(`${e?.stack ?? ''}\n`);
+    return 1;
   }
 }

@@ -27,6 +27,7 @@ export class CaError extends MeshletError {
 
 export type CaErrorCode =
   | 'CA_FILE_MISSING'
+  | 'CA_FILE_UNREADABLE'
   | 'CA_ALREADY_EXISTS'
   | 'CA_CERT_CORRUPT'
   | 'CA_KEY_CORRUPT'
@@ -323,8 +324,19 @@ async function readOptional(path: string): Promise<string | undefined> {
     return await readFile(path, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
+    throw unreadableFileError(path, err as NodeJS.ErrnoException);
   }
+}
+
+/**
+ * A CA file that exists but cannot be read (EACCES from a Secret volume without the pod's
+ * fsGroup, EISDIR, …): one line naming the file, the errno code and the uid/gid we ran as,
+ * since that is what the operator has to compare with the volume's ownership.
+ */
+function unreadableFileError(path: string, err: NodeJS.ErrnoException): CaError {
+  const who = typeof process.getuid === 'function' ? ` (running as uid ${process.getuid()}, gid ${process.getgid?.()})` : '';
+  const hint = err.code === 'EACCES' ? `${who}; a Secret volume needs the pod's securityContext.fsGroup to be readable by a non-root user` : '';
+  return new CaError('CA_FILE_UNREADABLE', `cannot read ${path}: ${err.code ?? 'error'}${hint}`, { cause: err });
 }
 
 async function readRequired(path: string): Promise<string> {

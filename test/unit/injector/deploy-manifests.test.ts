@@ -130,6 +130,27 @@ describe('deploy/ manifests', () => {
     }
   });
 
+  it('Secret volumes are readable by the non-root control plane as kubelet writes them (fsGroup)', () => {
+    // kubelet writes Secret files root:root with defaultMode; only with the pod's fsGroup does it
+    // chown them to that group and OR the mode with 0440 (pkg/volume SetVolumeOwnership, read-only).
+    for (const name of ['meshlet-injector', 'meshlet-identity']) {
+      const pod = base('Deployment', name).spec.template.spec;
+      const { runAsUser, runAsGroup, fsGroup } = pod.securityContext;
+      expect(runAsUser).not.toBe(0);
+      const secrets = pod.volumes.filter((v: any) => v.secret);
+      expect(secrets.length).toBeGreaterThan(0);
+      for (const volume of secrets) {
+        const declared = volume.secret.defaultMode ?? 0o644;
+        const group = fsGroup ?? 0;
+        const mode = fsGroup === undefined ? declared : declared | 0o440;
+        const readable = group === runAsGroup && (mode & 0o040) !== 0;
+        expect({ pod: name, volume: volume.name, readable }).toEqual({ pod: name, volume: volume.name, readable: true });
+        // Keys: never writable, never readable by other users.
+        expect(mode & 0o027).toBe(0);
+      }
+    }
+  });
+
   it('RBAC is least privilege: the CA may only create TokenReviews, the injector has no API access', () => {
     expect(base('ClusterRole', 'meshlet-identity-tokenreview').rules).toEqual([{ apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] }]);
     expect(docs.filter((d) => ['Role', 'RoleBinding', 'ClusterRole', 'ClusterRoleBinding'].includes(d.obj.kind)).map((d) => d.obj.metadata.name)).toEqual(['meshlet-identity-tokenreview', 'meshlet-identity-tokenreview']);
