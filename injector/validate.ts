@@ -9,8 +9,21 @@ import type { AdmissionRequest, AdmissionResponseBody } from './webhook-server.t
  * kubectl prints without failing. Deletes and objects that are not ConfigMaps are allowed:
  * the ValidatingWebhookConfiguration selects policy ConfigMaps by label, so anything else
  * reaching here is a configuration mistake that must not block the cluster.
+ *
+ * A hostile policy (an alias bomb, a document over the caps of docs/policy.md "Limits") is
+ * denied with its reason like any invalid one; parsePolicy never throws, and anything else
+ * going wrong here is a denial naming it (POLICY_INTERNAL), never a 500, which kubectl shows as
+ * an opaque "Internal error occurred".
  */
 export function validatePolicyConfigMap(request: AdmissionRequest): AdmissionResponseBody {
+  try {
+    return validate(request);
+  } catch (err) {
+    return deny(`error POLICY_INTERNAL: the policy could not be validated: ${(err as Error)?.message ?? String(err)}`);
+  }
+}
+
+function validate(request: AdmissionRequest): AdmissionResponseBody {
   if (request.operation === 'DELETE' || request.operation === 'CONNECT') return { allowed: true };
   const object = request.object as { kind?: unknown; metadata?: { name?: string; namespace?: string }; data?: Record<string, unknown> } | undefined;
   if (!object || object.kind !== 'ConfigMap') return { allowed: true };

@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { MeshletError } from '../src/errors/meshlet-error.ts';
+import { ConnectionGuard } from '../src/net/connection-guard.ts';
 
 /**
  * The injector's HTTPS admission webhook server: a route table of admission handlers
@@ -12,6 +13,10 @@ import { MeshletError } from '../src/errors/meshlet-error.ts';
  * It never hangs and never crashes on input: bodies are capped (413), malformed JSON or a
  * review without `request.uid` is a 400 with a message, a slow client is cut off by the
  * request timeout, and a handler that throws becomes a 500 with the error's code.
+ *
+ * Nor can it be exhausted by connections that never get anywhere (src/net/connection-guard.ts):
+ * a TLS handshake must end within `handshakeTimeoutMs` and the request head arrive within the
+ * request timeout, or the connection is closed; at most `maxConnections` are open at once.
  */
 export interface AdmissionRequest {
   uid: string;
@@ -45,7 +50,15 @@ export interface WebhookServerOptions {
   maxBodyBytes?: number;
   /** Whole-request deadline; the apiserver gives a webhook at most 30 s. Default 10 s. */
   requestTimeoutMs?: number;
+  /** TLS handshake deadline from accept. Default WEBHOOK_HANDSHAKE_TIMEOUT_MS. */
+  handshakeTimeoutMs?: number;
+  /** Cap and refusal counting (src/net/connection-guard.ts); default WEBHOOK_MAX_CONNECTIONS, not counted. */
+  guard?: ConnectionGuard;
 }
+
+/** The apiserver keeps a few keep-alive connections to a webhook; this leaves ample room. */
+export const WEBHOOK_MAX_CONNECTIONS = 256;
+export const WEBHOOK_HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export class WebhookRequestError extends MeshletError {
   readonly status: number;
@@ -110,11 +123,20 @@ export function parseAdmissionReview(body: Buffer): AdmissionRequest {
 export function createWebhookServer(options: WebhookServerOptions): Server {
   const limit = options.maxBodyBytes ?? DEFAULT_MAX_BODY;
   const timeout = options.requestTimeoutMs ?? 10_000;
-  const server = createServer({ cert: options.cert, key: options.key, minVersion: 'TLSv1.2' }, (req, res) => {
-    void handle(req, res);
-  });
+  const server = createServer(
+    {
+      cert: options.cert,
+      key: options.key,
+      minVersion: 'TLSv1.2',
+      handshakeTimeout: options.handshakeTimeoutMs ?? WEBHOOK_HANDSHAKE_TIMEOUT_MS,
+      ...ConnectionGuard.httpServerOptions(Math.min(timeout, 60_000)),
+    },
+    (req, res) => {
+      void handle(req, res);
+    },
+  );
+  (options.guard ?? new ConnectionGuard({ listener: 'webhook', maxConnections: WEBHOOK_MAX_CONNECTIONS })).protectHttp(server);
   server.requestTimeout = timeout;
-  server.headersTimeout = Math.min(timeout, 60_000);
   // An idle or trickling connection is dropped too, not only a slow request.
   server.setTimeout(timeout, (socket) => socket.destroy());
 

@@ -60,8 +60,9 @@ ${routes.join('\n')}
 `;
 }
 
-export function compileThousandRoutePolicy(): CompiledPolicy {
-  const parsed = parsePolicy(buildThousandRoutePolicyYaml(), 'bench');
+export function compileThousandRoutePolicy(pathMatching: 'exact' | 'case-insensitive-trailing-slash' = 'exact'): CompiledPolicy {
+  const yaml = buildThousandRoutePolicyYaml().replace('      default: deny\n', `      default: deny\n      pathMatching: ${pathMatching}\n`);
+  const parsed = parsePolicy(yaml, 'bench');
   if (!parsed.ok) throw new Error(`bench policy invalid: ${parsed.errors.map((e) => e.message).join('; ')}`);
   return compilePolicy(parsed.policy, { self: { namespace: 'bench', serviceAccount: 'bench' }, meshDefault: 'deny' });
 }
@@ -120,6 +121,13 @@ export function runPolicyDecisionBench(options: { iterations?: number } = {}): D
     // Sanity: every case decides as intended (a bench that measures the wrong branch lies).
     results.push(measure(c.name, iterations, (i) => decide(compiled, c.facts[i % n]!)));
   }
+  // pathMatching case-insensitive-trailing-slash: the request path is folded before matching
+  // (a copy only when it has upper-case letters or a trailing "/").
+  const folding = compileThousandRoutePolicy('case-insensitive-trailing-slash');
+  const lower = benchCases()[0]!.facts;
+  const mixed = lower.map((f) => ({ ...f, path: f.path!.replace('/api/v1/resource', '/API/v1/Resource') + '/' }));
+  results.push(measure('exact path, folding mode, lower-case', iterations, (i) => decide(folding, lower[i % lower.length]!)));
+  results.push(measure('exact path, folding mode, mixed-case/', iterations, (i) => decide(folding, mixed[i % mixed.length]!)));
   const raw = ['/api/v1/resource12/items', '/a/group3/svc5/x?q=1'];
   results.push(measure('normalizePath fast path', iterations, (i) => normalizePath(raw[i & 1]!)));
   const slow = ['/api//v1/./resource%31%32/items', '/a/b/../group3/%73vc5/x'];

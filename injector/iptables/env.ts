@@ -2,7 +2,7 @@ import { deepFreeze, EnvReader, FieldError, list, port, type Env, type EnvVar } 
 import { INBOUND_LISTEN_BASE, SIDECAR_ENV } from '../../src/config/sidecar-env.ts';
 import { PROXY_UID } from '../patch/pod-layout.ts';
 import type { InterceptionConfig } from './rules.ts';
-import { ipv4Cidr } from './ipv4-cidr.ts';
+import { ipCidr } from './ip-cidr.ts';
 
 /**
  * What the iptables init container reads: the sidecar's own port variables (the same values
@@ -12,7 +12,7 @@ export const IPTABLES_ENV = {
   proxyUid: { name: 'MESHLET_PROXY_UID', default: String(PROXY_UID), description: "the sidecar's uid, whose connections are never redirected", parse: uid },
   skipInboundPorts: { name: 'MESHLET_SKIP_INBOUND_PORTS', default: '', description: 'app ports reached directly, bypassing the sidecar (comma-separated)', parse: list(port) },
   skipOutboundPorts: { name: 'MESHLET_SKIP_OUTBOUND_PORTS', default: '', description: 'destination ports the app reaches directly (comma-separated)', parse: list(port) },
-  skipOutboundCidrs: { name: 'MESHLET_SKIP_OUTBOUND_CIDRS', default: '', description: 'destination IPv4 CIDRs the app reaches directly (comma-separated)', parse: list(ipv4Cidr) },
+  skipOutboundCidrs: { name: 'MESHLET_SKIP_OUTBOUND_CIDRS', default: '', description: 'destination IPv4 and IPv6 CIDRs the app reaches directly (comma-separated)', parse: list(ipCidr) },
 } satisfies Record<string, EnvVar<unknown>>;
 
 /** Every variable `meshlet iptables` reads, for --help. */

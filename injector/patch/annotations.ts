@@ -1,7 +1,7 @@
 import type { DefaultPolicy, IdentitySourceKind } from '../../src/config/sidecar-env.ts';
 import { FieldError, port } from '../../src/config/env.ts';
 import { PodRefusedError } from './errors.ts';
-import { ipv4Cidr } from '../iptables/ipv4-cidr.ts';
+import { ipCidr } from '../iptables/ip-cidr.ts';
 
 /** Every annotation the injector reads (and the one it writes). Documented in docs/injector.md. */
 export const ANNOTATIONS = {
@@ -109,7 +109,7 @@ export function parsePodAnnotations(annotations: Readonly<Record<string, unknown
     nativeSidecar: read(ANNOTATIONS.nativeSidecar, (raw) => oneOfValues(['true', 'false'] as const)(raw) === 'true'),
     skipInboundPorts: ports(ANNOTATIONS.skipInboundPorts),
     skipOutboundPorts: ports(ANNOTATIONS.skipOutboundPorts),
-    skipOutboundCidrs: read(ANNOTATIONS.skipOutboundCidrs, (raw) => parseList(raw, ipv4Cidr)) ?? [],
+    skipOutboundCidrs: read(ANNOTATIONS.skipOutboundCidrs, (raw) => parseList(raw, ipCidr)) ?? [],
     permissivePorts: ports(ANNOTATIONS.permissivePorts),
     opaquePorts: ports(ANNOTATIONS.opaquePorts),
     defaultPolicy: read(ANNOTATIONS.defaultPolicy, oneOfValues(DEFAULT_POLICIES)),

@@ -16,6 +16,10 @@ export const POD_REFUSAL_CODES = [
   'INJECTOR_PROBE_PORT_UNKNOWN',
   /** The object is not shaped like a Pod (spec.containers missing or not a list). */
   'INJECTOR_POD_MALFORMED',
+  /** A container of the pod could leave interception: it runs as the proxy's uid, is privileged, or adds NET_ADMIN. */
+  'INJECTOR_INTERCEPTION_ESCAPE',
+  /** An annotation that weakens enforcement, which MESHLET_INJECTOR_POD_OVERRIDES does not let pods set. */
+  'INJECTOR_OVERRIDE_FORBIDDEN',
 ] as const;
 
 export type PodRefusalCode = (typeof POD_REFUSAL_CODES)[number];

@@ -1,6 +1,8 @@
 import { ANNOTATIONS, parsePodAnnotations } from './annotations.ts';
 import { iptablesInitContainer, proxyContainer, type MeshPlan } from './containers.ts';
 import { PodRefusedError } from './errors.ts';
+import { checkInterceptionEscapes } from './interception-escape.ts';
+import { checkPodOverrides } from './pod-overrides.ts';
 import { planInboundPorts } from './inbound-ports.ts';
 import type { JsonPatchOp } from './json-patch.ts';
 import { pointer } from './json-pointer.ts';
@@ -54,6 +56,8 @@ export function injectPod(pod: Pod, namespace: string, settings: InjectionSettin
   if (pod.spec.hostNetwork === true) return skipped('host-network', 'hostNetwork pods share the node network namespace and are never injected', true);
 
   checkNameConflicts(pod);
+  checkInterceptionEscapes(pod);
+  checkPodOverrides(pod.metadata?.annotations, annotations, settings);
   const containers = pod.spec.containers;
   const inbound = planInboundPorts(containers, annotations);
   const probes = planProbes(containers, new Set(inbound.map((p) => p.appPort)));

@@ -1,5 +1,6 @@
 import { bool, deepFreeze, EnvReader, hostPort, list, oneOf, type Env, type EnvVar } from '../../src/config/env.ts';
 import { SIDECAR_ENV, type DefaultPolicy } from '../../src/config/sidecar-env.ts';
+import { parsePodOverrides, WEAKENING_ANNOTATIONS, type WeakeningAnnotation } from './pod-overrides.ts';
 
 /**
  * The injector's cluster-wide settings: what the webhook (`meshlet injector`) and the offline
@@ -20,6 +21,8 @@ export interface InjectionSettings {
   failureMode: 'deny' | 'allow';
   /** Namespaces never injected, whatever the labels say. */
   excludedNamespaces: readonly string[];
+  /** The annotations that weaken enforcement which pods may set (all by default); a pod with any other is refused. */
+  allowedPodOverrides: readonly WeakeningAnnotation[];
 }
 
 export const DEFAULT_IMAGE = 'ghcr.io/meshlet/meshlet:0.1.0';
@@ -33,6 +36,12 @@ export const INJECTION_ENV = {
   defaultPolicy: SIDECAR_ENV.defaultPolicy,
   failureMode: { name: 'MESHLET_INJECTOR_FAILURE_MODE', default: 'deny', description: 'on an internal injector error: deny the pod, or allow it without the mesh (plus a warning)', parse: oneOf('deny', 'allow') },
   excludedNamespaces: { name: 'MESHLET_INJECTOR_EXCLUDED_NAMESPACES', default: 'kube-system,kube-public', description: 'namespaces never injected (comma-separated)', parse: list((raw: string) => raw) },
+  allowedPodOverrides: {
+    name: 'MESHLET_INJECTOR_POD_OVERRIDES',
+    default: 'all',
+    description: `annotations that weaken enforcement which pods may set: all | none | a comma-separated list of ${WEAKENING_ANNOTATIONS.join(', ')}; a pod carrying another one is refused`,
+    parse: parsePodOverrides,
+  },
 } satisfies Record<string, EnvVar<unknown>>;
 
 export const DEFAULT_INJECTION_SETTINGS: Readonly<InjectionSettings> = deepFreeze({
@@ -44,6 +53,7 @@ export const DEFAULT_INJECTION_SETTINGS: Readonly<InjectionSettings> = deepFreez
   defaultPolicy: SIDECAR_ENV.defaultPolicy.default as DefaultPolicy,
   failureMode: 'deny',
   excludedNamespaces: ['kube-system', 'kube-public'],
+  allowedPodOverrides: [...WEAKENING_ANNOTATIONS],
 });
 
 /** Reads INJECTION_ENV from `env`; throws ConfigError listing every bad variable. */
@@ -58,6 +68,7 @@ export function readInjectionSettings(env: Env): Readonly<InjectionSettings> {
     defaultPolicy: r.read(INJECTION_ENV.defaultPolicy),
     failureMode: r.read(INJECTION_ENV.failureMode),
     excludedNamespaces: r.read(INJECTION_ENV.excludedNamespaces),
+    allowedPodOverrides: r.read(INJECTION_ENV.allowedPodOverrides),
   };
   r.done();
   return deepFreeze(settings);

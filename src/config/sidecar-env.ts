@@ -61,6 +61,10 @@ export interface SidecarConfig {
   adminPort: number;
   adminAddress: string;
   appProbes: Record<string, AppProbe>;
+  /** Who may read /connections: loopback callers only (default) or the network too. */
+  adminConnections: 'loopback' | 'network';
+  /** POST /shutdown from loopback; off by default (an SSRF in the app must not stop the sidecar). */
+  adminShutdown: boolean;
 
   policyDir: string;
   policyKey: string;
@@ -73,9 +77,26 @@ export interface SidecarConfig {
   drainTimeoutMs: number;
   maxHeaderBytes: number;
   maxHeaders: number;
+  /** Overload and fairness (issue 11 item 5/6; docs/proxy.md "Timeouts and limits"). */
+  maxConnectionsPerUpstream: number;
+  maxPendingPerUpstream: number;
+  upstreamQueueTimeoutMs: number;
+  /** Unset: half of maxConnectionsPerUpstream. */
+  maxInFlightPerCaller: number | undefined;
+  streamIdleTimeoutMs: number;
+  h2MaxConcurrentStreams: number;
+  h2MaxPrematureResets: number;
+  /** Connection exhaustion (issue 11 item 1; docs/proxy.md "Connection limits"): caps per listener and the descriptor reserve. */
+  maxInboundConnections: number;
+  maxOutboundConnections: number;
+  maxAdminConnections: number;
+  fdReserve: number;
 
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
   accessLog: boolean;
+  /** Denial / admin-refusal log lines per second per (event, reason), and the burst. */
+  logLimitRate: number;
+  logLimitBurst: number;
   requestMetrics: boolean;
 }
 
@@ -215,6 +236,8 @@ export const SIDECAR_ENV = {
   adminPort: { name: 'MESHLET_ADMIN_PORT', default: '15020', description: 'admin port: /live /ready /metrics /connections /app-health/…', parse: port },
   adminAddress: { name: 'MESHLET_ADMIN_ADDRESS', default: '0.0.0.0', description: 'admin listen address (kubelet probes and Prometheus reach it on the pod IP)', parse: text },
   appProbes: { name: 'MESHLET_APP_PROBES', default: '{}', description: "JSON: the app's original HTTP probes, by <container>/<kind>, served at /app-health/<container>/<kind>", parse: appProbes },
+  adminConnections: { name: 'MESHLET_ADMIN_CONNECTIONS', default: 'loopback', description: 'who may read /connections (who talks to whom): loopback (kubectl exec / port-forward) | network (also the pod IP)', parse: oneOf('loopback', 'network') },
+  adminShutdown: { name: 'MESHLET_ADMIN_SHUTDOWN', default: 'false', description: 'serve POST /shutdown (loopback callers only) so an app can stop the sidecar, e.g. a Job without native sidecars', parse: bool },
 
   policyDir: { name: 'MESHLET_POLICY_DIR', default: '/etc/meshlet/policy', description: 'mounted policy ConfigMap directory (watched, hot-reloaded)', parse: absolutePath },
   policyKey: { name: 'MESHLET_POLICY_KEY', default: 'policy.yaml', description: 'key of the ConfigMap holding the policy', parse: text },
@@ -227,9 +250,22 @@ export const SIDECAR_ENV = {
   drainTimeoutMs: { name: 'MESHLET_DRAIN_TIMEOUT', default: '20s', description: 'on SIGTERM, how long in-flight requests may take to finish', parse: durationField },
   maxHeaderBytes: { name: 'MESHLET_MAX_HEADER_BYTES', default: '16384', description: 'largest request head accepted (bytes)', parse: positiveInt },
   maxHeaders: { name: 'MESHLET_MAX_HEADERS', default: '100', description: 'most header fields accepted in a request', parse: positiveInt },
+  maxConnectionsPerUpstream: { name: 'MESHLET_MAX_CONNECTIONS_PER_UPSTREAM', default: '256', description: 'pooled HTTP/1.1 connections per next hop (an app port, a peer sidecar)', parse: positiveInt },
+  maxPendingPerUpstream: { name: 'MESHLET_MAX_PENDING_PER_UPSTREAM', default: '1024', description: 'requests that may wait for a busy next hop\'s connection; more are refused at once (503 MESHLET_UPSTREAM_BUSY)', parse: positiveInt },
+  upstreamQueueTimeoutMs: { name: 'MESHLET_UPSTREAM_QUEUE_TIMEOUT', default: '1s', description: 'longest wait for a connection to a busy next hop (then 503 MESHLET_UPSTREAM_QUEUE_TIMEOUT)', parse: durationField },
+  maxInFlightPerCaller: { name: 'MESHLET_MAX_IN_FLIGHT_PER_CALLER', default: '', description: 'requests one caller identity may have in flight to one app port (more: 503 MESHLET_CALLER_LIMIT); default half of MESHLET_MAX_CONNECTIONS_PER_UPSTREAM', parse: (raw: string) => (raw === '' ? undefined : positiveInt(raw)) },
+  streamIdleTimeoutMs: { name: 'MESHLET_STREAM_IDLE_TIMEOUT', default: '5m', description: 'a request or stream on which no byte moved either way for this long is cancelled (408/504, or a reset once the response began)', parse: durationField },
+  h2MaxConcurrentStreams: { name: 'MESHLET_MAX_CONCURRENT_STREAMS', default: '250', description: 'concurrent streams per HTTP/2 connection the sidecar serves (SETTINGS_MAX_CONCURRENT_STREAMS)', parse: positiveInt },
+  h2MaxPrematureResets: { name: 'MESHLET_MAX_PREMATURE_RESETS', default: '100', description: 'HTTP/2 rapid reset: GOAWAY once a connection has had this many streams reset before their response and they are over half of its streams', parse: positiveInt },
+  maxInboundConnections: { name: 'MESHLET_MAX_INBOUND_CONNECTIONS', default: '1024', description: 'open connections per inbound listener (each app port, each opaque TCP port), handshakes in progress included; more are closed at accept and counted', parse: positiveInt },
+  maxOutboundConnections: { name: 'MESHLET_MAX_OUTBOUND_CONNECTIONS', default: '1024', description: 'open connections on the outbound listener, and on each MESHLET_OUTBOUND_TCP listener; more are closed at accept and counted', parse: positiveInt },
+  maxAdminConnections: { name: 'MESHLET_MAX_ADMIN_CONNECTIONS', default: '64', description: 'open connections on the admin port; more are closed at accept and counted', parse: positiveInt },
+  fdReserve: { name: 'MESHLET_FD_RESERVE', default: '256', description: 'file descriptors kept free beyond the connection caps (SVID rotation, policy reload, logs); caps that do not fit the open-files limit are lowered at start', parse: positiveInt },
 
   logLevel: { name: 'MESHLET_LOG_LEVEL', default: 'info', description: 'fatal | error | warn | info | debug | trace', parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace') },
   accessLog: { name: 'MESHLET_ACCESS_LOG', default: 'false', description: 'log every request (JSON) when true', parse: bool },
+  logLimitRate: { name: 'MESHLET_LOG_LIMIT_RATE', default: '5', description: 'denial and admin-refusal log lines per second per (event, reason); the rest are counted in a log_suppressed line (metrics count every one)', parse: positiveInt },
+  logLimitBurst: { name: 'MESHLET_LOG_LIMIT_BURST', default: '20', description: 'lines per (event, reason) written at once before MESHLET_LOG_LIMIT_RATE applies; all keys together get 4x rate and burst', parse: positiveInt },
   requestMetrics: { name: 'MESHLET_REQUEST_METRICS', default: 'true', description: 'per-request metrics (meshlet_requests_total, latency histogram, bytes); false removes their cost from the hot path', parse: bool },
 } satisfies Record<string, EnvVar<unknown>>;
 
@@ -278,6 +314,8 @@ export function readSidecarConfig(env: Env): Readonly<SidecarConfig> {
     adminPort: v('adminPort'),
     adminAddress: v('adminAddress'),
     appProbes: v('appProbes'),
+    adminConnections: v('adminConnections'),
+    adminShutdown: v('adminShutdown'),
     policyDir: v('policyDir'),
     policyKey: v('policyKey'),
     defaultPolicy: v('defaultPolicy'),
@@ -288,8 +326,21 @@ export function readSidecarConfig(env: Env): Readonly<SidecarConfig> {
     drainTimeoutMs: v('drainTimeoutMs'),
     maxHeaderBytes: v('maxHeaderBytes'),
     maxHeaders: v('maxHeaders'),
+    maxConnectionsPerUpstream: v('maxConnectionsPerUpstream'),
+    maxPendingPerUpstream: v('maxPendingPerUpstream'),
+    upstreamQueueTimeoutMs: v('upstreamQueueTimeoutMs'),
+    maxInFlightPerCaller: v('maxInFlightPerCaller'),
+    streamIdleTimeoutMs: v('streamIdleTimeoutMs'),
+    h2MaxConcurrentStreams: v('h2MaxConcurrentStreams'),
+    h2MaxPrematureResets: v('h2MaxPrematureResets'),
+    maxInboundConnections: v('maxInboundConnections'),
+    maxOutboundConnections: v('maxOutboundConnections'),
+    maxAdminConnections: v('maxAdminConnections'),
+    fdReserve: v('fdReserve'),
     logLevel: v('logLevel'),
     accessLog: v('accessLog'),
+    logLimitRate: v('logLimitRate'),
+    logLimitBurst: v('logLimitBurst'),
     requestMetrics: v('requestMetrics'),
   };
   if (config.acceptedTrustDomains.length === 0 && trustDomainValue) config.acceptedTrustDomains = [trustDomainValue];

@@ -26,6 +26,16 @@ function describeCause(cause: unknown): string {
   return cause instanceof Error ? cause.message : String(cause);
 }
 
+/** The admin port says why it refused (e.g. /connections from the network): pass that on. */
+function refusalReason(body: string): string {
+  try {
+    const reason = (JSON.parse(body) as { reason?: unknown } | null)?.reason;
+    return typeof reason === 'string' ? ` (${reason})` : '';
+  } catch {
+    return '';
+  }
+}
+
 /** Validates --admin: an http(s) URL with no path beyond "/" (the endpoints are fixed). */
 export function parseAdminUrl(raw: string): URL {
   let url: URL;
@@ -56,6 +66,6 @@ export async function fetchAdmin(base: URL, path: string, opts: { accept?: strin
   } catch (err) {
     throw new AdminUnreachableError(url, err);
   }
-  if (res.status !== 200) throw new AdminBadResponseError(url, `HTTP ${res.status}`);
+  if (res.status !== 200) throw new AdminBadResponseError(url, `HTTP ${res.status}${refusalReason(body)}`);
   return { body, contentType: res.headers.get('content-type') ?? '' };
 }

@@ -7,6 +7,7 @@ import type { ProxyObserver } from '../proxy/proxy-observer.ts';
 import { AuthzMetrics, type AuthzDecisionResult } from './authz-metrics.ts';
 import { ConnectionMetrics } from './connection-metrics.ts';
 import { IdentityMetrics } from './identity-metrics.ts';
+import { ListenerMetrics } from './listener-metrics.ts';
 import { DEFAULT_LABEL_CAP, type Direction } from './label-values.ts';
 import { RefusalMetrics } from './refusal-metrics.ts';
 import { RequestMetrics } from './request-metrics.ts';
@@ -45,6 +46,8 @@ export class SidecarMetrics {
   readonly refusals: RefusalMetrics;
   readonly identity: IdentityMetrics;
   readonly policy: PolicyMetrics;
+  /** The connection guards' refusals, caps and open connections: hand to each ConnectionGuard as `observer`. */
+  readonly listeners: ListenerMetrics;
   /** Hand to InboundProxy / OutboundProxy as `observer`. */
   readonly observer: Required<ProxyObserver>;
 
@@ -59,6 +62,7 @@ export class SidecarMetrics {
     this.refusals = new RefusalMetrics(registry);
     this.identity = new IdentityMetrics(registry);
     this.policy = new PolicyMetrics(registry);
+    this.listeners = new ListenerMetrics(registry);
     if (opts.processMetrics ?? true) collectDefaultMetrics({ register: registry });
     this.observer = {
       requestFinished: (direction, peer, route, method, status, grpcStatus, authz, seconds, reqBytes, resBytes) =>

@@ -33,7 +33,8 @@ function probe(): E2eAvailability {
   if (process.platform !== 'linux') return { ok: false, reason: `network namespaces need Linux (this is ${process.platform})` };
   if (process.getuid?.() !== 0) return { ok: false, reason: 'network-namespace pods need root (creating namespaces, veths and iptables rules needs CAP_NET_ADMIN)' };
   if (!existsSync(nodeBinary)) return { ok: false, reason: `Node 24 binary ${nodeBinary} is missing (run npm ci)` };
-  for (const [bin, pkg] of [['ip', 'iproute2'], ['setpriv', 'util-linux'], ['iptables', 'iptables']] as const) {
+  // ip6tables-restore: the injected init container (`meshlet iptables apply`) installs IPv6 rules too, and fails without them.
+  for (const [bin, pkg] of [['ip', 'iproute2'], ['setpriv', 'util-linux'], ['iptables', 'iptables'], ['ip6tables-restore', 'iptables']] as const) {
     if (runCommandSync('sh', ['-c', `command -v ${bin}`]).code !== 0) return { ok: false, reason: `\`${bin}\` not found (apt-get install ${pkg})` };
   }
   const ns = `${PROBE_PREFIX}${process.pid}`;

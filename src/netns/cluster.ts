@@ -15,6 +15,12 @@ export interface ClusterOptions {
    * sidecar's /metrics, play a client from outside the mesh). Default true.
    */
   hostAccess?: boolean;
+  /**
+   * Dual-stack pods: every pod also gets an IPv6 address from the ULA range
+   * fd6d:6c00:0:<o>::/64 on its eth0 (same bridge, no router needed). Only pods see these
+   * addresses: the root namespace (host access) stays IPv4-only. Default false.
+   */
+  ipv6?: boolean;
 }
 
 export interface ServicePort {
@@ -52,6 +58,8 @@ export class Cluster {
   readonly podCidr: string;
   readonly serviceCidr: string;
   readonly gatewayIp: string;
+  /** The pods' IPv6 range with `ipv6: true`, else undefined. */
+  readonly podCidr6: string | undefined;
   /** The test process's address on the bridge (hostAccess), else undefined. */
   readonly hostIp: string | undefined;
   readonly iptables: IptablesTools;
@@ -68,7 +76,7 @@ export class Cluster {
   #nextServiceHost = 10;
   #destroyed = false;
 
-  private constructor(fields: { runId: string; octet: number; iptables: IptablesTools; hostAccess: boolean; preservesSourceIp: boolean }) {
+  private constructor(fields: { runId: string; octet: number; iptables: IptablesTools; hostAccess: boolean; preservesSourceIp: boolean; ipv6: boolean }) {
     this.runId = fields.runId;
     this.#octet = fields.octet;
     this.nodeNetns = nodeNetnsName(fields.runId);
@@ -76,6 +84,7 @@ export class Cluster {
     this.podCidr = `10.213.${fields.octet}.0/24`;
     this.serviceCidr = `10.214.${fields.octet}.0/24`;
     this.gatewayIp = `10.213.${fields.octet}.1`;
+    this.podCidr6 = fields.ipv6 ? `fd6d:6c00:0:${fields.octet.toString(16)}::/64` : undefined;
     this.hostIp = fields.hostAccess ? `10.213.${fields.octet}.254` : undefined;
     this.iptables = fields.iptables;
     this.preservesSourceIp = fields.preservesSourceIp;
@@ -131,7 +140,7 @@ export class Cluster {
           input: [`addr add 10.213.${octet}.254/24 dev ${link}`, `link set ${link} up`, `route add 10.214.${octet}.0/24 via ${gw}`, ''].join('\n'),
         });
       }
-      const cluster = new Cluster({ runId, octet, iptables: t, hostAccess, preservesSourceIp });
+      const cluster = new Cluster({ runId, octet, iptables: t, hostAccess, preservesSourceIp, ipv6: options.ipv6 ?? false });
       pendingTeardowns.delete(partial);
       live.add(cluster);
       return cluster;
@@ -165,9 +174,10 @@ export class Cluster {
     if (this.#nextPodHost > 253) throw new HarnessError('E2E_ADDRESSES_EXHAUSTED', `the pod range ${this.podCidr} is full (251 pods)`);
     const index = this.#nextPodHost++;
     const ip = `10.213.${this.#octet}.${index}`;
+    const ip6 = this.podCidr6 === undefined ? undefined : this.podCidr6.replace('::/64', `::${index.toString(16)}`);
     const netns = podNetnsName(this.runId, name);
     const hostsDir = `/etc/netns/${netns}`;
-    const pod = new Pod({ name, namespace, netns, ip, iptables: this.iptables, hostsPath: `${hostsDir}/hosts` });
+    const pod = new Pod({ name, namespace, netns, ip, ...(ip6 === undefined ? {} : { ip6 }), iptables: this.iptables, hostsPath: `${hostsDir}/hosts` });
     this.#pods.set(name, pod);
     await mkdir(hostsDir, { recursive: true });
     await Promise.all([pod.writeHostsFile(renderHostsFile(pod, this.services)), writeFile(`${hostsDir}/resolv.conf`, POD_RESOLV_CONF)]);
@@ -181,7 +191,8 @@ export class Cluster {
         input: [`link set ${veth} master ${this.bridge}`, `link set ${veth} type bridge_slave hairpin on`, `link set ${veth} up`, ''].join('\n'),
       }),
       mustRun('ip', ['-n', netns, '-batch', '-'], {
-        input: ['link set lo up', `addr add ${ip}/24 dev eth0`, 'link set eth0 up', `route add default via ${this.gatewayIp}`, ''].join('\n'),
+        // nodad: the IPv6 address is usable at once, not "tentative" for a second of duplicate detection.
+        input: ['link set lo up', `addr add ${ip}/24 dev eth0`, ...(ip6 === undefined ? [] : [`addr add ${ip6}/64 dev eth0 nodad`]), 'link set eth0 up', `route add default via ${this.gatewayIp}`, ''].join('\n'),
       }),
       // ...and the reply would then stay inside the pod, never un-DNATed: kube-proxy
       // masquerades this hairpin traffic, so does the node here.

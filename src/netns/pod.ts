@@ -31,15 +31,18 @@ export class Pod {
   readonly namespace: string;
   readonly netns: string;
   readonly ip: string;
+  /** The pod's IPv6 address (ULA) when the cluster is dual-stack (`Cluster.create({ ipv6: true })`), else undefined. */
+  readonly ip6: string | undefined;
   readonly #iptables: IptablesTools;
   readonly #hostsPath: string;
   readonly #processes = new Set<PodProcess>();
 
-  constructor(fields: { name: string; namespace: string; netns: string; ip: string; iptables: IptablesTools; hostsPath: string }) {
+  constructor(fields: { name: string; namespace: string; netns: string; ip: string; ip6?: string; iptables: IptablesTools; hostsPath: string }) {
     this.name = fields.name;
     this.namespace = fields.namespace;
     this.netns = fields.netns;
     this.ip = fields.ip;
+    this.ip6 = fields.ip6;
     this.#iptables = fields.iptables;
     this.#hostsPath = fields.hostsPath;
   }

@@ -1,6 +1,6 @@
 import { anyAuthenticated, exactId, namespace, oneOf, trustDomain, unauthenticated, type CallerMatcher } from './callers.ts';
 import { routeMatchOf, type RouteMatch } from './route-match.ts';
-import type { Decision, DecisionCode, DefaultPolicy, EnforcementMode, Policy, PortProtocol, Route, Server, WorkloadSelf } from './types.ts';
+import type { Caller, Decision, DecisionCode, DefaultPolicy, EnforcementMode, PathMatching, Policy, PortProtocol, Route, Server, WorkloadSelf } from './types.ts';
 
 /**
  * Compiles a validated policy into the route tables of ONE workload, once per reload. Every
@@ -12,6 +12,12 @@ import type { Decision, DecisionCode, DefaultPolicy, EnforcementMode, Policy, Po
  * at one path match, a method-specific route beats an any-method route, and a route scoped
  * to the port beats one that applies to every port. Two routes left tied are refused by
  * `parsePolicy` (POLICY_AMBIGUOUS_ROUTE), so declaration order never decides.
+ *
+ * HEAD is authorized as the GET the app will run (Express, Spring MVC, Go's ServeMux, Flask
+ * all answer HEAD with their GET handler): a route listing GET is also filed under HEAD, so a
+ * GET-only route decides HEAD requests exactly as it decides GET ones. In
+ * `case-insensitive-trailing-slash` mode every path value is folded here (foldPath) and
+ * decide() folds the request path the same way.
  */
 
 export interface CompiledRoute {
@@ -62,6 +68,8 @@ export interface PortTable {
   readonly patterns: PatternNode | null;
   readonly portWide: MethodSlot | null;
   readonly noRoute: DefaultDecisions;
+  /** The server's pathMatching is case-insensitive-trailing-slash: decide() folds the request path. */
+  readonly foldPaths: boolean;
 }
 
 export interface CompiledPolicy {
@@ -72,6 +80,7 @@ export interface CompiledPolicy {
   readonly otherPort: DefaultDecisions;
   readonly defaultPolicy: DefaultPolicy;
   readonly mode: EnforcementMode;
+  readonly pathMatching: PathMatching;
   readonly routes: readonly CompiledRoute[];
   readonly policy: Policy | null;
 }
@@ -136,7 +145,19 @@ export function selectServer(policy: Policy, self: WorkloadSelf): Server | null 
   return null;
 }
 
-function compileCallers(route: Route, td: string): CallerMatcher {
+/**
+ * Caller lists shared through a YAML alias are one array (toJS and the worker's structured
+ * clone both keep shared references): compiled once, not once per route.
+ */
+type CallerCache = Map<readonly Caller[], CallerMatcher>;
+
+function compileCallers(route: Route, td: string, cache: CallerCache): CallerMatcher {
+  let m = cache.get(route.callers);
+  if (m === undefined) cache.set(route.callers, (m = buildCallers(route, td)));
+  return m;
+}
+
+function buildCallers(route: Route, td: string): CallerMatcher {
   const ids: string[] = [];
   const matchers: CallerMatcher[] = [];
   for (const c of route.callers) {
@@ -151,12 +172,12 @@ function compileCallers(route: Route, td: string): CallerMatcher {
   return oneOf(matchers, ids);
 }
 
-function compileRoute(route: Route, mode: EnforcementMode, td: string): CompiledRoute {
+function compileRoute(route: Route, mode: EnforcementMode, td: string, pathMatching: PathMatching, callerCache: CallerCache): CompiledRoute {
   return Object.freeze({
     name: route.name,
-    match: routeMatchOf(route),
+    match: routeMatchOf(route, pathMatching),
     methods: route.methods ? Object.freeze([...route.methods]) : null,
-    callers: compileCallers(route, td),
+    callers: compileCallers(route, td, callerCache),
     allow: decision({ decision: 'allow', route: route.name, code: 'route-allowed', reason: `caller is authorized by route "${route.name}"`, mode: 'enforce', wouldDeny: false }),
     deny: denial(mode, route.name, 'caller-not-allowed', `caller is not authorized by route "${route.name}"`),
     source: route,
@@ -171,6 +192,8 @@ function addToSlot(slot: MethodSlot, route: CompiledRoute): void {
   }
   slot.byMethod ??= new Map();
   for (const m of route.methods) if (!slot.byMethod.has(m)) slot.byMethod.set(m, route);
+  // A HEAD request runs the app's GET handler: it is decided by the GET route.
+  if (route.methods.includes('GET') && !slot.byMethod.has('HEAD')) slot.byMethod.set('HEAD', route);
 }
 
 function slotFor<K>(map: Map<K, MethodSlot>, key: K): MethodSlot {
@@ -204,7 +227,7 @@ function patternSlot(root: PatternNode, pattern: string): MethodSlot {
   return (node.slot ??= { byMethod: null, any: null });
 }
 
-function compilePort(port: number, protocol: PortProtocol, routes: CompiledRoute[], noRoute: DefaultDecisions): PortTable {
+function compilePort(port: number, protocol: PortProtocol, routes: CompiledRoute[], noRoute: DefaultDecisions, foldPaths: boolean): PortTable {
   const exact = new Map<string, MethodSlot>();
   const prefixSlots = new Map<string, MethodSlot>();
   let patterns: PatternNode | null = null;
@@ -235,7 +258,7 @@ function compilePort(port: number, protocol: PortProtocol, routes: CompiledRoute
     list.push({ value, slot });
     prefixes.set(h, list);
   }
-  return { port, protocol, exact, prefixes, patterns, portWide, noRoute };
+  return { port, protocol, exact, prefixes, patterns, portWide, noRoute, foldPaths };
 }
 
 /** Builds the route tables of `self` from `policy` (null = no policy exists). */
@@ -249,6 +272,7 @@ export function compilePolicy(policy: Policy | null, options: CompileOptions): C
       otherPort: defaults(options.meshDefault, 'enforce', 'no-policy', why),
       defaultPolicy: options.meshDefault,
       mode: 'enforce' as const,
+      pathMatching: 'exact' as const,
       routes: [],
       policy,
     });
@@ -256,14 +280,31 @@ export function compilePolicy(policy: Policy | null, options: CompileOptions): C
   const mode = server.mode ?? 'enforce';
   const defaultPolicy = server.default ?? options.meshDefault;
   const td = options.self.trustDomain ?? DEFAULT_TRUST_DOMAIN;
-  const routes = server.routes.map((r) => compileRoute(r, mode, td));
+  const pathMatching = server.pathMatching ?? 'exact';
+  const callerCache: CallerCache = new Map();
+  const routes = server.routes.map((r) => compileRoute(r, mode, td, pathMatching, callerCache));
   const ports = new Map<number, PortTable>();
   const noRoute = defaults(defaultPolicy, mode, 'no-route-matched', `no route of server "${server.name}" matches`);
+  const unscoped = routes.filter((r) => r.source.port === undefined);
+  const scopedPorts = new Set(routes.map((r) => r.source.port));
+  // Ports of one protocol with no routes of their own have identical tables: build one, share it.
+  const shared = new Map<PortProtocol, PortTable>();
   for (const p of server.ports) {
+    const fold = pathMatching !== 'exact';
+    if (!scopedPorts.has(p.port)) {
+      const same = shared.get(p.protocol);
+      if (same) {
+        ports.set(p.port, { ...same, port: p.port });
+        continue;
+      }
+      const table = compilePort(p.port, p.protocol, unscoped, noRoute, fold);
+      shared.set(p.protocol, table);
+      ports.set(p.port, table);
+      continue;
+    }
     // Port-scoped routes go in first so that, at an equal match, they win over unscoped ones.
     const scoped = routes.filter((r) => r.source.port === p.port);
-    const unscoped = routes.filter((r) => r.source.port === undefined);
-    ports.set(p.port, compilePort(p.port, p.protocol, [...scoped, ...unscoped], noRoute));
+    ports.set(p.port, compilePort(p.port, p.protocol, [...scoped, ...unscoped], noRoute, fold));
   }
   return Object.freeze({
     server: server.name,
@@ -271,6 +312,7 @@ export function compilePolicy(policy: Policy | null, options: CompileOptions): C
     otherPort: defaults(defaultPolicy, mode, 'port-not-declared', `port is not declared by server "${server.name}"`),
     defaultPolicy,
     mode,
+    pathMatching,
     routes,
     policy,
   });

@@ -1,11 +1,14 @@
 import { FNV_OFFSET, fnvStep, type CompiledPolicy, type CompiledRoute, type MethodSlot, type PatternNode, type PortTable } from './compile.ts';
+import { foldPath } from './route-match.ts';
 import type { Decision, RequestFacts } from './types.ts';
 
 /**
  * THE authorization decision: a pure function of a compiled policy and the facts of one
  * request. The sidecar, `meshlet policy explain` and the tests all call it. It returns one of
  * the frozen decisions built at compile time and allocates nothing on the way, except for
- * building "/service/method" when a gRPC caller passes no path.
+ * building "/service/method" when a gRPC caller passes no path, and for the folded path of a
+ * server in `case-insensitive-trailing-slash` mode when the request path has upper-case
+ * letters or a trailing "/" (exact mode costs one flag test).
  */
 export function decide(compiled: CompiledPolicy, facts: RequestFacts): Decision {
   const table = compiled.ports.get(facts.port);
@@ -20,8 +23,9 @@ export function decide(compiled: CompiledPolicy, facts: RequestFacts): Decision 
 export function matchRoute(table: PortTable, facts: RequestFacts): CompiledRoute | null {
   const method = facts.method ?? '';
   if (table.protocol === 'tcp') return table.portWide ? table.portWide.any : null;
-  const path = facts.path ?? (facts.grpc ? `/${facts.grpc.service}/${facts.grpc.method}` : undefined);
+  let path = facts.path ?? (facts.grpc ? `/${facts.grpc.service}/${facts.grpc.method}` : undefined);
   if (path !== undefined) {
+    if (table.foldPaths) path = foldPath(path);
     const exact = table.exact.get(path);
     if (exact) {
       const r = pick(exact, method);

@@ -10,6 +10,7 @@ export class PolicyMetrics {
   readonly lastSuccess: Gauge;
   readonly info: Gauge<'hash' | 'version'>;
   readonly wouldDeny: Counter<'route'>;
+  readonly rejected: Counter<'code'>;
 
   constructor(registry: Registry) {
     this.reloads = new Counter({
@@ -31,6 +32,12 @@ export class PolicyMetrics {
       registers: [registry],
     });
     this.info.set({ hash: 'none', version: 'none' }, 1);
+    this.rejected = new Counter({
+      name: 'meshlet_policy_rejected_total',
+      help: 'Policies not applied (the last good one stays), by the code of their first error (POLICY_ALIAS_LIMIT, POLICY_LIMIT, POLICY_TOO_LARGE, POLICY_SCHEMA, …).',
+      labelNames: ['code'],
+      registers: [registry],
+    });
     this.wouldDeny = new Counter({
       name: 'meshlet_policy_audit_would_deny_total',
       help: 'Requests allowed in audit mode that enforcement would have denied, by route ("" = a default).',
@@ -41,6 +48,7 @@ export class PolicyMetrics {
 
   recordReload(event: ReloadEvent): void {
     this.reloads.inc({ result: event.result });
+    if (event.result === 'invalid' || event.result === 'unreadable') this.rejected.inc({ code: event.errors?.find((e) => e.severity === 'error')?.code ?? 'POLICY_INVALID' });
     if (event.result === 'ok') {
       this.lastSuccess.set(Date.now() / 1000);
       this.info.reset();

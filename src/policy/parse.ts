@@ -1,16 +1,66 @@
-import { isMap, isScalar, LineCounter, parseAllDocuments, Scalar, type Document } from 'yaml';
+import { isMap, isScalar, LineCounter, parseAllDocuments, Scalar, visit, type Alias, type Document } from 'yaml';
+import { checkLimits, POLICY_LIMITS } from './limits.ts';
 import { describeSchemaError, validatePolicySchema } from './schema.ts';
 import { formatPath, semanticChecks, type Finding } from './semantic-checks.ts';
 import type { ParseResult, Policy, PolicyError } from './types.ts';
 
 /**
  * Parses one policy document (YAML text) into a validated Policy, or every error with its
- * location: YAML syntax, schema, then semantic checks. Schema errors stop before semantic
- * checks (those need a well-formed document); all errors of a stage are reported at once.
+ * location: size, YAML syntax, alias expansion, limits, schema, then semantic checks. Schema
+ * errors stop before semantic checks (those need a well-formed document); all errors of a
+ * stage are reported at once (up to POLICY_LIMITS.maxReportedFindings).
+ *
+ * It never throws: whatever the text holds (an alias bomb, nesting deep enough to overflow
+ * the stack, a megabyte of garbage) comes back as errors, because a throw here is a crashed
+ * sidecar, a 500 from /validate or a stack trace from `policy check`. The work is bounded by
+ * POLICY_LIMITS (docs/policy.md "Limits") before the schema or the checks look at anything.
  */
 export function parsePolicy(text: string, source?: string): ParseResult {
+  const bytes = Buffer.byteLength(text, 'utf8');
+  if (bytes > POLICY_LIMITS.maxDocumentBytes) {
+    const kib = POLICY_LIMITS.maxDocumentBytes / 1024;
+    return failure(source, 'POLICY_TOO_LARGE', `the policy document is ${bytes} bytes; the limit is ${POLICY_LIMITS.maxDocumentBytes} bytes (${kib} KiB) per document (docs/policy.md#limits)`);
+  }
+  try {
+    return capFindings(parseBounded(text, source));
+  } catch (err) {
+    // Only the stack can still give out (the yaml composer recurses on nesting); anything
+    // else reaching here is a bug, reported as an error rather than thrown.
+    if (err instanceof RangeError && /call stack/i.test(err.message)) {
+      return failure(source, 'POLICY_TOO_COMPLEX', 'the document is nested too deeply to parse');
+    }
+    return failure(source, 'POLICY_INTERNAL', `the policy could not be parsed: ${(err as Error)?.message ?? String(err)}`);
+  }
+}
+
+function failure(source: string | undefined, code: string, message: string, line = 1, col = 1): ParseResult {
+  const e: PolicyError = { severity: 'error', code, message, path: '', line, col };
+  if (source !== undefined) e.source = source;
+  return { ok: false, errors: [e] };
+}
+
+/** Keeps at most maxReportedFindings findings, and says how many more there were. */
+function capFindings(r: ParseResult): ParseResult {
+  const max = POLICY_LIMITS.maxReportedFindings;
+  const list = r.ok ? r.warnings : r.errors;
+  if (list.length <= max) return r;
+  const rest = list.slice(max);
+  const errors = rest.filter((e) => e.severity === 'error').length;
+  const more: PolicyError = {
+    severity: r.ok ? 'warning' : 'error',
+    code: 'POLICY_TOO_MANY_ERRORS',
+    message: `${rest.length} more finding(s) not shown (${errors} error(s)); fix the ones above first`,
+    path: '',
+    ...(list[0]?.source !== undefined ? { source: list[0].source } : {}),
+  };
+  const kept = [...list.slice(0, max), more];
+  return r.ok ? { ok: true, policy: r.policy, warnings: kept } : { ok: false, errors: kept };
+}
+
+function parseBounded(text: string, source: string | undefined): ParseResult {
   const lineCounter = new LineCounter();
-  const docs = parseAllDocuments(text, { lineCounter, prettyErrors: false });
+  // logLevel error: yaml's warnings (collection keys stringified, …) would go to process warnings.
+  const docs = parseAllDocuments(text, { lineCounter, prettyErrors: false, logLevel: 'error' });
   const located = (f: Finding, doc: Document | undefined): PolicyError => locate(f, doc, lineCounter, source);
   if (!Array.isArray(docs)) return { ok: false, errors: [located({ severity: 'error', code: 'POLICY_EMPTY', message: 'the document is empty', at: [] }, undefined)] };
   const real = docs.filter((d) => d.contents !== null || d.errors.length > 0);
@@ -24,11 +74,32 @@ export function parsePolicy(text: string, source?: string): ParseResult {
       ok: false,
       errors: doc.errors.map((e) => {
         const pos = lineCounter.linePos(e.pos[0]);
-        return withLocation({ severity: 'error', code: 'POLICY_YAML', message: e.message.split('\n')[0]!, path: '', source }, pos.line, pos.col);
+        // yaml turns its own stack overflow on deep nesting into a document error.
+        const tooDeep = /call stack/i.test(e.message);
+        const code = tooDeep ? 'POLICY_TOO_COMPLEX' : 'POLICY_YAML';
+        const message = tooDeep ? 'the document is nested too deeply to parse' : e.message.split('\n')[0]!;
+        return withLocation({ severity: 'error', code, message, path: '', ...(source !== undefined ? { source } : {}) }, pos.line, pos.col);
       }),
     };
   }
-  const value: unknown = doc.toJS();
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: POLICY_LIMITS.maxAliasCount });
+  } catch (err) {
+    if (!(err instanceof ReferenceError)) throw err;
+    // yaml's own words: "Excessive alias count indicates a resource exhaustion attack",
+    // "Unresolved alias …". Both point at the first alias of the document.
+    const alias = firstAlias(doc);
+    const pos = lineCounter.linePos(alias?.range?.[0] ?? 0);
+    const excessive = /excessive alias/i.test(err.message);
+    const e: PolicyError = excessive
+      ? { severity: 'error', code: 'POLICY_ALIAS_LIMIT', message: `YAML aliases expand past the limit of ${POLICY_LIMITS.maxAliasCount} (an alias bomb, or one anchor reused too often; docs/policy.md#limits)`, path: '' }
+      : { severity: 'error', code: 'POLICY_YAML', message: err.message.split('\n')[0]!, path: '' };
+    if (source !== undefined) e.source = source;
+    return { ok: false, errors: [withLocation(e, pos.line, pos.col)] };
+  }
+  const overLimits = checkLimits(value);
+  if (overLimits.length > 0) return { ok: false, errors: overLimits.map((f) => located(f, doc)) };
   if (!validatePolicySchema(value)) {
     const seen = new Set<string>();
     const errors: PolicyError[] = [];
@@ -46,6 +117,17 @@ export function parsePolicy(text: string, source?: string): ParseResult {
   const errors = findings.filter((f) => f.severity === 'error');
   if (errors.length > 0) return { ok: false, errors: findings };
   return { ok: true, policy, warnings: findings };
+}
+
+function firstAlias(doc: Document): Alias | undefined {
+  let found: Alias | undefined;
+  visit(doc, {
+    Alias(_key, node) {
+      found = node;
+      return visit.BREAK;
+    },
+  });
+  return found;
 }
 
 function withLocation(e: PolicyError, line: number | undefined, col: number | undefined): PolicyError {
@@ -98,8 +180,18 @@ export function policyKeysOf(data: Readonly<Record<string, unknown>> | undefined
  * scalar (`|`), else at the value's position.
  */
 export function parsePolicyManifest(text: string, source: string): ManifestPolicy[] {
+  try {
+    return parseManifestDocuments(text, source);
+  } catch (err) {
+    // parsePolicy never throws; this guards the ConfigMap walk around it (deep nesting).
+    const tooDeep = err instanceof RangeError && /call stack/i.test(err.message);
+    return [{ label: source, result: failure(source, tooDeep ? 'POLICY_TOO_COMPLEX' : 'POLICY_INTERNAL', tooDeep ? 'the document is nested too deeply to parse' : `the file could not be parsed: ${(err as Error)?.message ?? String(err)}`) }];
+  }
+}
+
+function parseManifestDocuments(text: string, source: string): ManifestPolicy[] {
   const lineCounter = new LineCounter();
-  const docs = parseAllDocuments(text, { lineCounter });
+  const docs = parseAllDocuments(text, { lineCounter, logLevel: 'error' });
   if (!Array.isArray(docs)) return [{ label: source, result: parsePolicy(text, source) }];
   const real = docs.filter((d) => d.contents !== null || d.errors.length > 0);
   if (real.length <= 1 && !isConfigMap(real[0])) return [{ label: source, result: parsePolicy(text, source) }];

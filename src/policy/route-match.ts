@@ -1,4 +1,4 @@
-import type { Route } from './types.ts';
+import type { PathMatching, Route } from './types.ts';
 
 /**
  * What a route matches on the path, reduced to one of four tiers. gRPC matchers become HTTP/2
@@ -13,7 +13,33 @@ export type RouteMatch =
   | { kind: 'prefix'; value: string }
   | { kind: 'port-wide'; value: '' };
 
-export function routeMatchOf(route: Route): RouteMatch {
+/**
+ * The match of a route, as the server's path matching mode compares it: in
+ * `case-insensitive-trailing-slash` mode the value is folded exactly as requests are (foldPath).
+ */
+export function routeMatchOf(route: Route, pathMatching: PathMatching = 'exact'): RouteMatch {
+  const m = literalMatchOf(route);
+  if (pathMatching === 'exact' || m.kind === 'port-wide') return m;
+  return { kind: m.kind, value: foldPath(m.value) };
+}
+
+/**
+ * A path as `case-insensitive-trailing-slash` compares it: ASCII letters lowercased, one
+ * trailing "/" dropped ("/" itself stays). Normalized paths are ASCII (normalizePath refuses
+ * raw non-ASCII and keeps escapes encoded), so toLowerCase only touches A-Z. Allocates only
+ * when the path changes.
+ */
+export function foldPath(path: string): string {
+  let len = path.length;
+  if (len > 1 && path.charCodeAt(len - 1) === 0x2f) len--;
+  for (let i = 0; i < len; i++) {
+    const c = path.charCodeAt(i);
+    if (c >= 0x41 && c <= 0x5a) return (len === path.length ? path : path.slice(0, len)).toLowerCase();
+  }
+  return len === path.length ? path : path.slice(0, len);
+}
+
+function literalMatchOf(route: Route): RouteMatch {
   if (route.grpc) {
     return route.grpc.method
       ? { kind: 'exact', value: `/${route.grpc.service}/${route.grpc.method}` }

@@ -1,12 +1,15 @@
 import { Ajv, type ErrorObject } from 'ajv';
-import { POLICY_API_VERSION, POLICY_KIND } from './types.ts';
+import { POLICY_LIMITS } from './limits.ts';
+import { MAX_PATH_LENGTH } from './normalize-path.ts';
+import { PATH_MATCHING_MODES, POLICY_API_VERSION, POLICY_KIND } from './types.ts';
 
 /**
  * The JSON schema of a policy document. Structure only: rules that need context (duplicate
  * names, SPIFFE ID syntax, route ports that the server declares, shadowed routes) live in
  * semantic-checks.ts, where they get precise messages. Callers and path matches are
  * "exactly one of" shapes; the schema keeps them open objects and the semantic checks name
- * the conflict, because ajv's oneOf errors are unreadable.
+ * the conflict, because ajv's oneOf errors are unreadable. The array caps (maxItems) repeat
+ * POLICY_LIMITS for readers of the schema; checkLimits enforces them first, before ajv walks.
  */
 const dnsLabel = { type: 'string', minLength: 1, maxLength: 63, pattern: '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$' } as const;
 const routeName = { type: 'string', minLength: 1, maxLength: 253, pattern: '^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$' } as const;
@@ -30,7 +33,7 @@ export const policySchema = {
       required: ['servers'],
       additionalProperties: false,
       properties: {
-        servers: { type: 'array', minItems: 1, items: { $ref: '#/$defs/server' } },
+        servers: { type: 'array', minItems: 1, maxItems: POLICY_LIMITS.maxServers, items: { $ref: '#/$defs/server' } },
       },
     },
   },
@@ -52,9 +55,11 @@ export const policySchema = {
         },
         default: { enum: ['deny', 'all-authenticated', 'audit'] },
         mode: { enum: ['enforce', 'audit'] },
+        pathMatching: { enum: PATH_MATCHING_MODES },
         ports: {
           type: 'array',
           minItems: 1,
+          maxItems: POLICY_LIMITS.maxPortsPerServer,
           items: {
             type: 'object',
             required: ['port', 'protocol'],
@@ -62,7 +67,7 @@ export const policySchema = {
             properties: { port, protocol: { enum: ['http', 'grpc', 'tcp'] }, name: { type: 'string', minLength: 1 } },
           },
         },
-        routes: { type: 'array', items: { $ref: '#/$defs/route' } },
+        routes: { type: 'array', maxItems: POLICY_LIMITS.maxRoutesPerServer, items: { $ref: '#/$defs/route' } },
       },
     },
     route: {
@@ -72,15 +77,15 @@ export const policySchema = {
       properties: {
         name: routeName,
         port,
-        methods: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^[A-Z]+$', maxLength: 32 } },
+        methods: { type: 'array', minItems: 1, maxItems: POLICY_LIMITS.maxMethodsPerRoute, items: { type: 'string', pattern: '^[A-Z]+$', maxLength: 32 } },
         path: {
           type: 'object',
           minProperties: 1,
           additionalProperties: false,
           properties: {
-            exact: { type: 'string', minLength: 1 },
-            prefix: { type: 'string', minLength: 1 },
-            pattern: { type: 'string', minLength: 1 },
+            exact: { type: 'string', minLength: 1, maxLength: MAX_PATH_LENGTH },
+            prefix: { type: 'string', minLength: 1, maxLength: MAX_PATH_LENGTH },
+            pattern: { type: 'string', minLength: 1, maxLength: MAX_PATH_LENGTH },
           },
         },
         grpc: {
@@ -92,7 +97,7 @@ export const policySchema = {
             method: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
           },
         },
-        callers: { type: 'array', items: { $ref: '#/$defs/caller' } },
+        callers: { type: 'array', maxItems: POLICY_LIMITS.maxCallersPerRoute, items: { $ref: '#/$defs/caller' } },
       },
     },
     caller: {
@@ -138,6 +143,10 @@ export function describeSchemaError(err: ErrorObject): { at: (string | number)[]
       return { at, message: 'must not be empty' };
     case 'minItems':
       return { at, message: `must have at least ${String(p.limit)} item(s)` };
+    case 'maxItems':
+      return { at, message: `must have at most ${String(p.limit)} item(s) (docs/policy.md#limits)` };
+    case 'maxLength':
+      return { at, message: `must be at most ${String(p.limit)} characters long` };
     default:
       return { at, message: err.message ?? err.keyword };
   }

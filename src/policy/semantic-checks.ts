@@ -1,6 +1,6 @@
 import { parseSpiffeId, validateTrustDomain } from '../identity/spiffe-id.ts';
 import { normalizePath } from './normalize-path.ts';
-import { routeMatchOf } from './route-match.ts';
+import { describeRouteMatch, routeMatchOf, type RouteMatch } from './route-match.ts';
 import type { Caller, Policy, Route, Server } from './types.ts';
 
 /** A finding before it is located in the source text. */
@@ -51,6 +51,7 @@ export function semanticChecks(policy: Policy): Finding[] {
       checkRoute(server, route, rAt, ports, err, warn);
     });
     checkAmbiguousRoutes(server, sAt, ports, err, warn);
+    checkDenyInsideAllow(server, sAt, ports, warn);
   });
   return out;
 }
@@ -145,29 +146,45 @@ function checkCaller(caller: Caller, at: Finding['at'], err: Report, warn: Repor
   }
 }
 
+/** Methods as a request sees them: a HEAD request is decided by GET routes (compile.ts). */
+function effectiveMethods(methods: readonly string[]): readonly string[] {
+  return methods.includes('GET') && !methods.includes('HEAD') ? [...methods, 'HEAD'] : methods;
+}
+
+/** Whether two routes can match the same method (absent = any), HEAD counting as GET. */
+function methodsOverlap(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
+  if (!a || !b) return true;
+  const eb = effectiveMethods(b);
+  return effectiveMethods(a).some((m) => eb.includes(m));
+}
+
 /**
- * Two routes of one server that match the same requests (same tier and value, overlapping
- * ports and methods) would need a tie-break; meshlet refuses the policy instead, so the
- * route that decides is never an accident of declaration order.
+ * Two routes of one server that match the same requests (same tier and value as the server's
+ * path matching mode compares them, overlapping ports and methods, HEAD counting as GET) would
+ * need a tie-break; meshlet refuses the policy instead, so the route that decides is never an
+ * accident of declaration order. Routes are grouped by match first, so this is linear in routes.
  */
 function checkAmbiguousRoutes(server: Server, sAt: Finding['at'], ports: Map<number, string>, err: Report, warn: Report): void {
-  const seen: { route: Route; index: number; key: string }[] = [];
+  const groups = new Map<string, Route[]>();
+  const mode = server.pathMatching ?? 'exact';
   server.routes.forEach((route, r) => {
     if (route.path && Object.keys(route.path).length !== 1) return;
-    const m = routeMatchOf(route);
+    const m = routeMatchOf(route, mode);
     const key = `${m.kind} ${m.value}`;
-    for (const other of seen) {
-      if (other.key !== key) continue;
-      if (route.port !== undefined && other.route.port !== undefined && route.port !== other.route.port) continue;
-      const overlap = !route.methods || !other.route.methods || route.methods.some((x) => other.route.methods!.includes(x));
-      if (!overlap) continue;
+    const same = groups.get(key) ?? [];
+    for (const other of same) {
+      if (route.port !== undefined && other.port !== undefined && route.port !== other.port) continue;
+      if (!methodsOverlap(route.methods, other.methods)) continue;
       // Scoped vs unscoped on the same match: the port-scoped one is more specific, no tie.
-      if ((route.port === undefined) !== (other.route.port === undefined)) continue;
+      if ((route.port === undefined) !== (other.port === undefined)) continue;
       // Method-specific vs any-method on the same match: method-specific wins, no tie.
-      if (!route.methods !== !other.route.methods) continue;
-      err('POLICY_AMBIGUOUS_ROUTE', [...sAt, 'routes', r], `route "${route.name}" matches the same requests as route "${other.route.name}" (${key === 'port-wide ' ? 'port-wide' : key}); make them distinct or merge their callers`);
+      if (!route.methods !== !other.methods) continue;
+      const viaHead = route.methods && other.methods && !route.methods.some((x) => other.methods!.includes(x)) ? ' (a HEAD request is decided by the routes listing GET)' : '';
+      const folded = mode !== 'exact' && routeMatchOf(route).value !== routeMatchOf(other).value ? ` (pathMatching ${mode} compares them as equal)` : '';
+      err('POLICY_AMBIGUOUS_ROUTE', [...sAt, 'routes', r], `route "${route.name}" matches the same requests as route "${other.name}" (${key === 'port-wide ' ? 'port-wide' : key})${folded}${viaHead}; make them distinct or merge their callers`);
     }
-    seen.push({ route, index: r, key });
+    same.push(route);
+    groups.set(key, same);
   });
   // A port-wide route on an HTTP/gRPC port is unreachable when a root prefix with any method covers the same ports.
   const rootAny = server.routes.filter((r) => !r.grpc && r.path && 'prefix' in r.path && routeMatchOf(r).value === '' && !r.methods);
@@ -181,6 +198,153 @@ function checkAmbiguousRoutes(server: Server, sAt: Finding['at'], ports: Map<num
       warn('POLICY_SHADOWED_ROUTE', [...sAt, 'routes', r], `route "${route.name}" is port-wide, but route "${covering.name}" (prefix /, any method) takes precedence over it for every request: it never applies`);
     }
   });
+}
+
+/**
+ * "Deny inside allow": a narrower route that lets fewer callers in than something enclosing
+ * it (a pattern, a shorter prefix, a port-wide route, or a server `default: all-authenticated`).
+ * Its protection holds only for the exact spelling of its path: an app whose router ignores
+ * case runs the same handler for /ADMIN, one that ignores a trailing slash for /admin/, and what
+ * encloses the route decides those. Warned in `exact` mode only: `case-insensitive-trailing-slash`
+ * closes both (and HEAD is decided as GET in every mode).
+ */
+function checkDenyInsideAllow(server: Server, sAt: Finding['at'], ports: Map<number, string>, warn: Report): void {
+  if ((server.pathMatching ?? 'exact') !== 'exact') return;
+  interface Entry {
+    route: Route;
+    m: RouteMatch;
+    /** m.value split at "/", once: patterns are compared segment by segment. */
+    segments: string[];
+    httpPorts: number[];
+  }
+  const httpPortsOf = (route: Route): number[] => (route.port !== undefined ? [route.port] : [...ports.keys()]).filter((p) => ports.has(p) && ports.get(p) !== 'tcp');
+  const entries: Entry[] = server.routes.map((route) => {
+    const m = routeMatchOf(route);
+    return { route, m, segments: m.value.split('/'), httpPorts: httpPortsOf(route) };
+  });
+  const isPathRoute = (e: Entry): boolean => !e.route.grpc && e.httpPorts.length > 0 && e.route.path !== undefined && Object.keys(e.route.path).length === 1;
+  const prefixes = new Map<string, Entry[]>();
+  const patterns: Entry[] = [];
+  const portWide: Entry[] = [];
+  for (const e of entries) {
+    if (isPathRoute(e) && e.m.kind === 'prefix') prefixes.set(e.m.value, [...(prefixes.get(e.m.value) ?? []), e]);
+    else if (isPathRoute(e) && e.m.kind === 'pattern') patterns.push(e);
+    else if (!e.route.grpc && e.m.kind === 'port-wide' && e.httpPorts.length > 0) portWide.push(e);
+  }
+
+  entries.forEach((n, r) => {
+    if (!isPathRoute(n)) return;
+    const route = n.route;
+    const allowsMore = (e: Entry): boolean =>
+      e !== n && e.httpPorts.some((p) => n.httpPorts.includes(p)) && methodsOverlap(route.methods, e.route.methods) && !callersCover(route.callers, e.route.callers);
+    // What encloses the route, most specific first: patterns, prefixes longest first, port-wide routes.
+    const enclosing: Entry[] = [
+      ...patterns.filter((e) => patternEncloses(e.segments, n)),
+      ...segmentAncestors(n.m).flatMap((p) => prefixes.get(p) ?? []),
+      ...portWide,
+    ];
+    let found: { by: Entry | null; caseVariant: string | null; slashVariant: string | null } | undefined;
+    for (const e of enclosing) {
+      if (!allowsMore(e)) continue;
+      const variants = bypassVariants(n.m, e.m);
+      if (variants.caseVariant !== null || variants.slashVariant !== null) {
+        found = { by: e, ...variants };
+        break;
+      }
+    }
+    if (!found && server.default === 'all-authenticated' && !callersCover(route.callers, [{ anyAuthenticated: true }])) {
+      const variants = bypassVariants(n.m, null);
+      if (variants.caseVariant !== null || variants.slashVariant !== null) found = { by: null, ...variants };
+    }
+    if (!found) return;
+    const what = found.by === null ? 'the server default all-authenticated, which decides every request no route matches' : `route "${found.by.route.name}" (${describeRouteMatch(found.by.route)}), which encloses it`;
+    const decider = found.by === null ? 'the default' : `route "${found.by.route.name}"`;
+    const routers: string[] = [];
+    if (found.caseVariant !== null) routers.push(`that matches paths case-insensitively (Express by default, ASP.NET Core) runs the same handler for ${found.caseVariant}`);
+    if (found.slashVariant !== null) routers.push(`that ignores a trailing slash (Express by default, ASP.NET Core, Spring MVC before 6) for ${found.slashVariant}`);
+    warn(
+      'POLICY_DENY_INSIDE_ALLOW',
+      [...sAt, 'routes', r],
+      `route "${route.name}" (${describeRouteMatch(route)}) allows fewer callers than ${what}: an app router ${routers.join(', and one ')}, and ${decider} decides those requests. ` +
+        `If the app's router does so, set "pathMatching: case-insensitive-trailing-slash" on server "${server.name}"; better, list only the paths the wider route means to open (docs/policy.md#deny-inside-allow)`,
+    );
+  });
+}
+
+/**
+ * The spellings of a restricted route's paths that an app router may treat as the same path
+ * and that still fall under `by` (null: nothing but the default). A case variant keeps the
+ * letters `by` pins (its prefix, the literal segments of its pattern); a trailing-slash
+ * variant exists for exact and pattern routes (a prefix already covers it) and never falls
+ * under a pattern (a "*" is one non-empty segment).
+ */
+function bypassVariants(n: RouteMatch, by: RouteMatch | null): { caseVariant: string | null; slashVariant: string | null } {
+  const v = n.value;
+  let variant: string;
+  if (by === null || by.kind === 'port-wide') variant = v.toUpperCase();
+  else if (by.kind === 'prefix') variant = v.slice(0, by.value.length) + v.slice(by.value.length).toUpperCase();
+  else {
+    const qs = by.value.split('/');
+    variant = v
+      .split('/')
+      .map((seg, i) => (qs[i] === '*' ? seg.toUpperCase() : seg))
+      .join('/');
+  }
+  const caseVariant = variant !== v ? (n.kind === 'prefix' ? `${variant}/…` : variant) : null;
+  const slashVariant = n.kind !== 'prefix' && v !== '/' && by?.kind !== 'pattern' ? (v.endsWith('/') ? v.slice(0, -1) : `${v}/`) : null;
+  return { caseVariant, slashVariant };
+}
+
+/** The segment prefixes that enclose every path of a match, longest first ("" = the root prefix). */
+function segmentAncestors(m: RouteMatch): string[] {
+  const segments = m.value.split('/').slice(1);
+  // An exact path is enclosed by its own value as a prefix too; a prefix only by shorter ones;
+  // a pattern through its literal segments before the first "*".
+  const usable = m.kind === 'exact' ? segments.length : m.kind === 'prefix' ? segments.length - 1 : segments.indexOf('*');
+  const out: string[] = [];
+  for (let k = usable; k >= 1; k--) out.push('/' + segments.slice(0, k).join('/'));
+  if (m.value !== '') out.push('');
+  return out;
+}
+
+/** Whether the pattern split into `qs` matches every path of `n` (an exact path, or a narrower pattern). */
+function patternEncloses(qs: readonly string[], n: { m: RouteMatch; segments: readonly string[] }): boolean {
+  if (n.m.kind !== 'exact' && n.m.kind !== 'pattern') return false;
+  const vs = n.segments;
+  if (qs.length !== vs.length) return false;
+  let narrower = false;
+  for (let i = 1; i < qs.length; i++) {
+    if (qs[i] === '*') {
+      if (vs[i] === '') return false;
+      if (vs[i] !== '*') narrower = true;
+    } else if (qs[i] !== vs[i]) return false;
+  }
+  return narrower;
+}
+
+const SPIFFE_NS = /^spiffe:\/\/([^/]+)\/ns\/([^/]+)\/sa\/[^/]+$/;
+const SPIFFE_TD = /^spiffe:\/\/([^/]+)/;
+
+/**
+ * Whether callers `s` let in everyone callers `t` let in. A namespace caller without a trust
+ * domain is taken in cluster.local (the mesh's own may differ: this only decides a warning).
+ */
+function callersCover(s: readonly Caller[], t: readonly Caller[]): boolean {
+  return t.every((tc) => s.some((sc) => callerCovers(sc, tc)));
+}
+
+function callerCovers(s: Caller, t: Caller): boolean {
+  if ('anyAuthenticated' in s) return !('unauthenticated' in t);
+  if ('unauthenticated' in s) return 'unauthenticated' in t;
+  if ('unauthenticated' in t || 'anyAuthenticated' in t) return false;
+  const tTd = 'spiffeId' in t ? SPIFFE_TD.exec(t.spiffeId)?.[1] : 'namespace' in t ? (t.trustDomain ?? 'cluster.local') : t.trustDomain;
+  if ('namespace' in s) {
+    if (tTd !== (s.trustDomain ?? 'cluster.local')) return false;
+    if ('namespace' in t) return t.namespace === s.namespace;
+    return 'spiffeId' in t && SPIFFE_NS.exec(t.spiffeId)?.[2] === s.namespace;
+  }
+  if ('trustDomain' in s) return tTd === s.trustDomain;
+  return 'spiffeId' in t && t.spiffeId === s.spiffeId;
 }
 
 /** spec.servers[0].routes[2] */

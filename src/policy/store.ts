@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { MountedDirWatcher } from '../volume/mounted-dir-watcher.ts';
 import { compilePolicy, type CompiledPolicy } from './compile.ts';
 import type { PolicyMetrics } from './metrics.ts';
-import { parsePolicy } from './parse.ts';
+import { parsePolicyOffThread, type OffThreadParseOptions } from './parse-off-thread.ts';
 import type { DefaultPolicy, PolicyError, WorkloadSelf } from './types.ts';
 
 export type ReloadResult = 'ok' | 'invalid' | 'unreadable' | 'deleted' | 'unchanged';
@@ -18,6 +18,8 @@ export interface ReloadEvent {
   /** Every error of an invalid policy, or the read error of an unreadable one. */
   readonly errors?: readonly PolicyError[];
   readonly warnings?: readonly PolicyError[];
+  /** Where the document was parsed (parse-off-thread.ts), when it was. */
+  readonly parsedIn?: 'inline' | 'worker' | 'inline-fallback';
   /** The server of the policy that applies to this workload after the reload (null: the default). */
   readonly server: string | null;
 }
@@ -33,6 +35,8 @@ export interface PolicyStoreOptions {
   /** MountedDirWatcher options; the poll is the safety net for missed fs events. */
   debounceMs?: number;
   pollMs?: number;
+  /** When a document is parsed in a worker thread, its heap cap and deadline (defaults: OFF_THREAD_PARSE_DEFAULTS). */
+  parse?: OffThreadParseOptions;
 }
 
 export const DEFAULT_POLICY_KEY = 'policy.yaml';
@@ -46,7 +50,10 @@ export const DEFAULT_POLICY_KEY = 'policy.yaml';
  *   good policy stays, the event carries the errors, the metric counts it);
  * - a deleted key keeps the last good policy: an accidental `kubectl delete configmap` must
  *   not silently open (or close) a service; with no policy ever loaded, the mesh default applies;
- * - the same bytes seen again produce `unchanged` (the watcher's safety poll is a hint, not a diff).
+ * - the same bytes seen again produce `unchanged` (the watcher's safety poll is a hint, not a diff);
+ * - a reload never throws and never stalls the data path: a large document is parsed in a
+ *   worker thread (parse-off-thread.ts), every stage is bounded by POLICY_LIMITS, and anything
+ *   unexpected becomes an `invalid` event with code POLICY_INTERNAL.
  */
 export class PolicyStore {
   readonly #options: PolicyStoreOptions;
@@ -102,7 +109,7 @@ export class PolicyStore {
       let event: ReloadEvent;
       do {
         this.#again = false;
-        event = await this.#reloadOnce();
+        event = await this.#reloadOnce().catch((err: unknown) => this.#internalError(err));
         this.#emit(event);
       } while (this.#again && !this.#closed);
       return event;
@@ -126,12 +133,30 @@ export class PolicyStore {
     }
     const hash = createHash('sha256').update(bytes).digest('hex');
     if (hash === this.#currentHash) return this.#seen(`ok:${hash}`, { result: 'unchanged', hash, server: server() });
-    const parsed = parsePolicy(bytes.toString('utf8'), this.#file);
-    if (!parsed.ok) return this.#seen(`invalid:${hash}`, { result: 'invalid', hash, errors: parsed.errors, server: server() });
-    this.#current = compilePolicy(parsed.policy, { self: this.#options.self, meshDefault: this.#options.meshDefault });
+    // The same refused bytes again (the safety poll): not parsed again, so a hostile policy
+    // costs its parse once, not once per poll.
+    if (this.#lastSeen === `invalid:${hash}`) return { result: 'unchanged', hash, server: server() };
+    const { result: parsed, ran, transient } = await parsePolicyOffThread(bytes.toString('utf8'), this.#file, this.#options.parse);
+    if (!parsed.ok) {
+      // A missed deadline may not repeat: a token of its own lets the next poll try again.
+      const token = transient ? `invalid:${hash}:${Date.now()}` : `invalid:${hash}`;
+      return this.#seen(token, { result: 'invalid', hash, errors: parsed.errors, parsedIn: ran, server: server() });
+    }
+    // The route caps bound this (about 7 ms for 1,000 routes): it stays on the main thread
+    // because a compiled policy is closures, which cannot cross from a worker.
+    const compiled = compilePolicy(parsed.policy, { self: this.#options.self, meshDefault: this.#options.meshDefault });
+    if (this.#closed) return { result: 'unchanged', hash, server: server() };
+    this.#current = compiled;
     this.#currentHash = hash;
     this.#lastSeen = `ok:${hash}`;
-    return { result: 'ok', hash, version: parsed.policy.apiVersion, warnings: parsed.warnings, server: this.#current.server };
+    return { result: 'ok', hash, version: parsed.policy.apiVersion, warnings: parsed.warnings, parsedIn: ran, server: this.#current.server };
+  }
+
+  /** A bug on the way: reported as an invalid policy (the last good one stays), never thrown. */
+  #internalError(err: unknown): ReloadEvent {
+    const error: PolicyError = { severity: 'error', code: 'POLICY_INTERNAL', message: `reloading ${this.#file} failed: ${(err as Error)?.message ?? String(err)}`, path: '', source: this.#file };
+    this.#lastSeen = `internal:${Date.now()}`;
+    return { result: 'invalid', hash: null, errors: [error], server: this.#current.server };
   }
 
   /** A state seen on the previous read too is reported as unchanged, so a poll never re-logs it. */

@@ -16,6 +16,18 @@ export const DEFAULT_POLICIES: readonly DefaultPolicy[] = ['deny', 'all-authenti
 /** `audit` turns every denial of a server into an allow that records "would deny" (a dry run). */
 export type EnforcementMode = 'enforce' | 'audit';
 
+/**
+ * How a server's routes compare request paths (docs/policy.md "Path matching modes"):
+ * - `exact` (default): byte for byte after normalization; `/Admin` is not `/admin`, and an
+ *   exact or pattern route does not match the same path with a trailing `/`;
+ * - `case-insensitive-trailing-slash`: ASCII letters compare without case and one trailing
+ *   `/` is ignored, on both sides, for apps whose router does the same (Express defaults,
+ *   ASP.NET Core; Spring MVC before 6 for the trailing slash). What the app receives is
+ *   unchanged: only the comparison is.
+ */
+export type PathMatching = 'exact' | 'case-insensitive-trailing-slash';
+export const PATH_MATCHING_MODES: readonly PathMatching[] = ['exact', 'case-insensitive-trailing-slash'];
+
 export type Caller =
   | { spiffeId: string }
   | { namespace: string; trustDomain?: string }
@@ -29,7 +41,7 @@ export interface Route {
   name: string;
   /** Restricts the route to one declared port; absent = every declared port of the server. */
   port?: number;
-  /** Uppercase HTTP methods; absent = any method. */
+  /** Uppercase HTTP methods; absent = any method. A route listing GET also matches HEAD (the app runs GET for it). */
   methods?: string[];
   path?: PathMatch;
   /** gRPC service (fully qualified) and optional method; compiled to the HTTP/2 path /service/method. */
@@ -50,6 +62,8 @@ export interface Server {
   selector: { serviceAccount?: string; matchLabels?: Record<string, string> };
   default?: DefaultPolicy;
   mode?: EnforcementMode;
+  /** Default `exact`. */
+  pathMatching?: PathMatching;
   ports: ServerPort[];
   routes: Route[];
 }

@@ -15,6 +15,19 @@ export interface ProxyTimeouts {
   readonly idleMs: number;
   /** Graceful drain: in-flight requests get this long to finish, then connections are closed. */
   readonly drainMs: number;
+  /**
+   * Longest wait for a pooled connection when every one of limits.maxConnectionsPerUpstream is
+   * busy; then 503 MESHLET_UPSTREAM_QUEUE_TIMEOUT (fail fast instead of piling up behind a
+   * saturated next hop).
+   */
+  readonly queueWaitMs: number;
+  /**
+   * An exchange or stream on which no byte moved either way for this long is cancelled: 408
+   * MESHLET_REQUEST_TIMEOUT when the proxy was waiting on the client, 504
+   * MESHLET_UPSTREAM_TIMEOUT when it was waiting on the next hop, a cut connection / RST_STREAM
+   * once the response head went out. Active streams (gRPC streaming included) are never cut.
+   */
+  readonly streamIdleMs: number;
 }
 
 export interface ProxyLimits {
@@ -24,6 +37,24 @@ export interface ProxyLimits {
   readonly maxHeaderCount: number;
   /** Pooled connections per next hop (peer sidecar or app port). */
   readonly maxConnectionsPerUpstream: number;
+  /** Requests waiting for a pooled connection, per next hop; more -> 503 MESHLET_UPSTREAM_BUSY. */
+  readonly maxPendingPerUpstream: number;
+  /**
+   * Inbound fairness: upstream requests (HTTP/1.1 exchanges waiting or running, HTTP/2 streams)
+   * one caller — one SPIFFE identity, every replica of a ServiceAccount together; plaintext
+   * callers of a PERMISSIVE port count as one — may have in flight to one app port. More -> 503
+   * MESHLET_CALLER_LIMIT. Default: half of maxConnectionsPerUpstream, so one caller always leaves
+   * the other half of the app's connections to everyone else.
+   */
+  readonly maxInFlightPerCaller: number;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS of every HTTP/2 session the sidecar serves. */
+  readonly h2MaxConcurrentStreams: number;
+  /**
+   * HTTP/2 rapid reset (CVE-2023-44487): a session whose streams end before their response head
+   * (reset by the client, or by the server on a malformed frame) gets GOAWAY ENHANCE_YOUR_CALM
+   * once it has had this many such streams AND they are at least half of its ended streams.
+   */
+  readonly h2MaxPrematureResets: number;
 }
 
 export interface ProxySettings {
@@ -41,11 +72,23 @@ export const DEFAULT_PROXY_SETTINGS: ProxySettings = Object.freeze({
     // once, and node's agent honours the app's `Keep-Alive: timeout=` hint.
     idleMs: 60_000,
     drainMs: 25_000,
+    // Linkerd's inbound fail-fast timeout (LINKERD2_PROXY_INBOUND_HTTP_FAILFAST_TIMEOUT, 1 s).
+    queueWaitMs: 1_000,
+    // Envoy's stream_idle_timeout default (5 min).
+    streamIdleMs: 300_000,
   }),
   limits: Object.freeze({
     maxHeaderBytes: 16 * 1024,
     maxHeaderCount: 100,
     maxConnectionsPerUpstream: 256,
+    // Envoy's circuit-breaker default max_pending_requests.
+    maxPendingPerUpstream: 1024,
+    // Half of maxConnectionsPerUpstream (recomputed from it when only that one is given).
+    maxInFlightPerCaller: 128,
+    // Go's net/http2 server default (250); RFC 9113 §6.5.2 recommends no less than 100.
+    h2MaxConcurrentStreams: 250,
+    // Envoy's premature-reset rule (half of the streams, counted from a floor), with a lower floor.
+    h2MaxPrematureResets: 100,
   }),
 });
 
@@ -67,8 +110,14 @@ export function resolveProxySettings(input: ProxySettingsInput = {}): ProxySetti
   const problems: string[] = [];
   const timeouts = pick('timeouts', DEFAULT_PROXY_SETTINGS.timeouts, input.timeouts, problems);
   const limits = pick('limits', DEFAULT_PROXY_SETTINGS.limits, input.limits, problems);
+  if (input.limits?.maxInFlightPerCaller === undefined) (limits as { maxInFlightPerCaller: number }).maxInFlightPerCaller = callerShare(limits.maxConnectionsPerUpstream);
   if (problems.length > 0) throw new ProxyConfigError(problems);
   return Object.freeze({ timeouts: Object.freeze(timeouts), limits: Object.freeze(limits) });
+}
+
+/** The default per-caller share of one next hop: half its connections (at least one). */
+export function callerShare(maxConnectionsPerUpstream: number): number {
+  return Math.max(1, Math.ceil(maxConnectionsPerUpstream / 2));
 }
 
 function pick<T extends object>(section: string, defaults: T, given: Partial<T> | undefined, problems: string[]): T {

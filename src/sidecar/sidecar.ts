@@ -1,8 +1,10 @@
+import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { SidecarConfig } from '../config/sidecar-env.ts';
 import type { IdentitySnapshot, SvidSource } from '../identity/svid.ts';
 import { AdminServer } from '../admin/admin-server.ts';
 import { MeshTls } from '../tls/mesh-tls.ts';
+import { formatPolicyError } from '../policy/parse.ts';
 import { PolicyStore } from '../policy/store.ts';
 import { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
 import { RequestLog } from '../log/request-log.ts';
@@ -18,6 +20,15 @@ import { createIdentitySource } from './identity-source.ts';
 import { readPodLabels } from './pod-labels.ts';
 import { PolicyAuthorizer } from './policy-authorizer.ts';
 import { destinationConfig } from './destinations.ts';
+import { sidecarConnectionGuards, type SidecarGuards } from './connection-guards.ts';
+
+/**
+ * Where the inbound listeners (app ports, opaque TCP, catch-all) bind. With IPv6 in the kernel:
+ * `::`, dual-stack (IPv4 callers show as ::ffff:a.b.c.d), because ip6tables REDIRECTs an IPv6
+ * caller to [pod IPv6]:port, which a 0.0.0.0 listener never accepts. Without IPv6 (no
+ * /proc/net/if_inet6, or not Linux): 0.0.0.0, since binding :: would fail.
+ */
+const INBOUND_LISTEN_HOST = existsSync('/proc/net/if_inet6') ? '::' : '0.0.0.0';
 
 /**
  * `meshlet sidecar`: every piece of the data plane, wired from one validated config.
@@ -54,6 +65,8 @@ export class Sidecar {
   readonly #requestLog: RequestLog;
   readonly #settings: ProxySettings;
   readonly #admin: AdminServer;
+  /** Connection caps per listener, fitted to the open-files limit (issue 11 item 1). */
+  readonly #guards: SidecarGuards;
   #source: SvidSource | undefined;
   #tls: MeshTls | undefined;
   #policy: PolicyStore | undefined;
@@ -75,7 +88,7 @@ export class Sidecar {
     this.config = config;
     this.#deps = deps;
     this.#log = deps.logger;
-    this.#requestLog = new RequestLog(deps.logger, { accessLog: config.accessLog });
+    this.#requestLog = new RequestLog(deps.logger, { accessLog: config.accessLog, limits: { linesPerSecond: config.logLimitRate, burst: config.logLimitBurst } });
     this.metrics = deps.metrics ?? new SidecarMetrics();
     this.connections = new ConnectionRegistry((conn) => this.metrics.connectionOpened(conn));
     this.stopped = new Promise((resolve) => (this.#resolveStopped = resolve));
@@ -86,16 +99,32 @@ export class Sidecar {
         requestHeadersMs: config.requestHeadersTimeoutMs,
         idleMs: config.idleTimeoutMs,
         drainMs: config.drainTimeoutMs,
+        queueWaitMs: config.upstreamQueueTimeoutMs,
+        streamIdleMs: config.streamIdleTimeoutMs,
       },
-      limits: { maxHeaderBytes: config.maxHeaderBytes, maxHeaderCount: config.maxHeaders },
+      limits: {
+        maxHeaderBytes: config.maxHeaderBytes,
+        maxHeaderCount: config.maxHeaders,
+        maxConnectionsPerUpstream: config.maxConnectionsPerUpstream,
+        maxPendingPerUpstream: config.maxPendingPerUpstream,
+        // Unset: resolveProxySettings derives it from maxConnectionsPerUpstream.
+        ...(config.maxInFlightPerCaller === undefined ? {} : { maxInFlightPerCaller: config.maxInFlightPerCaller }),
+        h2MaxConcurrentStreams: config.h2MaxConcurrentStreams,
+        h2MaxPrematureResets: config.h2MaxPrematureResets,
+      },
     });
+    this.#guards = sidecarConnectionGuards(config, this.metrics.listeners, this.#log);
     this.#admin = new AdminServer({
+      guard: this.#guards.admin,
       readiness: () => this.readiness(),
       registry: this.metrics.registry,
       connections: () => this.connections.list(),
       appProbes: config.appProbes,
       appAddress: config.appAddress,
-      onShutdown: () => void this.stop('admin /shutdown'),
+      connectionsAccess: config.adminConnections,
+      requestLog: this.#requestLog,
+      // Off unless MESHLET_ADMIN_SHUTDOWN=true: without a hook the endpoint answers 404.
+      ...(config.adminShutdown ? { onShutdown: () => void this.stop('admin /shutdown') } : {}),
     });
   }
 
@@ -139,7 +168,7 @@ export class Sidecar {
     });
     this.#detach.push(policy.onReload((e) => {
       if (e.result === 'ok') this.#log.info({ event: 'policy_reloaded', hash: e.hash, server: e.server }, 'policy loaded');
-      else if (e.result !== 'unchanged') this.#log.warn({ event: 'policy_rejected', result: e.result, errors: e.errors?.map((x) => x.message) }, 'policy not applied; keeping the last good one');
+      else if (e.result !== 'unchanged') this.#log.warn({ event: 'policy_rejected', result: e.result, errors: e.errors?.map(formatPolicyError) }, 'policy not applied; keeping the last good one');
     }));
     await policy.start();
     this.#policy = policy;
@@ -147,21 +176,24 @@ export class Sidecar {
     const authorizer = new PolicyAuthorizer(policy, (facts, decision) => {
       this.metrics.decided(facts.peer, decision);
       if (decision.decision === 'deny') {
-        this.#requestLog.denied({ direction: 'inbound', caller: facts.peer, route: decision.route, reason: decision.reason, ...('method' in facts ? { method: facts.method, path: facts.path } : {}), port: facts.port });
+        this.#requestLog.denied({ direction: 'inbound', caller: facts.peer, route: decision.route, reason: decision.reason, code: decision.code, ...('method' in facts ? { method: facts.method, path: facts.path } : {}), port: facts.port });
       }
     });
     const httpPorts = c.inboundPorts.filter((p) => p.protocol !== 'tcp');
-    // MESHLET_REQUEST_METRICS=false: the proxies get no per-request hook at all (nothing to call).
-    const observer: ProxyObserver = c.requestMetrics ? this.metrics.observer : { refused: this.metrics.observer.refused, handshakeFailed: this.metrics.observer.handshakeFailed };
+    // MESHLET_REQUEST_METRICS=false: the proxies get no per-request hook at all (nothing to call),
+    // unless MESHLET_ACCESS_LOG=true asks for a line per request.
+    const observer: ProxyObserver = this.#requestLog.withAccessLog(c.requestMetrics ? this.metrics.observer : { refused: this.metrics.observer.refused, handshakeFailed: this.metrics.observer.handshakeFailed });
     this.#inbound = new InboundProxy({
       tls,
       authorizer,
       normalizer: authorizer,
       ports: httpPorts.map((p) => ({ listenPort: p.listenPort, appPort: p.appPort, protocol: p.protocol === 'grpc' ? ('grpc' as const) : ('http' as const), permissive: p.permissive })),
       appHost: c.appAddress,
+      listenHost: INBOUND_LISTEN_HOST,
       settings: this.#settings,
       registry: this.connections,
       observer,
+      guard: this.#guards.inbound,
     });
     this.#outbound = new OutboundProxy({
       tls,
@@ -171,6 +203,7 @@ export class Sidecar {
       settings: this.#settings,
       registry: this.connections,
       observer,
+      guard: this.#guards.outbound,
     });
     this.#opaqueOut = new OpaqueTcpOutbound({
       tls,
@@ -181,6 +214,7 @@ export class Sidecar {
       settings: this.#settings,
       registry: this.connections,
       observer: this.metrics.observer,
+      guard: this.#guards.outbound_tcp,
     });
     // Opaque TCP ports: one decision per connection (caller and port), bytes spliced to the app.
     this.#opaque = new OpaqueTcpProxy({
@@ -188,12 +222,14 @@ export class Sidecar {
       authorizer,
       ports: c.inboundPorts.filter((p) => p.protocol === 'tcp').map((p) => ({ listenPort: p.listenPort, appPort: p.appPort })),
       appHost: c.appAddress,
+      listenHost: INBOUND_LISTEN_HOST,
       settings: this.#settings,
       registry: this.connections,
       observer: this.metrics.observer,
+      guard: this.#guards.inbound_tcp,
     });
     // Every undeclared port lands here (iptables) and is reset: nothing reaches the app around us.
-    this.#catchAll = new CatchAllListener({ port: c.inboundCatchAllPort, observer: this.metrics.observer });
+    this.#catchAll = new CatchAllListener({ port: c.inboundCatchAllPort, host: INBOUND_LISTEN_HOST, observer: this.metrics.observer, guard: this.#guards.catch_all });
     await Promise.all([this.#inbound.start(), this.#outbound.start(), this.#opaque.start(), this.#opaqueOut.start(), this.#catchAll.start()]);
     this.#listenersBound = true;
     const ports: SidecarPorts = { admin: adminAddr.port, outbound: this.#outbound.boundPort(), inbound: [...this.#inbound.boundPorts(), ...this.#opaque.boundPorts()] };
@@ -215,6 +251,7 @@ export class Sidecar {
       this.#tls?.close();
       await this.#source?.close();
       await this.#admin.close();
+      this.#requestLog.close();
       this.#log.info({ event: 'stopped', connectionsCut: forced }, 'meshlet sidecar stopped');
       this.#resolveStopped();
     })();

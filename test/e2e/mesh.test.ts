@@ -126,11 +126,11 @@ describe.skipIf(e2eSkipped('mesh e2e (network-namespace pods)'))('mesh e2e: inje
     expect(body).toEqual({ app: 'orders', port: APP_PORT, method: 'GET', path: '/orders/42', peer: FRONTEND_ID, uid: 1000 });
 
     // B's sidecar holds the connection from A's pod: mTLS 1.3, A's identity, A's address.
-    const inbound = (await listConnections(orders.adminUrl)).filter((c) => c.direction === 'inbound' && c.peerIdentity === FRONTEND_ID);
+    const inbound = (await listConnections(orders)).filter((c) => c.direction === 'inbound' && c.peerIdentity === FRONTEND_ID);
     expect(inbound.length).toBeGreaterThan(0);
     expect(inbound.every((c) => c.tlsVersion === 'TLSv1.3')).toBe(true);
     // A's sidecar dialed the name: its connection goes to the Service VIP (DNAT in the node)...
-    const toVip = (await listConnections(frontend.adminUrl)).filter((c) => c.direction === 'outbound' && c.remoteAddress.replace(/^::ffff:/, '') === service.vip && c.remotePort === 80);
+    const toVip = (await listConnections(frontend)).filter((c) => c.direction === 'outbound' && c.remoteAddress.replace(/^::ffff:/, '') === service.vip && c.remotePort === 80);
     expect(toVip.length).toBeGreaterThan(0);
     expect(toVip.every((c) => c.tlsVersion === 'TLSv1.3')).toBe(true);
     // ...and arrives from A's pod IP (without br_netfilter the node masquerades it).
@@ -256,10 +256,10 @@ describe.skipIf(e2eSkipped('mesh e2e (network-namespace pods)'))('mesh e2e: inje
 
     // New connections between the sidecars now: concurrent calls make the frontend sidecar
     // open more, each an mTLS handshake with both rotated SVIDs.
-    const openBefore = (await listConnections(orders.adminUrl)).filter((c) => c.direction === 'inbound' && c.peerIdentity === FRONTEND_ID).length;
+    const openBefore = (await listConnections(orders)).filter((c) => c.direction === 'inbound' && c.peerIdentity === FRONTEND_ID).length;
     const burst = await callFrom(frontend.pod, Array.from({ length: 6 }, (_, i) => `${ordersUrl}/orders/burst-${i}`), { parallel: true });
     expect(burst.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200]);
-    expect((await listConnections(orders.adminUrl)).filter((c) => c.direction === 'inbound' && c.peerIdentity === FRONTEND_ID).length).toBeGreaterThan(openBefore);
+    expect((await listConnections(orders)).filter((c) => c.direction === 'inbound' && c.peerIdentity === FRONTEND_ID).length).toBeGreaterThan(openBefore);
 
     await kubeletWrite(orders.policyDir, { 'policy.yaml': POLICY_V2 });
     const admin = marker('/admin/after-change');

@@ -13,13 +13,17 @@ to the sidecar; originated: the sidecar connected to the next hop), the peer's v
 SPIFFE ID ("-" when there is none: plaintext, or the app's side), local and remote
 addresses, bytes in and out, requests served, age and TLS version.
 
+The sidecar serves /connections to loopback callers only (unless the pod sets
+MESHLET_ADMIN_CONNECTIONS=network): run this through kubectl port-forward or kubectl exec,
+both of which reach the admin port on the pod's loopback. A caller on the pod IP gets 403.
+
 Flags:
   --admin URL          the sidecar's admin address, e.g. http://127.0.0.1:15020
                        (kubectl port-forward pod/NAME 15020 first, from outside the pod)
   --output table|json  json: the endpoint's JSON document as is, {"connections": [...]}
 
-Exit status: 0 on success, 1 when the admin port is unreachable or answers something that
-is not a connection list, 2 on a usage error.`;
+Exit status: 0 on success, 1 when the admin port is unreachable, refuses (403: not a
+loopback caller) or answers something that is not a connection list, 2 on a usage error.`;
 
 const FIELDS: readonly (keyof ConnectionSnapshot)[] = ['id', 'direction', 'role', 'localAddress', 'localPort', 'remoteAddress', 'remotePort', 'bytesIn', 'bytesOut', 'requests', 'ageSeconds'];
 

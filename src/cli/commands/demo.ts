@@ -104,7 +104,7 @@ async function startPodsDemo(io: CommandIo, signal: AbortSignal): Promise<Runnin
       `  npx meshlet policy explain ${demo.policyFile} --from ${s('frontend').spiffeId} --port 8080 --method DELETE --path /orders/7 --server-account orders --namespace shop`,
       '',
       'Look inside:',
-      `  npx meshlet connections --admin ${s('orders').adminUrl}`,
+      `  ip netns exec ${netns('orders')} npx meshlet connections --admin http://127.0.0.1:${new URL(s('orders').adminUrl).port}   # /connections answers loopback only, as kubectl exec`,
       `  curl -s ${s('orders').adminUrl}/metrics | grep meshlet_authz`,
       `  ip netns exec ${netns('orders')} iptables-save -t nat     # the injected interception rules`,
       `  ip netns exec ${netns('frontend')} ss -tnp                 # the app's connection ends at its sidecar`,

@@ -40,8 +40,10 @@ Flags:
 Settings not given as flags come from the environment, as for the webhook:
 ${describeEnv(Object.values(INJECTION_ENV))}
 
-Exit status: 0 printed; 1 a manifest is refused (the webhook would deny the pod) or the input
-is not YAML; 2 bad flags.`;
+Exit status: 0 printed; 1 a manifest is refused (the webhook would deny the pod: a bad
+annotation, a container that could leave interception such as runAsUser 2020, an annotation
+that ${INJECTION_ENV.allowedPodOverrides.name} forbids), with the webhook's message, or the
+input is not YAML; 2 bad flags.`;
 
 async function readInput(file: string | undefined, io: CommandIo): Promise<string> {
   if (file !== undefined && file !== '-') {

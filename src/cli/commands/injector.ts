@@ -12,6 +12,11 @@ import { ConfigError, describeEnv, type EnvVar } from '../../config/env.ts';
 import { createMutateHandler } from '../../../injector/mutate.ts';
 import { promInjectorMetrics } from '../../../injector/metrics.ts';
 import { INJECTION_ENV, readInjectionSettings, type InjectionSettings } from '../../../injector/patch/index.ts';
+import { WEBHOOK_HANDSHAKE_TIMEOUT_MS, WEBHOOK_MAX_CONNECTIONS } from '../../../injector/webhook-server.ts';
+import { ADMIN_MAX_CONNECTIONS } from '../../admin/admin-server.ts';
+import { ListenerMetrics } from '../../metrics/listener-metrics.ts';
+import { ConnectionGuard } from '../../net/connection-guard.ts';
+import { CONTROL_PLANE_FD_RESERVE, describeClamp, fitDescriptorBudget, readOpenFilesLimit, type DescriptorDemand } from '../../net/descriptor-budget.ts';
 
 /** The injector's environment is wrong; every bad variable is listed in one message. */
 export class InjectorConfigError extends MeshletError {
@@ -29,6 +34,10 @@ export interface InjectorConfig {
   port: number;
   requestTimeoutMs: number;
   maxBodyBytes: number;
+  /** TLS handshake deadline of a webhook connection, from accept. */
+  handshakeTimeoutMs: number;
+  /** Open webhook connections at most; more are closed at accept and counted. */
+  maxConnections: number;
   /** Plain-HTTP admin port (/live /ready /metrics); 0 = any free port; undefined = none. */
   adminPort: number | undefined;
   /** What the injected sidecars get (image, trust domain, defaults…). */
@@ -57,6 +66,8 @@ export function injectorConfigFromEnv(env: NodeJS.ProcessEnv): InjectorConfig {
     port: int('MESHLET_INJECTOR_PORT', 8443, 0, 65535),
     requestTimeoutMs: int('MESHLET_INJECTOR_REQUEST_TIMEOUT_MS', 10_000, 100, 30_000),
     maxBodyBytes: int('MESHLET_INJECTOR_MAX_BODY_BYTES', 3 * 1024 * 1024, 1024, 64 * 1024 * 1024),
+    handshakeTimeoutMs: int('MESHLET_INJECTOR_HANDSHAKE_TIMEOUT_MS', WEBHOOK_HANDSHAKE_TIMEOUT_MS, 100, 30_000),
+    maxConnections: int('MESHLET_INJECTOR_MAX_CONNECTIONS', WEBHOOK_MAX_CONNECTIONS, 1, 1_000_000),
     adminPort: env.MESHLET_INJECTOR_ADMIN_PORT === 'off' ? undefined : int('MESHLET_INJECTOR_ADMIN_PORT', 9090, 0, 65535),
     injection: undefined as unknown as Readonly<InjectionSettings>,
   };
@@ -97,7 +108,16 @@ export async function startInjector(config: InjectorConfig): Promise<RunningInje
   }
   const registry = new Registry();
   const routes = injectorRoutes(config.injection, registry, (err) => process.stderr.write(`meshlet injector: injection failed: ${(err as Error).message}\n`));
-  const server = createWebhookServer({ cert, key, routes, requestTimeoutMs: config.requestTimeoutMs, maxBodyBytes: config.maxBodyBytes });
+  // Descriptor headroom: the webhook's cap must leave the admin port and a reserve free (EMFILE otherwise).
+  const demands: DescriptorDemand[] = [
+    { listener: 'webhook', ports: 1, maxConnections: config.maxConnections, perConnection: 1, clampable: true },
+    ...(config.adminPort === undefined ? [] : [{ listener: 'admin' as const, ports: 1, maxConnections: ADMIN_MAX_CONNECTIONS, perConnection: 1 as const, clampable: false }]),
+  ];
+  const budget = fitDescriptorBudget(demands, CONTROL_PLANE_FD_RESERVE, readOpenFilesLimit());
+  if (budget.clamped) process.stderr.write(`meshlet injector: the open-files limit is ${budget.limit}: connection caps lowered to keep ${budget.reserve} descriptors free (${describeClamp(demands, budget)})\n`);
+  const listeners = new ListenerMetrics(registry);
+  const guard = new ConnectionGuard({ listener: 'webhook', maxConnections: budget.caps.get('webhook')!, observer: listeners });
+  const server = createWebhookServer({ cert, key, routes, requestTimeoutMs: config.requestTimeoutMs, maxBodyBytes: config.maxBodyBytes, handshakeTimeoutMs: config.handshakeTimeoutMs, guard });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, () => {
@@ -108,7 +128,12 @@ export async function startInjector(config: InjectorConfig): Promise<RunningInje
   let admin: AdminServer | undefined;
   let adminPort: number | undefined;
   if (config.adminPort !== undefined) {
-    admin = new AdminServer({ registry, connections: () => [], readiness: () => ({ ready: server.listening, checks: { webhook: { ok: server.listening } } }) });
+    admin = new AdminServer({
+      registry,
+      connections: () => [],
+      readiness: () => ({ ready: server.listening, checks: { webhook: { ok: server.listening } } }),
+      guard: new ConnectionGuard({ listener: 'admin', maxConnections: ADMIN_MAX_CONNECTIONS, observer: listeners }),
+    });
     adminPort = (await admin.listen(config.adminPort, config.host)).port;
   }
   return {
@@ -141,6 +166,8 @@ Environment:
   MESHLET_INJECTOR_PORT                listen port (default 8443)
   MESHLET_INJECTOR_REQUEST_TIMEOUT_MS  whole-request deadline, 100–30000 (default 10000)
   MESHLET_INJECTOR_MAX_BODY_BYTES      largest AdmissionReview accepted (default 3145728; larger -> 413)
+  MESHLET_INJECTOR_HANDSHAKE_TIMEOUT_MS  TLS handshake deadline from accept, 100–30000 (default 10000)
+  MESHLET_INJECTOR_MAX_CONNECTIONS     open webhook connections at most (default 256; more are closed at accept)
   MESHLET_INJECTOR_ADMIN_PORT          admin port for /live /ready /metrics (default 9090; "off" disables)
   MESHLET_DEFAULT_POLICY               mesh default policy: deny | all-authenticated | audit (default deny)
 

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
 import type { Command, CommandIo } from '../command.ts';
 import { parseFlags, requireFlag } from '../command.ts';
 import { MeshletError, UsageError } from '../../errors/meshlet-error.ts';
@@ -9,7 +9,7 @@ import { parseDefaultPolicy } from '../../policy/default-policy.ts';
 import { PolicyInvalidError } from '../../policy/errors.ts';
 import { normalizePath } from '../../policy/normalize-path.ts';
 import { formatPolicyError, parsePolicyManifest, type ManifestPolicy } from '../../policy/parse.ts';
-import { describeRouteMatch } from '../../policy/route-match.ts';
+import { describeRouteMatch, foldPath } from '../../policy/route-match.ts';
 import type { Policy, PolicyError, WorkloadSelf } from '../../policy/types.ts';
 
 /** A policy file that cannot be read at all. */
@@ -19,15 +19,40 @@ export class PolicyFileError extends MeshletError {
   }
 }
 
-async function readInput(file: string, io: CommandIo): Promise<string> {
-  if (file === '-') {
-    let text = '';
-    for await (const chunk of io.stdin) text += typeof chunk === 'string' ? chunk : (chunk as Buffer).toString('utf8');
-    return text;
+/**
+ * The largest file `check` and `explain` read: several ConfigMaps of up to 1 MiB each. Each
+ * policy inside is held to POLICY_LIMITS.maxDocumentBytes on its own.
+ */
+export const MAX_POLICY_FILE_BYTES = 8 * 1024 * 1024;
+
+/** A policy file over MAX_POLICY_FILE_BYTES. */
+export class PolicyFileTooLargeError extends MeshletError {
+  constructor(file: string) {
+    super('POLICY_FILE_TOO_LARGE', `${file} is larger than ${MAX_POLICY_FILE_BYTES} bytes (8 MiB), the most policy check reads`);
   }
+}
+
+async function readBounded(stream: NodeJS.ReadableStream, file: string): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    const b = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+    size += b.length;
+    if (size > MAX_POLICY_FILE_BYTES) {
+      (stream as { destroy?: () => void }).destroy?.();
+      throw new PolicyFileTooLargeError(file);
+    }
+    chunks.push(b);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function readInput(file: string, io: CommandIo): Promise<string> {
+  if (file === '-') return readBounded(io.stdin, '<stdin>');
   try {
-    return await readFile(file, 'utf8');
+    return await readBounded(createReadStream(file), file);
   } catch (err) {
+    if (err instanceof PolicyFileTooLargeError) throw err;
     throw new PolicyFileError(file, err as Error);
   }
 }
@@ -40,6 +65,14 @@ ConfigMap manifest holding policies under its *.yaml / *.yml data keys, a multi-
 YAML file of either, or "-" for stdin.
 
 Every error is printed with its location: FILE:LINE:COL, the YAML path and a stable code.
+Warnings (exit 0) include POLICY_DENY_INSIDE_ALLOW: a route that lets fewer callers in than
+a route or default enclosing it, which a case-insensitive or trailing-slash-tolerant app
+router (Express by default, ASP.NET Core, Spring MVC before 6) can step around.
+
+Limits (docs/policy.md "Limits"): a policy document of at most 256 KiB, 100 YAML alias
+expansions, 64 servers, 1,000 routes a server, 2,000 routes in all, 32 ports a server,
+128 callers and 16 methods a route; a FILE of at most 8 MiB. Over a limit is an error
+(POLICY_TOO_LARGE, POLICY_ALIAS_LIMIT, POLICY_LIMIT), never a crash.
 
 Exit status: 0 when every policy is valid (warnings allowed), 1 when any is invalid or
 unreadable, 2 on a usage error.
@@ -61,8 +94,9 @@ const check: Command = {
       try {
         found = parsePolicyManifest(await readInput(file, io), file === '-' ? '<stdin>' : file);
       } catch (err) {
-        if (!(err instanceof PolicyFileError)) throw err;
-        reports.push({ label: file, valid: false, errors: [{ severity: 'error', code: err.code, message: err.message, path: '', source: file }], warnings: [] });
+        if (!(err instanceof PolicyFileError) && !(err instanceof PolicyFileTooLargeError)) throw err;
+        const label = file === '-' ? '<stdin>' : file;
+        reports.push({ label, valid: false, errors: [{ severity: 'error', code: err.code, message: err.message, path: '', source: label }], warnings: [] });
         continue;
       }
       for (const { label, result } of found) {
@@ -110,7 +144,10 @@ null when a default decided), and why.
   --mesh-default    the mesh-level default (default: env MESHLET_DEFAULT_POLICY, else deny)
   --key             the ConfigMap key, when FILE holds more than one policy
   --output json     one object: {decision, route, reason, code, mode, wouldDeny, server, port,
-                    protocol, path, match, from}
+                    protocol, path, pathMatching, matchedAs (the path as compared, when
+                    pathMatching is not exact), match, from}
+
+A HEAD request is decided as the GET the app will run (routes listing GET match it).
 
 Exit status: 0 when a decision was made (allow or deny), 1 when the policy is invalid, 2 on a
 usage error.`;
@@ -225,11 +262,14 @@ const explain: Command = {
     const d = decide(compiled, { peer, port, ...(method !== undefined ? { method } : {}), ...(path !== undefined ? { path } : {}) });
     const route = d.route === null ? undefined : compiled.routes.find((r) => r.name === d.route);
     const match = route ? describeRouteMatch(route.source) : null;
-    const out = { ...d, server: compiled.server, port, protocol, path: path ?? null, match, from: fromRaw };
+    // decide() compares the path as the server's mode says; show what it compared.
+    const folded = compiled.pathMatching !== 'exact' && path !== undefined ? foldPath(path) : undefined;
+    const out = { ...d, server: compiled.server, port, protocol, path: path ?? null, pathMatching: compiled.pathMatching, ...(folded !== undefined ? { matchedAs: folded } : {}), match, from: fromRaw };
     const text =
       `${d.decision.toUpperCase()}${d.wouldDeny ? ' (audit: would deny)' : ''}  ${d.route ? `route "${d.route}" (${match})` : 'no route: default applies'}\n` +
       `  reason: ${d.reason} [${d.code}]\n` +
       `  server: ${compiled.server ?? '(none: no server of the policy selects this workload)'}, port ${port}${protocol ? ` (${protocol})` : ' (not declared)'}${path ? `, path ${path}` : ''}\n` +
+      (folded !== undefined ? `  paths:  ${compiled.pathMatching}: compared as ${folded}\n` : '') +
       `  from:   ${fromRaw}\n`;
     write(io, values.output, out, text);
     return 0;

@@ -29,6 +29,12 @@ export interface IdentityServiceConfig {
   jwksCaFile: string;
   rateBurst: number;
   rateRefillMs: number;
+  /** Open Certify connections at most; more are closed at accept (src/net/connection-guard.ts). */
+  maxConnections: number;
+  /** From accept to the end of the TLS handshake; a slower connection is closed. */
+  handshakeTimeoutMs: number;
+  /** A connection with no call in flight is closed after this (grpc.max_connection_idle_ms). */
+  idleTimeoutMs: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
 }
 
@@ -81,6 +87,9 @@ export const IDENTITY_ENV = {
   jwksCaFile: { name: 'MESHLET_JWKS_CA_FILE', default: '', description: 'jwks/both: PEM roots of the JWKS host (default: MESHLET_KUBERNETES_CA_FILE)', parse: optionalAbsolutePath },
   rateBurst: { name: 'MESHLET_IDENTITY_RATE_BURST', default: '10', description: 'Certify calls one identity may make at once', parse: positiveInt },
   rateRefillMs: { name: 'MESHLET_IDENTITY_RATE_REFILL', default: '1m', description: 'one more call per identity is allowed after each such interval', parse: durationField },
+  maxConnections: { name: 'MESHLET_IDENTITY_MAX_CONNECTIONS', default: '4096', description: 'open Certify connections at most; more are closed at accept and counted (lowered at start to fit the open-files limit)', parse: positiveInt },
+  handshakeTimeoutMs: { name: 'MESHLET_IDENTITY_HANDSHAKE_TIMEOUT', default: '10s', description: 'a connection that has not finished its TLS handshake this long after accept is closed', parse: durationField },
+  idleTimeoutMs: { name: 'MESHLET_IDENTITY_IDLE_TIMEOUT', default: '5m', description: 'a connection with no call in flight this long is closed (the client reconnects on its next call)', parse: durationField },
   logLevel: { name: 'MESHLET_LOG_LEVEL', default: 'info', description: 'fatal | error | warn | info | debug | trace', parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace') },
 } satisfies Record<string, EnvVar<unknown>>;
 
@@ -111,6 +120,9 @@ export function readIdentityConfig(env: Env): Readonly<IdentityServiceConfig> {
     jwksCaFile: v('jwksCaFile') ?? '',
     rateBurst: v('rateBurst'),
     rateRefillMs: v('rateRefillMs'),
+    maxConnections: v('maxConnections'),
+    handshakeTimeoutMs: v('handshakeTimeoutMs'),
+    idleTimeoutMs: v('idleTimeoutMs'),
     logLevel: v('logLevel'),
   };
   const certSet = (env[IDENTITY_ENV.tlsCertFile.name] ?? '') !== '';

@@ -2,7 +2,10 @@ import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
-import { AdminServer } from '../../admin/admin-server.ts';
+import { ADMIN_MAX_CONNECTIONS, AdminServer } from '../../admin/admin-server.ts';
+import { ListenerMetrics } from '../../metrics/listener-metrics.ts';
+import { ConnectionGuard } from '../../net/connection-guard.ts';
+import { CONTROL_PLANE_FD_RESERVE, DescriptorBudgetError, describeClamp, fitDescriptorBudget, readOpenFilesLimit, type DescriptorDemand } from '../../net/descriptor-budget.ts';
 import { MeshletError } from '../../errors/meshlet-error.ts';
 import { MountedDirWatcher } from '../../volume/mounted-dir-watcher.ts';
 import { readCa } from '../ca.ts';
@@ -76,7 +79,23 @@ export async function startIdentityProcess(config: Readonly<IdentityServiceConfi
   sweep.unref();
   cleanups.push(() => clearInterval(sweep));
 
-  const server = new IdentityServer({ ca, authenticator, credentials, svidTtlMs: config.svidTtlMs, rateLimiter, metrics: promCertifyMetrics(registry), logger });
+  // Descriptor headroom: the Certify cap must leave the admin port, TokenReview calls and
+  // certificate reloads their descriptors (EMFILE otherwise).
+  const demands: DescriptorDemand[] = [
+    { listener: 'identity', ports: 1, maxConnections: config.maxConnections, perConnection: 1, clampable: true },
+    ...(config.adminListen ? [{ listener: 'admin' as const, ports: 1, maxConnections: ADMIN_MAX_CONNECTIONS, perConnection: 1 as const, clampable: false }] : []),
+  ];
+  let budget;
+  try {
+    budget = fitDescriptorBudget(demands, CONTROL_PLANE_FD_RESERVE, readOpenFilesLimit());
+  } catch (err) {
+    for (const c of cleanups) await c();
+    throw new IdentityStartupError((err as DescriptorBudgetError).message, { cause: err });
+  }
+  if (budget.clamped) logger.warn({ event: 'connection_caps_lowered', openFilesLimit: budget.limit, reserve: budget.reserve, caps: describeClamp(demands, budget) }, 'connection caps lowered to fit the open-files limit');
+  const listeners = new ListenerMetrics(registry);
+  const connections = { maxConnections: budget.caps.get('identity')!, handshakeTimeoutMs: config.handshakeTimeoutMs, idleTimeoutMs: config.idleTimeoutMs, observer: listeners };
+  const server = new IdentityServer({ ca, authenticator, credentials, svidTtlMs: config.svidTtlMs, rateLimiter, metrics: promCertifyMetrics(registry), connections, logger });
   let port: number;
   try {
     port = await server.listen(config.listen.host, config.listen.port);
@@ -88,7 +107,12 @@ export async function startIdentityProcess(config: Readonly<IdentityServiceConfi
   let admin: AdminServer | undefined;
   let adminPort: number | undefined;
   if (config.adminListen) {
-    admin = new AdminServer({ registry, connections: () => [], readiness: () => ({ ready: true, checks: { ca: { ok: true, detail: ca.trustDomain }, listener: { ok: true, detail: `:${port}` } } }) });
+    admin = new AdminServer({
+      registry,
+      connections: () => [],
+      readiness: () => ({ ready: true, checks: { ca: { ok: true, detail: ca.trustDomain }, listener: { ok: true, detail: `:${port}` } } }),
+      guard: new ConnectionGuard({ listener: 'admin', maxConnections: ADMIN_MAX_CONNECTIONS, observer: listeners }),
+    });
     adminPort = (await admin.listen(config.adminListen.port, config.adminListen.host)).port;
   }
   logger.info({ event: 'started', port, adminPort, trustDomain: ca.trustDomain, auth: authenticator.kind, svidTtlMs: config.svidTtlMs }, 'meshlet identity started');

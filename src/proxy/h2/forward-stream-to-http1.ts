@@ -24,6 +24,9 @@ export function forwardStreamToHttp1(stream: ServerHttp2Stream, hop: NextHop, me
     body: stream.endAfterHeaders ? null : stream.pipe(new PassThrough()),
   });
   stream.once('close', exchange.onClientClose);
+  // 'aborted' comes first, and node may still end the stream's readable side after it: the
+  // exchange must stop before the pipe could end a cut body as if it were complete.
+  stream.once('aborted', exchange.onClientClose);
   hop.pool.dispatch(exchange.options, exchange);
 }
 
@@ -35,6 +38,7 @@ class StreamExchange implements Dispatcher.DispatchHandler {
   #abort: ((err?: Error) => void) | null = null;
   #resume: (() => void) | null = null;
   #clientGone = false;
+  #completed = false;
 
   constructor(stream: ServerHttp2Stream, hop: NextHop, fail: StreamFailure, options: Dispatcher.DispatchOptions) {
     this.#stream = stream;
@@ -44,7 +48,9 @@ class StreamExchange implements Dispatcher.DispatchHandler {
   }
 
   readonly onClientClose = (): void => {
-    if (this.#stream.writableFinished) return;
+    // Not `writableFinished`: node sets it on a stream destroyed by a reset too. The pool ignores
+    // an abort that comes after the exchange is over.
+    if (this.#completed) return;
     this.#clientGone = true;
     this.#abort?.();
   };
@@ -72,6 +78,7 @@ class StreamExchange implements Dispatcher.DispatchHandler {
   }
 
   onComplete(trailers: string[] | null): void {
+    this.#completed = true;
     const stream = this.#stream;
     stream.once('wantTrailers', () => stream.sendTrailers(trailerObject(trailers)));
     stream.end();

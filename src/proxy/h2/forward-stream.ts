@@ -1,7 +1,7 @@
 import { constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { ProxyError } from '../http/errors.ts';
 import type { H2SessionPool } from './h2-session-pool.ts';
-import { h2ResponseHeaders } from './stream-headers.ts';
+import { h2RequestTrailers, h2ResponseHeaders } from './stream-headers.ts';
 
 /** Answers a stream with the error response (and counts it); implemented by the proxy. */
 export type StreamFailure = (stream: ServerHttp2Stream, err: ProxyError, grpc: boolean) => void;
@@ -18,6 +18,9 @@ export function forwardStream(stream: ServerHttp2Stream, headers: OutgoingHttpHe
   // Listening from the start: the request's trailers may arrive while a session is still
   // being opened (the body waits in the stream's buffer; an event would be lost).
   const request: RequestEnd = { bodiless: stream.endAfterHeaders, trailers: null };
+  // timeouts.streamIdleMs: node refreshes a stream's timer on every frame read or written, and
+  // both directions pass through `stream`, so only a stream on which nothing moved fires.
+  stream.setTimeout(pool.streamIdleMs, () => idleStream(stream, pool.label, pool.streamIdleMs, grpc, fail));
   if (!request.bodiless) {
     stream.once('trailers', (t: IncomingHttpHeaders) => {
       request.trailers = t;
@@ -77,14 +80,39 @@ function start(stream: ServerHttp2Stream, headers: OutgoingHttpHeaders, request:
     // Reset by the next hop after the head (no 'error' for every code): the client must see a reset too.
     if (up.rstCode !== constants.NGHTTP2_NO_ERROR && stream.headersSent && !stream.closed) stream.close(up.rstCode);
   });
-  stream.once('close', () => {
+  const cancelUp = (): void => {
     // The client went away (or reset): stop the exchange with the next hop.
     if (!up.closed) up.close(stream.rstCode === constants.NGHTTP2_NO_ERROR ? constants.NGHTTP2_CANCEL : stream.rstCode);
-  });
+  };
+  stream.once('close', cancelUp);
+  // 'aborted' comes first, and node may still end the stream's readable side after it: the pipe
+  // must not end the next hop's request as if a cut body were complete.
+  stream.once('aborted', cancelUp);
   if (!bodiless) {
-    up.on('wantTrailers', () => up.sendTrailers(request.trailers === null ? {} : h2ResponseHeaders(request.trailers)));
+    // The caller's trailers pass with the identity header (any spelling) removed, as in the head.
+    up.on('wantTrailers', () => up.sendTrailers(request.trailers === null ? {} : h2RequestTrailers(request.trailers)));
     stream.pipe(up);
   }
+}
+
+/**
+ * Nothing moved for timeouts.streamIdleMs: 408 MESHLET_REQUEST_TIMEOUT while the client still
+ * owed its request (and the relay was ready for it) or stopped reading, else 504
+ * MESHLET_UPSTREAM_TIMEOUT; once the response head went out, a reset. Closing the stream cancels
+ * the next hop's stream ('close' above).
+ */
+function idleStream(stream: ServerHttp2Stream, label: string, idleMs: number, grpc: boolean, fail: StreamFailure): void {
+  if (stream.destroyed || stream.closed) return;
+  const onClient = (!stream.readableEnded && !stream.isPaused()) || stream.writableNeedDrain;
+  fail(
+    stream,
+    onClient
+      ? new ProxyError('MESHLET_REQUEST_TIMEOUT', `no byte from or to the client for ${idleMs} ms while forwarding to ${label} (timeouts.streamIdleMs)`)
+      : new ProxyError('MESHLET_UPSTREAM_TIMEOUT', `no byte from ${label} for ${idleMs} ms (timeouts.streamIdleMs)`),
+    grpc,
+  );
+  // A request body still open would keep the stream (and the next hop's) alive: end it too.
+  if (!stream.closed) stream.close(constants.NGHTTP2_NO_ERROR);
 }
 
 function asProxyFailure(err: unknown, label: string): ProxyError {

@@ -24,6 +24,11 @@ export class H2SessionPool {
     this.label = target.label;
   }
 
+  /** timeouts.streamIdleMs: forward-stream.ts cancels a stream on which nothing moved for this long. */
+  get streamIdleMs(): number {
+    return this.#ctx.settings.timeouts.streamIdleMs;
+  }
+
   /** A usable session now, or a promise of one (rejects with a ProxyError naming the failure). */
   session(): http2.ClientHttp2Session | Promise<http2.ClientHttp2Session> {
     const s = this.#session;
@@ -51,7 +56,10 @@ export class H2SessionPool {
     const session = http2.connect(`http://${this.#target.host}:${this.#target.port}`, {
       createConnection: () => socket,
       settings: { maxHeaderListSize: settings.limits.maxHeaderBytes * 4 },
-      // Streams beyond the peer's limit wait in nghttp2's queue rather than failing.
+      // Streams beyond the peer's limit wait in nghttp2's queue rather than failing. That queue
+      // has no bound of its own: inbound, a caller's streams are capped by its share
+      // (limits.maxInFlightPerCaller), and every waiting stream is idle, so
+      // timeouts.streamIdleMs ends it (504) — slower than the HTTP/1.1 pool's fail-fast queue.
       peerMaxConcurrentStreams: 1000,
     });
     session.on('error', () => {

@@ -30,6 +30,13 @@ export const PROXY_ERROR_CATALOG = {
   MESHLET_UPSTREAM_IDENTITY_REJECTED: { status: 502, grpcStatus: 14, summary: 'the peer sidecar presented an identity the destination does not expect' },
   MESHLET_UPSTREAM_RESET: { status: 502, grpcStatus: 14, summary: 'the next hop closed the connection before sending a complete response head' },
   MESHLET_UPSTREAM_BAD_RESPONSE: { status: 502, grpcStatus: 14, summary: 'the next hop sent a response that could not be parsed' },
+  // Overload: refused fast rather than queued without bound (docs/proxy.md "Timeouts and limits").
+  MESHLET_UPSTREAM_BUSY: { status: 503, grpcStatus: 14, summary: 'every pooled connection to the next hop is busy and limits.maxPendingPerUpstream requests already wait' },
+  MESHLET_UPSTREAM_QUEUE_TIMEOUT: { status: 503, grpcStatus: 14, summary: 'no pooled connection to the next hop became free within timeouts.queueWaitMs' },
+  MESHLET_CALLER_LIMIT: { status: 503, grpcStatus: 8, summary: 'this caller already has limits.maxInFlightPerCaller requests in flight to this app port' },
+  MESHLET_UPSTREAM_TIMEOUT: { status: 504, grpcStatus: 4, summary: 'no byte moved for timeouts.streamIdleMs while the proxy waited on the next hop' },
+  MESHLET_REQUEST_TIMEOUT: { status: 408, grpcStatus: 4, summary: 'no byte moved for timeouts.streamIdleMs while the proxy waited on the client' },
+  MESHLET_H2_RESET_FLOOD: { status: 429, grpcStatus: 8, summary: 'an HTTP/2 session reset too many streams before their response (rapid reset): GOAWAY ENHANCE_YOUR_CALM, no response' },
   MESHLET_INTERNAL: { status: 500, grpcStatus: 13, summary: 'an unexpected failure inside the sidecar' },
 } as const satisfies Record<string, { status: number; grpcStatus: number; summary: string }>;
 

@@ -116,8 +116,10 @@ class Exchange implements Dispatcher.DispatchHandler {
     const res = this.#res;
     if (this.#clientGone) return;
     if (res.headersSent) {
-      // The next hop died mid-body: a truncated body must never look complete.
-      res.destroy();
+      // The next hop died mid-body: a truncated body must never look complete. An idle
+      // timeout is the sidecar's own decision, so it is counted (respondWithError cuts too).
+      if (err instanceof ProxyError && (err.code === 'MESHLET_UPSTREAM_TIMEOUT' || err.code === 'MESHLET_REQUEST_TIMEOUT')) this.#proxy.fail(res, err);
+      else res.destroy();
       return;
     }
     if (!this.#retried && this.options.body === null && (err as { code?: string }).code === 'UND_ERR_SOCKET' && IDEMPOTENT.has(this.options.method)) {

@@ -6,7 +6,8 @@ import type { Duplex } from 'node:stream';
 import { resolveProxySettings, type ProxySettings } from '../config.ts';
 import { ConnectionRegistry, type TrackedConnection } from '../connection-registry.ts';
 import { isGrpcContentType, missingHost, ProxyError, respondStreamWithError, respondWithError } from '../http/errors.ts';
-import { forwardHeaders, PEER_IDENTITY_HEADER } from '../http/headers.ts';
+import { forwardHeaders, PEER_IDENTITY_HEADER, refusedHead } from '../http/headers.ts';
+import { isConnectionDead, markConnectionDead } from '../http/client-error.ts';
 import { forwardRequest, type ForwardingProxy, type NextHop } from '../http/forward-request.ts';
 import { HttpServing } from '../http/http-serving.ts';
 import { connectTrackedNextHop, type NextHopContext } from '../http/next-hop-socket.ts';
@@ -20,8 +21,10 @@ import type { AuthorizationDecision, PathNormalizer, RequestAuthorizer, RequestF
 import type { ServerTls } from '../tls-dependency.ts';
 import type { ProxyObserver } from '../proxy-observer.ts';
 import { createUpstreamPool } from '../upstream/upstream-pool.ts';
+import { CallerLimits } from '../upstream/caller-limits.ts';
 import { acceptPermissive } from './permissive-accept.ts';
 import { listenOn } from '../listen.ts';
+import { ConnectionGuard, DEFAULT_MAX_CONNECTIONS } from '../../net/connection-guard.ts';
 
 /**
  * One inbound listener per app port. Transparent interception REDIRECTs each app port to its
@@ -44,10 +47,8 @@ export interface InboundPort {
   readonly permissive?: boolean;
 }
 
-/** The TLS layer as the inbound needs it; `acceptSocket` serves PERMISSIVE ports (MeshTls has it). */
-export interface InboundTls extends ServerTls {
-  acceptSocket(raw: net.Socket, extra?: { ALPNProtocols?: string[] }): tls.TLSSocket;
-}
+/** The TLS layer as the inbound needs it (PERMISSIVE ports hand TLS callers to the same tls.Server as STRICT ones). */
+export type InboundTls = ServerTls;
 
 export interface InboundProxyOptions {
   readonly tls: InboundTls;
@@ -61,6 +62,11 @@ export interface InboundProxyOptions {
   readonly settings?: ProxySettings;
   readonly registry?: ConnectionRegistry;
   readonly observer?: ProxyObserver;
+  /**
+   * Cap and refusal counting of every inbound listener (src/net/connection-guard.ts); default:
+   * DEFAULT_MAX_CONNECTIONS per port, refusals not counted. Setup deadlines come from `settings`.
+   */
+  readonly guard?: ConnectionGuard;
 }
 
 /** Offered on every mTLS listener: HTTP/2 first (multiplexing, gRPC), HTTP/1.1 for the rest. */
@@ -74,6 +80,8 @@ interface PortListener {
   readonly hop: NextHop;
   /** HTTP/2 (h2c) to the app: gRPC. */
   readonly h2: H2SessionPool;
+  /** Per-caller share of the app (limits.maxInFlightPerCaller): the hop each caller forwards through. */
+  readonly callers: CallerLimits;
   readonly appTarget: { label: string; host: string; port: number };
   readonly detachTls: () => void;
 }
@@ -85,11 +93,13 @@ export class InboundProxy implements ForwardingProxy {
   readonly #hopContext: NextHopContext;
   readonly #listeners: PortListener[] = [];
   readonly #tracked = new WeakMap<Duplex, TrackedConnection>();
+  readonly #guard: ConnectionGuard;
   #draining = false;
 
   constructor(opts: InboundProxyOptions) {
     this.#opts = opts;
     this.#settings = opts.settings ?? resolveProxySettings();
+    this.#guard = opts.guard ?? new ConnectionGuard({ listener: 'inbound', maxConnections: DEFAULT_MAX_CONNECTIONS });
     this.registry = opts.registry ?? new ConnectionRegistry();
     this.#hopContext = { settings: this.#settings, registry: this.registry, direction: 'inbound' };
     const appHost = opts.appHost ?? '127.0.0.1';
@@ -108,7 +118,7 @@ export class InboundProxy implements ForwardingProxy {
       const { front, detachTls } = port.permissive
         ? this.#permissiveFront(serving, onSecure, (socket, protocol) => this.#serve(socket, null, null, protocol, l))
         : this.#strictFront(serving, onSecure);
-      l = { port, front, serving, hop: { pool, label }, h2: new H2SessionPool(appTarget, this.#hopContext), appTarget, detachTls };
+      l = { port, front, serving, hop: { pool, label }, h2: new H2SessionPool(appTarget, this.#hopContext), callers: new CallerLimits(pool, label, this.#settings.limits.maxInFlightPerCaller), appTarget, detachTls };
       this.#listeners.push(l);
     }
   }
@@ -146,6 +156,8 @@ export class InboundProxy implements ForwardingProxy {
 
   fail(res: http.ServerResponse, err: ProxyError): void {
     this.#opts.observer?.refused?.('inbound', err.code);
+    // The request's socket, not the response's: a response queued behind another has none yet.
+    if (err.closeConnection) markConnectionDead(res.req.socket);
     respondWithError(res, err);
   }
 
@@ -159,35 +171,55 @@ export class InboundProxy implements ForwardingProxy {
     failUpgrade(socket, err);
   };
 
-  /** STRICT: a tls.Server; a plaintext caller fails the handshake (counted as plaintext_on_strict by the observer). */
+  /**
+   * STRICT: the port's tls.Server listens itself; a plaintext caller fails the handshake
+   * (counted as plaintext_on_strict by the observer). Capped by the guard.
+   */
   #strictFront(serving: HttpServing, onSecure: (socket: tls.TLSSocket) => void): { front: net.Server; detachTls: () => void } {
-    const front = tls.createServer({
-      ...this.#opts.tls.serverOptions({ ALPNProtocols: INBOUND_ALPN }),
-      handshakeTimeout: this.#settings.timeouts.tlsHandshakeMs,
-      noDelay: true,
-    });
-    const detachTls = this.#opts.tls.attachServer(front);
+    const { server: front, detachTls } = this.#tlsServer(onSecure);
+    this.#guard.protect(front);
     front.on('connection', (raw: net.Socket) => serving.accept(raw));
-    front.on('tlsClientError', (err) => this.#opts.observer?.handshakeFailed?.('inbound', err));
-    front.on('secureConnection', onSecure);
     return { front, detachTls };
   }
 
-  /** PERMISSIVE: a net.Server that looks at the first bytes: TLS -> mTLS as above; else plaintext, peer null. */
+  /**
+   * PERMISSIVE: a net.Server that looks at the first bytes (permissive-accept.ts): TLS -> the
+   * same tls.Server as a STRICT port (not listening, fed the socket); else plaintext, peer null.
+   * The first bytes must come within the TLS handshake timeout; a TLS caller then has that
+   * long again for its handshake, a plaintext caller the request-head timeout.
+   */
   #permissiveFront(
     serving: HttpServing,
     onSecure: (socket: tls.TLSSocket) => void,
     onPlaintext: (socket: net.Socket, protocol: 'h2' | 'http1') => void,
   ): { front: net.Server; detachTls: () => void } {
+    const { server: tlsServer, detachTls } = this.#tlsServer(onSecure);
+    const firstBytesMs = this.#settings.timeouts.tlsHandshakeMs;
     const front = net.createServer({ noDelay: true }, (raw) => {
       serving.accept(raw);
-      acceptPermissive(raw, this.#opts.tls, INBOUND_ALPN, this.#settings, {
-        secure: onSecure,
-        plaintext: onPlaintext,
-        handshakeFailed: (err) => this.#opts.observer?.handshakeFailed?.('inbound', err),
-      });
+      const detected = this.#guard.deadline(raw, firstBytesMs);
+      acceptPermissive(raw, firstBytesMs, { tls: tlsServer, plaintext: onPlaintext, detected });
     });
-    return { front, detachTls: noDetach };
+    this.#guard.protect(front);
+    return { front, detachTls };
+  }
+
+  /**
+   * The mTLS server of one port: TLS 1.3, client SVID required (verified in onSecure, and by
+   * MeshTls's fail-closed gate), ALPN h2 then http/1.1. A handshake that fails or does not end
+   * within timeouts.tlsHandshakeMs is closed by the guard (node only reports the timeout).
+   */
+  #tlsServer(onSecure: (socket: tls.TLSSocket) => void): { server: tls.Server; detachTls: () => void } {
+    const server = tls.createServer({
+      ...this.#opts.tls.serverOptions({ ALPNProtocols: INBOUND_ALPN }),
+      handshakeTimeout: this.#settings.timeouts.tlsHandshakeMs,
+      noDelay: true,
+    });
+    const detachTls = this.#opts.tls.attachServer(server);
+    this.#guard.closeFailedHandshakes(server);
+    server.on('tlsClientError', (err) => this.#opts.observer?.handshakeFailed?.('inbound', err));
+    server.on('secureConnection', onSecure);
+    return { server, detachTls };
   }
 
   #onSecure(socket: tls.TLSSocket, l: PortListener): void {
@@ -242,12 +274,17 @@ export class InboundProxy implements ForwardingProxy {
       req.socket.destroy();
       return;
     }
+    // Pipelined behind a refusal that closes the connection: dropped, never answered (node
+    // closes the socket after the refusal's response).
+    if (isConnectionDead(req.socket)) return;
     conn.requests++;
     const raw = req.rawHeaders;
     if (raw.length > this.#settings.limits.maxHeaderCount * 2) {
       return this.fail(res, new ProxyError('MESHLET_TOO_MANY_HEADERS', `more than ${this.#settings.limits.maxHeaderCount} header fields`, { closeConnection: true }));
     }
     const head = forwardHeaders(raw, PEER_IDENTITY_HEADER);
+    const malformed = refusedHead(head, req.httpVersionMinor);
+    if (malformed !== null) return this.fail(res, malformed);
     if (head.host === '' && req.httpVersionMinor === 1) return this.fail(res, missingHost());
     const method = req.method ?? 'GET';
     const allowed = this.#authorize(conn, l, method, req.url ?? '/', head.contentType);
@@ -259,7 +296,7 @@ export class InboundProxy implements ForwardingProxy {
     }
     if (allowed instanceof ProxyError) return this.fail(res, allowed);
     if (conn.peerIdentity !== null) head.headers.push(PEER_IDENTITY_HEADER, conn.peerIdentity);
-    forwardRequest(req, res, l.hop, allowed.path + allowed.query, head, this);
+    forwardRequest(req, res, l.callers.hop(conn.peerIdentity), allowed.path + allowed.query, head, this);
   }
 
   #onUpgrade(req: http.IncomingMessage, socket: Duplex, headBytes: Buffer, l: PortListener): void {
@@ -268,12 +305,23 @@ export class InboundProxy implements ForwardingProxy {
       socket.destroy();
       return;
     }
+    if (isConnectionDead(socket)) {
+      // Pipelined behind a refusal whose response is already written: flush it, then close.
+      socket.end();
+      return;
+    }
     conn.requests++;
     const upgrade = req.headers.upgrade ?? '';
     if (refusedUpgrade(upgrade)) {
       return this.#failUpgrade(socket, new ProxyError('MESHLET_BAD_REQUEST', 'Upgrade: h2c is refused (an h2c tunnel would carry requests the policy never sees)', { closeConnection: true }));
     }
+    if (req.rawHeaders.length > this.#settings.limits.maxHeaderCount * 2) {
+      return this.#failUpgrade(socket, new ProxyError('MESHLET_TOO_MANY_HEADERS', `more than ${this.#settings.limits.maxHeaderCount} header fields`, { closeConnection: true }));
+    }
     const head = forwardHeaders(req.rawHeaders, PEER_IDENTITY_HEADER);
+    const malformed = refusedHead(head, req.httpVersionMinor);
+    if (malformed !== null) return this.#failUpgrade(socket, malformed);
+    if (head.host === '' && req.httpVersionMinor === 1) return this.#failUpgrade(socket, missingHost());
     const method = req.method ?? 'GET';
     const allowed = this.#authorize(conn, l, method, req.url ?? '/', head.contentType);
     if (allowed instanceof ProxyError) return this.#failUpgrade(socket, allowed);
@@ -289,6 +337,9 @@ export class InboundProxy implements ForwardingProxy {
     if (head.fieldCount > this.#settings.limits.maxHeaderCount) {
       return this.#failStream(stream, new ProxyError('MESHLET_TOO_MANY_HEADERS', `more than ${this.#settings.limits.maxHeaderCount} header fields`), grpc);
     }
+    if (head.malformed !== null) {
+      return this.#failStream(stream, new ProxyError('MESHLET_BAD_REQUEST', `malformed request refused (${head.malformed})`), grpc);
+    }
     if (head.method === 'CONNECT' || head.path === '') {
       return this.#failStream(stream, new ProxyError('MESHLET_BAD_REQUEST', 'CONNECT (and requests without :path) are not proxied'), grpc);
     }
@@ -302,15 +353,13 @@ export class InboundProxy implements ForwardingProxy {
     if (allowed instanceof ProxyError) return this.#failStream(stream, allowed, grpc);
     const identity = conn.peerIdentity === null ? null : { name: PEER_IDENTITY_HEADER, value: conn.peerIdentity };
     if (grpc || l.port.protocol === 'grpc') {
+      const overLimit = l.callers.admitStream(conn.peerIdentity, stream);
+      if (overLimit !== null) return this.#failStream(stream, overLimit, grpc);
       forwardStream(stream, h2ForwardHeaders(head, allowed.path + allowed.query, identity), l.h2, grpc, this.#failStream);
     } else {
-      forwardStreamToHttp1(stream, l.hop, head.method, allowed.path + allowed.query, http1ForwardHeaders(head, identity), this.#failStream);
+      forwardStreamToHttp1(stream, l.callers.hop(conn.peerIdentity), head.method, allowed.path + allowed.query, http1ForwardHeaders(head, identity), this.#failStream);
     }
   }
-}
-
-function noDetach(): void {
-  // A PERMISSIVE listener wraps sockets with the context current at accept time: nothing to detach.
 }
 
 function ignore(): void {

@@ -1,53 +1,48 @@
 import type * as net from 'node:net';
 import type * as tls from 'node:tls';
 import { detectTls } from '../../tls/detect.ts';
-import type { ProxySettings } from '../config.ts';
 import { detectH2c } from '../h2/detect-h2c.ts';
-import type { InboundTls } from './inbound-proxy.ts';
 
-export interface PermissiveOutcome {
-  /** The mTLS handshake finished; the caller verifies the client's SVID (as on a STRICT port). */
-  secure(socket: tls.TLSSocket): void;
+export interface PermissiveHandoff {
+  /**
+   * The STRICT port's own tls.Server, never listening itself: a TLS caller is handed to it
+   * and gets exactly the STRICT treatment — its handshake timeout, its 'secureConnection'
+   * (client SVID verified there), its rotation of the serving certificate.
+   */
+  readonly tls: tls.Server;
   /** A plaintext caller (policy sees it as `unauthenticated`), speaking HTTP/1.x or h2c. */
   plaintext(socket: net.Socket, protocol: 'h2' | 'http1'): void;
-  /** The caller started TLS and the handshake failed or timed out. */
-  handshakeFailed(err: unknown): void;
+  /** The caller's first bytes arrived: the accept deadline (connection guard) is over. */
+  detected(): void;
 }
 
 /**
  * A connection to a PERMISSIVE port: the first bytes say whether the caller starts a TLS
- * handshake (src/tls/detect.ts); a TLS caller gets exactly the STRICT treatment (mTLS, client
- * SVID required and verified), anyone else is served in plaintext with no identity. A caller
- * that sends nothing within `requestHeadersMs` is plaintext (and then meets the HTTP head
- * timeout). A socket made by `acceptSocket` has no handshake timeout of its own (docs/tls.md),
- * so one is put on the raw socket until the handshake ends.
+ * handshake (src/tls/detect.ts) or speaks plaintext (then HTTP/1.x or h2c: h2/detect-h2c.ts).
+ * The bytes are put back, so whoever reads next sees the stream from its first byte.
+ *
+ * TLS callers go through `tlsServer.emit('connection', raw)`, node's own way of handing an
+ * accepted socket to a server, rather than a TLSSocket made here: a server-side TLSSocket made
+ * by hand never clears `secureConnecting`, and node:http2 waits for 'secureConnect' on such a
+ * socket forever — HTTP/2 over mTLS (gRPC) to a PERMISSIVE port hung while HTTP/1.1 worked.
+ *
+ * A caller that sends nothing is never `detected`: the listener's deadline closes it.
  */
-export function acceptPermissive(raw: net.Socket, serverTls: InboundTls, alpn: string[], settings: ProxySettings, outcome: PermissiveOutcome): void {
+export function acceptPermissive(raw: net.Socket, detectTimeoutMs: number, handoff: PermissiveHandoff): void {
   raw.on('error', () => raw.destroy());
-  detectTls(raw, settings.timeouts.requestHeadersMs).then(
+  detectTls(raw, detectTimeoutMs).then(
     (kind) => {
       if (raw.destroyed) return;
-      if (kind === 'plaintext') {
-        void detectH2c(raw, settings.timeouts.requestHeadersMs).then((p) => {
-          if (!raw.destroyed) outcome.plaintext(raw, p === 'h2c' ? 'h2' : 'http1');
-        });
+      if (kind === 'tls') {
+        handoff.detected();
+        handoff.tls.emit('connection', raw);
         return;
       }
-      const socket = serverTls.acceptSocket(raw, { ALPNProtocols: alpn });
-      let secured = false;
-      raw.setTimeout(settings.timeouts.tlsHandshakeMs, () => {
-        if (secured) return;
-        outcome.handshakeFailed(Object.assign(new Error(`no TLS handshake within ${settings.timeouts.tlsHandshakeMs} ms`), { code: 'ERR_TLS_HANDSHAKE_TIMEOUT' }));
-        socket.destroy();
-      });
-      socket.on('error', (err) => {
-        if (!secured) outcome.handshakeFailed(err);
-        socket.destroy();
-      });
-      socket.once('secure', () => {
-        secured = true;
-        raw.setTimeout(0);
-        outcome.secure(socket);
+      void detectH2c(raw, detectTimeoutMs).then((p) => {
+        if (raw.destroyed) return;
+        // Detection also ends on its own timeout; only bytes end the accept deadline.
+        if (raw.bytesRead > 0) handoff.detected();
+        handoff.plaintext(raw, p === 'h2c' ? 'h2' : 'http1');
       });
     },
     () => raw.destroy(),

@@ -5,7 +5,8 @@ import type { Duplex } from 'node:stream';
 import { resolveProxySettings, type ProxySettings } from '../config.ts';
 import { ConnectionRegistry, type TrackedConnection } from '../connection-registry.ts';
 import { isGrpcContentType, missingHost, ProxyError, respondStreamWithError, respondWithError } from '../http/errors.ts';
-import { forwardHeaders, PEER_IDENTITY_HEADER } from '../http/headers.ts';
+import { forwardHeaders, PEER_IDENTITY_HEADER, quoted, refusedHead, type ForwardedHead } from '../http/headers.ts';
+import { isConnectionDead, markConnectionDead } from '../http/client-error.ts';
 import { forwardRequest, type ForwardingProxy, type NextHop } from '../http/forward-request.ts';
 import { HttpServing } from '../http/http-serving.ts';
 import { connectTrackedNextHop, type NextHopContext, type NextHopTarget } from '../http/next-hop-socket.ts';
@@ -20,6 +21,7 @@ import type { ProxyObserver } from '../proxy-observer.ts';
 import { createUpstreamPool } from '../upstream/upstream-pool.ts';
 import { DestinationTable, type DestinationConfig, type MeshDestination, type Route } from './destination-table.ts';
 import { listenOn } from '../listen.ts';
+import { ConnectionGuard, DEFAULT_MAX_CONNECTIONS } from '../../net/connection-guard.ts';
 
 /**
  * The app's side: a plain listener its outbound traffic reaches, either by transparent
@@ -41,6 +43,12 @@ export interface OutboundProxyOptions {
   readonly settings?: ProxySettings;
   readonly registry?: ConnectionRegistry;
   readonly observer?: ProxyObserver;
+  /**
+   * Cap and refusal counting of the listener (src/net/connection-guard.ts); default:
+   * DEFAULT_MAX_CONNECTIONS, refusals not counted. The first bytes must come within
+   * timeouts.requestHeadersMs.
+   */
+  readonly guard?: ConnectionGuard;
 }
 
 export const DEFAULT_OUTBOUND_PORT = 15001;
@@ -66,6 +74,7 @@ export class OutboundProxy implements ForwardingProxy {
   readonly #front: net.Server;
   readonly #serving: HttpServing;
   readonly #tracked = new WeakMap<Duplex, TrackedConnection>();
+  readonly #guard: ConnectionGuard;
   #draining = false;
 
   constructor(opts: OutboundProxyOptions) {
@@ -79,7 +88,8 @@ export class OutboundProxy implements ForwardingProxy {
       upgrade: (req, socket, head) => this.#onUpgrade(req, socket, head),
       refused: (code) => this.#opts.observer?.refused?.('outbound', code),
     });
-    this.#front = net.createServer({ noDelay: true }, (socket) => this.#onConnection(socket));
+    this.#guard = opts.guard ?? new ConnectionGuard({ listener: 'outbound', maxConnections: DEFAULT_MAX_CONNECTIONS });
+    this.#front = this.#guard.protect(net.createServer({ noDelay: true }, (socket) => this.#onConnection(socket)));
   }
 
   async start(): Promise<void> {
@@ -112,6 +122,8 @@ export class OutboundProxy implements ForwardingProxy {
 
   fail(res: http.ServerResponse, err: ProxyError): void {
     this.#opts.observer?.refused?.('outbound', err.code);
+    // The request's socket, not the response's: a response queued behind another has none yet.
+    if (err.closeConnection) markConnectionDead(res.req.socket);
     respondWithError(res, err);
   }
 
@@ -129,8 +141,12 @@ export class OutboundProxy implements ForwardingProxy {
     this.#serving.accept(socket);
     const conn = this.registry.track('outbound', 'accepted', socket);
     socket.on('error', () => socket.destroy());
+    // A silent connection is closed by the guard; bytes end its deadline (then the HTTP/1.1 head
+    // timeout or the HTTP/2 idle timeout applies).
+    const detected = this.#guard.deadline(socket, this.#settings.timeouts.requestHeadersMs);
     void detectH2c(socket, this.#settings.timeouts.requestHeadersMs).then((protocol) => {
       if (socket.destroyed) return;
+      if (socket.bytesRead > 0) detected();
       if (protocol === 'h2c') {
         this.#serving.serveH2(socket, (stream, _headers, _flags, raw) => this.#onStream(stream, raw, conn));
       } else {
@@ -140,8 +156,16 @@ export class OutboundProxy implements ForwardingProxy {
     });
   }
 
-  /** The authority and origin-form target of an HTTP/1.x request, or the refusal. */
-  #target(req: http.IncomingMessage, host: string): { authority: string; target: string } | ProxyError {
+  /**
+   * The authority and origin-form target of an HTTP/1.x request, or the refusal. Framing and
+   * Host doubts (refusedHead) are refused first. In absolute-form the URI's authority routes, so
+   * a Host naming anything else is a 400 (the next hop and the app would read the Host);
+   * without a Host (HTTP/1.0) the URI's authority is sent as Host (RFC 9112 §3.2.2).
+   */
+  #target(req: http.IncomingMessage, head: ForwardedHead): { authority: string; target: string } | ProxyError {
+    const malformed = refusedHead(head, req.httpVersionMinor);
+    if (malformed !== null) return malformed;
+    const host = head.host;
     if (host === '' && req.httpVersionMinor === 1) return missingHost();
     let target = req.url ?? '/';
     let authority = host;
@@ -153,6 +177,11 @@ export class OutboundProxy implements ForwardingProxy {
       const slash = target.indexOf('/', 7);
       authority = slash === -1 ? target.slice(7) : target.slice(7, slash);
       target = slash === -1 ? '/' : target.slice(slash);
+      if (host === '') {
+        if (authority !== '') head.headers.push('host', authority);
+      } else if (!sameHttpAuthority(host, authority)) {
+        return new ProxyError('MESHLET_BAD_REQUEST', `malformed request refused (Host ${quoted(host)} disagrees with the absolute-form target's authority ${quoted(authority)}; RFC 9112 §3.2.2)`, { closeConnection: true });
+      }
     }
     if (authority === '') {
       return new ProxyError('MESHLET_MISSING_HOST', 'the request names no destination (no Host header, no absolute URI)');
@@ -168,6 +197,9 @@ export class OutboundProxy implements ForwardingProxy {
   }
 
   #onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    // Pipelined behind a refusal that closes the connection: dropped, never answered (node
+    // closes the socket after the refusal's response).
+    if (isConnectionDead(req.socket)) return;
     const conn = this.#tracked.get(req.socket);
     if (conn !== undefined) conn.requests++;
     const raw = req.rawHeaders;
@@ -178,7 +210,7 @@ export class OutboundProxy implements ForwardingProxy {
     const head = forwardHeaders(raw, PEER_IDENTITY_HEADER);
     const finished = this.#opts.observer?.requestFinished;
     if (finished !== undefined) observeExchange(req, res, finished, 'outbound', conn?.peerIdentity ?? null, undefined, req.method ?? 'GET', 'none');
-    const t = this.#target(req, head.host);
+    const t = this.#target(req, head);
     if (t instanceof ProxyError) return this.fail(res, t);
     const route = this.#route(t.authority);
     if (route instanceof ProxyError) return this.fail(res, route);
@@ -186,14 +218,22 @@ export class OutboundProxy implements ForwardingProxy {
   }
 
   #onUpgrade(req: http.IncomingMessage, socket: Duplex, headBytes: Buffer): void {
+    if (isConnectionDead(socket)) {
+      // Pipelined behind a refusal whose response is already written: flush it, then close.
+      socket.end();
+      return;
+    }
     const conn = this.#tracked.get(req.socket);
     if (conn !== undefined) conn.requests++;
     const upgrade = req.headers.upgrade ?? '';
     if (refusedUpgrade(upgrade)) {
       return this.#failUpgrade(socket, new ProxyError('MESHLET_BAD_REQUEST', 'Upgrade: h2c is not proxied; speak HTTP/2 with prior knowledge instead', { closeConnection: true }));
     }
+    if (req.rawHeaders.length > this.#settings.limits.maxHeaderCount * 2) {
+      return this.#failUpgrade(socket, new ProxyError('MESHLET_TOO_MANY_HEADERS', `more than ${this.#settings.limits.maxHeaderCount} header fields`, { closeConnection: true }));
+    }
     const head = forwardHeaders(req.rawHeaders, PEER_IDENTITY_HEADER);
-    const t = this.#target(req, head.host);
+    const t = this.#target(req, head);
     if (t instanceof ProxyError) return this.#failUpgrade(socket, t);
     const route = this.#route(t.authority);
     if (route instanceof ProxyError) return this.#failUpgrade(socket, route);
@@ -210,6 +250,9 @@ export class OutboundProxy implements ForwardingProxy {
     if (finished !== undefined) observeStream(stream, finished, 'outbound', null, undefined, head.method, grpc, 'none');
     if (head.fieldCount > this.#settings.limits.maxHeaderCount) {
       return this.#failStream(stream, new ProxyError('MESHLET_TOO_MANY_HEADERS', `more than ${this.#settings.limits.maxHeaderCount} header fields`), grpc);
+    }
+    if (head.malformed !== null) {
+      return this.#failStream(stream, new ProxyError('MESHLET_BAD_REQUEST', `malformed request refused (${head.malformed})`), grpc);
     }
     if (head.method === 'CONNECT' || head.path === '') {
       return this.#failStream(stream, new ProxyError('MESHLET_BAD_REQUEST', 'CONNECT (and requests without :path) are not proxied'), grpc);
@@ -266,4 +309,11 @@ export class OutboundProxy implements ForwardingProxy {
 
 function ignore(): void {
   // Stream errors (a reset by the app) are handled by the forwarding code through 'close'.
+}
+
+/** Host and an http:// URI's authority name the same origin: case-insensitive, `:80` implied (RFC 9110 §4.2.3). */
+function sameHttpAuthority(a: string, b: string): boolean {
+  if (a.length === b.length) return a.toLowerCase() === b.toLowerCase();
+  const [shorter, longer] = a.length < b.length ? [a, b] : [b, a];
+  return longer.length === shorter.length + 3 && longer.endsWith(':80') && longer.slice(0, -3).toLowerCase() === shorter.toLowerCase();
 }

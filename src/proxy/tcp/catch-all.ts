@@ -1,6 +1,13 @@
 import * as net from 'node:net';
 import type { TcpObserver } from './tcp-refusals.ts';
 import { listenOn } from '../listen.ts';
+import { ConnectionGuard } from '../../net/connection-guard.ts';
+
+/**
+ * The catch-all's cap: it holds a connection only for the instant it takes to reset it, so a
+ * small cap is enough and keeps a flood of undeclared-port connections from taking descriptors.
+ */
+export const CATCH_ALL_MAX_CONNECTIONS = 64;
 
 export interface CatchAllListenerOptions {
   /** MESHLET_INBOUND_CATCHALL_PORT (default 15006); 0 = any free port, for tests. */
@@ -8,6 +15,8 @@ export interface CatchAllListenerOptions {
   /** Default 0.0.0.0: iptables redirects callers from other pods here. */
   readonly host?: string;
   readonly observer?: TcpObserver;
+  /** Cap and refusal counting (src/net/connection-guard.ts); default CATCH_ALL_MAX_CONNECTIONS, not counted. */
+  readonly guard?: ConnectionGuard;
 }
 
 /**
@@ -25,6 +34,8 @@ export class CatchAllListener {
   constructor(opts: CatchAllListenerOptions) {
     this.#opts = opts;
     this.#server = net.createServer({ pauseOnConnect: true }, (socket) => this.#onConnection(socket));
+    // Nothing to wait for (the reset is immediate), so no setup deadline: only the cap.
+    (opts.guard ?? new ConnectionGuard({ listener: 'catch_all', maxConnections: CATCH_ALL_MAX_CONNECTIONS })).protect(this.#server);
   }
 
   /** Connections reset so far. */

@@ -11,6 +11,7 @@ import { spliceSockets } from './byte-splice.ts';
 import { TcpSessionSet } from './tcp-session-set.ts';
 import { tcpRefusalCode, type TcpObserver, type TcpRefusalCode } from './tcp-refusals.ts';
 import { listenOn } from '../listen.ts';
+import { ConnectionGuard, DEFAULT_MAX_CONNECTIONS } from '../../net/connection-guard.ts';
 
 /** One opaque TCP app port: callers' mTLS connections to `listenPort` become plain TCP to `appPort`. */
 export interface OpaqueTcpPort {
@@ -30,6 +31,11 @@ export interface OpaqueTcpProxyOptions {
   readonly settings?: ProxySettings;
   readonly registry?: ConnectionRegistry;
   readonly observer?: TcpObserver;
+  /**
+   * Cap and refusal counting of every opaque port (src/net/connection-guard.ts); default
+   * DEFAULT_MAX_CONNECTIONS per port, not counted. The handshake must end within timeouts.tlsHandshakeMs.
+   */
+  readonly guard?: ConnectionGuard;
 }
 
 // Dead peers on long-lived opaque connections (a database session idle for hours) are found
@@ -62,6 +68,7 @@ export class OpaqueTcpProxy {
     this.#settings = opts.settings ?? resolveProxySettings();
     this.registry = opts.registry ?? new ConnectionRegistry();
     this.#appHost = opts.appHost ?? '127.0.0.1';
+    const guard = opts.guard ?? new ConnectionGuard({ listener: 'inbound_tcp', maxConnections: DEFAULT_MAX_CONNECTIONS });
     for (const port of opts.ports) {
       const server = tls.createServer({
         ...opts.tls.serverOptions(),
@@ -69,6 +76,8 @@ export class OpaqueTcpProxy {
         allowHalfOpen: true,
       });
       const detachTls = opts.tls.attachServer(server);
+      guard.protect(server);
+      guard.closeFailedHandshakes(server);
       server.on('tlsClientError', (err) => opts.observer?.handshakeFailed?.('inbound', err));
       server.on('secureConnection', (socket: tls.TLSSocket) => this.#onSecureConnection(socket, port));
       this.#listeners.push({ port, server, detachTls });

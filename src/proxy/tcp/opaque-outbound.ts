@@ -8,6 +8,7 @@ import { spliceSockets } from './byte-splice.ts';
 import { TcpSessionSet } from './tcp-session-set.ts';
 import { tcpRefusalCode, type TcpObserver } from './tcp-refusals.ts';
 import { listenOn } from '../listen.ts';
+import { ConnectionGuard, DEFAULT_MAX_CONNECTIONS } from '../../net/connection-guard.ts';
 
 /**
  * One explicit opaque TCP mapping. Node cannot read SO_ORIGINAL_DST, so a transparently
@@ -36,6 +37,12 @@ export interface OpaqueTcpOutboundOptions {
   readonly settings?: ProxySettings;
   readonly registry?: ConnectionRegistry;
   readonly observer?: TcpObserver;
+  /**
+   * Cap and refusal counting of every mapping's listener (src/net/connection-guard.ts); default
+   * DEFAULT_MAX_CONNECTIONS per listener, not counted. The app's side has no handshake of its own:
+   * its setup is the peer leg, bounded by timeouts.connectMs and timeouts.tlsHandshakeMs.
+   */
+  readonly guard?: ConnectionGuard;
 }
 
 const KEEPALIVE_DELAY_MS = 60_000;
@@ -63,8 +70,9 @@ export class OpaqueTcpOutbound {
     this.#opts = opts;
     this.#settings = opts.settings ?? resolveProxySettings();
     this.registry = opts.registry ?? new ConnectionRegistry();
+    const guard = opts.guard ?? new ConnectionGuard({ listener: 'outbound_tcp', maxConnections: DEFAULT_MAX_CONNECTIONS });
     for (const mapping of opts.listeners) {
-      const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true });
+      const server = guard.protect(net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }));
       server.on('connection', (socket: net.Socket) => this.#onConnection(socket, mapping));
       this.#listeners.push({ mapping, server });
     }

@@ -21,7 +21,15 @@ type Options = Dispatcher.DispatchOptions;
 const SOCKET_CLOSED = 'UND_ERR_SOCKET';
 const CONTENT_LENGTH_MISMATCH = 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH';
 const PAYLOAD_METHODS = new Set(['POST', 'PUT', 'PATCH']);
+/** The sweep's longest period; shorter when a timeout it enforces is short (a quarter of it). */
 const SWEEP_MS = 1_000;
+/**
+ * A cancelled exchange whose request is complete on the wire has its response read and dropped,
+ * up to this many body bytes, so its connection goes back to the pool instead of being closed
+ * (a cancelled stream must not cost the app a new connection: CVE-2023-44487). Past it, the
+ * connection is closed: draining a large response costs more than a new connection.
+ */
+export const DISCARD_LIMIT_BYTES = 64 * 1024;
 
 function socketClosed(message: string): Error {
   return Object.assign(new Error(message), { code: SOCKET_CLOSED });
@@ -43,6 +51,19 @@ function socketClosed(message: string): Error {
  * response byte is `UND_ERR_SOCKET` (the one case it retries, for bodiless idempotent
  * requests), a body shorter than its Content-Length `UND_ERR_REQ_CONTENT_LENGTH_MISMATCH`;
  * everything else is already the ProxyError the client will see.
+ *
+ * Overload is refused fast, never queued without bound (issue 11 item 5): beyond
+ * limits.maxConnectionsPerUpstream a request waits in a FIFO of at most
+ * limits.maxPendingPerUpstream (else 503 MESHLET_UPSTREAM_BUSY at once) for at most
+ * timeouts.queueWaitMs (else 503 MESHLET_UPSTREAM_QUEUE_TIMEOUT). An exchange on which no
+ * byte moved for timeouts.streamIdleMs is failed (408 / 504, see PooledConnection.checkIdle).
+ * All of it is enforced by ONE coarse timer per pool (running while the pool has connections
+ * or waiters), never a timer per request: per request the pool adds an integer increment per
+ * chunk, and a Date.now() plus one small object only for a request that has to wait.
+ *
+ * A client that cancels (HTTP/2 RST_STREAM, a closed connection) before its request was
+ * written costs the app nothing; after, the connection is kept when the request is complete
+ * on the wire (its response is read and dropped, up to DISCARD_LIMIT_BYTES).
  */
 /**
  * What the forwarding code needs of a pool: undici's dispatch() contract (handler callbacks),
@@ -53,12 +74,34 @@ export interface UpstreamDispatcher {
   destroy(): Promise<void>;
 }
 
+/**
+ * Held by one exchange from its admission until the next hop is done with it (response read to
+ * its end — or dropped —, connection closed, or the request refused/dropped before it was
+ * written); released exactly once. Inbound fairness counts in-flight requests per caller with it
+ * (upstream/caller-limits.ts): a caller who cancels does not get its share back while the app
+ * is still busy with what it asked.
+ */
+export interface InFlightSlot {
+  release(): void;
+}
+
+interface Waiter {
+  readonly options: Options;
+  readonly handler: Handler;
+  readonly slot: InFlightSlot | null;
+  readonly since: number;
+}
+
 export class Http1Pool implements UpstreamDispatcher {
   readonly target: UpstreamTarget;
   readonly #opts: Http1PoolOptions;
   readonly #hostHeader: string;
   readonly #idle: PooledConnection[] = [];
-  readonly #waiting: { options: Options; handler: Handler }[] = [];
+  /** Every open connection, busy or idle (for the sweep). */
+  readonly #open = new Set<PooledConnection>();
+  /** FIFO: the oldest waiter first, so the sweep only ever looks at the head for timeouts. */
+  readonly #waiting: Waiter[] = [];
+  readonly #sweepMs: number;
   #connections = 0;
   #destroyed = false;
   #sweep: NodeJS.Timeout | null = null;
@@ -67,6 +110,8 @@ export class Http1Pool implements UpstreamDispatcher {
     this.target = target;
     this.#opts = opts;
     this.#hostHeader = target.host.includes(':') ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`;
+    const { queueWaitMs, streamIdleMs } = opts.settings.timeouts;
+    this.#sweepMs = Math.max(10, Math.min(SWEEP_MS, Math.ceil(queueWaitMs / 4), Math.ceil(streamIdleMs / 4)));
   }
 
   get settings(): ProxySettings {
@@ -77,18 +122,40 @@ export class Http1Pool implements UpstreamDispatcher {
     return this.#hostHeader;
   }
 
-  dispatch(options: Options, handler: Handler): boolean {
+  /** Requests waiting for a connection (tests, diagnostics). */
+  get pending(): number {
+    return this.#waiting.length;
+  }
+
+  /** Open connections, busy or idle (tests, diagnostics). */
+  get connections(): number {
+    return this.#connections;
+  }
+
+  /**
+   * Runs the exchange on an idle connection, a new one (below maxConnectionsPerUpstream), or
+   * queues it (below maxPendingPerUpstream); else refuses it at once with 503
+   * MESHLET_UPSTREAM_BUSY through handler.onError. `slot` is released when the exchange is over.
+   */
+  dispatch(options: Options, handler: Handler, slot: InFlightSlot | null = null): boolean {
     if (this.#destroyed) {
+      slot?.release();
       queueMicrotask(() => handler.onError?.(socketClosed('the pool is closed')));
       return false;
     }
     const conn = this.#takeIdle();
     if (conn !== null) {
-      conn.run(options, handler);
+      this.#serve(conn, options, handler, slot);
     } else if (this.#connections < this.#opts.settings.limits.maxConnectionsPerUpstream) {
-      this.#open(options, handler);
+      this.#connect(options, handler, slot);
+    } else if (this.#waiting.length < this.#opts.settings.limits.maxPendingPerUpstream) {
+      this.#waiting.push({ options, handler, slot, since: Date.now() });
+      this.#startSweep();
     } else {
-      this.#waiting.push({ options, handler });
+      const { maxConnectionsPerUpstream, maxPendingPerUpstream } = this.#opts.settings.limits;
+      slot?.release();
+      handler.onError?.(new ProxyError('MESHLET_UPSTREAM_BUSY', `${this.target.label}: all ${maxConnectionsPerUpstream} connections are busy and ${maxPendingPerUpstream} requests already wait (limits.maxConnectionsPerUpstream, limits.maxPendingPerUpstream)`));
+      return false;
     }
     return true;
   }
@@ -99,12 +166,13 @@ export class Http1Pool implements UpstreamDispatcher {
     return conn ?? null;
   }
 
-  #open(options: Options, handler: Handler): void {
+  #connect(options: Options, handler: Handler, slot: InFlightSlot | null): void {
     this.#connections++;
     const { settings, registry, direction } = this.#opts;
     connectNextHop(this.target, settings.timeouts, (err, socket) => {
       if (err !== null || socket === null) {
         this.#connections--;
+        slot?.release();
         handler.onError?.(err ?? new ProxyError('MESHLET_INTERNAL', 'no socket'));
         this.#next();
         return;
@@ -115,41 +183,73 @@ export class Http1Pool implements UpstreamDispatcher {
         tracked.peerIdentity = originatedPeer(this.target, socket);
       }
       const conn = new PooledConnection(this, socket);
+      this.#open.add(conn);
+      this.#startSweep();
       socket.once('close', () => {
         this.#connections--;
+        this.#open.delete(conn);
         this.#next();
       });
       if (this.#destroyed) {
         socket.destroy();
+        slot?.release();
         handler.onError?.(socketClosed('the pool is closed'));
         return;
       }
-      conn.run(options, handler);
+      this.#serve(conn, options, handler, slot);
     });
+  }
+
+  /**
+   * A free connection takes `options` when given, else the oldest waiter; a request whose
+   * client left while it waited is dropped there (its handler aborts in onConnect, nothing is
+   * written) and the next one is tried. Idle when nothing is left.
+   */
+  #serve(conn: PooledConnection, options?: Options, handler?: Handler, slot?: InFlightSlot | null): void {
+    if (options !== undefined && conn.run(options, handler!, slot ?? null)) return;
+    for (let w = this.#waiting.shift(); w !== undefined; w = this.#waiting.shift()) {
+      if (conn.run(w.options, w.handler, w.slot)) return;
+    }
+    conn.idleSince = Date.now();
+    this.#idle.push(conn);
   }
 
   /** A connection finished its exchange and may carry another. */
   release(conn: PooledConnection): void {
-    const waiting = this.#waiting.shift();
-    if (waiting !== undefined) return conn.run(waiting.options, waiting.handler);
-    conn.idleSince = Date.now();
-    this.#idle.push(conn);
-    if (this.#sweep === null) {
-      // One coarse timer per pool, only while connections sit idle (never a timer per request).
-      this.#sweep = setInterval(() => this.#closeIdle(), SWEEP_MS);
-      this.#sweep.unref();
+    if (this.#destroyed) {
+      conn.socket.destroy();
+      return;
     }
+    this.#serve(conn);
   }
 
-  /** A connection closed: a waiting request may now open a new one. */
+  /** A connection closed: the oldest waiter may now open a new one. */
   #next(): void {
     if (this.#destroyed) return;
-    const waiting = this.#waiting.shift();
-    if (waiting !== undefined) this.dispatch(waiting.options, waiting.handler);
+    const w = this.#waiting.shift();
+    if (w === undefined) return;
+    const conn = this.#takeIdle();
+    if (conn !== null) this.#serve(conn, w.options, w.handler, w.slot);
+    else this.#connect(w.options, w.handler, w.slot);
   }
 
-  #closeIdle(): void {
+  #startSweep(): void {
+    if (this.#sweep !== null) return;
+    // One coarse timer per pool while it has connections or waiters (never a timer per request).
+    this.#sweep = setInterval(() => this.#onSweep(), this.#sweepMs);
+    this.#sweep.unref();
+  }
+
+  #onSweep(): void {
     const now = Date.now();
+    const { queueWaitMs, streamIdleMs } = this.#opts.settings.timeouts;
+    // Waiters are in arrival order: only the head can be the oldest.
+    while (this.#waiting.length > 0 && now - this.#waiting[0]!.since >= queueWaitMs) {
+      const w = this.#waiting.shift()!;
+      w.slot?.release();
+      w.handler.onError?.(new ProxyError('MESHLET_UPSTREAM_QUEUE_TIMEOUT', `${this.target.label}: no connection became free within ${queueWaitMs} ms (all ${this.#opts.settings.limits.maxConnectionsPerUpstream} busy; timeouts.queueWaitMs)`));
+    }
+    for (const conn of this.#open) conn.checkIdle(now, streamIdleMs);
     for (let i = this.#idle.length - 1; i >= 0; i--) {
       const conn = this.#idle[i]!;
       if (conn.socket.destroyed || now - conn.idleSince >= conn.idleLimitMs) {
@@ -157,7 +257,7 @@ export class Http1Pool implements UpstreamDispatcher {
         conn.socket.destroy();
       }
     }
-    if (this.#idle.length === 0 && this.#sweep !== null) {
+    if (this.#open.size === 0 && this.#waiting.length === 0 && this.#sweep !== null) {
       clearInterval(this.#sweep);
       this.#sweep = null;
     }
@@ -173,7 +273,10 @@ export class Http1Pool implements UpstreamDispatcher {
     this.#sweep = null;
     for (const conn of this.#idle) conn.socket.destroy();
     this.#idle.length = 0;
-    for (const w of this.#waiting.splice(0)) w.handler.onError?.(socketClosed('the pool is closed'));
+    for (const w of this.#waiting.splice(0)) {
+      w.slot?.release();
+      w.handler.onError?.(socketClosed('the pool is closed'));
+    }
     return Promise.resolve();
   }
 }
@@ -186,13 +289,25 @@ class PooledConnection implements ResponseSink {
   idleSince = 0;
   idleLimitMs: number;
   #handler: Handler | null = null;
+  #slot: InFlightSlot | null = null;
+  /** The request head went out (before that, an abort costs nothing and keeps the connection). */
+  #started = false;
+  /** The client left after its complete request went out: the response is read and dropped. */
+  #discarding = false;
+  #discarded = 0;
   #body: Readable | null = null;
   #bodyDone = true;
+  /** The request body is paused because the next hop is not reading (socket backpressure). */
+  #bodyPaused = false;
   #bodyChunked = false;
   #bodyExpected = -1;
   #bodySent = 0;
   #finished = true;
   #reusable = false;
+  /** Bumped by every byte movement; the sweep compares it with what it saw last time. */
+  #activity = 0;
+  #sweptActivity = -1;
+  #quietSince = 0;
 
   constructor(pool: Http1Pool, socket: net.Socket) {
     this.#pool = pool;
@@ -205,18 +320,31 @@ class PooledConnection implements ResponseSink {
     socket.on('close', this.#onClose);
   }
 
-  run(options: Options, handler: Handler): void {
+  /** Busy with an exchange (its own, or draining a cancelled one's response). */
+  get busy(): boolean {
+    return this.#handler !== null || this.#discarding;
+  }
+
+  /**
+   * Starts an exchange. False when the handler aborted in onConnect (its client left while the
+   * request waited): nothing was written, the handler got onError, the connection is still clean.
+   */
+  run(options: Options, handler: Handler, slot: InFlightSlot | null): boolean {
     this.#handler = handler;
+    this.#slot = slot;
+    this.#started = false;
     this.#finished = false;
     this.#reusable = false;
+    this.#activity++;
     const method = options.method;
-    this.#parser.expect(method);
     // Per exchange, so a late abort from a finished exchange (its client went away while the
     // response was flushing) can never cut the next exchange on this reused connection.
     handler.onConnect?.((err?: Error) => {
-      if (this.#handler === handler) this.#fail(err ?? new Error('request aborted'));
+      if (this.#handler === handler) this.#abort(err ?? new Error('request aborted'));
     });
-    if (this.#finished) return;
+    if (this.#handler !== handler) return false;
+    this.#started = true;
+    this.#parser.expect(method);
     let head = `${method} ${options.path} HTTP/1.1\r\n`;
     const headers = options.headers as string[] | null | undefined;
     let hasHost = false;
@@ -236,6 +364,7 @@ class PooledConnection implements ResponseSink {
     this.#bodySent = 0;
     this.#bodyExpected = contentLength;
     this.#bodyChunked = body !== null && contentLength === -1;
+    this.#bodyPaused = false;
     if (this.#bodyChunked) head += 'transfer-encoding: chunked\r\n';
     else if (body === null && contentLength === -1 && PAYLOAD_METHODS.has(method)) head += 'content-length: 0\r\n';
     head += '\r\n';
@@ -245,19 +374,82 @@ class PooledConnection implements ResponseSink {
     process.nextTick(uncork, socket);
     if (body === null) {
       this.#bodyDone = true;
-      return;
+      return true;
     }
     this.#bodyDone = false;
     body.on('data', this.#onBodyData);
     body.once('end', this.#onBodyEnd);
     body.once('error', this.#onBodyError);
     body.once('close', this.#onBodyClose);
+    return true;
+  }
+
+  /**
+   * The client went away (the handler's abort). Before the head went out: nothing reaches the
+   * app. With half a request on the wire the connection is unusable and closed. With the whole
+   * request out, the response is drained and the connection kept (DISCARD_LIMIT_BYTES).
+   */
+  #abort(err: Error): void {
+    const handler = this.#handler!;
+    if (!this.#started) {
+      this.#handler = null;
+      this.#finished = true;
+      this.#releaseSlot();
+      handler.onError?.(err);
+      return;
+    }
+    if (!this.#bodyDone) {
+      this.#fail(err);
+      return;
+    }
+    this.#handler = null;
+    this.#resumeFor = null;
+    this.#discarding = true;
+    this.#discarded = 0;
+    if (this.socket.isPaused()) this.socket.resume();
+    handler.onError?.(err);
+  }
+
+  /**
+   * Called by the pool's sweep: an exchange on which no byte moved either way for
+   * `idleMs` is failed — MESHLET_REQUEST_TIMEOUT (408) when the proxy was waiting on the client
+   * (its request body stalled while the app was ready for more, or it stopped reading the
+   * response), else MESHLET_UPSTREAM_TIMEOUT (504). A drained cancelled exchange is just closed.
+   */
+  checkIdle(now: number, idleMs: number): void {
+    if (!this.busy) return;
+    if (this.#activity !== this.#sweptActivity) {
+      this.#sweptActivity = this.#activity;
+      this.#quietSince = now;
+      return;
+    }
+    if (now - this.#quietSince < idleMs) return;
+    if (this.#discarding) {
+      this.socket.destroy();
+      return;
+    }
+    const label = this.#pool.target.label;
+    const onClient = (!this.#bodyDone && !this.#bodyPaused) || this.socket.isPaused();
+    this.#fail(
+      onClient
+        ? new ProxyError('MESHLET_REQUEST_TIMEOUT', `no byte from or to the client for ${idleMs} ms while forwarding to ${label} (timeouts.streamIdleMs)`)
+        : new ProxyError('MESHLET_UPSTREAM_TIMEOUT', `no byte from ${label} for ${idleMs} ms (timeouts.streamIdleMs)`),
+    );
+  }
+
+  #releaseSlot(): void {
+    const slot = this.#slot;
+    if (slot !== null) {
+      this.#slot = null;
+      slot.release();
+    }
   }
 
   // --- request body -------------------------------------------------------------------
 
   readonly #onBodyData = (chunk: Buffer): void => {
     this.#bodySent += chunk.length;
+    this.#activity++;
     const socket = this.socket;
     let ok: boolean;
     if (this.#bodyChunked) {
@@ -270,11 +462,14 @@ class PooledConnection implements ResponseSink {
     }
     if (!ok) {
       this.#body?.pause();
+      this.#bodyPaused = true;
       this.socket.once('drain', this.#resumeBody);
     }
   };
 
   readonly #resumeBody = (): void => {
+    this.#bodyPaused = false;
+    this.#activity++;
     this.#body?.resume();
   };
 
@@ -311,43 +506,58 @@ class PooledConnection implements ResponseSink {
   // --- response -------------------------------------------------------------------------
 
   readonly #onData = (chunk: Buffer): void => {
-    if (this.#handler === null) {
+    if (this.#handler === null && !this.#discarding) {
       // Bytes on an idle connection: nothing was asked; the connection cannot be trusted.
       this.socket.destroy();
       return;
     }
+    this.#activity++;
     try {
       this.#parser.execute(chunk);
     } catch (err) {
-      this.#fail(err instanceof ResponseParseError ? badResponse(this.#pool.target.label, err) : (err as Error));
+      if (this.#discarding) this.socket.destroy();
+      else this.#fail(err instanceof ResponseParseError ? badResponse(this.#pool.target.label, err) : (err as Error));
     }
   };
 
   /** A resume() from a finished exchange (a late 'drain') must not undo the next one's backpressure. */
   #resumeFor: Handler | null = null;
   readonly #resume = (): void => {
-    if (this.#handler !== null && this.#handler === this.#resumeFor) this.socket.resume();
+    if (this.#handler !== null && this.#handler === this.#resumeFor) {
+      this.#activity++;
+      this.socket.resume();
+    }
   };
 
   onResponseHead(status: number, rawHeaders: Buffer[], statusText: string): void {
-    const handler = this.#handler;
-    if (handler === null) return;
     if (status >= 200) {
       const hint = keepAliveHintMs(rawHeaders);
       // Give up a pooled connection a second before the next hop would, so it is not reused as it closes.
       if (hint > 0) this.idleLimitMs = Math.max(0, Math.min(this.#pool.settings.timeouts.idleMs, hint - 1_000));
     }
+    const handler = this.#handler;
+    if (handler === null) return;
     if (status >= 200) this.#resumeFor = handler;
     if (handler.onHeaders?.(status, rawHeaders, this.#resume, statusText) === false) this.socket.pause();
   }
 
   onResponseBody(chunk: Buffer): void {
+    if (this.#discarding) {
+      this.#discarded += chunk.length;
+      if (this.#discarded > DISCARD_LIMIT_BYTES) this.socket.destroy();
+      return;
+    }
     if (this.#handler?.onData?.(chunk) === false) this.socket.pause();
   }
 
   onResponseEnd(rawTrailers: Buffer[], reusable: boolean): void {
     this.#finished = true;
     this.#reusable = reusable;
+    if (this.#discarding) {
+      this.#discarding = false;
+      this.#settle();
+      return;
+    }
     const handler = this.#handler;
     if (handler === null) return;
     // The response may end before the request body does (an early 4xx): the connection is reusable
@@ -363,7 +573,8 @@ class PooledConnection implements ResponseSink {
 
   /** After a complete exchange: back to the pool, or closed. */
   #settle(): void {
-    if (this.#handler !== null || !this.#finished) return;
+    if (this.#handler !== null || !this.#finished || this.#discarding) return;
+    this.#releaseSlot();
     if (this.#reusable && !this.socket.destroyed && this.socket.readable) {
       // The last body chunk may have asked for a pause; the exchange is over, the next one needs reads.
       if (this.socket.isPaused()) this.socket.resume();
@@ -375,7 +586,7 @@ class PooledConnection implements ResponseSink {
   }
 
   readonly #onEnd = (): void => {
-    if (this.#handler === null) {
+    if (this.#handler === null && !this.#discarding) {
       this.socket.destroy();
       return;
     }
@@ -394,6 +605,8 @@ class PooledConnection implements ResponseSink {
 
   readonly #onClose = (): void => {
     if (this.#handler !== null) this.#fail(this.#closedError());
+    this.#discarding = false;
+    this.#releaseSlot();
   };
 
   #closedError(): Error {
@@ -407,8 +620,10 @@ class PooledConnection implements ResponseSink {
     this.#handler = null;
     this.#finished = true;
     this.#reusable = false;
+    this.#discarding = false;
     this.#detachBody();
     this.socket.destroy();
+    this.#releaseSlot();
     handler?.onError?.(err);
   }
 }

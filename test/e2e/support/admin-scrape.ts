@@ -1,5 +1,7 @@
 import { fetchAdmin } from '../../../src/metrics/admin-client.ts';
 import { parseExposition, type Exposition } from '../../../src/metrics/parse-exposition.ts';
+import { HarnessError, type Pod } from '../harness/index.ts';
+import { ADMIN_PORT } from './meshed-pod.ts';
 
 /**
  * A sidecar's admin port seen from outside the pod (the test process reaches pod IPs through
@@ -37,7 +39,13 @@ export interface ListedConnection {
   tlsVersion: string | null;
 }
 
-export async function listConnections(adminUrl: string): Promise<ListedConnection[]> {
-  const { body } = await fetchAdmin(new URL(adminUrl), '/connections');
-  return (JSON.parse(body) as { connections: ListedConnection[] }).connections;
+/**
+ * A pod's /connections, read the way an operator does (`kubectl exec … meshlet connections`):
+ * from inside the pod, on loopback. The admin port refuses /connections on the pod IP
+ * (MESHLET_ADMIN_CONNECTIONS defaults to loopback).
+ */
+export async function listConnections(p: { pod: Pod }): Promise<ListedConnection[]> {
+  const r = await p.pod.execNode('bin/meshlet.js', ['connections', '--admin', `http://127.0.0.1:${ADMIN_PORT}`, '--output', 'json']);
+  if (r.code !== 0) throw new HarnessError('E2E_COMMAND_FAILED', `meshlet connections in ${p.pod.netns} exited ${r.code}: ${r.stderr}`);
+  return (JSON.parse(r.stdout) as { connections: ListedConnection[] }).connections;
 }

@@ -125,7 +125,7 @@ describe('POST /mutate', () => {
     expect(json.response.allowed).toBe(false);
     expect(json.response.patch).toBeUndefined();
     expect(json.response.status.code).toBe(400);
-    expect(json.response.status.message).toBe('meshlet: INJECTOR_ANNOTATION_INVALID: annotation meshlet.io/skip-outbound-cidrs="10.0.0.0/40": "10.0.0.0/40" is not an IPv4 CIDR (a.b.c.d/0-32)');
+    expect(json.response.status.message).toBe('meshlet: INJECTOR_ANNOTATION_INVALID: annotation meshlet.io/skip-outbound-cidrs="10.0.0.0/40": "10.0.0.0/40" is not an IPv4 CIDR (a.b.c.d/0-32) or an IPv6 CIDR (e.g. fd00:ec2::254/128)');
     expect(await counter('refused')).toBe(before + 1);
   });
 

@@ -1,36 +1,13 @@
-import { webcrypto } from 'node:crypto';
 import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:https';
-import { x509 } from '../../../src/identity/x509-library.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createWebhookServer } from '../../../injector/webhook-server.ts';
 import { validatePolicyConfigMap } from '../../../injector/validate.ts';
 import { injectorConfigFromEnv, InjectorConfigError } from '../../../src/cli/commands/injector.ts';
 import { formatPolicyError, parsePolicy } from '../../../src/policy/parse.ts';
-
-/** A real self-signed ECDSA P-256 serving certificate for 127.0.0.1, made fresh for this run. */
-async function servingCertificate(): Promise<{ cert: string; key: string }> {
-  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
-  const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
-  const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: '01',
-    name: 'CN=meshlet-injector.meshlet-system.svc',
-    notBefore: new Date(Date.now() - 60_000),
-    notAfter: new Date(Date.now() + 3_600_000),
-    keys,
-    signingAlgorithm: alg,
-    extensions: [
-      new x509.SubjectAlternativeNameExtension([
-        { type: 'dns', value: 'meshlet-injector.meshlet-system.svc' },
-        { type: 'ip', value: '127.0.0.1' },
-      ]),
-    ],
-  });
-  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)).toString('base64');
-  return { cert: cert.toString('pem'), key: `-----BEGIN PRIVATE KEY-----\n${pkcs8.match(/.{1,64}/g)!.join('\n')}\n-----END PRIVATE KEY-----\n` };
-}
+import { servingCertificate } from './serving-certificate.ts';
 
 const VALID = `apiVersion: policy.meshlet.io/v1alpha1
 kind: AuthorizationPolicy

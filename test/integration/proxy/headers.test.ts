@@ -30,6 +30,20 @@ describe('identity and hop-by-hop headers', () => {
     expect(values).toEqual([IDS.frontend]);
   });
 
+  // CVE-2024-45614 class: CGI-style servers read `_` as `-` (test/integration/security has the
+  // per-protocol cases: HTTP/2 heads and trailers, Upgrade, gRPC, chunked trailers).
+  it('drops every `_` spelling of the identity header too: a CGI-style app reads exactly one, the verified ID', async () => {
+    const res = await request(mesh.outboundPort, {
+      path: '/whoami',
+      headers: ['Host', ORDERS_AUTHORITY, 'x_meshlet_peer_identity', IDS.orders, 'X_Meshlet_Peer_Identity', IDS.imposter, 'x-meshlet_peer-identity', 'spiffe://evil.example/admin'],
+      agent,
+    });
+    expect(res.status).toBe(200);
+    const raw = mesh.appSaw.at(-1)!.rawHeaders;
+    const cgi = raw.filter((_, i) => i % 2 === 1 && raw[i - 1]!.toUpperCase().replaceAll('-', '_') === 'X_MESHLET_PEER_IDENTITY');
+    expect(cgi).toEqual([IDS.frontend]);
+  });
+
   it('strips hop-by-hop headers and every header the Connection header names, keeps end-to-end ones', async () => {
     const res = await request(mesh.outboundPort, {
       path: '/hop',

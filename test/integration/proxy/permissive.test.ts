@@ -1,11 +1,13 @@
+import * as grpc from '@grpc/grpc-js';
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { AuthorizationDecision, RequestAuthorizer, RequestFacts } from '../../../src/proxy/request-authorizer.ts';
-import { IDS, request, waitFor } from './support/mesh-fixture.ts';
+import { IDS, meshTlsFor, request, waitFor } from './support/mesh-fixture.ts';
 import { ORDERS_AUTHORITY, startMeshPair, type MeshPair } from './support/mesh-pair.ts';
 import { rawExchange } from './support/raw-exchange.ts';
+import { collect, ordersClient, startOrdersServer, stopOrdersServer, unary, type GrpcSeen, type OrdersClient } from './support/grpc-orders.ts';
 
 /** `/public` is open to everyone, `unauthenticated` callers included; the rest needs a verified caller. */
 const publicOrAuthenticated: RequestAuthorizer = {
@@ -16,9 +18,10 @@ const publicOrAuthenticated: RequestAuthorizer = {
   },
 };
 
-function h2cGet(port: number, path: string): Promise<{ status: number; body: string }> {
+/** One HTTP/2 GET: h2c by default, or h2 over the session `connect` makes (mTLS). */
+function h2cGet(port: number, path: string, connect?: () => tls.TLSSocket): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const session = http2.connect(`http://127.0.0.1:${port}`);
+    const session = connect === undefined ? http2.connect(`http://127.0.0.1:${port}`) : http2.connect(`https://127.0.0.1:${port}`, { createConnection: connect });
     session.on('error', reject);
     const req = session.request({ ':path': path, ':authority': ORDERS_AUTHORITY, 'x-meshlet-peer-identity': IDS.orders });
     let status = 0;
@@ -76,6 +79,19 @@ describe('a PERMISSIVE port: mTLS callers and plaintext callers on the same list
     expect(JSON.parse(res.body).headers['x-meshlet-peer-identity']).toBe(IDS.frontend);
   });
 
+  it('an HTTP/2 caller through its outbound sidecar (h2 over mTLS, ALPN h2) is served as its verified identity', async () => {
+    const res = await h2cGet(mesh.outboundPort, '/private/h2');
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.body).headers['x-meshlet-peer-identity']).toBe(IDS.frontend);
+  });
+
+  it('node:http2 over mTLS straight to the port, with a real SVID (the session used to hang)', async () => {
+    const frontend = meshTlsFor(mesh.pki.svids.frontend);
+    const res = await h2cGet(mesh.inboundPort, '/private/direct', () => frontend.connect({ host: '127.0.0.1', port: mesh.inboundPort }, { spiffeId: IDS.orders }, { ALPNProtocols: ['h2'] }));
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.body).headers['x-meshlet-peer-identity']).toBe(IDS.frontend);
+  });
+
   it('a TLS caller without a client certificate is refused, never downgraded to plaintext', async () => {
     const before = mesh.appSaw.length;
     const outcome = await new Promise<string>((resolve) => {
@@ -116,5 +132,58 @@ describe('a STRICT port (the default)', () => {
     const out = await rawExchange(mesh.inboundPort, 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
     expect(out.closed).toBe(true);
     expect(mesh.appSaw).toHaveLength(0);
+  });
+});
+
+describe('gRPC to a PERMISSIVE port (issue 11 item 10: HTTP/2 over mTLS hung while HTTP/1.1 and h2c worked)', () => {
+  let mesh: MeshPair;
+  let server: grpc.Server;
+  let seen: GrpcSeen[];
+  let client: OrdersClient;
+  const peers: (string | null)[] = [];
+  const allowAll: RequestAuthorizer = {
+    authorize(facts) {
+      peers.push(facts.peer);
+      return { decision: 'allow', route: 'orders', reason: 'every caller' };
+    },
+  };
+
+  beforeAll(async () => {
+    const app = await startOrdersServer();
+    server = app.server;
+    seen = app.seen;
+    mesh = await startMeshPair({ permissive: true, protocol: 'grpc', appPort: app.port, authorizer: allowAll });
+    client = ordersClient(mesh.outboundPort, ORDERS_AUTHORITY);
+  });
+  afterAll(async () => {
+    client.close();
+    await mesh.close();
+    await stopOrdersServer(server);
+  });
+
+  it('a unary call from @grpc/grpc-js through the outbound sidecar: h2 over mTLS with real SVIDs, the app learns the verified caller', async () => {
+    const res = await unary(client, 'Get', { id: 7 });
+    expect(res).toEqual({ id: 7, status: 'shipped', caller: [IDS.frontend] });
+    expect(peers.at(-1)).toBe(IDS.frontend);
+    const toPeer = mesh.outbound.registry.list().filter((c) => c.role === 'originated' && c.remotePort === mesh.inboundPort);
+    expect(toPeer.map((c) => c.tlsVersion)).toEqual(['TLSv1.3']);
+  });
+
+  it('a server-streaming call over the same mTLS session streams every message with its trailers', async () => {
+    expect(await collect(client.Watch({ count: 20 }))).toEqual(Array.from({ length: 20 }, (_, i) => ({ seq: i })));
+  });
+
+  it('a plaintext gRPC caller (h2c) on the same port is served too, as unauthenticated, with no identity', async () => {
+    const plain = ordersClient(mesh.inboundPort, ORDERS_AUTHORITY);
+    try {
+      const forged = new grpc.Metadata();
+      forged.set('x-meshlet-peer-identity', IDS.imposter);
+      const res = await unary(plain, 'Get', { id: 8 }, forged);
+      expect(res).toEqual({ id: 8, status: 'shipped', caller: [] });
+      expect(peers.at(-1)).toBeNull();
+      expect(seen.at(-1)!.metadata['x-meshlet-peer-identity']).toBeUndefined();
+    } finally {
+      plain.close();
+    }
   });
 });

@@ -8,6 +8,7 @@ import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { promInjectorMetrics } from '../../../injector/metrics.ts';
 import { promCertifyMetrics } from '../../../src/identity/service/metrics.ts';
 import { SidecarMetrics } from '../../../src/metrics/sidecar-metrics.ts';
+import { AdminMetrics } from '../../../src/admin/admin-metrics.ts';
 
 const read = (p: string) => readFileSync(new URL(`../../../${p}`, import.meta.url), 'utf8');
 const doc = read('docs/metrics.md');
@@ -15,6 +16,8 @@ const doc = read('docs/metrics.md');
 /** name -> type of every metric meshlet registers (sidecar + control plane). */
 async function registered(): Promise<Map<string, string>> {
   const sidecar = new SidecarMetrics({ processMetrics: false });
+  // The admin server registers its own family on the sidecar's registry when it starts.
+  new AdminMetrics(sidecar.registry);
   const control = new Registry();
   promCertifyMetrics(control);
   promInjectorMetrics(control);

@@ -53,7 +53,7 @@ interface Case {
 const cases: Case[] = [
   { name: 'exact path + method beats everything', facts: { peer: FRONTEND, port: 8080, method: 'GET', path: '/a/b' }, route: 'exact-get', decision: 'allow' },
   { name: 'exact path, other method -> the any-method exact route', facts: { peer: FRONTEND, port: 8080, method: 'PUT', path: '/a/b' }, route: 'exact-any', decision: 'deny' },
-  { name: 'HEAD is not GET', facts: { peer: OPS_ADMIN, port: 8080, method: 'HEAD', path: '/a/b' }, route: 'exact-any', decision: 'allow' },
+  { name: 'HEAD is decided as the GET the app runs: the GET-only route, not the any-method one', facts: { peer: OPS_ADMIN, port: 8080, method: 'HEAD', path: '/a/b' }, route: 'exact-get', decision: 'deny' },
   { name: 'the matched route decides: no fall-through to a less specific route that would allow', facts: { peer: WEB_OTHER, port: 8080, method: 'GET', path: '/a/b' }, route: 'exact-get', decision: 'deny' },
   { name: 'pattern beats a longer prefix', facts: { peer: WEB_OTHER, port: 8080, method: 'GET', path: '/a/b/c' }, route: 'pattern', decision: 'allow' },
   { name: 'pattern: a literal segment beats "*" at the first difference', facts: { peer: WEB_OTHER, port: 8080, method: 'GET', path: '/a/x/c' }, route: 'pattern', decision: 'allow' },
@@ -198,5 +198,33 @@ describe('decisions are preallocated', () => {
     const a = decide(c, facts);
     expect(decide(c, { ...facts })).toBe(a);
     expect(Object.isFrozen(a)).toBe(true);
+  });
+});
+
+describe('compile shares work without changing decisions', () => {
+  const text = `apiVersion: policy.meshlet.io/v1alpha1
+kind: AuthorizationPolicy
+spec:
+  servers:
+    - name: api
+      selector: { serviceAccount: api }
+      ports: [{ port: 8080, protocol: http }, { port: 8081, protocol: http }, { port: 8082, protocol: http }]
+      routes:
+        - { name: web-a, path: { exact: /a }, callers: &web [{ namespace: web }] }
+        - { name: web-b, path: { prefix: /b }, callers: *web }
+        - { name: only-8082, port: 8082, path: { exact: /a }, callers: [] }
+`;
+  const r = parsePolicy(text);
+  if (!r.ok) throw new Error(JSON.stringify(r.errors));
+  const c = compilePolicy(r.policy, { self, meshDefault: 'deny' });
+  it('ports with no routes of their own decide alike; a port-scoped route stays on its port', () => {
+    for (const port of [8080, 8081]) expect(decide(c, { peer: FRONTEND, port, method: 'GET', path: '/a' })).toMatchObject({ route: 'web-a', decision: 'allow' });
+    expect(decide(c, { peer: FRONTEND, port: 8082, method: 'GET', path: '/a' })).toMatchObject({ route: 'only-8082', decision: 'deny' });
+    expect(decide(c, { peer: FRONTEND, port: 8082, method: 'GET', path: '/b/1' })).toMatchObject({ route: 'web-b', decision: 'allow' });
+  });
+  it('a caller list shared through a YAML alias is compiled once and matches for every route using it', () => {
+    const [a, b] = c.routes;
+    expect(a!.callers).toBe(b!.callers);
+    expect(decide(c, { peer: OPS_ADMIN, port: 8081, method: 'GET', path: '/b' })).toMatchObject({ route: 'web-b', decision: 'deny' });
   });
 });

@@ -2,6 +2,8 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { main } from '../../../src/cli/main.ts';
+import { closedInsideOpenPolicy } from './express-router.ts';
+import { aliasBombPolicy, overRouteCapPolicy } from './hostile-policies.ts';
 
 const FIXTURES = join(import.meta.dirname, '../../fixtures/policy');
 const fixture = (name: string) => join(FIXTURES, name);
@@ -64,6 +66,40 @@ describe('meshlet policy check', () => {
   it('no file is a usage error, exit 2', async () => {
     expect((await run(['policy', 'check'])).code).toBe(2);
   });
+
+  it('an alias bomb is one coded error line and exit 1, never a stack trace', async () => {
+    const r = await run(['policy', 'check', '-'], aliasBombPolicy());
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe('<stdin>:4:10: error POLICY_ALIAS_LIMIT: YAML aliases expand past the limit of 100 (an alias bomb, or one anchor reused too often; docs/policy.md#limits)\n');
+    expect(r.stdout).toBe('<stdin>: INVALID, 1 error\n');
+  });
+
+  it('a policy over a cap: the cap named, exit 1', async () => {
+    const r = await run(['policy', 'check', '-'], overRouteCapPolicy());
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('error POLICY_LIMIT at spec.servers[0].routes: spec.servers[0].routes has 1001 routes; the limit is 1000 routes per server');
+  });
+
+  it('a file over 8 MiB is refused with its code, not read whole', async () => {
+    const r = await run(['policy', 'check', '-'], '#'.repeat(8 * 1024 * 1024 + 1));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe('<stdin>: error POLICY_FILE_TOO_LARGE: <stdin> is larger than 8388608 bytes (8 MiB), the most policy check reads\n');
+  });
+
+  it('deny inside allow: warned with its location and what to do, exit 0', async () => {
+    const r = await run(['policy', 'check', '-'], closedInsideOpenPolicy());
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('<stdin>: valid (3 warnings)\n');
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toHaveLength(3);
+    expect(lines[0]).toMatch(/^<stdin>:12:11: warning POLICY_DENY_INSIDE_ALLOW at spec\.servers\[0\]\.routes\[1\]: route "admin" \(path prefix \/admin any method\) allows fewer callers than route "public"/);
+    expect(lines[0]).toContain('Express by default, ASP.NET Core) runs the same handler for /ADMIN/…');
+    expect(lines[1]).toContain('for /internal/');
+    expect(lines[2]).toContain('route "report" (exact path /report GET)');
+    for (const l of lines) expect(l).toContain('set "pathMatching: case-insensitive-trailing-slash" on server "api"');
+    const tolerant = await run(['policy', 'check', '-'], closedInsideOpenPolicy('case-insensitive-trailing-slash'));
+    expect([tolerant.code, tolerant.stderr]).toEqual([0, '']);
+  });
 });
 
 describe('meshlet policy explain', () => {
@@ -123,6 +159,18 @@ describe('meshlet policy explain', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('POLICY_DUPLICATE_ROUTE');
     expect(r.stderr).toContain('POLICY_INVALID');
+  });
+
+  it('pathMatching case-insensitive-trailing-slash: /ORDERS/ is decided as /orders, and says so', async () => {
+    const r = await explain('--from', FRONTEND, '--port', '8080', '--method', 'GET', '--path', '/ORDERS/', '--output', 'json');
+    expect(JSON.parse(r.stdout)).toMatchObject({ decision: 'allow', route: 'list-orders', path: '/ORDERS/', pathMatching: 'case-insensitive-trailing-slash', matchedAs: '/orders' });
+    const text = await explain('--from', FRONTEND, '--port', '8080', '--method', 'GET', '--path', '/ORDERS/');
+    expect(text.stdout).toContain('paths:  case-insensitive-trailing-slash: compared as /orders');
+  });
+
+  it('HEAD is explained as the GET route that decides it', async () => {
+    const r = await explain('--from', 'spiffe://cluster.local/ns/ops/sa/x', '--port', '8080', '--method', 'HEAD', '--path', '/orders/1/items', '--output', 'json');
+    expect(JSON.parse(r.stdout)).toMatchObject({ decision: 'deny', route: 'order-items', match: 'pattern path /orders/*/items GET' });
   });
 
   it('--help prints the usage', async () => {
