@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { SidecarConfig } from '../config/sidecar-env.ts';
 import { ConnectionGuard, type ListenerName, type ListenerObserver } from '../net/connection-guard.ts';
@@ -19,7 +20,8 @@ export function sidecarConnectionGuards(c: Readonly<SidecarConfig>, observer: Li
   const demands: DescriptorDemand[] = [
     { listener: 'inbound', ports: httpPorts, maxConnections: c.maxInboundConnections, perConnection: 2, clampable: true },
     { listener: 'inbound_tcp', ports: c.inboundPorts.length - httpPorts, maxConnections: c.maxInboundConnections, perConnection: 2, clampable: true },
-    { listener: 'outbound', ports: 1, maxConnections: c.maxOutboundConnections, perConnection: 2, clampable: true },
+    // Two ports' worth where IPv6 exists: 127.0.0.1 and its [::1] twin each hold up to the cap.
+    { listener: 'outbound', ports: existsSync('/proc/net/if_inet6') ? 2 : 1, maxConnections: c.maxOutboundConnections, perConnection: 2, clampable: true },
     { listener: 'outbound_tcp', ports: c.outboundTcp.length, maxConnections: c.maxOutboundConnections, perConnection: 2, clampable: true },
     { listener: 'catch_all', ports: 1, maxConnections: CATCH_ALL_MAX_CONNECTIONS, perConnection: 1, clampable: true },
     { listener: 'admin', ports: 1, maxConnections: c.maxAdminConnections, perConnection: 2, clampable: false },

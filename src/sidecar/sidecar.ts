@@ -199,6 +199,8 @@ export class Sidecar {
       tls,
       destinations: destinationConfig(c),
       listenHost: '127.0.0.1',
+      // ip6tables sends the app's IPv6 TCP to [::1]:outboundPort.
+      ...(INBOUND_LISTEN_HOST === '::' ? { ipv6LoopbackHost: '::1' } : {}),
       listenPort: c.outboundPort,
       settings: this.#settings,
       registry: this.connections,
@@ -230,7 +232,10 @@ export class Sidecar {
     });
     // Every undeclared port lands here (iptables) and is reset: nothing reaches the app around us.
     this.#catchAll = new CatchAllListener({ port: c.inboundCatchAllPort, host: INBOUND_LISTEN_HOST, observer: this.metrics.observer, guard: this.#guards.catch_all });
-    await Promise.all([this.#inbound.start(), this.#outbound.start(), this.#opaque.start(), this.#opaqueOut.start(), this.#catchAll.start()]);
+    const [, outboundBound] = await Promise.all([this.#inbound.start(), this.#outbound.start(), this.#opaque.start(), this.#opaqueOut.start(), this.#catchAll.start()]);
+    if (INBOUND_LISTEN_HOST === '::' && !outboundBound.ipv6Loopback) {
+      this.#log.info({ event: 'outbound_ipv6_loopback_unavailable' }, 'no ::1 in this network namespace: the outbound listener serves 127.0.0.1 only');
+    }
     this.#listenersBound = true;
     const ports: SidecarPorts = { admin: adminAddr.port, outbound: this.#outbound.boundPort(), inbound: [...this.#inbound.boundPorts(), ...this.#opaque.boundPorts()] };
     this.#log.info({ event: 'ready', spiffeId: tls.localId, ports }, 'meshlet sidecar ready');

