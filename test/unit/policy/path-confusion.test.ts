@@ -80,7 +80,38 @@ const attempts: [string, string, Expect][] = [
   ['empty target', '', { refused: 'PATH_EMPTY' }],
   ['too long', '/' + 'a'.repeat(9000), { refused: 'PATH_TOO_LONG' }],
   ['prefix lookalike', '/administrator', { path: '/administrator', route: 'public' }],
+  ['tab inside the path', '/admin\tx', { refused: 'PATH_CONTROL_CHARACTER' }],
+  ['encoded upper-case letters decode to upper case', '/%41DMIN', { path: '/ADMIN', route: 'public' }],
+  ['dot segment at the end keeps the slash', '/admin/.', { path: '/admin/', route: 'admin' }],
+  ['encoded dot-dot at the end', '/x/admin/%2e%2e', { path: '/x/', route: 'public' }],
 ];
+
+/**
+ * The same closed prefix under `pathMatching: case-insensitive-trailing-slash` (for routers
+ * that ignore case or one trailing slash, Express's defaults): every spelling such a router
+ * would hand to its /admin handler lands on the admin route, and the attacker is denied.
+ */
+const foldingPolicy = (() => {
+  const r = parsePolicy(`apiVersion: policy.meshlet.io/v1alpha1
+kind: AuthorizationPolicy
+spec:
+  servers:
+    - name: api
+      selector: { serviceAccount: api }
+      pathMatching: case-insensitive-trailing-slash
+      ports: [{ port: 8080, protocol: http }]
+      routes:
+        - name: admin
+          path: { prefix: /admin }
+          callers: [{ spiffeId: spiffe://cluster.local/ns/ops/sa/admin }]
+        - name: public
+          path: { prefix: / }
+          callers: [{ namespace: web }]
+`);
+  if (!r.ok) throw new Error('fixture invalid');
+  return compilePolicy(r.policy, { self: { namespace: 'shop', serviceAccount: 'api' }, meshDefault: 'deny' });
+})();
+const FOLDED_ADMIN_SPELLINGS = ['/ADMIN', '/Admin/users', '/admin/', '/ADMIN/', '/%41DMIN', '/aDmIn/./x', '//Admin//users', '/public/../ADMIN'];
 
 describe('path confusion', () => {
   for (const [name, raw, expected] of attempts) {
@@ -99,6 +130,18 @@ describe('path confusion', () => {
       expect(d.route).toBe(expected.route);
       // The attacker is never let into the admin route by any spelling.
       if (d.route === 'admin') expect(d.decision).toBe('deny');
+    });
+  }
+
+  for (const raw of FOLDED_ADMIN_SPELLINGS) {
+    it(`case-insensitive-trailing-slash mode: ${JSON.stringify(raw)} is the admin route, denied to the attacker (GET and HEAD)`, () => {
+      const n = normalizePath(raw);
+      expect(n.ok).toBe(true);
+      if (!n.ok) return;
+      for (const method of ['GET', 'HEAD']) {
+        const d = decide(foldingPolicy, { peer: ATTACKER, port: 8080, method, path: n.path });
+        expect({ method, route: d.route, decision: d.decision }).toEqual({ method, route: 'admin', decision: 'deny' });
+      }
     });
   }
 
