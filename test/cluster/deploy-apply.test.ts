@@ -1,0 +1,167 @@
+// Suite 1: deploy/ as a real API server takes it. `kubectl apply -k` (kubectl's embedded
+// kustomize) for real, not a dry run: RBAC, webhooks, PDBs, Deployments; the Deployments'
+// Pods made by the real controllers pass Pod Security `restricted`; deploy/monitoring's objects
+// and deploy/examples too. CRD kinds (PodMonitor, PrometheusRule) are applied against minimal
+// CRDs installed here, which accept any spec: that checks their apiVersion, kind and metadata,
+// not the operator's schema. The same for deploy-cert-manager/'s Certificates and Issuers.
+import { readdirSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { clusterSkip, DEPLOY, deployWebhookOnHost, eventually, kustomize, startHostInjector, tempDir, useControlPlane, type HostInjector, type K8sObject } from './support.ts';
+
+type List<T> = { items: T[] };
+type Deployment = K8sObject & { spec: { replicas: number }; status?: { replicas?: number } };
+type Pod = K8sObject & { spec: { initContainers?: { name: string }[]; containers: { name: string }[] } };
+
+/** A CRD that stores any spec: enough for the API server to accept the object's kind and metadata. */
+function minimalCrd(group: string, kind: string, plural: string, scope: 'Namespaced' | 'Cluster' = 'Namespaced'): K8sObject {
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: `${plural}.${group}` },
+    spec: {
+      group,
+      scope,
+      names: { kind, plural, singular: kind.toLowerCase(), listKind: `${kind}List` },
+      versions: [{ name: 'v1', served: true, storage: true, schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } } }],
+    },
+  };
+}
+
+const skip = clusterSkip();
+
+describe.skipIf(skip)('deploy/ on a real API server', () => {
+  const cluster = useControlPlane();
+  let work: Awaited<ReturnType<typeof tempDir>>;
+  let injector: HostInjector | undefined;
+
+  beforeAll(async () => {
+    work = await tempDir('meshlet-cluster-deploy-');
+  });
+  afterAll(async () => {
+    await injector?.stop();
+    await work?.cleanup();
+  });
+
+  it("every kustomization in the repository renders with kubectl's kustomize", async () => {
+    const cp = cluster();
+    const dirs = [DEPLOY, join(DEPLOY, '..', 'deploy-cert-manager')].flatMap((root) =>
+      readdirSync(root, { recursive: true, encoding: 'utf8' }).filter((f) => basename(f) === 'kustomization.yaml').map((f) => join(root, dirname(f))),
+    );
+    expect(dirs.length).toBeGreaterThanOrEqual(5);
+    for (const dir of dirs) expect((await kustomize(cp, dir)).length, dir).toBeGreaterThan(0);
+  });
+
+  it('kubectl apply -k deploy/ creates every object of the base', async () => {
+    const cp = cluster();
+    const out = await cp.kubectlOk(['apply', '-k', DEPLOY]);
+    const built = await kustomize(cp, DEPLOY);
+    expect(built.length).toBeGreaterThan(10);
+    for (const o of built) expect(out).toMatch(new RegExp(`/${o.metadata.name} (created|configured|unchanged)`));
+    const stored = JSON.parse(await cp.kubectlOk(['get', '-k', DEPLOY, '-o', 'json'])) as List<K8sObject>;
+    expect(stored.items.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual(built.map((o) => `${o.kind}/${o.metadata.name}`).sort());
+    expect(new Set(built.map((o) => o.kind))).toEqual(
+      new Set(['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Deployment', 'Service', 'PodDisruptionBudget', 'MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration']),
+    );
+  });
+
+  it("the Deployments' Pods, made by the real controllers, are admitted in meshlet-system (Pod Security restricted)", async () => {
+    const cp = cluster();
+    const deployments = (JSON.parse(await cp.kubectlOk(['-n', 'meshlet-system', 'get', 'deployments', '-o', 'json'])) as List<Deployment>).items;
+    expect(deployments.map((d) => d.metadata.name).sort()).toEqual(['meshlet-identity', 'meshlet-injector']);
+    for (const d of deployments) {
+      await eventually(async () => {
+        const now = JSON.parse(await cp.kubectlOk(['-n', 'meshlet-system', 'get', 'deployment', d.metadata.name, '-o', 'json'])) as Deployment;
+        return now.status?.replicas === now.spec.replicas;
+      }, `${d.spec.replicas} Pods of ${d.metadata.name}`, 90_000).catch(async (err: Error) => {
+        // Say why: a Pod Security refusal shows up as the ReplicaSet's ReplicaFailure condition.
+        const rs = await cp.kubectl(['-n', 'meshlet-system', 'get', 'replicasets', '-o', 'jsonpath={range .items[*]}{.metadata.name}: {.status.conditions}{"\\n"}{end}']);
+        throw new Error(`${err.message}\n${rs.stdout}${rs.stderr}`);
+      });
+    }
+    const pods = (JSON.parse(await cp.kubectlOk(['-n', 'meshlet-system', 'get', 'pods', '-o', 'json'])) as List<Pod>).items;
+    expect(pods).toHaveLength(4);
+    // meshlet-system is never injected.
+    for (const p of pods) expect([...(p.spec.initContainers ?? []), ...p.spec.containers].map((c) => c.name)).not.toContain('meshlet-proxy');
+  });
+
+  it("the PodDisruptionBudgets select their Deployment's Pods", async () => {
+    const cp = cluster();
+    for (const name of ['meshlet-identity', 'meshlet-injector']) {
+      await eventually(async () => {
+        const pdb = JSON.parse(await cp.kubectlOk(['-n', 'meshlet-system', 'get', 'pdb', name, '-o', 'json'])) as { status?: { expectedPods?: number } };
+        return pdb.status?.expectedPods === 2;
+      }, `PDB ${name} to count 2 expected pods`, 60_000);
+    }
+  });
+
+  it('RBAC: meshlet-identity may create TokenReviews and read no Secrets; the injector may do nothing', async () => {
+    const cp = cluster();
+    const canI = async (as: string, ...what: string[]) => (await cp.kubectl(['auth', 'can-i', ...what, `--as=system:serviceaccount:meshlet-system:${as}`])).stdout.trim();
+    expect(await canI('meshlet-identity', 'create', 'tokenreviews.authentication.k8s.io')).toBe('yes');
+    expect(await canI('meshlet-identity', 'get', 'secrets', '-n', 'meshlet-system')).toBe('no');
+    expect(await canI('meshlet-identity', 'list', 'pods', '--all-namespaces')).toBe('no');
+    expect(await canI('meshlet-injector', 'create', 'tokenreviews.authentication.k8s.io')).toBe('no');
+    expect(await canI('meshlet-injector', 'get', 'secrets', '-n', 'meshlet-system')).toBe('no');
+  });
+
+  it('the webhook configurations are stored as deploy/ wrote them', async () => {
+    const cp = cluster();
+    const built = await kustomize(cp, DEPLOY);
+    for (const kind of ['MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration']) {
+      const want = built.find((o) => o.kind === kind)!;
+      const got = JSON.parse(await cp.kubectlOk(['get', kind.toLowerCase(), want.metadata.name, '-o', 'json'])) as K8sObject;
+      expect(got['webhooks']).toMatchObject(want['webhooks'] as object);
+    }
+  });
+
+  it('deploy/monitoring: the dashboard ConfigMap, and PodMonitor/PrometheusRule against minimal CRDs', async () => {
+    const cp = cluster();
+    const crds = [minimalCrd('monitoring.coreos.com', 'PodMonitor', 'podmonitors'), minimalCrd('monitoring.coreos.com', 'PrometheusRule', 'prometheusrules')];
+    await cp.kubectlOk(['apply', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: crds }) });
+    await cp.kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', ...crds.map((c) => `crd/${c.metadata.name}`)]);
+    const dir = join(DEPLOY, 'monitoring');
+    await cp.kubectlOk(['apply', '-k', dir]);
+    const built = await kustomize(cp, dir);
+    expect(built.map((o) => o.kind).sort()).toEqual(['ConfigMap', 'PodMonitor', 'PodMonitor', 'PrometheusRule']);
+    const stored = JSON.parse(await cp.kubectlOk(['get', '-k', dir, '-o', 'json'])) as List<K8sObject>;
+    expect(stored.items).toHaveLength(built.length);
+  });
+
+  it("deploy/examples: accepted, its policy passes the real /validate, and the controllers' Pods get the sidecar", async () => {
+    const cp = cluster();
+    // deploy/'s webhooks, pointed at a real injector on this host (no kubelet runs one in-cluster).
+    injector = await startHostInjector(work.dir);
+    await deployWebhookOnHost(cp, 'MutatingWebhookConfiguration', injector.url, injector.caPem);
+    await deployWebhookOnHost(cp, 'ValidatingWebhookConfiguration', injector.url, injector.caPem);
+    const dir = join(DEPLOY, 'examples');
+    // failurePolicy Fail: the policy ConfigMap is stored only if the real /validate allowed it.
+    await cp.kubectlOk(['apply', '-k', dir]);
+    const built = await kustomize(cp, dir);
+    const stored = JSON.parse(await cp.kubectlOk(['get', '-k', dir, '-o', 'json'])) as List<K8sObject>;
+    expect(stored.items).toHaveLength(built.length);
+    for (const app of ['orders', 'frontend']) {
+      const pod = await eventually(async () => {
+        const pods = (JSON.parse(await cp.kubectlOk(['-n', 'demo', 'get', 'pods', '-l', `app=${app}`, '-o', 'json'])) as List<Pod>).items;
+        return pods[0];
+      }, `a Pod of Deployment ${app}`, 90_000);
+      expect((pod.spec.initContainers ?? []).map((c) => c.name).slice(0, 2)).toEqual(['meshlet-init', 'meshlet-proxy']);
+      expect((pod.metadata['annotations'] as Record<string, string>)['meshlet.io/status']).toBeDefined();
+    }
+  });
+
+  it('deploy-cert-manager/ renders (no kustomize cycle) and applies against minimal cert-manager CRDs', async () => {
+    const cp = cluster();
+    const crds = [minimalCrd('cert-manager.io', 'Certificate', 'certificates'), minimalCrd('cert-manager.io', 'Issuer', 'issuers')];
+    await cp.kubectlOk(['apply', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: crds }) });
+    await cp.kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', ...crds.map((c) => `crd/${c.metadata.name}`)]);
+    const dir = join(DEPLOY, '..', 'deploy-cert-manager');
+    const built = await kustomize(cp, dir);
+    expect(built.filter((o) => o.apiVersion === 'cert-manager.io/v1').map((o) => o.kind).sort()).toEqual(['Certificate', 'Certificate', 'Issuer', 'Issuer']);
+    await cp.kubectlOk(['apply', '-k', dir]);
+    for (const kind of ['mutatingwebhookconfiguration/meshlet-injector', 'validatingwebhookconfiguration/meshlet-policy-validation']) {
+      const got = JSON.parse(await cp.kubectlOk(['get', kind, '-o', 'json'])) as K8sObject;
+      expect((got.metadata['annotations'] as Record<string, string>)['cert-manager.io/inject-ca-from']).toBe('meshlet-system/meshlet-injector-tls');
+    }
+  });
+});
