@@ -1,16 +1,17 @@
 // `npm run bench`: what one hop through the mesh costs, next to nginx doing the same job.
 // Run `node bench/run.ts --help` for the flags; bench/README.md explains the method.
 import { spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import * as http from 'node:http';
 import * as os from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BenchError } from './lib/bench-error.ts';
 import { DENIED_PATH } from './lib/bench-policy.ts';
+import { formatSelfTime, topSelfTime } from './lib/cpu-profile.ts';
 import { checkIssueTargets, type ProcessPeak } from './lib/issue-targets.ts';
 import { peakRssBytes } from './lib/process-usage.ts';
-import { markdownReport, readmeSummary, type BenchResults, type MachineInfo } from './lib/report.ts';
+import { markdownReport, readmeSummary, type BenchResults, type MachineInfo, type SidecarProfile } from './lib/report.ts';
 import type { RunOptions } from './lib/run-options.ts';
 import type { ScenarioResult } from './lib/figures.ts';
 import { latencyChartSvg } from './lib/svg-chart.ts';
@@ -28,9 +29,10 @@ sidecar) vs an nginx mTLS pair with the same certificates — under autocannon l
 micro-benchmarks. Writes results.json, results.md and latency.svg to --out.
 
 Flags:
-  --quick               everything tiny (1 round, 1 s runs, one rate): under a minute; proves the pipeline
-  --micro               only the micro-benchmarks (policy decision, admission review, bench/micro/*),
-                        printed on stdout (no result files are written)
+  --quick               everything tiny (1 round, 1 s runs, one rate, micro-benchmarks at their
+                        @bench-quick-args sizes): proves the pipeline
+  --micro               only the micro-benchmarks (every src/**/*.bench.ts, injector/**/*.bench.ts and
+                        bench/micro/*.ts, each its own process), printed on stdout (no result files)
   --no-micro            skip the micro-benchmarks
   --scenarios LIST      comma-separated subset of: http-rate, http-saturation, new-connections, grpc-unary
   --rounds N            interleaved repetitions of every run; medians are reported (default 3)
@@ -40,11 +42,20 @@ Flags:
   --connections N       autocannon keep-alive connections (default 16)
   --concurrency N       callers of the gRPC and new-connection scenarios (default 8)
   --metrics on|off      sidecar metrics (off sets MESHLET_REQUEST_METRICS=false; issue 6's comparison)
-  --out DIR             where the results go (default bench/results)
+  --out DIR             where the results go (default bench/results; with --quick a temp directory,
+                        never bench/results)
+  --profile DIR         run the sidecars with --cpu-prof into DIR; the report lists each one's top
+                        functions by self time (the figures of a profiled run are not comparable)
+  --hold                start everything, print endpoints and pids as JSON, wait for Ctrl-C
+                        (for strace/perf by hand); measures nothing
   -h, --help            this text
+
+Environment: BENCH_SIDECAR_NODE_ARGS="…" adds node flags to both sidecars.
 `;
 
 const DEFAULT_OUT = join(import.meta.dirname, 'results');
+/** --quick figures only prove the pipeline: they never replace the full run's files in bench/results. */
+const QUICK_OUT = join(os.tmpdir(), 'meshlet-bench-quick');
 const README = join(import.meta.dirname, 'README.md');
 const README_START = '<!-- results:start (written by npm run bench) -->';
 const README_END = '<!-- results:end -->';
@@ -88,7 +99,9 @@ function parseFlags(argv: string[]) {
         connections: { type: 'string' },
         concurrency: { type: 'string' },
         metrics: { type: 'string', default: 'on' },
-        out: { type: 'string', default: DEFAULT_OUT },
+        out: { type: 'string' },
+        profile: { type: 'string' },
+        hold: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }).values;
@@ -99,6 +112,8 @@ function parseFlags(argv: string[]) {
   const scenarios = parsed.scenarios ? parsed.scenarios.split(',').map((s) => s.trim()) : [...SCENARIOS];
   for (const s of scenarios) if (!(SCENARIOS as readonly string[]).includes(s)) usage(`unknown scenario ${JSON.stringify(s)}; known: ${SCENARIOS.join(', ')}`);
   const quick = parsed.quick;
+  const out = parsed.out === undefined ? (quick ? QUICK_OUT : DEFAULT_OUT) : resolve(parsed.out);
+  if (quick && out === DEFAULT_OUT) usage('--quick never writes into bench/results (its figures would replace the full run\'s): give another --out');
   const rates = (parsed.rates ?? (quick ? '500' : '500,1000,2000')).split(',').map((r) => positive('rates', r, 0));
   return {
     help: parsed.help,
@@ -106,7 +121,9 @@ function parseFlags(argv: string[]) {
     microOnly: parsed.micro,
     micro: !parsed['no-micro'],
     metrics: parsed.metrics === 'on',
-    out: parsed.out!,
+    out,
+    profileDir: parsed.profile ?? null,
+    hold: parsed.hold,
     scenarios: new Set(scenarios),
     run: {
       rounds: Math.round(positive('rounds', parsed.rounds, quick ? 1 : 3)),
@@ -144,6 +161,15 @@ function machineInfo(): MachineInfo {
 }
 
 /** One request to a path the policy closes: the meshlet pair must answer 403, proof the policy is enforced. */
+async function checkPolicyEnforced(t: Topology): Promise<number> {
+  const status = await deniedStatus(t);
+  log(`policy check through meshlet: GET ${DENIED_PATH} -> ${status}${status === 403 ? ' (denied: policy enforced)' : ''}`);
+  if (status !== 403) {
+    throw new BenchError('BENCH_POLICY_NOT_ENFORCED', `GET ${DENIED_PATH} through the meshlet pair answered ${status}, not 403: the server pod's policy closes that route, so the pair is not running as a pod would and its figures would mean nothing`);
+  }
+  return status;
+}
+
 function deniedStatus(t: Topology): Promise<number> {
   const m = t.http.find((x) => x.name === 'meshlet')!;
   return new Promise((resolve, reject) => {
@@ -153,6 +179,26 @@ function deniedStatus(t: Topology): Promise<number> {
     });
     req.on('error', reject);
   });
+}
+
+/** Every figure is written first; then a failed micro-benchmark makes the run fail, by name. */
+function microFailures(micro: BenchResults['micro']): number {
+  const failed = micro?.benches.filter((b) => !b.ok) ?? [];
+  if (failed.length === 0) return 0;
+  process.stderr.write(`bench: BENCH_MICRO_FAILED: ${failed.map((b) => `${b.file} (${b.exit})`).join(', ')}\n`);
+  return 1;
+}
+
+async function readProfiles(dir: string, roles: Record<number, string>): Promise<SidecarProfile[]> {
+  const out: SidecarProfile[] = [];
+  for (const f of (await readdir(dir)).filter((n) => n.endsWith('.cpuprofile'))) {
+    const role = roles[Number(f.split('.')[3])];
+    if (!role) continue;
+    const file = join(dir, f);
+    out.push({ process: role, file, top: formatSelfTime(topSelfTime(file, 30)) });
+  }
+  if (out.length === 0) log(`--profile: no sidecar profile in ${dir} (a sidecar killed before it exited writes none)`);
+  return out;
 }
 
 async function main(): Promise<number> {
@@ -168,25 +214,37 @@ async function main(): Promise<number> {
   const scenarios: ScenarioResult[] = [];
   const peaks: ProcessPeak[] = [];
   let topology: Topology | null = null;
-  let topologyInfo: BenchResults['topology'] = { upstream: 'not started (--micro)', nginx: 'not started (--micro)', meshlet: { mode: 'not started', note: '--micro' } };
+  let topologyInfo: BenchResults['topology'] = { upstream: 'not started (--micro)', nginx: 'not started (--micro)', meshlet: { note: 'not started (--micro)', policyCheck: null } };
+  let profiles: SidecarProfile[] | null = null;
   const work = await mkdtemp(join(os.tmpdir(), 'meshlet-bench-'));
   const stopAll = async () => {
     await topology?.stop();
     topology = null;
     await rm(work, { recursive: true, force: true });
   };
-  process.once('SIGINT', () => void stopAll().then(() => process.exit(130)));
+  if (!flags.hold) process.once('SIGINT', () => void stopAll().then(() => process.exit(130)));
   try {
     if (!flags.microOnly) {
-      topology = await startTopology({ work, metrics: flags.metrics, sidecarNodeArgs: (process.env.BENCH_SIDECAR_NODE_ARGS ?? '').split(' ').filter(Boolean), log });
-      const denied = await deniedStatus(topology);
-      const enforced = denied === 403;
-      log(`policy check through meshlet: GET ${DENIED_PATH} -> ${denied}${enforced ? ' (denied: policy enforced)' : ' — EXPECTED 403'}`);
+      const sidecarNodeArgs = (process.env.BENCH_SIDECAR_NODE_ARGS ?? '').split(' ').filter(Boolean);
+      if (flags.profileDir) {
+        await mkdir(flags.profileDir, { recursive: true });
+        sidecarNodeArgs.push('--cpu-prof', `--cpu-prof-dir=${flags.profileDir}`);
+      }
+      topology = await startTopology({ work, metrics: flags.metrics, sidecarNodeArgs, log });
+      const status = await checkPolicyEnforced(topology);
       topologyInfo = {
         upstream: topology.upstream.note,
         nginx: topology.nginx.note,
-        meshlet: { mode: topology.meshlet.mode, note: `${topology.meshlet.note}; GET ${DENIED_PATH} (closed route) answered ${denied}${enforced ? ', so the per-route policy is enforced' : ' — the policy is NOT enforced in this pair'}` },
+        meshlet: { note: topology.meshlet.note, policyCheck: { path: DENIED_PATH, status } },
       };
+      if (flags.hold) {
+        const { http, grpc, connect } = topology;
+        const strip = <T extends { procs: unknown }>(xs: T[]) => xs.map(({ procs, ...rest }) => ({ ...rest, pids: procs }));
+        process.stdout.write(`${JSON.stringify({ meshlet: topology.meshlet, http: strip(http), grpc: strip(grpc), connect: strip(connect) }, null, 2)}\n`);
+        log('--hold: everything is up; Ctrl-C stops it');
+        await new Promise((resolve) => process.once('SIGINT', resolve));
+        return 0;
+      }
       // Every proxy process once, named by target and role; VmHWM is read after each scenario
       // so the report shows in which scenario the memory peak was reached.
       const watched = new Map<number, ProcessPeak>();
@@ -208,13 +266,13 @@ async function main(): Promise<number> {
         load.close();
       }
       if (flags.scenarios.has('new-connections')) done(await newConnections(topology.connect, options));
-      if (flags.scenarios.has('grpc-unary')) {
-        const meshletGrpc = topology.meshlet.grpcDeclared ? null : topology.meshlet.mode === 'hop-proxy-pair' ? 'the stand-in proxy pair carries HTTP/1.1 only' : 'the sidecar refused a gRPC inbound port';
-        done(await grpcUnary(topology.grpc, options, meshletGrpc));
-      }
+      if (flags.scenarios.has('grpc-unary')) done(await grpcUnary(topology.grpc, options));
       peaks.push(...watched.values());
+      const pids = topology.meshlet.pids;
       await topology.stop();
       topology = null;
+      // A sidecar writes its profile when it exits, named CPU.<date>.<time>.<pid>.<tid>.<n>.cpuprofile.
+      if (flags.profileDir) profiles = await readProfiles(flags.profileDir, { [pids.client]: 'meshlet/outbound', [pids.server]: 'meshlet/inbound' });
     }
     const micro = flags.micro || flags.microOnly ? await runMicroBenches({ quick: flags.quick, log }) : null;
 
@@ -232,22 +290,23 @@ async function main(): Promise<number> {
       peakRss: peaks,
       issueTargets: checkIssueTargets(scenarios, headline, peaks),
       micro,
+      profiles,
     };
     const md = markdownReport(results);
     if (flags.microOnly) {
       // Only printed: a micro-only run must never replace the full run's result files.
       process.stdout.write(md);
-      return 0;
+      return microFailures(micro);
     }
     await mkdir(flags.out, { recursive: true });
     await writeFile(join(flags.out, 'results.json'), JSON.stringify(results, null, 2) + '\n');
     await writeFile(join(flags.out, 'results.md'), md);
-    await writeFile(join(flags.out, 'latency.svg'), latencyChartSvg(scenarios, `${results.generatedAt.slice(0, 16)}Z · ${machine.cpus} × ${machine.cpuModel} · node ${machine.node} · medians of ${options.rounds} runs · meshlet: ${topologyInfo.meshlet.mode}`));
+    await writeFile(join(flags.out, 'latency.svg'), latencyChartSvg(scenarios, `${results.generatedAt.slice(0, 16)}Z · ${machine.cpus} × ${machine.cpuModel} · node ${machine.node} · medians of ${options.rounds} runs · meshlet: two sidecar processes`));
     process.stdout.write(md);
     // A full run into bench/results refreshes the README's summary, so the two never disagree.
     if (!flags.quick && flags.out === DEFAULT_OUT) await refreshReadme(readmeSummary(results));
     log(`wrote ${join(flags.out, 'results.json')}, results.md, latency.svg`);
-    return 0;
+    return microFailures(micro);
   } finally {
     await stopAll();
   }

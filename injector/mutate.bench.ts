@@ -2,6 +2,7 @@
 // containers, ports and an httpGet probe), the injector's own server in a child process so the
 // load generator does not steal its CPU.
 // Run: node injector/mutate.bench.ts [--seconds 10] [--connections 16]
+// @bench-quick-args --seconds 1
 // Prints one JSON line: admission reviews per second and latency percentiles (ms).
 import { spawn } from 'node:child_process';
 import { webcrypto } from 'node:crypto';

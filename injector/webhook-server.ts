@@ -59,6 +59,10 @@ export interface WebhookServerOptions {
 /** The apiserver keeps a few keep-alive connections to a webhook; this leaves ample room. */
 export const WEBHOOK_MAX_CONNECTIONS = 256;
 export const WEBHOOK_HANDSHAKE_TIMEOUT_MS = 10_000;
+/** The apiserver caps objects at about 3 MiB. */
+export const WEBHOOK_MAX_BODY_BYTES = 3 * 1024 * 1024;
+/** The apiserver gives a webhook at most 30 s. */
+export const WEBHOOK_REQUEST_TIMEOUT_MS = 10_000;
 
 export class WebhookRequestError extends MeshletError {
   readonly status: number;
@@ -67,8 +71,6 @@ export class WebhookRequestError extends MeshletError {
     this.status = status;
   }
 }
-
-const DEFAULT_MAX_BODY = 3 * 1024 * 1024;
 
 function send(res: ServerResponse, status: number, body: unknown): void {
   if (res.headersSent) return;
@@ -121,8 +123,8 @@ export function parseAdmissionReview(body: Buffer): AdmissionRequest {
 }
 
 export function createWebhookServer(options: WebhookServerOptions): Server {
-  const limit = options.maxBodyBytes ?? DEFAULT_MAX_BODY;
-  const timeout = options.requestTimeoutMs ?? 10_000;
+  const limit = options.maxBodyBytes ?? WEBHOOK_MAX_BODY_BYTES;
+  const timeout = options.requestTimeoutMs ?? WEBHOOK_REQUEST_TIMEOUT_MS;
   const server = createServer(
     {
       cert: options.cert,

@@ -3,6 +3,12 @@ import { MeshletError } from '../../src/errors/meshlet-error.ts';
 export type BenchErrorCode =
   /** A process of the topology (sidecar, nginx, upstream) exited before it was ready. */
   | 'BENCH_PROCESS_EXITED'
+  /** `meshlet sidecar` exited or never answered /ready = 200: there is no stand-in to measure instead. */
+  | 'BENCH_SIDECAR_NOT_STARTED'
+  /** The meshlet pair did not answer 403 on the route its policy closes: the figures would not be of the pod configuration. */
+  | 'BENCH_POLICY_NOT_ENFORCED'
+  /** A micro-benchmark exited non-zero, printed nothing or ran past its time bound (its result files are still written). */
+  | 'BENCH_MICRO_FAILED'
   /** A process did not become ready (port or /ready) before the deadline. */
   | 'BENCH_NOT_READY'
   /** A target failed its warm-up (errors, or no request answered): its figures would be meaningless. */

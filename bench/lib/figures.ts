@@ -19,7 +19,6 @@ export type Percentiles = Record<PercentileKey, number>;
 
 /** A target's figures in one scenario: medians over the repeated runs. */
 export interface TargetFigures {
-  supported: true;
   runs: number;
   latencyUs: Percentiles;
   /** Target minus direct, per percentile (absent for direct itself). */
@@ -31,12 +30,6 @@ export interface TargetFigures {
   cpuSecondsPer1k: Record<string, number>;
 }
 
-export interface UnsupportedTarget {
-  supported: false;
-  /** Why there is no figure ("meshlet: not supported yet: …", "nginx missing"). Never a fake number. */
-  note: string;
-}
-
 export interface ScenarioResult {
   id: string;
   title: string;
@@ -44,7 +37,8 @@ export interface ScenarioResult {
   method: string;
   /** "req/s", "calls/s", "connections/s". */
   unit: string;
-  targets: Partial<Record<TargetName, TargetFigures | UnsupportedTarget>>;
+  /** Every target the run has (nginx absent when it is missing on the machine). */
+  targets: Partial<Record<TargetName, TargetFigures>>;
   /** meshlet / nginx; null when either side has no figure. */
   ratios: { addedP50: number | null; addedP90: number | null; addedP99: number | null; addedP999: number | null; operationsPerSec: number | null };
 }
@@ -61,7 +55,6 @@ export function summarizeRuns(runs: RunSample[]): TargetFigures {
       }
     : undefined;
   return {
-    supported: true,
     runs: runs.length,
     latencyUs,
     ...(ac ? { autocannonMs: ac } : {}),
@@ -77,13 +70,13 @@ export function compareTargets(s: Omit<ScenarioResult, 'ratios'>): ScenarioResul
   const direct = s.targets.direct;
   for (const name of ['meshlet', 'nginx'] as const) {
     const t = s.targets[name];
-    if (t?.supported && direct?.supported) {
+    if (t && direct) {
       t.addedUs = Object.fromEntries(PERCENTILES.map((p) => [p, t.latencyUs[p] - direct.latencyUs[p]])) as Percentiles;
     }
   }
   const m = s.targets.meshlet;
   const n = s.targets.nginx;
-  const both = m?.supported && n?.supported ? { m, n } : null;
+  const both = m && n ? { m, n } : null;
   const ratio = (p: PercentileKey) => (both && both.n.addedUs && both.m.addedUs && both.n.addedUs[p] > 0 ? both.m.addedUs[p] / both.n.addedUs[p] : null);
   return {
     ...s,

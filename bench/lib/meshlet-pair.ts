@@ -1,9 +1,8 @@
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BENCH_IDS, type SvidFiles } from '../hop/pki.ts';
-import type { SidecarSpec } from '../hop/sidecar-process.ts';
+import { BENCH_IDS, type SvidFiles } from './bench-pki.ts';
 import { benchPolicyYaml } from './bench-policy.ts';
-import { freePort, startProcess, stopProcess, waitForPort, waitUntil, type BenchProcess } from './child-process.ts';
+import { freePort, startProcess, stopProcess, waitUntil, type BenchProcess } from './child-process.ts';
 import { BenchError } from './bench-error.ts';
 
 const REPO = join(import.meta.dirname, '..', '..');
@@ -12,24 +11,19 @@ const REPO = join(import.meta.dirname, '..', '..');
 export const MESH_HTTP_AUTHORITY = 'upstream:80';
 export const MESH_GRPC_AUTHORITY = 'upstream-grpc:90';
 
+/**
+ * Two real `meshlet sidecar` processes configured as pods are: files identity, the server pod's
+ * per-route policy from a mounted directory, admin and metrics on.
+ */
 export interface MeshletPair {
-  /**
-   * `sidecar-command`: two real `meshlet sidecar` processes configured as pods are (files
-   * identity, per-route policy from a mounted directory, admin and metrics on).
-   * `hop-proxy-pair`: bench/hop's proxy processes — used only while `meshlet sidecar` is not
-   * built, and labelled in every report.
-   */
-  mode: 'sidecar-command' | 'hop-proxy-pair';
-  /** Why this mode (the fallback's reason). */
+  /** What was started, for the report. */
   note: string;
   outboundPort: number;
   /** The server pod's mTLS listener for the HTTP app port (the new-connection scenario dials it). */
   inboundHttpPort: number;
-  /** Whether the server pod declared a gRPC port (false when the sidecar refused one). */
-  grpcDeclared: boolean;
   client: BenchProcess;
   server: BenchProcess;
-  adminPorts: { client: number; server: number } | null;
+  adminPorts: { client: number; server: number };
   stop(): Promise<void>;
 }
 
@@ -68,7 +62,11 @@ function sidecarEnv(common: Record<string, string>, own: Record<string, string>)
   return { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/', ...common, ...own };
 }
 
-async function startSidecarPair(o: MeshletPairOptions, declareGrpc: boolean): Promise<MeshletPair> {
+/**
+ * Starts the pair and waits until both answer /ready. A sidecar that exits or never gets ready
+ * fails the bench (BENCH_SIDECAR_NOT_STARTED, with the sidecar's stderr): there is no stand-in.
+ */
+export async function startMeshletPair(o: MeshletPairOptions): Promise<MeshletPair> {
   const [clientOut, clientAdmin, clientCatchAll, serverOut, serverAdmin, serverCatchAll, serverHttp, serverGrpc] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
   const serverPolicyDir = join(o.work, 'server-policy');
   const clientPolicyDir = join(o.work, 'client-policy');
@@ -82,7 +80,7 @@ async function startSidecarPair(o: MeshletPairOptions, declareGrpc: boolean): Pr
     MESHLET_LOG_LEVEL: 'warn',
     ...(o.metrics ? {} : { MESHLET_REQUEST_METRICS: 'false' }),
   };
-  const inbound = [`${o.httpAppPort}:${serverHttp}/http`, ...(declareGrpc ? [`${o.grpcAppPort}:${serverGrpc}/grpc`] : [])];
+  const inbound = [`${o.httpAppPort}:${serverHttp}/http`, `${o.grpcAppPort}:${serverGrpc}/grpc`];
   const server = startProcess('meshlet sidecar (server pod)', process.execPath, [...o.nodeArgs, join(REPO, 'bin', 'meshlet.js'), 'sidecar'], {
     env: sidecarEnv(common, {
       MESHLET_SERVICE_ACCOUNT: 'server',
@@ -116,59 +114,16 @@ async function startSidecarPair(o: MeshletPairOptions, declareGrpc: boolean): Pr
     await Promise.all([waitUntil(server, '/ready = 200', isReady(serverAdmin)), waitUntil(client, '/ready = 200', isReady(clientAdmin))]);
   } catch (err) {
     await stop();
-    throw err;
+    throw new BenchError('BENCH_SIDECAR_NOT_STARTED', `\`meshlet sidecar\` did not start (nothing else is measured in its place): ${(err as Error).message}`, { cause: err });
   }
   const metricsNote = o.metrics ? 'on' : 'per-request metrics off (MESHLET_REQUEST_METRICS=false)';
   return {
-    mode: 'sidecar-command',
     note: `two \`meshlet sidecar\` processes: files identity, per-route policy from a mounted directory, metrics ${metricsNote}`,
     outboundPort: clientOut,
     inboundHttpPort: serverHttp,
-    grpcDeclared: declareGrpc,
     client,
     server,
     adminPorts: { client: clientAdmin, server: serverAdmin },
     stop,
   };
-}
-
-/** bench/hop's proxy processes (no gRPC, stand-in policy): only while the sidecar command is not built. */
-async function startHopPair(o: MeshletPairOptions, note: string): Promise<MeshletPair> {
-  const [out, inb] = await Promise.all([freePort(), freePort()]);
-  const [destHost, destPort] = MESH_HTTP_AUTHORITY.split(':') as [string, string];
-  const script = join(REPO, 'bench', 'hop', 'sidecar-process.ts');
-  const spawnHop = (name: string, spec: SidecarSpec) => startProcess(name, process.execPath, [...o.nodeArgs, script, JSON.stringify(spec)]);
-  const server = spawnHop('hop inbound proxy', { role: 'inbound', files: o.pki.server, listenPort: inb, appPort: o.httpAppPort });
-  const client = spawnHop('hop outbound proxy', { role: 'outbound', files: o.pki.client, listenPort: out, destHost, destPort: Number(destPort), peerPort: inb, peerId: BENCH_IDS.server });
-  const stop = async () => {
-    await Promise.all([stopProcess(client), stopProcess(server)]);
-  };
-  try {
-    await Promise.all([waitForPort(server, inb), waitForPort(client, out)]);
-  } catch (err) {
-    await stop();
-    throw err;
-  }
-  return { mode: 'hop-proxy-pair', note, outboundPort: out, inboundHttpPort: inb, grpcDeclared: false, client, server, adminPorts: null, stop };
-}
-
-/**
- * Starts the meshlet pair the way pods run it. Falls back — loudly — when the sidecar cannot
- * run yet: to a pair without the gRPC port when the sidecar refuses to declare one, and to
- * bench/hop's proxy processes when `meshlet sidecar` is not built at all.
- */
-export async function startMeshletPair(o: MeshletPairOptions): Promise<MeshletPair> {
-  try {
-    return await startSidecarPair(o, true);
-  } catch (err) {
-    const message = (err as Error).message;
-    if (/MESHLET_NOT_BUILT|not built yet/.test(message)) {
-      return startHopPair(o, `\`meshlet sidecar\` is not built yet (${message.slice(0, 160)}); measured bench/hop's proxy processes instead — NOT the pod configuration`);
-    }
-    if (!(err instanceof BenchError) || err.code !== 'BENCH_PROCESS_EXITED') throw err;
-    // A sidecar without gRPC support may refuse a `/grpc` inbound port: measure HTTP without it.
-    const pair = await startSidecarPair(o, false);
-    pair.note += `; the gRPC port was left out because the sidecar refused it: ${message.slice(0, 200)}`;
-    return pair;
-  }
 }

@@ -1,9 +1,18 @@
 import { readFileSync } from 'node:fs';
-import { cpuSeconds } from '../hop/cpu.ts';
 
 // What one proxy process costs: CPU seconds (utime + stime, read from /proc/<pid>/stat before
 // and after a run — the load generator shares the two cores, so wall-clock throughput alone
 // would hide where the cycles went) and peak resident memory.
+
+const TICKS_PER_SECOND = 100; // USER_HZ on Linux
+
+/** utime + stime of a process, in seconds (fields 14 and 15 of /proc/<pid>/stat). */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) may contain spaces: split after its closing parenthesis.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+}
 
 /** Peak resident set size in bytes: VmHWM of /proc/<pid>/status (the high-water mark, not the current RSS). */
 export function peakRssBytes(pid: number): number {

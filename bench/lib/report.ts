@@ -13,18 +13,37 @@ export interface MachineInfo {
   note: string;
 }
 
+/** The request the bench sends, before measuring, to a route the server pod's policy closes. */
+export interface PolicyCheck {
+  path: string;
+  status: number;
+}
+
 export interface BenchResults {
   generatedAt: string;
   quick: boolean;
   machine: MachineInfo;
   settings: Record<string, unknown>;
-  topology: { upstream: string; nginx: string; meshlet: { mode: string; note: string } };
+  topology: { upstream: string; nginx: string; meshlet: { note: string; policyCheck: PolicyCheck | null } };
   /** Scenario id -> figures; the headline (issue 5's targets) is `headline`. */
   headline: string;
   scenarios: Record<string, ScenarioResult>;
   peakRss: ProcessPeak[];
   issueTargets: TargetCheck[];
   micro: MicroResults | null;
+  /** --profile: each sidecar's functions by self time. */
+  profiles: SidecarProfile[] | null;
+}
+
+export interface SidecarProfile {
+  process: string;
+  file: string;
+  top: string;
+}
+
+function meshletLine(r: BenchResults): string {
+  const m = r.topology.meshlet;
+  return m.policyCheck ? `${m.note}; GET ${m.policyCheck.path} (closed route) answered ${m.policyCheck.status}, so the per-route policy is enforced` : m.note;
 }
 
 const n0 = (v: number) => (Number.isFinite(v) ? Math.round(v).toLocaleString('en-US') : 'n/a');
@@ -43,10 +62,6 @@ function scenarioTable(s: ScenarioResult): string {
   for (const name of ['direct', 'meshlet', 'nginx'] as const) {
     const t = s.targets[name];
     if (!t) continue;
-    if (!t.supported) {
-      lines.push(`| ${name} | ${t.note} | | | | | | | | | | | |`);
-      continue;
-    }
     const f: TargetFigures = t;
     const added = f.addedUs ? [f.addedUs.p50Us, f.addedUs.p90Us, f.addedUs.p99Us, f.addedUs.p999Us].map(sign) : ['—', '—', '—', '—'];
     const cpu = Object.entries(f.cpuSecondsPer1k).map(([role, v]) => `${role} ${v.toFixed(3)}`).join(', ') || '—';
@@ -68,35 +83,46 @@ export function markdownReport(r: BenchResults): string {
     `> ${m.note}`,
     '',
     `- Upstream: ${r.topology.upstream}.`,
-    `- meshlet: ${r.topology.meshlet.mode} — ${r.topology.meshlet.note}.`,
+    `- meshlet: ${meshletLine(r)}.`,
     `- nginx: ${r.topology.nginx}.`,
     `- Each figure is the median of ${String(r.settings.rounds)} interleaved runs; latency in µs from hrtime-timed requests (HDR histogram); "added" = target minus direct at the same percentile.`,
     '',
-    `## Issue 5 targets (on \`${r.headline}\`; reported, not asserted)`,
-    '',
-    '| target | limit | measured | met | from |',
-    '|---|---|---|---|---|',
-    ...r.issueTargets.map((c) => `| ${c.target} | ${c.limit} | ${c.measured} | ${c.met === null ? 'n/a' : c.met ? 'met' : '**not met**'} | ${c.scenario} |`),
-    '',
-    '## Scenarios',
-    '',
-    ...Object.values(r.scenarios).flatMap((s) => [scenarioTable(s), '']),
-    '## Peak RSS (VmHWM, MB) of each proxy process, after each scenario',
-    '',
-    `| process | ready, idle | ${Object.keys(r.scenarios).join(' | ')} |`,
-    `|---|---:|${Object.keys(r.scenarios).map(() => '---:').join('|')}|`,
-    ...r.peakRss.map((p) => `| ${p.process} | ${(p.atReadyBytes / 1048576).toFixed(1)} | ${Object.keys(r.scenarios).map((id) => (p.afterScenario[id] !== undefined ? (p.afterScenario[id]! / 1048576).toFixed(1) : '')).join(' | ')} |`),
-    '',
   ];
+  // --micro measures no scenario: no empty tables for it.
+  if (Object.keys(r.scenarios).length > 0) {
+    out.push(
+      `## Issue 5 targets (on \`${r.headline}\`; reported, not asserted)`,
+      '',
+      '| target | limit | measured | met | from |',
+      '|---|---|---|---|---|',
+      ...r.issueTargets.map((c) => `| ${c.target} | ${c.limit} | ${c.measured} | ${c.met === null ? 'n/a' : c.met ? 'met' : '**not met**'} | ${c.scenario} |`),
+      '',
+      '## Scenarios',
+      '',
+      ...Object.values(r.scenarios).flatMap((s) => [scenarioTable(s), '']),
+      '## Peak RSS (VmHWM, MB) of each proxy process, after each scenario',
+      '',
+      `| process | ready, idle | ${Object.keys(r.scenarios).join(' | ')} |`,
+      `|---|---:|${Object.keys(r.scenarios).map(() => '---:').join('|')}|`,
+      ...r.peakRss.map((p) => `| ${p.process} | ${(p.atReadyBytes / 1048576).toFixed(1)} | ${Object.keys(r.scenarios).map((id) => (p.afterScenario[id] !== undefined ? (p.afterScenario[id]! / 1048576).toFixed(1) : '')).join(' | ')} |`),
+      '',
+    );
+  }
+  if (r.profiles) {
+    out.push('## CPU profiles (--profile: top functions by self time)', '');
+    for (const p of r.profiles) out.push(`### ${p.process}`, '', `\`${p.file}\``, '', '```', p.top, '```', '');
+  }
   if (r.micro) {
-    out.push('## Micro-benchmarks', '', '### Policy decision (issue 3)', '', '```', r.micro.policyDecisionTable, '```', '', '### Admission review (injector /mutate)', '');
-    const a = r.micro.admissionReview;
-    if ('available' in a) out.push(a.note, '');
-    else {
-      out.push(`${a.method}; ${a.iterations.toLocaleString('en-US')} reviews.`, '', '| reviews/s | p50 µs | p99 µs | p99.9 µs |', '|---:|---:|---:|---:|');
-      out.push(`| ${n0(a.reviewsPerSec)} | ${a.latency.p50Us} | ${a.latency.p99Us} | ${a.latency.p999Us} |`, '');
+    out.push(
+      '## Micro-benchmarks',
+      '',
+      `Every file matching ${r.micro.patterns.map((p) => `\`${p}\``).join(', ')}, each run as its own process; its output verbatim.`,
+      '',
+    );
+    for (const b of r.micro.benches) {
+      const how = `\`node ${[b.file, ...b.args].join(' ')}\`, ${b.seconds} s`;
+      out.push(`### ${b.file}`, '', b.ok ? how : `**FAILED** (${b.exit}): ${how}`, '', '```', b.ok ? b.output : [b.output, b.stderr ?? ''].filter(Boolean).join('\n'), '```', '');
     }
-    for (const o of r.micro.others) out.push(`### bench/micro/${o.file}`, '', '```', o.output, '```', '');
   }
   return out.join('\n');
 }
@@ -110,7 +136,7 @@ export function readmeSummary(r: BenchResults): string {
   const lines = [
     `Run of ${r.generatedAt.slice(0, 16).replace('T', ' ')} UTC on ${m.cpus} × ${m.cpuModel} (${m.memoryGb} GB), Linux ${m.kernel}, node ${m.node}, ${m.nginx ?? 'nginx missing'}; medians of ${String(r.settings.rounds)} interleaved runs. ${m.note} Full tables: [results/results.md](results/results.md), chart: [results/latency.svg](results/latency.svg).`,
     '',
-    `meshlet: ${r.topology.meshlet.mode} — ${r.topology.meshlet.note}.`,
+    `meshlet: ${meshletLine(r)}.`,
     '',
     `| issue 5 target (on \`${r.headline}\`) | limit | measured | met |`,
     '|---|---|---|---|',
@@ -123,9 +149,9 @@ export function readmeSummary(r: BenchResults): string {
     const mt = s.targets.meshlet;
     const nt = s.targets.nginx;
     const dt = s.targets.direct;
-    const added = (t: typeof mt) => (t?.supported && t.addedUs ? `${sign(t.addedUs.p50Us)} / ${sign(t.addedUs.p99Us)}` : t && !t.supported ? 'not supported yet' : 'n/a');
-    const rate = (t: typeof mt) => (t?.supported ? n0(t.operationsPerSec) : '—');
-    const cpu = mt?.supported ? Object.entries(mt.cpuSecondsPer1k).map(([role, v]) => `${role} ${v.toFixed(3)}`).join(', ') : '—';
+    const added = (t: typeof mt) => (t?.addedUs ? `${sign(t.addedUs.p50Us)} / ${sign(t.addedUs.p99Us)}` : 'n/a');
+    const rate = (t: typeof mt) => (t ? n0(t.operationsPerSec) : '—');
+    const cpu = mt ? Object.entries(mt.cpuSecondsPer1k).map(([role, v]) => `${role} ${v.toFixed(3)}`).join(', ') : '—';
     lines.push(`| ${s.id} | ${added(mt)} | ${added(nt)} | ${ratio(s.ratios.addedP50)}, ${ratio(s.ratios.addedP99)} | ${rate(mt)} / ${rate(nt)} / ${rate(dt)} ${s.unit} | ${cpu} |`);
   }
   const peak = r.peakRss.filter((p) => p.process.startsWith('meshlet/')).map((p) => `${p.process} ${(p.atReadyBytes / 1048576).toFixed(0)} MB idle, ${(p.peakRssBytes / 1048576).toFixed(0)} MB peak`);

@@ -22,7 +22,7 @@ function fmtUs(us: number): string {
 }
 
 export function latencyChartSvg(scenarios: ScenarioResult[], subtitle: string): string {
-  const panels = scenarios.filter((s) => Object.values(s.targets).some((t) => t?.supported));
+  const panels = scenarios.filter((s) => Object.values(s.targets).some((t) => t !== undefined));
   const height = TOP + panels.length * (PANEL + 40) + 20;
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="sans-serif" font-size="11">`,
@@ -40,7 +40,7 @@ export function latencyChartSvg(scenarios: ScenarioResult[], subtitle: string): 
     const plotH = PANEL - 30;
     const values = names.flatMap((n) => {
       const t = s.targets[n as keyof typeof s.targets];
-      return t?.supported ? PERCENTILES.map((p) => t.latencyUs[p]) : [];
+      return t ? PERCENTILES.map((p) => t.latencyUs[p]) : [];
     });
     const min = Math.max(1, Math.min(...values));
     // One decade of room below the smallest bar, so a value just above a decade still shows.
@@ -60,10 +60,7 @@ export function latencyChartSvg(scenarios: ScenarioResult[], subtitle: string): 
       names.forEach((n, bi) => {
         const t = s.targets[n as keyof typeof s.targets];
         const x = gx + bi * barW;
-        if (!t?.supported) {
-          if (t) out.push(`<text x="${x + barW / 2}" y="${y0 + plotH - 4}" text-anchor="middle" fill="#c0392b" font-size="9">n/a</text>`);
-          return;
-        }
+        if (!t) return;
         const v = t.latencyUs[p];
         const y = yOf(v);
         out.push(`<rect x="${x}" y="${y}" width="${barW - 2}" height="${Math.max(1, y0 + plotH - y)}" fill="${COLORS[n]}"><title>${n} ${LABELS[gi]}: ${fmtUs(v)}</title></rect>`);

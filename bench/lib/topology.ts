@@ -1,11 +1,10 @@
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeBenchPki, type SvidFiles } from '../hop/pki.ts';
-import { nginxInboundConf, nginxOutboundConf, upstreamConf } from '../hop/nginx.ts';
+import { writeBenchPki, type SvidFiles } from './bench-pki.ts';
 import { BENCH_PATH } from './bench-policy.ts';
 import { freePort, startProcess, stopProcess, waitForPort, type BenchProcess } from './child-process.ts';
-import { nginxGrpcInboundConf, nginxGrpcOutboundConf } from './nginx-grpc.ts';
+import { nginxGrpcInboundConf, nginxGrpcOutboundConf, nginxInboundConf, nginxOutboundConf, upstreamConf } from './nginx-conf.ts';
 import { MESH_GRPC_AUTHORITY, MESH_HTTP_AUTHORITY, startMeshletPair, type MeshletPair } from './meshlet-pair.ts';
 import type { HttpEndpoint } from './http-sampler.ts';
 import type { ProxyProcess } from './process-usage.ts';
@@ -41,7 +40,7 @@ export interface ConnectTarget {
 export interface Topology {
   upstream: { kind: 'nginx' | 'node'; note: string };
   nginx: { available: boolean; path: string | null; note: string };
-  meshlet: { mode: MeshletPair['mode']; note: string; grpcDeclared: boolean; pids: { client: number; server: number } };
+  meshlet: { note: string; pids: { client: number; server: number }; adminPorts: MeshletPair['adminPorts'] };
   http: HttpTarget[];
   grpc: GrpcTarget[];
   connect: ConnectTarget[];
@@ -103,7 +102,7 @@ export async function startTopology(o: TopologyOptions): Promise<Topology> {
     o.log(`upstream: ${upstreamKind} on ${httpApp} (1 KB body); gRPC echo (grpc-js) on ${grpcApp}`);
 
     meshlet = await startMeshletPair({ work: join(o.work, 'meshlet'), pki, httpAppPort: httpApp, grpcAppPort: grpcApp, metrics: o.metrics, nodeArgs: o.sidecarNodeArgs });
-    o.log(`meshlet: ${meshlet.mode} — ${meshlet.note}`);
+    o.log(`meshlet: ${meshlet.note}`);
     const meshProcs: ProxyProcess[] = [
       { role: 'outbound', pid: meshlet.client.pid },
       { role: 'inbound', pid: meshlet.server.pid },
@@ -153,7 +152,7 @@ export async function startTopology(o: TopologyOptions): Promise<Topology> {
     return {
       upstream: { kind: upstreamKind, note: upstreamKind === 'nginx' ? 'nginx returning a 1 KB body' : 'node:http server returning a 1 KB body (nginx missing)' },
       nginx: { available: nginx !== null, path: nginx, note: nginxNote },
-      meshlet: { mode: meshlet.mode, note: meshlet.note, grpcDeclared: meshlet.grpcDeclared, pids: { client: meshlet.client.pid, server: meshlet.server.pid } },
+      meshlet: { note: meshlet.note, pids: { client: meshlet.client.pid, server: meshlet.server.pid }, adminPorts: meshlet.adminPorts },
       http,
       grpc,
       connect,

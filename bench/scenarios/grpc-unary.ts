@@ -2,16 +2,17 @@ import * as grpc from '@grpc/grpc-js';
 import { callEcho, EchoClient } from '../lib/grpc-echo.ts';
 import { runClosedLoop } from '../lib/closed-loop.ts';
 import { cpuPer1k, cpuSnapshot } from '../lib/process-usage.ts';
-import { compareTargets, summarizeRuns, type RunSample, type ScenarioResult, type UnsupportedTarget } from '../lib/figures.ts';
+import { compareTargets, summarizeRuns, type RunSample, type ScenarioResult } from '../lib/figures.ts';
 import { interleave } from '../lib/interleave.ts';
+import { BenchError } from '../lib/bench-error.ts';
 import type { RunOptions } from '../lib/run-options.ts';
 import type { GrpcTarget } from '../lib/topology.ts';
 
 /**
  * gRPC unary (bench.v1.Echo/Echo, 100 B request, 1 KB reply) from a @grpc/grpc-js client to a
  * grpc-js server: `concurrency` calls in flight on one channel (HTTP/2 multiplexed), each timed
- * with process.hrtime.bigint(). A target whose probe call fails gets no figure, only the reason
- * (the meshlet sidecar may not carry gRPC yet): never a made-up number.
+ * with process.hrtime.bigint(). A target whose first call fails stops the bench
+ * (BENCH_WARMUP_FAILED, with the gRPC error): there would be no figure to compare.
  */
 function clientFor(t: GrpcTarget): grpc.Client {
   return new EchoClient(t.address, grpc.credentials.createInsecure(), { 'grpc.default_authority': t.authority });
@@ -49,22 +50,16 @@ async function measure(t: GrpcTarget, o: RunOptions, seconds: number): Promise<R
   }
 }
 
-export async function grpcUnary(targets: readonly GrpcTarget[], o: RunOptions, meshletNote: string | null): Promise<ScenarioResult> {
+export async function grpcUnary(targets: readonly GrpcTarget[], o: RunOptions): Promise<ScenarioResult> {
   const id = 'grpc-unary';
   o.log(`${id}: ${o.concurrency} calls in flight on one channel`);
-  const unsupported: Record<string, UnsupportedTarget> = {};
-  const measurable: GrpcTarget[] = [];
   for (const t of targets) {
-    const why = t.name === 'meshlet' && meshletNote ? meshletNote : await probe(t);
-    if (why === null) measurable.push(t);
-    else {
-      unsupported[t.name] = { supported: false, note: t.name === 'meshlet' ? `meshlet: not supported yet (${why})` : `${t.name}: ${why}` };
-      o.log(`  ${id}: no figure for ${t.name}: ${unsupported[t.name]!.note}`);
-    }
+    const why = await probe(t);
+    if (why !== null) throw new BenchError('BENCH_WARMUP_FAILED', `${id}: the first call through ${t.name} (${t.address}, :authority ${t.authority}) failed: ${why}`);
   }
   const runs = await interleave(
     id,
-    measurable,
+    targets,
     o,
     async (t) => void (await measure(t, o, o.warmupSeconds)),
     (t) => measure(t, o, o.seconds),
@@ -74,6 +69,6 @@ export async function grpcUnary(targets: readonly GrpcTarget[], o: RunOptions, m
     title: 'gRPC unary, 1 KB reply',
     method: `@grpc/grpc-js client, ${o.concurrency} calls in flight on one channel, closed loop, ${o.seconds} s after ${o.warmupSeconds} s warm-up; every call timed (µs)`,
     unit: 'calls/s',
-    targets: { ...Object.fromEntries(measurable.map((t) => [t.name, summarizeRuns(runs.get(t.name)!)])), ...unsupported },
+    targets: Object.fromEntries(targets.map((t) => [t.name, summarizeRuns(runs.get(t.name)!)])),
   });
 }

@@ -1,128 +1,115 @@
-import { execFile } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { globSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { formatBenchTable, runPolicyDecisionBench, type DecisionBenchResult } from '../micro/policy-decision.ts';
-import { createMutateHandler } from '../../injector/mutate.ts';
-import { parseAdmissionReview } from '../../injector/webhook-server.ts';
-import { DEFAULT_INJECTION_SETTINGS } from '../../injector/patch/settings.ts';
-import { LatencyHistogram, type LatencySummary } from '../lib/latency-histogram.ts';
 
-const run = promisify(execFile);
-const MICRO_DIR = join(import.meta.dirname, '..', 'micro');
+const REPO = join(import.meta.dirname, '..', '..');
 
-export interface AdmissionBenchResult {
-  /** Full reviews per second, one after the other on one core. */
-  reviewsPerSec: number;
-  latency: LatencySummary;
-  iterations: number;
-  /** What one review includes. */
-  method: string;
-}
+/**
+ * Where micro-benchmarks live: beside the code they measure (`*.bench.ts` under src/ and
+ * injector/), plus the bench's own in bench/micro/. Found by name on every run, so a new one
+ * is picked up without being registered anywhere.
+ */
+export const MICRO_PATTERNS = ['src/**/*.bench.ts', 'injector/**/*.bench.ts', 'bench/micro/*.ts'] as const;
 
-export interface OtherMicroBench {
+/**
+ * A micro-benchmark is a plain CLI whose defaults are its full run. A line
+ * `@bench-quick-args ARGS` in the file gives the arguments of a tiny run for --quick (without
+ * one, --quick runs it at full size).
+ */
+const QUICK_ARGS = /@bench-quick-args[ \t]+(.+)$/m;
+
+/** Each one is its own process with a time bound; past it, it is killed and reported as failed. */
+const TIME_BOUND_S = { full: 300, quick: 60 } as const;
+
+export interface MicroBenchResult {
+  /** Repository-relative path, e.g. src/proxy/http/headers.bench.ts. */
   file: string;
-  /** Its stdout (these benches print their own tables), or why it did not run. */
-  output: string;
+  args: string[];
   ok: boolean;
+  /** Exit status, or the reason it did not finish ("timed out after 60 s"). */
+  exit: string;
+  seconds: number;
+  /** Its stdout, verbatim: these benches print their own tables or JSON lines. */
+  output: string;
+  /** The last line of its stdout when that is a JSON object, for machine readers. */
+  figures?: Record<string, unknown>;
+  /** The tail of its stderr when it failed. */
+  stderr?: string;
 }
 
 export interface MicroResults {
-  policyDecision: DecisionBenchResult[];
-  policyDecisionTable: string;
-  admissionReview: AdmissionBenchResult | { available: false; note: string };
-  others: OtherMicroBench[];
+  patterns: readonly string[];
+  benches: MicroBenchResult[];
 }
 
-/** A typical application pod as the API server sends it for CREATE: two ports, HTTP probes, opted in. */
-function podReviewBody(i: number): Buffer {
-  const pod = {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { generateName: 'orders-7d9f8b-', namespace: 'shop', labels: { app: 'orders', 'pod-template-hash': '7d9f8b' }, annotations: { 'meshlet.io/inject': 'enabled' } },
-    spec: {
-      serviceAccountName: 'orders',
-      containers: [
-        {
-          name: 'orders',
-          image: 'registry.example/orders:1.4.2',
-          ports: [
-            { name: 'http', containerPort: 8080, protocol: 'TCP' },
-            { name: 'grpc', containerPort: 9090, protocol: 'TCP' },
-          ],
-          readinessProbe: { httpGet: { path: '/ready', port: 8080 }, periodSeconds: 5 },
-          livenessProbe: { httpGet: { path: '/live', port: 'http' }, periodSeconds: 10 },
-          resources: { requests: { cpu: '100m', memory: '128Mi' } },
-          env: [{ name: 'LOG_LEVEL', value: 'info' }],
-        },
-      ],
-    },
-  };
-  const review = {
-    apiVersion: 'admission.k8s.io/v1',
-    kind: 'AdmissionReview',
-    request: { uid: `bench-${i}`, kind: { group: '', version: 'v1', kind: 'Pod' }, resource: { group: '', version: 'v1', resource: 'pods' }, operation: 'CREATE', namespace: 'shop', object: pod },
-  };
-  return Buffer.from(JSON.stringify(review));
+export function discoverMicroBenches(): string[] {
+  return globSync([...MICRO_PATTERNS], { cwd: REPO })
+    .filter((f) => !f.endsWith('.test.ts') && !f.endsWith('.d.ts'))
+    .sort();
 }
 
-/**
- * The injector's /mutate work in-process, as the webhook server does it minus the socket:
- * parse the AdmissionReview body, build the patch, serialize the answer.
- */
-export async function runAdmissionBench(iterations: number): Promise<AdmissionBenchResult> {
-  const handler = createMutateHandler({ settings: DEFAULT_INJECTION_SETTINGS });
-  const bodies = Array.from({ length: 16 }, (_, i) => podReviewBody(i));
-  const once = async (i: number) => {
-    const request = parseAdmissionReview(bodies[i & 15]!);
-    const response = await handler(request);
-    if (!response.patch) throw new Error(`the bench pod was not injected: ${JSON.stringify(response)}`);
-    return JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { ...response, uid: request.uid } }).length;
-  };
-  for (let i = 0; i < Math.min(iterations, 2000); i++) await once(i); // warm-up: let the JIT settle
-  const h = new LatencyHistogram();
-  const start = process.hrtime.bigint();
-  for (let i = 0; i < iterations; i++) {
-    const t0 = process.hrtime.bigint();
-    await once(i);
-    h.recordNanos(process.hrtime.bigint() - t0);
-  }
-  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  const latency = h.summary();
-  h.destroy();
-  return { reviewsPerSec: iterations / seconds, latency, iterations, method: 'parseAdmissionReview + createMutateHandler (pod with 2 ports and 2 HTTP probes) + JSON.stringify of the answer, in-process, sequential' };
+function quickArgs(file: string): string[] {
+  const m = QUICK_ARGS.exec(readFileSync(join(REPO, file), 'utf8'));
+  return m ? m[1]!.trim().split(/\s+/) : [];
 }
 
-/** Any other benchmark file in bench/micro/ runs as its own process; its printed table is kept verbatim. */
-async function runOtherMicroBenches(quick: boolean): Promise<OtherMicroBench[]> {
-  const files = readdirSync(MICRO_DIR).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && f !== 'policy-decision.ts');
-  const out: OtherMicroBench[] = [];
-  for (const file of files) {
-    if (quick) {
-      out.push({ file, output: 'skipped in --quick', ok: false });
-      continue;
-    }
-    try {
-      const { stdout } = await run(process.execPath, [join(MICRO_DIR, file)], { timeout: 120_000, maxBuffer: 4 << 20 });
-      out.push({ file, output: stdout.trim(), ok: true });
-    } catch (err) {
-      out.push({ file, output: `failed: ${(err as Error).message.slice(0, 500)}`, ok: false });
-    }
-  }
-  return out;
-}
-
-export async function runMicroBenches(opts: { quick: boolean; log: (line: string) => void }): Promise<MicroResults> {
-  opts.log('micro: policy decision (1,000-route policy)');
-  const policyDecision = runPolicyDecisionBench({ iterations: opts.quick ? 5_000 : 200_000 });
-  opts.log('micro: admission review (injector /mutate, in-process)');
-  let admissionReview: MicroResults['admissionReview'];
+function lastJsonLine(stdout: string): Record<string, unknown> | undefined {
+  const last = stdout.trim().split('\n').at(-1) ?? '';
+  if (!last.startsWith('{')) return undefined;
   try {
-    admissionReview = await runAdmissionBench(opts.quick ? 500 : 20_000);
-  } catch (err) {
-    admissionReview = { available: false, note: `not available: ${(err as Error).message}` };
+    return JSON.parse(last) as Record<string, unknown>;
+  } catch {
+    return undefined;
   }
-  const others = await runOtherMicroBenches(opts.quick);
-  for (const o of others) opts.log(`micro: ${o.file}: ${o.ok ? 'done' : o.output}`);
-  return { policyDecision, policyDecisionTable: formatBenchTable(policyDecision), admissionReview, others };
+}
+
+function runOne(file: string, args: string[], boundS: number): Promise<MicroBenchResult> {
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    const child = spawn(process.execPath, [join(REPO, file), ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4000)));
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, boundS * 1000);
+    const finish = (exit: string, ok: boolean) => {
+      clearTimeout(timer);
+      const output = stdout.trim();
+      const figures = lastJsonLine(output);
+      resolve({
+        file,
+        args,
+        ok: ok && output.length > 0,
+        exit: ok && output.length === 0 ? 'exited 0 but printed nothing' : exit,
+        seconds: Math.round((performance.now() - t0) / 100) / 10,
+        output,
+        ...(figures ? { figures } : {}),
+        ...(ok && output.length > 0 ? {} : { stderr: stderr.trim() }),
+      });
+    };
+    child.once('error', (err) => finish(`could not start: ${err.message}`, false));
+    child.once('exit', (code, signal) => {
+      if (timedOut) finish(`timed out after ${boundS} s (killed)`, false);
+      else finish(signal ? `killed by ${signal}` : `exited ${code}`, code === 0);
+    });
+  });
+}
+
+/** Runs every discovered micro-benchmark, one after the other (they share two cores with nothing else of the bench). */
+export async function runMicroBenches(opts: { quick: boolean; log: (line: string) => void }): Promise<MicroResults> {
+  const files = discoverMicroBenches();
+  const bound = opts.quick ? TIME_BOUND_S.quick : TIME_BOUND_S.full;
+  opts.log(`micro: ${files.length} benchmarks (${MICRO_PATTERNS.join(', ')}), each its own process, at most ${bound} s each`);
+  const benches: MicroBenchResult[] = [];
+  for (const file of files) {
+    const args = opts.quick ? quickArgs(file) : [];
+    const r = await runOne(file, args, bound);
+    opts.log(`micro: ${file}${args.length ? ` ${args.join(' ')}` : ''}: ${r.ok ? `done in ${r.seconds} s` : `FAILED (${r.exit})${r.stderr ? `: ${r.stderr.split('\n').slice(-3).join(' | ')}` : ''}`}`);
+    benches.push(r);
+  }
+  return { patterns: MICRO_PATTERNS, benches };
 }

@@ -1,5 +1,7 @@
-import type { DefaultPolicy, IdentitySourceKind } from '../../src/config/sidecar-env.ts';
-import { FieldError, port } from '../../src/config/env.ts';
+import { IDENTITY_SOURCES, type IdentitySourceKind } from '../../src/config/sidecar-env.ts';
+import { FieldError, isK8sName, list, oneOf, port } from '../../src/config/env.ts';
+import { DEFAULT_POLICIES, type DefaultPolicy } from '../../src/policy/types.ts';
+import { LOG_LEVELS, type LogLevel } from '../../src/log/logger.ts';
 import { PodRefusedError } from './errors.ts';
 import { ipCidr } from '../iptables/ip-cidr.ts';
 
@@ -22,8 +24,6 @@ export const ANNOTATIONS = {
   identitySource: 'meshlet.io/identity-source',
   policyConfigMap: 'meshlet.io/policy-configmap',
 } as const;
-
-export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
 
 /** What a pod's annotations ask for; absent annotations are undefined (the settings decide). */
 export interface PodAnnotations {
@@ -48,20 +48,13 @@ export interface PodAnnotations {
  * annotation's name, not a pod the API server rejects with a message about the sidecar.
  */
 const QUANTITY = /^[+]?(\d+(\.\d*)?|\.\d+)(([eE][+-]?\d+)|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 
-function parseList<T>(raw: string, item: (s: string) => T): T[] {
-  return raw
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s !== '')
-    .map((s) => {
-      try {
-        return item(s);
-      } catch (err) {
-        throw new FieldError(`${JSON.stringify(s)} ${(err as Error).message}`);
-      }
-    });
+// Annotation values go through the environment catalogs' field parsers (src/config/env.ts):
+// a port, a list, a policy name or a log level reads the same in an annotation as in a variable.
+
+/** A comma-separated annotation value; a bad entry reads `"x" <what is wrong>`. */
+function annotationList<T>(item: (raw: string) => T): (raw: string) => T[] {
+  return list(item, (entry, message) => `${JSON.stringify(entry)} ${message}`);
 }
 
 function quantity(raw: string): string {
@@ -69,16 +62,12 @@ function quantity(raw: string): string {
   return raw;
 }
 
-function oneOfValues<const T extends string>(allowed: readonly T[]): (raw: string) => T {
-  return (raw) => {
-    if ((allowed as readonly string[]).includes(raw)) return raw as T;
-    throw new FieldError(`must be one of ${allowed.join(', ')}`);
-  };
+function configMapName(raw: string): string {
+  if (!isK8sName(raw)) throw new FieldError('is not a ConfigMap name (lowercase a-z 0-9 - ., at most 253)');
+  return raw;
 }
 
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
-const DEFAULT_POLICIES = ['deny', 'all-authenticated', 'audit'] as const;
-const IDENTITY_SOURCES = ['meshlet-ca', 'workload-api', 'files'] as const;
+const portList = annotationList(port);
 
 /**
  * Reads and validates the meshlet.io/* annotations. Every bad value is collected, then one
@@ -101,30 +90,28 @@ export function parsePodAnnotations(annotations: Readonly<Record<string, unknown
       return undefined;
     }
   };
-  const ports = (key: string) => read(key, (raw) => parseList(raw, port)) ?? [];
+  const ports = (key: string) => read(key, portList) ?? [];
 
   const parsed: PodAnnotations = {
-    inject: read(ANNOTATIONS.inject, oneOfValues(['enabled', 'disabled'] as const)),
+    inject: read(ANNOTATIONS.inject, oneOf('enabled', 'disabled')),
     alreadyInjected: a[ANNOTATIONS.status] !== undefined,
-    nativeSidecar: read(ANNOTATIONS.nativeSidecar, (raw) => oneOfValues(['true', 'false'] as const)(raw) === 'true'),
+    // Only "true" / "false" (not the environment's 1 / 0): an annotation is read by people.
+    nativeSidecar: read(ANNOTATIONS.nativeSidecar, (raw) => oneOf('true', 'false')(raw) === 'true'),
     skipInboundPorts: ports(ANNOTATIONS.skipInboundPorts),
     skipOutboundPorts: ports(ANNOTATIONS.skipOutboundPorts),
-    skipOutboundCidrs: read(ANNOTATIONS.skipOutboundCidrs, (raw) => parseList(raw, ipCidr)) ?? [],
+    skipOutboundCidrs: read(ANNOTATIONS.skipOutboundCidrs, annotationList(ipCidr)) ?? [],
     permissivePorts: ports(ANNOTATIONS.permissivePorts),
     opaquePorts: ports(ANNOTATIONS.opaquePorts),
-    defaultPolicy: read(ANNOTATIONS.defaultPolicy, oneOfValues(DEFAULT_POLICIES)),
+    defaultPolicy: read(ANNOTATIONS.defaultPolicy, oneOf(...DEFAULT_POLICIES)),
     resources: {
       cpuRequest: read(ANNOTATIONS.proxyCpuRequest, quantity),
       cpuLimit: read(ANNOTATIONS.proxyCpuLimit, quantity),
       memoryRequest: read(ANNOTATIONS.proxyMemoryRequest, quantity),
       memoryLimit: read(ANNOTATIONS.proxyMemoryLimit, quantity),
     },
-    logLevel: read(ANNOTATIONS.logLevel, oneOfValues(LOG_LEVELS)),
-    identitySource: read(ANNOTATIONS.identitySource, oneOfValues(IDENTITY_SOURCES)),
-    policyConfigMap: read(ANNOTATIONS.policyConfigMap, (raw) => {
-      if (!DNS_SUBDOMAIN.test(raw) || raw.length > 253) throw new FieldError('is not a ConfigMap name (lowercase a-z 0-9 - ., at most 253)');
-      return raw;
-    }),
+    logLevel: read(ANNOTATIONS.logLevel, oneOf(...LOG_LEVELS)),
+    identitySource: read(ANNOTATIONS.identitySource, oneOf(...IDENTITY_SOURCES)),
+    policyConfigMap: read(ANNOTATIONS.policyConfigMap, configMapName),
   };
   if (problems.length > 0) throw new PodRefusedError('INJECTOR_ANNOTATION_INVALID', problems);
   return parsed;

@@ -1,4 +1,5 @@
-import { INBOUND_LISTEN_BASE, type InboundProtocol } from '../../src/config/sidecar-env.ts';
+import { INBOUND_LISTEN_BASE } from '../../src/config/sidecar-env.ts';
+import type { PortProtocol } from '../../src/policy/types.ts';
 import type { PodAnnotations } from './annotations.ts';
 import { PodRefusedError } from './errors.ts';
 import { ADMIN_PORT, INBOUND_CATCHALL_PORT, OUTBOUND_PORT } from './pod-layout.ts';
@@ -7,7 +8,7 @@ import type { Container, ContainerPort } from './pod-shape.ts';
 export interface InboundPortPlan {
   appPort: number;
   listenPort: number;
-  protocol: InboundProtocol;
+  protocol: PortProtocol;
 }
 
 /**
@@ -60,7 +61,7 @@ export function planInboundPorts(containers: readonly Container[], annotations: 
  * appProtocol first (the field Kubernetes made for this), then the Istio-style port name
  * convention (`grpc`, `grpc-web`, `tcp-db`), else HTTP: the sidecar reads HTTP/1.1 and h2c.
  */
-function protocolOf(p: ContainerPort): InboundProtocol {
+function protocolOf(p: ContainerPort): PortProtocol {
   const app = p.appProtocol?.toLowerCase();
   if (app === 'grpc') return 'grpc';
   if (app === 'tcp') return 'tcp';

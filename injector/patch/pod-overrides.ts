@@ -1,5 +1,5 @@
 import { FieldError } from '../../src/config/env.ts';
-import type { DefaultPolicy } from '../../src/config/sidecar-env.ts';
+import type { DefaultPolicy } from '../../src/policy/types.ts';
 import { ANNOTATIONS, type PodAnnotations } from './annotations.ts';
 import { PodRefusedError } from './errors.ts';
 import { DEFAULT_POLICY_CONFIGMAP } from './pod-layout.ts';

@@ -1,5 +1,6 @@
-import { bool, deepFreeze, EnvReader, hostPort, list, oneOf, type Env, type EnvVar } from '../../src/config/env.ts';
-import { SIDECAR_ENV, type DefaultPolicy } from '../../src/config/sidecar-env.ts';
+import { bool, deepFreeze, EnvReader, hostPort, list, oneOf, text, type Env, type EnvVar } from '../../src/config/env.ts';
+import { SIDECAR_ENV } from '../../src/config/sidecar-env.ts';
+import type { DefaultPolicy } from '../../src/policy/types.ts';
 import { parsePodOverrides, WEAKENING_ANNOTATIONS, type WeakeningAnnotation } from './pod-overrides.ts';
 
 /**
@@ -28,14 +29,14 @@ export interface InjectionSettings {
 export const DEFAULT_IMAGE = 'ghcr.io/meshlet/meshlet:0.1.0';
 
 export const INJECTION_ENV = {
-  image: { name: 'MESHLET_INJECTOR_PROXY_IMAGE', default: DEFAULT_IMAGE, description: 'image of the injected sidecar and iptables init container', parse: (raw: string) => raw },
+  image: { name: 'MESHLET_INJECTOR_PROXY_IMAGE', default: DEFAULT_IMAGE, description: 'image of the injected sidecar and iptables init container', parse: text },
   imagePullPolicy: { name: 'MESHLET_INJECTOR_IMAGE_PULL_POLICY', default: 'IfNotPresent', description: 'imagePullPolicy of the injected containers', parse: oneOf('Always', 'IfNotPresent', 'Never') },
   nativeSidecar: { name: 'MESHLET_INJECTOR_NATIVE_SIDECAR', default: 'true', description: 'inject a native sidecar (Kubernetes >= 1.29); false: a regular first container held by `meshlet wait-ready`', parse: bool },
   trustDomain: SIDECAR_ENV.trustDomain,
   caAddress: { ...SIDECAR_ENV.caAddress, description: 'host:port of the identity service, written into every sidecar', parse: (raw: string) => (hostPort(raw), raw) },
   defaultPolicy: SIDECAR_ENV.defaultPolicy,
   failureMode: { name: 'MESHLET_INJECTOR_FAILURE_MODE', default: 'deny', description: 'on an internal injector error: deny the pod, or allow it without the mesh (plus a warning)', parse: oneOf('deny', 'allow') },
-  excludedNamespaces: { name: 'MESHLET_INJECTOR_EXCLUDED_NAMESPACES', default: 'kube-system,kube-public', description: 'namespaces never injected (comma-separated)', parse: list((raw: string) => raw) },
+  excludedNamespaces: { name: 'MESHLET_INJECTOR_EXCLUDED_NAMESPACES', default: 'kube-system,kube-public', description: 'namespaces never injected (comma-separated)', parse: list(text) },
   allowedPodOverrides: {
     name: 'MESHLET_INJECTOR_POD_OVERRIDES',
     default: 'all',
@@ -44,21 +45,16 @@ export const INJECTION_ENV = {
   },
 } satisfies Record<string, EnvVar<unknown>>;
 
-export const DEFAULT_INJECTION_SETTINGS: Readonly<InjectionSettings> = deepFreeze({
-  image: DEFAULT_IMAGE,
-  imagePullPolicy: 'IfNotPresent',
-  nativeSidecar: true,
-  trustDomain: SIDECAR_ENV.trustDomain.default,
-  caAddress: SIDECAR_ENV.caAddress.default,
-  defaultPolicy: SIDECAR_ENV.defaultPolicy.default as DefaultPolicy,
-  failureMode: 'deny',
-  excludedNamespaces: ['kube-system', 'kube-public'],
-  allowedPodOverrides: [...WEAKENING_ANNOTATIONS],
-});
-
 /** Reads INJECTION_ENV from `env`; throws ConfigError listing every bad variable. */
 export function readInjectionSettings(env: Env): Readonly<InjectionSettings> {
   const r = new EnvReader(env);
+  const settings = readInjectionSettingsWith(r);
+  r.done();
+  return settings;
+}
+
+/** Reads INJECTION_ENV through a reader the caller owns, so its problems join the caller's (`meshlet injector`). */
+export function readInjectionSettingsWith(r: EnvReader): Readonly<InjectionSettings> {
   const settings: InjectionSettings = {
     image: r.read(INJECTION_ENV.image),
     imagePullPolicy: r.read(INJECTION_ENV.imagePullPolicy),
@@ -70,6 +66,8 @@ export function readInjectionSettings(env: Env): Readonly<InjectionSettings> {
     excludedNamespaces: r.read(INJECTION_ENV.excludedNamespaces),
     allowedPodOverrides: r.read(INJECTION_ENV.allowedPodOverrides),
   };
-  r.done();
   return deepFreeze(settings);
 }
+
+/** Every setting at its catalog default (an empty environment). */
+export const DEFAULT_INJECTION_SETTINGS: Readonly<InjectionSettings> = readInjectionSettings({});

@@ -1,6 +1,7 @@
 import { MeshletError } from '../errors/meshlet-error.ts';
 import { parseDuration } from './duration.ts';
 import { validateTrustDomain } from '../identity/spiffe-id.ts';
+import { LOG_LEVELS, type LogLevel } from '../log/logger.ts';
 
 /**
  * Environment -> validated, frozen configuration. Every variable is parsed, and every bad
@@ -67,6 +68,11 @@ export class EnvReader {
     }
   }
 
+  /** `read` bound to a catalog: `v('port')` reads catalog.port, typed by its parser. */
+  readFrom<C extends Record<string, EnvVar<unknown>>>(catalog: C): <K extends keyof C>(key: K) => ReturnType<C[K]['parse']> {
+    return (key) => this.read(catalog[key]!) as ReturnType<C[typeof key]['parse']>;
+  }
+
   /** A cross-field problem found after reading (e.g. two ports that collide). */
   problem(variable: string, message: string): void {
     this.#problems.push({ variable, value: this.#env[variable], message });
@@ -100,6 +106,14 @@ export function port(raw: string): number {
   return n;
 }
 
+/** An integer from `min` to `max` inclusive (e.g. a port where 0 means "any free port"). */
+export function integerIn(min: number, max: number): (raw: string) => number {
+  return (raw) => {
+    if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) throw new FieldError(`must be an integer from ${min} to ${max}`);
+    return Number(raw);
+  };
+}
+
 export function positiveInt(raw: string): number {
   if (!/^\d+$/.test(raw) || Number(raw) < 1) throw new FieldError('must be a positive integer');
   return Number(raw);
@@ -123,6 +137,16 @@ export function hostPort(raw: string): { host: string; port: number } {
   const m = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d+)$/.exec(raw);
   if (!m) throw new FieldError('must be host:port');
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port: port(m[2]!) };
+}
+
+/** A Kubernetes object name: a DNS subdomain (namespace, ServiceAccount, ConfigMap). */
+export function isK8sName(raw: string): boolean {
+  return /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(raw) && raw.length <= 253;
+}
+
+export function k8sName(raw: string): string {
+  if (!isK8sName(raw)) throw new FieldError('must be a Kubernetes object name (lowercase a-z 0-9 - .)');
+  return raw;
 }
 
 /** A value taken as written. */
@@ -154,8 +178,11 @@ export function durationField(raw: string): number {
   }
 }
 
-/** Comma-separated list, empty entries ignored, each parsed by `item`. */
-export function list<T>(item: (raw: string) => T): (raw: string) => T[] {
+/**
+ * Comma-separated list, empty entries ignored, each parsed by `item`. A bad entry is named in
+ * the problem (`entry "x": …` unless `describeEntry` words it otherwise).
+ */
+export function list<T>(item: (raw: string) => T, describeEntry = (entry: string, message: string) => `entry ${JSON.stringify(entry)}: ${message}`): (raw: string) => T[] {
   return (raw) =>
     raw
       .split(',')
@@ -165,7 +192,10 @@ export function list<T>(item: (raw: string) => T): (raw: string) => T[] {
         try {
           return item(s);
         } catch (err) {
-          throw new FieldError(`entry ${JSON.stringify(s)}: ${(err as Error).message}`);
+          throw new FieldError(describeEntry(s, (err as Error).message));
         }
       });
 }
+
+/** MESHLET_LOG_LEVEL, the same for every meshlet process. */
+export const LOG_LEVEL_ENV = { name: 'MESHLET_LOG_LEVEL', default: 'info', description: LOG_LEVELS.join(' | '), parse: oneOf(...LOG_LEVELS) } satisfies EnvVar<LogLevel>;

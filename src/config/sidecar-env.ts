@@ -1,26 +1,23 @@
-import { workloadSpiffeId, parseSpiffeId } from '../identity/spiffe-id.ts';
-import { absolutePath, bool, deepFreeze, durationField, EnvReader, FieldError, hostPort, list, oneOf, port, positiveInt, text, trustDomain, type Env, type EnvVar } from './env.ts';
+import { DEFAULT_TRUST_DOMAIN, workloadSpiffeId, parseSpiffeId } from '../identity/spiffe-id.ts';
+import { DEFAULT_POLICIES, type DefaultPolicy, type PortProtocol } from '../policy/types.ts';
+import { MESH_DEFAULT_POLICY } from '../policy/default-policy.ts';
+import type { InboundPort } from '../proxy/inbound/inbound-proxy.ts';
+import { DEFAULT_PROXY_SETTINGS } from '../proxy/config.ts';
+import type { LogLevel } from '../log/logger.ts';
+import { formatDuration } from './duration.ts';
+import { absolutePath, bool, deepFreeze, durationField, EnvReader, FieldError, hostPort, k8sName, list, LOG_LEVEL_ENV, oneOf, port, positiveInt, text, trustDomain, type Env, type EnvVar } from './env.ts';
 
 /**
  * The sidecar's configuration: the contract between the injector (which writes these
  * variables into the pod) and `meshlet sidecar` (which reads them). Every variable is
  * listed here once, with its default and description; the README's table and
- * `meshlet sidecar --help` are generated from this list.
+ * `meshlet sidecar --help` are generated from this list. The proxy's timeouts and limits
+ * take their defaults from DEFAULT_PROXY_SETTINGS (src/proxy/config.ts), the one place
+ * they are written.
  */
 
-export type InboundProtocol = 'http' | 'grpc' | 'tcp';
-export type DefaultPolicy = 'deny' | 'all-authenticated' | 'audit';
-export type IdentitySourceKind = 'meshlet-ca' | 'workload-api' | 'files';
-
-export interface InboundPort {
-  /** The port the app listens on (and callers dial). */
-  appPort: number;
-  /** The sidecar's TLS listener that iptables redirects appPort to. */
-  listenPort: number;
-  protocol: InboundProtocol;
-  /** PERMISSIVE: plaintext callers accepted as `unauthenticated`. Default STRICT. */
-  permissive: boolean;
-}
+export const IDENTITY_SOURCES = ['meshlet-ca', 'workload-api', 'files'] as const;
+export type IdentitySourceKind = (typeof IDENTITY_SOURCES)[number];
 
 /** A destination outside the mesh that may be reached in plaintext: host, CIDR, with optional port. */
 export interface PlaintextDestination {
@@ -45,7 +42,7 @@ export interface SidecarConfig {
   workloadApiSocket: string;
   svidDir: string;
 
-  inboundPorts: InboundPort[];
+  inboundPorts: InboundPort<PortProtocol>[];
   inboundCatchAllPort: number;
   appAddress: string;
 
@@ -92,7 +89,7 @@ export interface SidecarConfig {
   maxAdminConnections: number;
   fdReserve: number;
 
-  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  logLevel: LogLevel;
   accessLog: boolean;
   /** Denial / admin-refusal log lines per second per (event, reason), and the burst. */
   logLimitRate: number;
@@ -116,17 +113,11 @@ export interface AppProbe {
   headers?: { name: string; value: string }[];
 }
 
-/** A DNS label (namespace) or subdomain (ServiceAccount) as Kubernetes allows them. */
-function k8sName(raw: string): string {
-  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(raw) || raw.length > 253) throw new FieldError('must be a Kubernetes object name (lowercase a-z 0-9 - .)');
-  return raw;
-}
-
 /** `APP_PORT[:LISTEN_PORT][/PROTOCOL]`, e.g. `8080/http`, `9090:15101/grpc`, `5432/tcp`. */
-function inboundEntry(raw: string): { appPort: number; listenPort?: number; protocol: InboundProtocol } {
+function inboundEntry(raw: string): { appPort: number; listenPort?: number; protocol: PortProtocol } {
   const m = /^(\d+)(?::(\d+))?(?:\/(http|grpc|tcp))?$/.exec(raw);
   if (!m) throw new FieldError('must be APP_PORT[:LISTEN_PORT][/http|grpc|tcp]');
-  return { appPort: port(m[1]!), ...(m[2] ? { listenPort: port(m[2]) } : {}), protocol: (m[3] ?? 'http') as InboundProtocol };
+  return { appPort: port(m[1]!), ...(m[2] ? { listenPort: port(m[2]) } : {}), protocol: (m[3] ?? 'http') as PortProtocol };
 }
 
 /** `host:port=spiffe://…`: the identity the server behind a destination must prove. */
@@ -206,15 +197,17 @@ function appProbes(raw: string): Record<string, AppProbe> {
 }
 
 const portList = list(port);
+const PROXY_TIMEOUTS = DEFAULT_PROXY_SETTINGS.timeouts;
+const PROXY_LIMITS = DEFAULT_PROXY_SETTINGS.limits;
 
 export const SIDECAR_ENV = {
-  trustDomain: { name: 'MESHLET_TRUST_DOMAIN', default: 'cluster.local', description: 'SPIFFE trust domain of the mesh', parse: trustDomain },
+  trustDomain: { name: 'MESHLET_TRUST_DOMAIN', default: DEFAULT_TRUST_DOMAIN, description: 'SPIFFE trust domain of the mesh', parse: trustDomain },
   namespace: { name: 'MESHLET_NAMESPACE', description: "the pod's namespace (downward API metadata.namespace)", parse: k8sName },
   serviceAccount: { name: 'MESHLET_SERVICE_ACCOUNT', description: "the pod's ServiceAccount (downward API spec.serviceAccountName)", parse: k8sName },
   podName: { name: 'MESHLET_POD_NAME', default: '', description: "the pod's name, for logs (downward API metadata.name)", parse: text },
   podLabelsFile: { name: 'MESHLET_POD_LABELS_FILE', default: '', description: "downward API file of the pod's labels, to select policy servers by label", parse: text },
 
-  identitySource: { name: 'MESHLET_IDENTITY_SOURCE', default: 'meshlet-ca', description: 'where the SVID comes from: meshlet-ca | workload-api | files', parse: oneOf('meshlet-ca', 'workload-api', 'files') },
+  identitySource: { name: 'MESHLET_IDENTITY_SOURCE', default: 'meshlet-ca' satisfies IdentitySourceKind, description: `where the SVID comes from: ${IDENTITY_SOURCES.join(' | ')}`, parse: oneOf(...IDENTITY_SOURCES) },
   caAddress: { name: 'MESHLET_CA_ADDRESS', default: 'meshlet-identity.meshlet-system.svc:8443', description: 'meshlet-ca: host:port of the identity service', parse: hostPort },
   trustBundleFile: { name: 'MESHLET_TRUST_BUNDLE_FILE', default: '/var/run/meshlet/trust/bundle.crt', description: 'meshlet-ca: PEM roots of the mesh (trust bundle ConfigMap)', parse: absolutePath },
   tokenFile: { name: 'MESHLET_TOKEN_FILE', default: '/var/run/secrets/meshlet/token', description: 'meshlet-ca: projected ServiceAccount token with the identity audience', parse: absolutePath },
@@ -241,28 +234,28 @@ export const SIDECAR_ENV = {
 
   policyDir: { name: 'MESHLET_POLICY_DIR', default: '/etc/meshlet/policy', description: 'mounted policy ConfigMap directory (watched, hot-reloaded)', parse: absolutePath },
   policyKey: { name: 'MESHLET_POLICY_KEY', default: 'policy.yaml', description: 'key of the ConfigMap holding the policy', parse: text },
-  defaultPolicy: { name: 'MESHLET_DEFAULT_POLICY', default: 'deny', description: 'when no policy exists or no route matches: deny | all-authenticated | audit', parse: oneOf('deny', 'all-authenticated', 'audit') },
+  defaultPolicy: { name: 'MESHLET_DEFAULT_POLICY', default: MESH_DEFAULT_POLICY, description: `when no policy exists or no route matches: ${DEFAULT_POLICIES.join(' | ')}`, parse: oneOf(...DEFAULT_POLICIES) },
 
-  connectTimeoutMs: { name: 'MESHLET_CONNECT_TIMEOUT', default: '5s', description: 'TCP connect timeout (to the app and to peers)', parse: durationField },
-  tlsHandshakeTimeoutMs: { name: 'MESHLET_TLS_HANDSHAKE_TIMEOUT', default: '10s', description: 'mTLS handshake timeout', parse: durationField },
-  requestHeadersTimeoutMs: { name: 'MESHLET_REQUEST_HEADERS_TIMEOUT', default: '30s', description: 'time allowed to receive a request head', parse: durationField },
-  idleTimeoutMs: { name: 'MESHLET_IDLE_TIMEOUT', default: '60s', description: 'idle keep-alive connections are closed after this', parse: durationField },
-  drainTimeoutMs: { name: 'MESHLET_DRAIN_TIMEOUT', default: '20s', description: 'on SIGTERM, how long in-flight requests may take to finish', parse: durationField },
-  maxHeaderBytes: { name: 'MESHLET_MAX_HEADER_BYTES', default: '16384', description: 'largest request head accepted (bytes)', parse: positiveInt },
-  maxHeaders: { name: 'MESHLET_MAX_HEADERS', default: '100', description: 'most header fields accepted in a request', parse: positiveInt },
-  maxConnectionsPerUpstream: { name: 'MESHLET_MAX_CONNECTIONS_PER_UPSTREAM', default: '256', description: 'pooled HTTP/1.1 connections per next hop (an app port, a peer sidecar)', parse: positiveInt },
-  maxPendingPerUpstream: { name: 'MESHLET_MAX_PENDING_PER_UPSTREAM', default: '1024', description: 'requests that may wait for a busy next hop\'s connection; more are refused at once (503 MESHLET_UPSTREAM_BUSY)', parse: positiveInt },
-  upstreamQueueTimeoutMs: { name: 'MESHLET_UPSTREAM_QUEUE_TIMEOUT', default: '1s', description: 'longest wait for a connection to a busy next hop (then 503 MESHLET_UPSTREAM_QUEUE_TIMEOUT)', parse: durationField },
+  connectTimeoutMs: { name: 'MESHLET_CONNECT_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.connectMs), description: 'TCP connect timeout (to the app and to peers)', parse: durationField },
+  tlsHandshakeTimeoutMs: { name: 'MESHLET_TLS_HANDSHAKE_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.tlsHandshakeMs), description: 'mTLS handshake timeout', parse: durationField },
+  requestHeadersTimeoutMs: { name: 'MESHLET_REQUEST_HEADERS_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.requestHeadersMs), description: 'time allowed to receive a request head', parse: durationField },
+  idleTimeoutMs: { name: 'MESHLET_IDLE_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.idleMs), description: 'idle keep-alive connections are closed after this', parse: durationField },
+  drainTimeoutMs: { name: 'MESHLET_DRAIN_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.drainMs), description: 'on SIGTERM, how long in-flight requests may take to finish', parse: durationField },
+  maxHeaderBytes: { name: 'MESHLET_MAX_HEADER_BYTES', default: String(PROXY_LIMITS.maxHeaderBytes), description: 'largest request head accepted (bytes)', parse: positiveInt },
+  maxHeaders: { name: 'MESHLET_MAX_HEADERS', default: String(PROXY_LIMITS.maxHeaderCount), description: 'most header fields accepted in a request', parse: positiveInt },
+  maxConnectionsPerUpstream: { name: 'MESHLET_MAX_CONNECTIONS_PER_UPSTREAM', default: String(PROXY_LIMITS.maxConnectionsPerUpstream), description: 'pooled HTTP/1.1 connections per next hop (an app port, a peer sidecar)', parse: positiveInt },
+  maxPendingPerUpstream: { name: 'MESHLET_MAX_PENDING_PER_UPSTREAM', default: String(PROXY_LIMITS.maxPendingPerUpstream), description: 'requests that may wait for a busy next hop\'s connection; more are refused at once (503 MESHLET_UPSTREAM_BUSY)', parse: positiveInt },
+  upstreamQueueTimeoutMs: { name: 'MESHLET_UPSTREAM_QUEUE_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.queueWaitMs), description: 'longest wait for a connection to a busy next hop (then 503 MESHLET_UPSTREAM_QUEUE_TIMEOUT)', parse: durationField },
   maxInFlightPerCaller: { name: 'MESHLET_MAX_IN_FLIGHT_PER_CALLER', default: '', description: 'requests one caller identity may have in flight to one app port (more: 503 MESHLET_CALLER_LIMIT); default half of MESHLET_MAX_CONNECTIONS_PER_UPSTREAM', parse: (raw: string) => (raw === '' ? undefined : positiveInt(raw)) },
-  streamIdleTimeoutMs: { name: 'MESHLET_STREAM_IDLE_TIMEOUT', default: '5m', description: 'a request or stream on which no byte moved either way for this long is cancelled (408/504, or a reset once the response began)', parse: durationField },
-  h2MaxConcurrentStreams: { name: 'MESHLET_MAX_CONCURRENT_STREAMS', default: '250', description: 'concurrent streams per HTTP/2 connection the sidecar serves (SETTINGS_MAX_CONCURRENT_STREAMS)', parse: positiveInt },
-  h2MaxPrematureResets: { name: 'MESHLET_MAX_PREMATURE_RESETS', default: '100', description: 'HTTP/2 rapid reset: GOAWAY once a connection has had this many streams reset before their response and they are over half of its streams', parse: positiveInt },
+  streamIdleTimeoutMs: { name: 'MESHLET_STREAM_IDLE_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.streamIdleMs), description: 'a request or stream on which no byte moved either way for this long is cancelled (408/504, or a reset once the response began)', parse: durationField },
+  h2MaxConcurrentStreams: { name: 'MESHLET_MAX_CONCURRENT_STREAMS', default: String(PROXY_LIMITS.h2MaxConcurrentStreams), description: 'concurrent streams per HTTP/2 connection the sidecar serves (SETTINGS_MAX_CONCURRENT_STREAMS)', parse: positiveInt },
+  h2MaxPrematureResets: { name: 'MESHLET_MAX_PREMATURE_RESETS', default: String(PROXY_LIMITS.h2MaxPrematureResets), description: 'HTTP/2 rapid reset: GOAWAY once a connection has had this many streams reset before their response and they are over half of its streams', parse: positiveInt },
   maxInboundConnections: { name: 'MESHLET_MAX_INBOUND_CONNECTIONS', default: '1024', description: 'open connections per inbound listener (each app port, each opaque TCP port), handshakes in progress included; more are closed at accept and counted', parse: positiveInt },
   maxOutboundConnections: { name: 'MESHLET_MAX_OUTBOUND_CONNECTIONS', default: '1024', description: 'open connections on the outbound listener, and on each MESHLET_OUTBOUND_TCP listener; more are closed at accept and counted', parse: positiveInt },
   maxAdminConnections: { name: 'MESHLET_MAX_ADMIN_CONNECTIONS', default: '64', description: 'open connections on the admin port; more are closed at accept and counted', parse: positiveInt },
   fdReserve: { name: 'MESHLET_FD_RESERVE', default: '256', description: 'file descriptors kept free beyond the connection caps (SVID rotation, policy reload, logs); caps that do not fit the open-files limit are lowered at start', parse: positiveInt },
 
-  logLevel: { name: 'MESHLET_LOG_LEVEL', default: 'info', description: 'fatal | error | warn | info | debug | trace', parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace') },
+  logLevel: LOG_LEVEL_ENV,
   accessLog: { name: 'MESHLET_ACCESS_LOG', default: 'false', description: 'log every request (JSON) when true', parse: bool },
   logLimitRate: { name: 'MESHLET_LOG_LIMIT_RATE', default: '5', description: 'denial and admin-refusal log lines per second per (event, reason); the rest are counted in a log_suppressed line (metrics count every one)', parse: positiveInt },
   logLimitBurst: { name: 'MESHLET_LOG_LIMIT_BURST', default: '20', description: 'lines per (event, reason) written at once before MESHLET_LOG_LIMIT_RATE applies; all keys together get 4x rate and burst', parse: positiveInt },
@@ -275,14 +268,14 @@ export const INBOUND_LISTEN_BASE = 15100;
 /** Reads and validates the sidecar's environment; throws ConfigError listing every problem. */
 export function readSidecarConfig(env: Env): Readonly<SidecarConfig> {
   const r = new EnvReader(env);
-  const v = <K extends keyof typeof SIDECAR_ENV>(k: K) => r.read(SIDECAR_ENV[k] as EnvVar<ReturnType<(typeof SIDECAR_ENV)[K]['parse']>>);
+  const v = r.readFrom(SIDECAR_ENV);
 
   const trustDomainValue = v('trustDomain');
   const namespace = v('namespace');
   const serviceAccount = v('serviceAccount');
   const entries = v('inboundPorts') ?? [];
   const permissive = new Set(v('permissivePorts') ?? []);
-  const inboundPorts: InboundPort[] = entries.map((e, i) => ({
+  const inboundPorts: InboundPort<PortProtocol>[] = entries.map((e, i) => ({
     appPort: e.appPort,
     listenPort: e.listenPort ?? INBOUND_LISTEN_BASE + i,
     protocol: e.protocol,

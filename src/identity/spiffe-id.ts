@@ -25,6 +25,9 @@ export type SpiffeIdErrorCode =
   | 'SPIFFE_ID_BAD_PATH_CHAR'
   | 'SPIFFE_ID_NOT_WORKLOAD';
 
+/** The mesh's trust domain unless configured otherwise (MESHLET_TRUST_DOMAIN), as Kubernetes' cluster domain. */
+export const DEFAULT_TRUST_DOMAIN = 'cluster.local';
+
 export const MAX_SPIFFE_ID_BYTES = 2048;
 export const MAX_TRUST_DOMAIN_BYTES = 255;
 

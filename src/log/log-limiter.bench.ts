@@ -1,5 +1,6 @@
 /**
  * Micro-benchmark of the denial log limiter: `node src/log/log-limiter.bench.ts [N]`.
+ * @bench-quick-args 100000
  * Prints ns per call for:
  *  - allowSuppressed: LogLimiter.allow() on a key whose bucket is empty (a flood)
  *  - deniedSuppressed: RequestLog.denied() during a flood (the line is counted, not written)

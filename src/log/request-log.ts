@@ -33,7 +33,8 @@ export interface AdminRefusalFacts {
 
 export interface AccessFacts {
   direction: Direction;
-  peer: string | null;
+  /** null: plaintext; undefined: unknown (an outbound request that never reached a next hop). */
+  peer: string | null | undefined;
   route: string | null;
   method: string;
   /** Normalized path, no query string; absent where the proxy does not report it (the observer). */
@@ -121,7 +122,7 @@ export class RequestLog {
       {
         event: 'access',
         direction: f.direction,
-        peer: f.peer === null ? 'unauthenticated' : boundField(f.peer),
+        peer: f.peer === null ? 'unauthenticated' : f.peer === undefined ? 'unknown' : boundField(f.peer),
         route: boundField(f.route),
         method: boundField(f.method),
         path: boundField(f.path),

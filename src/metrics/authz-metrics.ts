@@ -37,8 +37,21 @@ export class AuthzMetrics {
 
   /** `caller`: verified SPIFFE ID or null (plaintext); `route`: the deciding route, null for a default. */
   decided(caller: string | null | undefined, route: string | null, result: AuthzDecisionResult): void {
-    const callerLabel = this.callers.value(peerValue(caller));
-    const routeLabel = this.routes.value(routeValue(route));
+    this.#series(this.callers.value(peerValue(caller)), this.routes.value(routeValue(route)))[result === 'allow' ? 0 : result === 'deny' ? 1 : 2]!.value++;
+  }
+
+  /**
+   * Makes the three series of (caller, route) now, at 0 (a policy route and a caller it names,
+   * when the policy loads). Nothing when either cap is full: made-ahead series never push real
+   * callers or routes into "other".
+   */
+  prepare(caller: string | null, route: string): void {
+    const callerLabel = peerValue(caller);
+    if (!this.callers.tryAdmit(callerLabel) || !this.routes.tryAdmit(route)) return;
+    this.#series(callerLabel, route);
+  }
+
+  #series(callerLabel: string, routeLabel: string): CounterSeries[] {
     let byRoute = this.#cache.get(callerLabel);
     if (byRoute === undefined) this.#cache.set(callerLabel, (byRoute = new Map()));
     let byResult = byRoute.get(routeLabel);
@@ -46,6 +59,6 @@ export class AuthzMetrics {
       byResult = AUTHZ_DECISION_RESULTS.map((r) => this.decisions.series(Object.freeze({ route: routeLabel, caller: callerLabel, result: r })));
       byRoute.set(routeLabel, byResult);
     }
-    byResult[result === 'allow' ? 0 : result === 'deny' ? 1 : 2]!.value++;
+    return byResult;
   }
 }

@@ -43,6 +43,18 @@ export class CappedLabel {
     return v;
   }
 
+  /**
+   * Admits `v` if it is already in or the cap has room; false, without counting an overflow,
+   * when it is full. For series made ahead of traffic (a policy's routes), which must never
+   * take the slots real traffic needs as "other".
+   */
+  tryAdmit(v: string): boolean {
+    if (this.#admitted.has(v)) return true;
+    if (this.#admitted.size >= this.cap) return false;
+    this.#admitted.add(v);
+    return true;
+  }
+
   /** How many lookups were folded into "other" (a sign the cap is too small, or an attack). */
   get overflowed(): number {
     return this.#overflowed;
@@ -91,7 +103,11 @@ export function grpcStatusValue(code: number | null | undefined): string {
   return GRPC_STATUS_VALUES[code]!;
 }
 
-/** Route label: the policy route name; "unmatched" when a default decided; "none" when no policy ran (outbound). */
+/**
+ * Route label: the policy route name; "unmatched" when a server's default (or the mesh default)
+ * decided — every family uses this one value; "none" when no policy ran (outbound, or a request
+ * refused before the policy looked at it).
+ */
 export function routeValue(route: string | null | undefined): string {
   if (route === null) return 'unmatched';
   if (route === undefined || route === '') return 'none';

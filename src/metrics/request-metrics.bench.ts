@@ -1,5 +1,6 @@
 /**
  * Micro-benchmark of the per-request metrics cost: `node src/metrics/request-metrics.bench.ts`.
+ * @bench-quick-args 100000
  * Prints ns per request for:
  *  - observe:        RequestMetrics.observe() with the series handle held (the sidecar's hot path)
  *  - record:         RequestMetrics.record(): cache lookup by labels + observe

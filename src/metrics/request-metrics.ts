@@ -15,7 +15,7 @@ import {
 
 /**
  * Request latency buckets, in seconds. A hop through a sidecar on loopback takes about
- * 100–300 µs (bench/hop), so the buckets start at 100 µs to resolve sub-millisecond
+ * 100–300 µs (npm run bench), so the buckets start at 100 µs to resolve sub-millisecond
  * latencies; they end at 10 s, past which a request is "slow" whatever its exact time.
  */
 export const REQUEST_DURATION_BUCKETS: readonly number[] = [
@@ -71,8 +71,8 @@ export class RequestMetrics {
     const labelNames = REQUEST_LABELS;
     this.requests = new CounterVec({ name: 'meshlet_requests_total', help: 'HTTP and gRPC requests the sidecar proxied or answered itself, by direction, peer identity, route, method, status and authorization result.', labelNames, registry });
     this.duration = new HistogramVec({ name: 'meshlet_request_duration_seconds', help: 'Time from the request head arriving at the sidecar to the end of the response, in seconds.', labelNames, registry, buckets: REQUEST_DURATION_BUCKETS });
-    this.requestBytes = new CounterVec({ name: 'meshlet_request_bytes_total', help: 'Request body bytes the sidecar received, by the same labels as meshlet_requests_total.', labelNames, registry });
-    this.responseBytes = new CounterVec({ name: 'meshlet_response_bytes_total', help: 'Response body bytes the sidecar sent, by the same labels as meshlet_requests_total.', labelNames, registry });
+    this.requestBytes = new CounterVec({ name: 'meshlet_request_bytes_total', help: 'HTTP/1.1: bytes read on the client connection for the request, head and body as they crossed it (chunked framing included, TLS records not); HTTP/2 streams count 0. Same labels as meshlet_requests_total.', labelNames, registry });
+    this.responseBytes = new CounterVec({ name: 'meshlet_response_bytes_total', help: 'HTTP/1.1: bytes written on the client connection for the response, head and body (chunked framing included, TLS records not); HTTP/2 streams count 0. Same labels as meshlet_requests_total.', labelNames, registry });
     this.peers = new CappedLabel(opts.peerCap ?? DEFAULT_LABEL_CAP);
     this.routes = new CappedLabel(opts.routeCap ?? DEFAULT_LABEL_CAP);
   }
@@ -118,6 +118,15 @@ export class RequestMetrics {
       byKey.set(key, s);
     }
     return s;
+  }
+
+  /**
+   * Makes one inbound label set now, at 0 (a policy route, when the policy loads). Nothing when
+   * the peer or route cap is full: made-ahead series never push real traffic into "other".
+   */
+  prepare(peer: string | null, route: string, method: string, status: number, grpcStatus: number | null, authz: AuthzResult): void {
+    if (!this.peers.tryAdmit(peerValue(peer)) || !this.routes.tryAdmit(route)) return;
+    this.series('inbound', peer, route, method, status, grpcStatus, authz);
   }
 
   /** One finished request: the hot path (no allocation, no hashing). */

@@ -1,3 +1,4 @@
+import { DEFAULT_TRUST_DOMAIN } from '../identity/spiffe-id.ts';
 import { anyAuthenticated, exactId, namespace, oneOf, trustDomain, unauthenticated, type CallerMatcher } from './callers.ts';
 import { routeMatchOf, type RouteMatch } from './route-match.ts';
 import type { Caller, Decision, DecisionCode, DefaultPolicy, EnforcementMode, PathMatching, Policy, PortProtocol, Route, Server, WorkloadSelf } from './types.ts';
@@ -90,8 +91,6 @@ export interface CompileOptions {
   /** The mesh-level default (sidecar setting MESHLET_DEFAULT_POLICY). */
   meshDefault: DefaultPolicy;
 }
-
-export const DEFAULT_TRUST_DOMAIN = 'cluster.local';
 
 /** FNV-1a step; the same function hashes prefixes at compile time and request paths at decide time. */
 export const FNV_OFFSET = 0x811c9dc5;

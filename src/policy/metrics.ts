@@ -1,5 +1,6 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { ReloadEvent } from './store.ts';
+import { routeValue } from '../metrics/label-values.ts';
 
 /**
  * The policy metric family. Label values are bounded: reload results are an enum, the info
@@ -40,7 +41,7 @@ export class PolicyMetrics {
     });
     this.wouldDeny = new Counter({
       name: 'meshlet_policy_audit_would_deny_total',
-      help: 'Requests allowed in audit mode that enforcement would have denied, by route ("" = a default).',
+      help: 'Requests allowed in audit mode that enforcement would have denied, by route ("unmatched" = a default decided).',
       labelNames: ['route'],
       registers: [registry],
     });
@@ -56,7 +57,8 @@ export class PolicyMetrics {
     }
   }
 
+  /** `route`: the route that would have denied, null when a default would have ("unmatched", as in every family). */
   recordWouldDeny(route: string | null): void {
-    this.wouldDeny.inc({ route: route ?? '' });
+    this.wouldDeny.inc({ route: routeValue(route) });
   }
 }

@@ -1,7 +1,7 @@
 import { Ajv, type ErrorObject } from 'ajv';
 import { POLICY_LIMITS } from './limits.ts';
 import { MAX_PATH_LENGTH } from './normalize-path.ts';
-import { PATH_MATCHING_MODES, POLICY_API_VERSION, POLICY_KIND } from './types.ts';
+import { DEFAULT_POLICIES, PATH_MATCHING_MODES, PORT_PROTOCOLS, POLICY_API_VERSION, POLICY_KIND } from './types.ts';
 
 /**
  * The JSON schema of a policy document. Structure only: rules that need context (duplicate
@@ -53,7 +53,7 @@ export const policySchema = {
             matchLabels: { type: 'object', minProperties: 1, additionalProperties: { type: 'string' } },
           },
         },
-        default: { enum: ['deny', 'all-authenticated', 'audit'] },
+        default: { enum: DEFAULT_POLICIES },
         mode: { enum: ['enforce', 'audit'] },
         pathMatching: { enum: PATH_MATCHING_MODES },
         ports: {
@@ -64,7 +64,7 @@ export const policySchema = {
             type: 'object',
             required: ['port', 'protocol'],
             additionalProperties: false,
-            properties: { port, protocol: { enum: ['http', 'grpc', 'tcp'] }, name: { type: 'string', minLength: 1 } },
+            properties: { port, protocol: { enum: PORT_PROTOCOLS }, name: { type: 'string', minLength: 1 } },
           },
         },
         routes: { type: 'array', maxItems: POLICY_LIMITS.maxRoutesPerServer, items: { $ref: '#/$defs/route' } },

@@ -1,4 +1,4 @@
-import { parseSpiffeId, validateTrustDomain } from '../identity/spiffe-id.ts';
+import { DEFAULT_TRUST_DOMAIN, parseSpiffeId, validateTrustDomain } from '../identity/spiffe-id.ts';
 import { normalizePath } from './normalize-path.ts';
 import { describeRouteMatch, routeMatchOf, type RouteMatch } from './route-match.ts';
 import type { Caller, Policy, Route, Server } from './types.ts';
@@ -337,9 +337,9 @@ function callerCovers(s: Caller, t: Caller): boolean {
   if ('anyAuthenticated' in s) return !('unauthenticated' in t);
   if ('unauthenticated' in s) return 'unauthenticated' in t;
   if ('unauthenticated' in t || 'anyAuthenticated' in t) return false;
-  const tTd = 'spiffeId' in t ? SPIFFE_TD.exec(t.spiffeId)?.[1] : 'namespace' in t ? (t.trustDomain ?? 'cluster.local') : t.trustDomain;
+  const tTd = 'spiffeId' in t ? SPIFFE_TD.exec(t.spiffeId)?.[1] : 'namespace' in t ? (t.trustDomain ?? DEFAULT_TRUST_DOMAIN) : t.trustDomain;
   if ('namespace' in s) {
-    if (tTd !== (s.trustDomain ?? 'cluster.local')) return false;
+    if (tTd !== (s.trustDomain ?? DEFAULT_TRUST_DOMAIN)) return false;
     if ('namespace' in t) return t.namespace === s.namespace;
     return 'spiffeId' in t && SPIFFE_NS.exec(t.spiffeId)?.[2] === s.namespace;
   }

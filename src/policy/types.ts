@@ -7,11 +7,17 @@
 export const POLICY_API_VERSION = 'policy.meshlet.io/v1alpha1';
 export const POLICY_KIND = 'AuthorizationPolicy';
 
-export type PortProtocol = 'http' | 'grpc' | 'tcp';
+/** How a port is spoken to: a policy server's ports and the sidecar's inbound ports (MESHLET_INBOUND_PORTS) alike. */
+export const PORT_PROTOCOLS = ['http', 'grpc', 'tcp'] as const;
+export type PortProtocol = (typeof PORT_PROTOCOLS)[number];
 
-/** What applies when no route matches (per server) or when no policy exists (mesh level). */
-export type DefaultPolicy = 'deny' | 'all-authenticated' | 'audit';
-export const DEFAULT_POLICIES: readonly DefaultPolicy[] = ['deny', 'all-authenticated', 'audit'];
+/**
+ * What applies when no route matches (per server) or when no policy exists (mesh level). The
+ * one list of names: the policy schema, MESHLET_DEFAULT_POLICY and the meshlet.io/default-policy
+ * annotation all take these.
+ */
+export const DEFAULT_POLICIES = ['deny', 'all-authenticated', 'audit'] as const;
+export type DefaultPolicy = (typeof DEFAULT_POLICIES)[number];
 
 /** `audit` turns every denial of a server into an allow that records "would deny" (a dry run). */
 export type EnforcementMode = 'enforce' | 'audit';

@@ -1,8 +1,10 @@
 import { MeshletError } from '../errors/meshlet-error.ts';
 
 /**
- * Timeouts and limits shared by the inbound and outbound proxies. Defaults are documented in
- * docs/proxy.md; `resolveProxySettings` validates every field at once and freezes the result.
+ * Timeouts and limits shared by the inbound and outbound proxies. DEFAULT_PROXY_SETTINGS is the
+ * one place their defaults are written: the sidecar's MESHLET_* variables take theirs from it
+ * (src/config/sidecar-env.ts). Documented in docs/proxy.md; `resolveProxySettings` validates
+ * every field at once and freezes the result.
  */
 export interface ProxyTimeouts {
   /** TCP connect to the next hop (peer sidecar, app, plaintext destination). */
@@ -71,7 +73,8 @@ export const DEFAULT_PROXY_SETTINGS: ProxySettings = Object.freeze({
     // closing a pooled connection as we reuse it; the pool retries such a bodiless request
     // once, and node's agent honours the app's `Keep-Alive: timeout=` hint.
     idleMs: 60_000,
-    drainMs: 25_000,
+    // The documented MESHLET_DRAIN_TIMEOUT default (README); inside Kubernetes' 30 s grace period.
+    drainMs: 20_000,
     // Linkerd's inbound fail-fast timeout (LINKERD2_PROXY_INBOUND_HTTP_FAILFAST_TIMEOUT, 1 s).
     queueWaitMs: 1_000,
     // Envoy's stream_idle_timeout default (5 min).

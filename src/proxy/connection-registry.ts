@@ -3,7 +3,9 @@ import type { Socket } from 'node:net';
 /**
  * Live connections of the sidecar, for the admin `/connections` endpoint. Kept cheap on the
  * hot path: one object per connection created at accept/connect time; per request only the
- * `requests` counter moves; byte counts are read from the socket when someone lists.
+ * `requests` counter moves (on both legs: the accepted connection the request came in on, and
+ * the originated one — pooled HTTP/1.1 connection or HTTP/2 session — that carried it on);
+ * byte counts are read from the socket when someone lists.
  */
 export type ConnectionDirection = 'inbound' | 'outbound';
 /** accepted: a caller (or the app) connected to us; originated: we connected to the next hop. */
@@ -39,6 +41,16 @@ export class TrackedConnection {
   peerIdentity: string | null = null;
   tlsVersion: string | null = null;
   requests = 0;
+  /**
+   * socket.bytesRead / bytesWritten when the previous request observed on this connection
+   * ended (0 before the first: bytes a PERMISSIVE port peeked at before tracking belong to the
+   * first request). A request's byte counts are the socket's counters minus these marks
+   * (request-observation.ts), so every byte of an HTTP/1.1 connection — request heads included
+   * — is counted for exactly one request, with no per-chunk work. On a TLSSocket the counters
+   * are the decrypted bytes: TLS records and handshakes are not in them.
+   */
+  readMark = 0;
+  writtenMark = 0;
 
   constructor(id: number, direction: ConnectionDirection, role: ConnectionRole, socket: Socket) {
     this.id = id;
@@ -75,6 +87,8 @@ export class TrackedConnection {
 export class ConnectionRegistry {
   #nextId = 1;
   readonly #live = new Map<number, TrackedConnection>();
+  /** By socket, for the code that only holds the socket (an HTTP/2 session's). */
+  readonly #bySocket = new WeakMap<Socket, TrackedConnection>();
   readonly #onOpened: ((conn: TrackedConnection) => void) | undefined;
 
   /**
@@ -89,10 +103,16 @@ export class ConnectionRegistry {
   track(direction: ConnectionDirection, role: ConnectionRole, socket: Socket): TrackedConnection {
     const conn = new TrackedConnection(this.#nextId++, direction, role, socket);
     this.#live.set(conn.id, conn);
+    this.#bySocket.set(socket, conn);
     socket.once('close', () => this.#live.delete(conn.id));
     const onOpened = this.#onOpened;
     if (onOpened !== undefined) queueMicrotask(() => onOpened(conn));
     return conn;
+  }
+
+  /** The tracked connection of `socket`, while or after it is tracked. */
+  of(socket: Socket): TrackedConnection | undefined {
+    return this.#bySocket.get(socket);
   }
 
   get size(): number {

@@ -167,6 +167,8 @@ export class Sidecar {
       metrics: this.metrics.policy,
     });
     this.#detach.push(policy.onReload((e) => {
+      // Its routes' series exist at 0 from now on (docs/metrics.md, "Series made ahead").
+      if (e.result === 'ok') this.metrics.policyApplied(policy.current(), { requestSeries: c.requestMetrics });
       if (e.result === 'ok') this.#log.info({ event: 'policy_reloaded', hash: e.hash, server: e.server }, 'policy loaded');
       else if (e.result !== 'unchanged') this.#log.warn({ event: 'policy_rejected', result: e.result, errors: e.errors?.map(formatPolicyError) }, 'policy not applied; keeping the last good one');
     }));

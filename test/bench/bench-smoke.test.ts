@@ -4,31 +4,47 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DENIED_PATH } from '../../bench/lib/bench-policy.ts';
+import { findNginx } from '../../bench/lib/topology.ts';
 
 const run = promisify(execFile);
 const REPO = join(import.meta.dirname, '..', '..');
+const BENCH = join(REPO, 'bench', 'run.ts');
+
+interface Figures {
+  latencyUs: Record<string, number>;
+  addedUs?: Record<string, number>;
+  operationsPerSec: number;
+  errors: number;
+  samples: number;
+  cpuSecondsPer1k: Record<string, number>;
+}
 
 // `npm run bench -- --quick` as a child process, into a temp dir (never over bench/results).
-// Asserts only that every figure was produced — never its size: speed belongs to the bench.
+// Asserts that the run is the pod configuration (policy enforced), that every scenario produced
+// figures for every target without a single error, and that every micro-benchmark ran — never
+// a figure's size: speed belongs to the bench.
 describe('npm run bench -- --quick', () => {
   let out: string;
   let stderr = '';
   let results: {
     machine: { nginx: string | null };
-    topology: { nginx: string; meshlet: { mode: string } };
+    topology: { nginx: string; meshlet: { note: string; policyCheck: { path: string; status: number } | null } };
     headline: string;
-    scenarios: Record<string, { targets: Record<string, { supported: boolean; note?: string; latencyUs?: Record<string, number>; operationsPerSec?: number; cpuSecondsPer1k?: Record<string, number> }> }>;
+    scenarios: Record<string, { targets: Record<string, Figures> }>;
     peakRss: { process: string; peakRssBytes: number }[];
     issueTargets: { target: string; met: boolean | null }[];
-    micro: { policyDecision: { case: string; p99Us: number }[]; admissionReview: { reviewsPerSec?: number; available?: false } };
+    micro: { benches: { file: string; ok: boolean; exit: string; output: string; figures?: Record<string, unknown> }[] };
   };
+  const nginx = findNginx() !== null;
+  const targets = nginx ? ['direct', 'meshlet', 'nginx'] : ['direct', 'meshlet'];
 
   beforeAll(async () => {
     out = await mkdtemp(join(tmpdir(), 'meshlet-bench-smoke-'));
-    const r = await run(process.execPath, [join(REPO, 'bench', 'run.ts'), '--quick', '--out', out], { cwd: REPO, timeout: 170_000, maxBuffer: 16 << 20 });
+    const r = await run(process.execPath, [BENCH, '--quick', '--out', out], { cwd: REPO, timeout: 230_000, maxBuffer: 16 << 20 });
     stderr = r.stderr;
     results = JSON.parse(await readFile(join(out, 'results.json'), 'utf8'));
-  }, 180_000);
+  }, 240_000);
 
   afterAll(async () => {
     if (out) await rm(out, { recursive: true, force: true });
@@ -42,43 +58,89 @@ describe('npm run bench -- --quick', () => {
     expect(md).toContain('meshlet / nginx');
   });
 
-  it('measures every scenario for direct and meshlet, with numbers', () => {
+  it('measures the pod configuration: the route the policy closes answers 403', () => {
+    expect(results.topology.meshlet.policyCheck).toEqual({ path: DENIED_PATH, status: 403 });
+    expect(results.topology.meshlet.note).toMatch(/two `meshlet sidecar` processes/);
+  });
+
+  it('produces figures for every scenario and every target, with zero errors', () => {
     expect(Object.keys(results.scenarios).sort()).toEqual(['grpc-unary', 'http-rate-500', 'http-saturation', 'new-connections']);
-    for (const id of ['http-rate-500', 'http-saturation', 'new-connections']) {
-      for (const name of ['direct', 'meshlet']) {
-        const t = results.scenarios[id]!.targets[name]!;
-        expect(t.supported, `${id}/${name}: ${t.note ?? ''}`).toBe(true);
-        for (const p of ['p50Us', 'p90Us', 'p99Us', 'p999Us']) expect(Number.isFinite(t.latencyUs![p])).toBe(true);
-        expect(t.operationsPerSec).toBeGreaterThan(0);
+    for (const [id, s] of Object.entries(results.scenarios)) {
+      expect(Object.keys(s.targets).sort(), id).toEqual([...targets].sort());
+      for (const name of targets) {
+        const t = s.targets[name]!;
+        const where = `${id}/${name}`;
+        for (const p of ['p50Us', 'p90Us', 'p99Us', 'p999Us']) expect(t.latencyUs[p], `${where} ${p}`).toBeGreaterThan(0);
+        expect(t.operationsPerSec, where).toBeGreaterThan(0);
+        expect(t.samples, where).toBeGreaterThan(0);
+        expect(t.errors, where).toBe(0);
+        if (name === 'direct') continue;
+        for (const p of ['p50Us', 'p99Us']) expect(Number.isFinite(t.addedUs?.[p]), `${where} added ${p}`).toBe(true);
+        // The new-connection scenario dials the server side directly: only the inbound proxy is crossed.
+        const roles = id === 'new-connections' ? ['inbound'] : ['inbound', 'outbound'];
+        expect(Object.keys(t.cpuSecondsPer1k).sort(), where).toEqual(roles);
+        for (const v of Object.values(t.cpuSecondsPer1k)) expect(v, `${where} CPU`).toBeGreaterThanOrEqual(0);
       }
-      expect(Object.keys(results.scenarios[id]!.targets.meshlet!.cpuSecondsPer1k!).length).toBeGreaterThan(0);
     }
-    // gRPC through meshlet is either measured or says why not — never silently absent.
-    const grpcMeshlet = results.scenarios['grpc-unary']!.targets.meshlet!;
-    expect(grpcMeshlet.supported ? typeof grpcMeshlet.operationsPerSec : grpcMeshlet.note).toMatch(/number|not supported yet/);
-    expect(results.peakRss.some((p) => p.process.startsWith('meshlet/') && p.peakRssBytes > 0)).toBe(true);
+    for (const p of ['meshlet/outbound', 'meshlet/inbound']) expect(results.peakRss.find((x) => x.process === p)?.peakRssBytes, p).toBeGreaterThan(0);
   });
 
-  it('measures nginx when present, and says it is missing when not', () => {
-    if (results.machine.nginx === null) {
+  it('evaluates issue 5 targets against nginx when nginx is on the machine, and says it is missing when not', () => {
+    const p50 = results.issueTargets.find((c) => c.target === 'added p50 per hop, meshlet / nginx');
+    expect(p50).toBeDefined();
+    if (nginx) expect(p50!.met).not.toBeNull();
+    else {
       expect(results.topology.nginx).toMatch(/MISSING.*apt-get install nginx-light/);
-      expect(results.scenarios['http-saturation']!.targets.nginx).toBeUndefined();
-    } else {
-      const t = results.scenarios['http-saturation']!.targets.nginx!;
-      expect(t.supported).toBe(true);
-      expect(Number.isFinite(t.latencyUs!.p50Us)).toBe(true);
+      expect(p50!.met).toBeNull();
     }
   });
 
-  it('evaluates issue 5 targets and runs the micro-benchmarks', () => {
-    expect(results.issueTargets.map((c) => c.target)).toContain('added p50 per hop, meshlet / nginx');
-    expect(results.micro.policyDecision.map((r) => r.case)).toContain('exact path');
-    expect(results.micro.policyDecision.every((r) => Number.isFinite(r.p99Us))).toBe(true);
-    expect(results.micro.admissionReview.reviewsPerSec ?? results.micro.admissionReview.available).not.toBeUndefined();
+  it('runs every micro-benchmark beside the code and in bench/micro, each to completion', () => {
+    const files = results.micro.benches.map((b) => b.file);
+    expect(files).toEqual(
+      expect.arrayContaining([
+        'src/proxy/http/headers.bench.ts',
+        'src/tls/handshake.bench.ts',
+        'injector/mutate.bench.ts',
+        'bench/micro/policy-decision.ts',
+        'bench/micro/admission-review.ts',
+        'bench/micro/leg-costs.ts',
+      ]),
+    );
+    for (const b of results.micro.benches) {
+      expect(b.ok, `${b.file}: ${b.exit}`).toBe(true);
+      expect(b.output.length, b.file).toBeGreaterThan(0);
+    }
+    const bench = (f: string) => results.micro.benches.find((b) => b.file === f)!;
+    expect(bench('bench/micro/policy-decision.ts').output).toMatch(/^exact path +\d/m);
+    expect(bench('bench/micro/admission-review.ts').figures?.reviewsPerSec).toBeGreaterThan(0);
   });
 
   it('reports progress on the terminal', () => {
     expect(stderr).toMatch(/\[bench +\d+s\] http-rate-500/);
     expect(stderr).toMatch(/wrote .*results\.json/);
   });
+});
+
+describe('the bench without a sidecar', () => {
+  it('fails with BENCH_SIDECAR_NOT_STARTED and the sidecar\'s own error, measuring nothing in its place', async () => {
+    const out = await mkdtemp(join(tmpdir(), 'meshlet-bench-nosidecar-'));
+    try {
+      // A node flag the sidecar's node refuses: both sidecars exit at once.
+      const err = await run(process.execPath, [BENCH, '--quick', '--no-micro', '--out', out], {
+        cwd: REPO,
+        timeout: 60_000,
+        env: { ...process.env, BENCH_SIDECAR_NODE_ARGS: '--no-such-node-flag' },
+      }).then(
+        () => null,
+        (e: { code: number; stderr: string }) => e,
+      );
+      expect(err).not.toBeNull();
+      expect(err!.code).toBe(1);
+      expect(err!.stderr).toMatch(/BENCH_SIDECAR_NOT_STARTED: `meshlet sidecar` did not start .*no-such-node-flag/s);
+      await expect(stat(join(out, 'results.json'))).rejects.toThrow(/ENOENT/);
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+  }, 70_000);
 });

@@ -151,6 +151,8 @@ describe.skipIf(e2eSkipped('mesh e2e (network-namespace pods)'))('mesh e2e: inje
     const [r] = await callFrom(frontend.pod, [`${ordersUrl}/orders/${secret}`]);
     // A control: the same capture DOES show a plaintext request's bytes (refused by B's sidecar, but sent).
     await plaintextFromHost(orders.pod.ip, APP_PORT, `/orders/${control}`);
+    // The control is sent last: once tcpdump has written it, it has written the secret request too.
+    await capture.waitForBytes('the capture to hold the control request', Buffer.from(control));
     const pcap = await capture.stop();
     expect(r?.status).toBe(200);
     expect(pcap.includes(Buffer.from(control))).toBe(true);

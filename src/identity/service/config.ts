@@ -1,5 +1,6 @@
-import { parseSpiffeId } from '../spiffe-id.ts';
-import { absolutePath, deepFreeze, durationField, EnvReader, FieldError, hostPort, oneOf, positiveInt, text, trustDomain, type Env, type EnvVar } from '../../config/env.ts';
+import { DEFAULT_TRUST_DOMAIN, parseSpiffeId } from '../spiffe-id.ts';
+import { absolutePath, deepFreeze, durationField, EnvReader, FieldError, hostPort, LOG_LEVEL_ENV, oneOf, positiveInt, text, trustDomain, type Env, type EnvVar } from '../../config/env.ts';
+import type { LogLevel } from '../../log/logger.ts';
 
 /**
  * `meshlet identity`'s configuration: every variable listed once here with its default;
@@ -35,7 +36,7 @@ export interface IdentityServiceConfig {
   handshakeTimeoutMs: number;
   /** A connection with no call in flight is closed after this (grpc.max_connection_idle_ms). */
   idleTimeoutMs: number;
-  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  logLevel: LogLevel;
 }
 
 function optionalAbsolutePath(raw: string): string | undefined {
@@ -69,7 +70,7 @@ function optionalSpiffeId(raw: string): string {
 const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
 export const IDENTITY_ENV = {
-  trustDomain: { name: 'MESHLET_TRUST_DOMAIN', default: 'cluster.local', description: 'SPIFFE trust domain; must be the CA\'s', parse: trustDomain },
+  trustDomain: { name: 'MESHLET_TRUST_DOMAIN', default: DEFAULT_TRUST_DOMAIN, description: 'SPIFFE trust domain; must be the CA\'s', parse: trustDomain },
   caDir: { name: 'MESHLET_CA_DIR', default: '/var/run/meshlet/ca', description: 'the signing (intermediate) CA: ca.crt, ca.key, chain.crt, bundle.crt as `meshlet ca init` writes them', parse: absolutePath },
   listen: { name: 'MESHLET_IDENTITY_LISTEN', default: '0.0.0.0:8443', description: 'host:port of the Certify gRPC (TLS) listener', parse: hostPort },
   adminListen: { name: 'MESHLET_IDENTITY_ADMIN_LISTEN', default: '0.0.0.0:9090', description: 'host:port of the plain-HTTP admin listener (/live /ready /metrics); "off" disables it', parse: optionalHostPort },
@@ -90,13 +91,13 @@ export const IDENTITY_ENV = {
   maxConnections: { name: 'MESHLET_IDENTITY_MAX_CONNECTIONS', default: '4096', description: 'open Certify connections at most; more are closed at accept and counted (lowered at start to fit the open-files limit)', parse: positiveInt },
   handshakeTimeoutMs: { name: 'MESHLET_IDENTITY_HANDSHAKE_TIMEOUT', default: '10s', description: 'a connection that has not finished its TLS handshake this long after accept is closed', parse: durationField },
   idleTimeoutMs: { name: 'MESHLET_IDENTITY_IDLE_TIMEOUT', default: '5m', description: 'a connection with no call in flight this long is closed (the client reconnects on its next call)', parse: durationField },
-  logLevel: { name: 'MESHLET_LOG_LEVEL', default: 'info', description: 'fatal | error | warn | info | debug | trace', parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace') },
+  logLevel: LOG_LEVEL_ENV,
 } satisfies Record<string, EnvVar<unknown>>;
 
 /** Reads and validates the identity service's environment; throws ConfigError listing every problem. */
 export function readIdentityConfig(env: Env): Readonly<IdentityServiceConfig> {
   const r = new EnvReader(env);
-  const v = <K extends keyof typeof IDENTITY_ENV>(k: K) => r.read(IDENTITY_ENV[k] as EnvVar<ReturnType<(typeof IDENTITY_ENV)[K]['parse']>>);
+  const v = r.readFrom(IDENTITY_ENV);
   const td = v('trustDomain');
   const servingSpiffeId = v('servingSpiffeId');
   const tlsCertFile = v('tlsCertFile');

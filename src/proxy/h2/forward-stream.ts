@@ -1,6 +1,7 @@
 import { constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { ProxyError } from '../http/errors.ts';
 import type { H2SessionPool } from './h2-session-pool.ts';
+import type { UpstreamObserver } from '../request-observation.ts';
 import { h2RequestTrailers, h2ResponseHeaders } from './stream-headers.ts';
 
 /** Answers a stream with the error response (and counts it); implemented by the proxy. */
@@ -14,7 +15,7 @@ export type StreamFailure = (stream: ServerHttp2Stream, err: ProxyError, grpc: b
  * A trailers-only response (a HEADERS frame with END_STREAM: how gRPC reports an error) is
  * relayed as trailers-only. A reset from either side resets the other.
  */
-export function forwardStream(stream: ServerHttp2Stream, headers: OutgoingHttpHeaders, pool: H2SessionPool, grpc: boolean, fail: StreamFailure): void {
+export function forwardStream(stream: ServerHttp2Stream, headers: OutgoingHttpHeaders, pool: H2SessionPool, grpc: boolean, fail: StreamFailure, observer: UpstreamObserver | null = null): void {
   // Listening from the start: the request's trailers may arrive while a session is still
   // being opened (the body waits in the stream's buffer; an event would be lost).
   const request: RequestEnd = { bodiless: stream.endAfterHeaders, trailers: null };
@@ -29,11 +30,11 @@ export function forwardStream(stream: ServerHttp2Stream, headers: OutgoingHttpHe
   const got = pool.session();
   if (got instanceof Promise) {
     got.then(
-      (session) => start(stream, headers, request, session, pool.label, grpc, fail),
+      (session) => start(stream, headers, request, session, pool, grpc, fail, observer),
       (err: unknown) => fail(stream, asProxyFailure(err, pool.label), grpc),
     );
   } else {
-    start(stream, headers, request, got, pool.label, grpc, fail);
+    start(stream, headers, request, got, pool, grpc, fail, observer);
   }
 }
 
@@ -42,8 +43,14 @@ interface RequestEnd {
   trailers: IncomingHttpHeaders | null;
 }
 
-function start(stream: ServerHttp2Stream, headers: OutgoingHttpHeaders, request: RequestEnd, session: ClientHttp2Session, label: string, grpc: boolean, fail: StreamFailure): void {
+function start(stream: ServerHttp2Stream, headers: OutgoingHttpHeaders, request: RequestEnd, session: ClientHttp2Session, pool: H2SessionPool, grpc: boolean, fail: StreamFailure, observer: UpstreamObserver | null): void {
   if (stream.destroyed || stream.closed) return;
+  const label = pool.label;
+  const upstream = pool.connectionOf(session);
+  if (upstream !== undefined) {
+    upstream.requests++;
+    observer?.upstreamConnected(upstream);
+  }
   const bodiless = request.bodiless;
   let up: ClientHttp2Stream;
   try {

@@ -2,6 +2,7 @@ import * as http2 from 'node:http2';
 import type * as tls from 'node:tls';
 import { ProxyError } from '../http/errors.ts';
 import { connectTrackedNextHop, type NextHopContext, type NextHopTarget } from '../http/next-hop-socket.ts';
+import type { TrackedConnection } from '../connection-registry.ts';
 
 /**
  * ONE multiplexed HTTP/2 client session toward a next hop: the app's gRPC port (h2c on
@@ -15,6 +16,8 @@ export class H2SessionPool {
   readonly #target: NextHopTarget;
   readonly #ctx: NextHopContext;
   #session: http2.ClientHttp2Session | null = null;
+  /** Each session's /connections entry (a stream counts a request on it; outbound, its verified peer labels the stream). */
+  readonly #tracked = new WeakMap<http2.ClientHttp2Session, TrackedConnection>();
   #connecting: Promise<http2.ClientHttp2Session> | null = null;
   #destroyed = false;
 
@@ -35,6 +38,11 @@ export class H2SessionPool {
     if (s !== null && !s.closed && !s.destroyed) return s;
     this.#session = null;
     return (this.#connecting ??= this.#connect().finally(() => (this.#connecting = null)));
+  }
+
+  /** The /connections entry of a session this pool opened. */
+  connectionOf(session: http2.ClientHttp2Session): TrackedConnection | undefined {
+    return this.#tracked.get(session);
   }
 
   /** Closes the session (streams in flight are cut); later calls fail. */
@@ -62,6 +70,8 @@ export class H2SessionPool {
       // timeouts.streamIdleMs ends it (504) — slower than the HTTP/1.1 pool's fail-fast queue.
       peerMaxConcurrentStreams: 1000,
     });
+    const tracked = this.#ctx.registry.of(socket);
+    if (tracked !== undefined) this.#tracked.set(session, tracked);
     session.on('error', () => {
       // Streams in flight see their own error; the next stream opens a new session.
     });

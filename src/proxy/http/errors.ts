@@ -1,7 +1,6 @@
 import { STATUS_CODES, type ServerResponse } from 'node:http';
 import { constants as h2constants, type ServerHttp2Stream } from 'node:http2';
 import { MeshletError } from '../../errors/meshlet-error.ts';
-import { encodeGrpcMessage } from '../../policy/denial.ts';
 
 /**
  * Every way a proxied HTTP request can fail, and the ONE place that turns such a failure into
@@ -119,6 +118,15 @@ export function rawErrorResponse(err: ProxyError): string {
 /** gRPC's own framing of a request is its content-type (gRPC over HTTP/2 spec: application/grpc[+proto|+json|;…]). */
 export function isGrpcContentType(contentType: string | undefined): boolean {
   return contentType !== undefined && contentType.startsWith('application/grpc');
+}
+
+/** gRPC's percent-encoding of grpc-message: everything outside 0x20-0x7E, and "%", as %XX of UTF-8. */
+export function encodeGrpcMessage(message: string): string {
+  let out = '';
+  for (const byte of Buffer.from(message, 'utf8')) {
+    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : '%' + byte.toString(16).toUpperCase().padStart(2, '0');
+  }
+  return out;
 }
 
 /** The grpc-message of a failure: the message, plus the denying route and reason when there are some. */

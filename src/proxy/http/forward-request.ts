@@ -1,6 +1,8 @@
 import type * as http from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { UpstreamDispatcher } from '../upstream/http1-pool.ts';
+import type { TrackedConnection } from '../connection-registry.ts';
+import type { UpstreamObserver } from '../request-observation.ts';
 import type { ForwardedHead } from './headers.ts';
 import { forwardResponseHeaders } from './headers.ts';
 import { ProxyError } from './errors.ts';
@@ -41,9 +43,9 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
  * app closed its idle keep-alive socket as we picked it) is retried once on a fresh
  * connection; nothing else is ever retried.
  */
-export function forwardRequest(req: http.IncomingMessage, res: http.ServerResponse, hop: NextHop, path: string, head: ForwardedHead, proxy: ForwardingProxy): void {
+export function forwardRequest(req: http.IncomingMessage, res: http.ServerResponse, hop: NextHop, path: string, head: ForwardedHead, proxy: ForwardingProxy, observer: UpstreamObserver | null = null): void {
   const hasBody = head.chunked || (head.contentLength !== '' && head.contentLength !== '0');
-  const exchange = new Exchange(req, res, hop, proxy, {
+  const exchange = new Exchange(req, res, hop, proxy, observer, {
     path,
     method: req.method ?? 'GET',
     headers: head.headers,
@@ -60,16 +62,19 @@ class Exchange implements Dispatcher.DispatchHandler {
   readonly #res: http.ServerResponse;
   readonly #hop: NextHop;
   readonly #proxy: ForwardingProxy;
+  /** Outbound: hears which next-hop connection carries the request (its verified server identity labels it). */
+  readonly #observer: UpstreamObserver | null;
   #abort: ((err?: Error) => void) | null = null;
   #resume: (() => void) | null = null;
   #retried = false;
   #clientGone = false;
 
-  constructor(req: http.IncomingMessage, res: http.ServerResponse, hop: NextHop, proxy: ForwardingProxy, options: Dispatcher.DispatchOptions) {
+  constructor(req: http.IncomingMessage, res: http.ServerResponse, hop: NextHop, proxy: ForwardingProxy, observer: UpstreamObserver | null, options: Dispatcher.DispatchOptions) {
     this.#req = req;
     this.#res = res;
     this.#hop = hop;
     this.#proxy = proxy;
+    this.#observer = observer;
     this.options = options;
   }
 
@@ -84,8 +89,9 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#resume?.();
   };
 
-  onConnect(abort: (err?: Error) => void): void {
+  onConnect(abort: (err?: Error) => void, upstream?: TrackedConnection): void {
     this.#abort = abort;
+    if (upstream !== undefined) this.#observer?.upstreamConnected(upstream);
     if (this.#clientGone) abort();
   }
 

@@ -12,7 +12,7 @@ import { forwardRequest, type ForwardingProxy, type NextHop } from '../http/forw
 import { HttpServing } from '../http/http-serving.ts';
 import { connectTrackedNextHop, type NextHopContext } from '../http/next-hop-socket.ts';
 import { forwardStream } from '../h2/forward-stream.ts';
-import { observeExchange, observeStream } from '../request-observation.ts';
+import { ExchangeObservation, StreamObservation } from '../request-observation.ts';
 import { forwardStreamToHttp1 } from '../h2/forward-stream-to-http1.ts';
 import { H2SessionPool } from '../h2/h2-session-pool.ts';
 import { h2ForwardHeaders, http1ForwardHeaders, readStreamRequest } from '../h2/stream-headers.ts';
@@ -29,9 +29,11 @@ import { ConnectionGuard, DEFAULT_MAX_CONNECTIONS } from '../../net/connection-g
 /**
  * One inbound listener per app port. Transparent interception REDIRECTs each app port to its
  * own sidecar port, and Node cannot read SO_ORIGINAL_DST, so the listener a connection
- * arrived on is what tells the app port it was meant for.
+ * arrived on is what tells the app port it was meant for. The sidecar's configuration
+ * declares its ports with this same type, `InboundPort<PortProtocol>` (its `tcp` ports go to
+ * the opaque TCP proxy instead).
  */
-export interface InboundPort {
+export interface InboundPort<Protocol extends string = 'http' | 'grpc' | 'http1'> {
   /** The sidecar port the app port's traffic is redirected to (0 = any free port, for tests). */
   readonly listenPort: number;
   /** The app's port on loopback. */
@@ -41,8 +43,9 @@ export interface InboundPort {
    * except gRPC calls (content-type application/grpc), which only exist over HTTP/2 and go
    * h2c. `grpc`: the app speaks HTTP/2 (h2c on loopback) and every stream goes there.
    * `http1` is the former name of `http`, still accepted for callers written before HTTP/2.
+   * (`tcp`, in the sidecar's configuration only: opaque bytes, served by OpaqueTcpProxy.)
    */
-  readonly protocol: 'http' | 'grpc' | 'http1';
+  readonly protocol: Protocol;
   /** PERMISSIVE: plaintext callers are accepted too, as `unauthenticated` (peer null). Default STRICT. */
   readonly permissive?: boolean;
 }
@@ -164,6 +167,13 @@ export class InboundProxy implements ForwardingProxy {
   readonly #failStream = (stream: http2.ServerHttp2Stream, err: ProxyError, grpc: boolean): void => {
     this.#opts.observer?.refused?.('inbound', err.code);
     respondStreamWithError(stream, err, grpc);
+  };
+
+  /** An Upgrade tunnel's connection to the app carries that one request. */
+  readonly #countUpgrade = (socket: net.Socket): net.Socket => {
+    const upstream = this.registry.of(socket);
+    if (upstream !== undefined) upstream.requests++;
+    return socket;
   };
 
   readonly #failUpgrade = (socket: Duplex, err: ProxyError): void => {
@@ -289,11 +299,7 @@ export class InboundProxy implements ForwardingProxy {
     const method = req.method ?? 'GET';
     const allowed = this.#authorize(conn, l, method, req.url ?? '/', head.contentType);
     const finished = this.#opts.observer?.requestFinished;
-    if (finished !== undefined) {
-      const route = allowed instanceof ProxyError ? (allowed.details?.route ?? undefined) : allowed.route;
-      const authz = allowed instanceof ProxyError ? (allowed.code === 'MESHLET_DENIED' ? 'deny' : 'none') : allowed.wouldDeny ? 'audit_would_deny' : 'allow';
-      observeExchange(req, res, finished, 'inbound', conn.peerIdentity, route, method, authz);
-    }
+    if (finished !== undefined) new ExchangeObservation(res, conn, finished, 'inbound', conn.peerIdentity, routeOf(allowed), method, authzOf(allowed));
     if (allowed instanceof ProxyError) return this.fail(res, allowed);
     if (conn.peerIdentity !== null) head.headers.push(PEER_IDENTITY_HEADER, conn.peerIdentity);
     forwardRequest(req, res, l.callers.hop(conn.peerIdentity), allowed.path + allowed.query, head, this);
@@ -326,7 +332,7 @@ export class InboundProxy implements ForwardingProxy {
     const allowed = this.#authorize(conn, l, method, req.url ?? '/', head.contentType);
     if (allowed instanceof ProxyError) return this.#failUpgrade(socket, allowed);
     if (conn.peerIdentity !== null) head.headers.push(PEER_IDENTITY_HEADER, conn.peerIdentity);
-    forwardUpgrade(socket, headBytes, { method, path: allowed.path + allowed.query, headers: head.headers, upgrade }, () => connectTrackedNextHop(l.appTarget, this.#hopContext), this.#failUpgrade);
+    forwardUpgrade(socket, headBytes, { method, path: allowed.path + allowed.query, headers: head.headers, upgrade }, () => connectTrackedNextHop(l.appTarget, this.#hopContext).then(this.#countUpgrade), this.#failUpgrade);
   }
 
   #onStream(stream: http2.ServerHttp2Stream, raw: string[], conn: TrackedConnection, l: PortListener): void {
@@ -345,11 +351,7 @@ export class InboundProxy implements ForwardingProxy {
     }
     const allowed = this.#authorize(conn, l, head.method, head.path, head.contentType);
     const finished = this.#opts.observer?.requestFinished;
-    if (finished !== undefined) {
-      const route = allowed instanceof ProxyError ? (allowed.details?.route ?? undefined) : allowed.route;
-      const authz = allowed instanceof ProxyError ? (allowed.code === 'MESHLET_DENIED' ? 'deny' : 'none') : allowed.wouldDeny ? 'audit_would_deny' : 'allow';
-      observeStream(stream, finished, 'inbound', conn.peerIdentity, route, head.method, grpc, authz);
-    }
+    if (finished !== undefined) new StreamObservation(stream, finished, 'inbound', conn.peerIdentity, routeOf(allowed), head.method, grpc, authzOf(allowed));
     if (allowed instanceof ProxyError) return this.#failStream(stream, allowed, grpc);
     const identity = conn.peerIdentity === null ? null : { name: PEER_IDENTITY_HEADER, value: conn.peerIdentity };
     if (grpc || l.port.protocol === 'grpc') {
@@ -360,6 +362,23 @@ export class InboundProxy implements ForwardingProxy {
       forwardStreamToHttp1(stream, l.callers.hop(conn.peerIdentity), head.method, allowed.path + allowed.query, http1ForwardHeaders(head, identity), this.#failStream);
     }
   }
+}
+
+type Authorized = { route: string | null; wouldDeny: boolean } | ProxyError;
+
+/**
+ * The `route` label: the deciding route, null when a server's default decided — for a denial
+ * as for an allow, so both are "unmatched", as in meshlet_authz_decisions_total — and
+ * undefined ("none") when the request was refused before the policy ran.
+ */
+function routeOf(allowed: Authorized): string | null | undefined {
+  if (!(allowed instanceof ProxyError)) return allowed.route;
+  return allowed.code === 'MESHLET_DENIED' ? (allowed.details?.route ?? null) : undefined;
+}
+
+function authzOf(allowed: Authorized): 'allow' | 'deny' | 'audit_would_deny' | 'none' {
+  if (allowed instanceof ProxyError) return allowed.code === 'MESHLET_DENIED' ? 'deny' : 'none';
+  return allowed.wouldDeny ? 'audit_would_deny' : 'allow';
 }
 
 function ignore(): void {

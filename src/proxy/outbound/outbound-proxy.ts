@@ -12,7 +12,7 @@ import { HttpServing } from '../http/http-serving.ts';
 import { connectTrackedNextHop, type NextHopContext, type NextHopTarget } from '../http/next-hop-socket.ts';
 import { detectH2c } from '../h2/detect-h2c.ts';
 import { forwardStream } from '../h2/forward-stream.ts';
-import { observeExchange, observeStream } from '../request-observation.ts';
+import { ExchangeObservation, StreamObservation } from '../request-observation.ts';
 import { H2SessionPool } from '../h2/h2-session-pool.ts';
 import { h2ForwardHeaders, readStreamRequest } from '../h2/stream-headers.ts';
 import { failUpgrade, forwardUpgrade, refusedUpgrade } from '../upgrade/forward-upgrade.ts';
@@ -154,6 +154,17 @@ export class OutboundProxy implements ForwardingProxy {
     respondStreamWithError(stream, err, grpc);
   };
 
+  readonly #handshakeFailed = (err: Error): void => {
+    this.#opts.observer?.handshakeFailed?.('outbound', err);
+  };
+
+  /** An Upgrade tunnel's next-hop connection carries that one request. */
+  readonly #countUpgrade = (socket: net.Socket): net.Socket => {
+    const upstream = this.registry.of(socket);
+    if (upstream !== undefined) upstream.requests++;
+    return socket;
+  };
+
   readonly #failUpgrade = (socket: Duplex, err: ProxyError): void => {
     this.#opts.observer?.refused?.('outbound', err.code);
     failUpgrade(socket, err);
@@ -231,12 +242,13 @@ export class OutboundProxy implements ForwardingProxy {
     // The identity header is only ever set by the inbound sidecar; an app cannot pass one along.
     const head = forwardHeaders(raw, PEER_IDENTITY_HEADER);
     const finished = this.#opts.observer?.requestFinished;
-    if (finished !== undefined) observeExchange(req, res, finished, 'outbound', conn?.peerIdentity ?? null, undefined, req.method ?? 'GET', 'none');
+    // The peer is the server: unknown until a next-hop connection (and its verified SVID) carries the request.
+    const observation = finished !== undefined && conn !== undefined ? new ExchangeObservation(res, conn, finished, 'outbound', undefined, undefined, req.method ?? 'GET', 'none') : null;
     const t = this.#target(req, head);
     if (t instanceof ProxyError) return this.fail(res, t);
     const route = this.#route(t.authority);
     if (route instanceof ProxyError) return this.fail(res, route);
-    forwardRequest(req, res, this.#http1Hop(route), t.target, head, this);
+    forwardRequest(req, res, this.#http1Hop(route), t.target, head, this, observation);
   }
 
   #onUpgrade(req: http.IncomingMessage, socket: Duplex, headBytes: Buffer): void {
@@ -260,7 +272,7 @@ export class OutboundProxy implements ForwardingProxy {
     const route = this.#route(t.authority);
     if (route instanceof ProxyError) return this.#failUpgrade(socket, route);
     const target = this.#hopsFor(route).http1Target;
-    forwardUpgrade(socket, headBytes, { method: req.method ?? 'GET', path: t.target, headers: head.headers, upgrade }, () => connectTrackedNextHop(target, this.#hopContext), this.#failUpgrade);
+    forwardUpgrade(socket, headBytes, { method: req.method ?? 'GET', path: t.target, headers: head.headers, upgrade }, () => connectTrackedNextHop(target, this.#hopContext).then(this.#countUpgrade), this.#failUpgrade);
   }
 
   #onStream(stream: http2.ServerHttp2Stream, raw: string[], conn: TrackedConnection): void {
@@ -269,7 +281,7 @@ export class OutboundProxy implements ForwardingProxy {
     const head = readStreamRequest(raw, PEER_IDENTITY_HEADER);
     const grpc = isGrpcContentType(head.contentType);
     const finished = this.#opts.observer?.requestFinished;
-    if (finished !== undefined) observeStream(stream, finished, 'outbound', null, undefined, head.method, grpc, 'none');
+    const observation = finished !== undefined ? new StreamObservation(stream, finished, 'outbound', undefined, undefined, head.method, grpc, 'none') : null;
     if (head.fieldCount > this.#settings.limits.maxHeaderCount) {
       return this.#failStream(stream, new ProxyError('MESHLET_TOO_MANY_HEADERS', `more than ${this.#settings.limits.maxHeaderCount} header fields`), grpc);
     }
@@ -284,7 +296,7 @@ export class OutboundProxy implements ForwardingProxy {
     }
     const route = this.#route(head.authority);
     if (route instanceof ProxyError) return this.#failStream(stream, route, grpc);
-    forwardStream(stream, h2ForwardHeaders(head, head.path, null), this.#h2Hop(route), grpc, this.#failStream);
+    forwardStream(stream, h2ForwardHeaders(head, head.path, null), this.#h2Hop(route), grpc, this.#failStream, observation);
   }
 
   #hopsFor(route: Route): DestinationHops {
@@ -302,7 +314,14 @@ export class OutboundProxy implements ForwardingProxy {
     const label = `peer sidecar for ${d.host}:${d.port} (${who})`;
     const tls = this.#opts.tls;
     // Asked per NEW connection, so a rotated SVID is used from the next connection on.
-    const target = (alpn: string): NextHopTarget => ({ label, host: d.address.host, port: d.address.port, tlsOptions: () => tls.connectOptions(d.expected, { ALPNProtocols: [alpn] }), ...(tls.verifyServer ? { peerIdentity: (s) => tls.verifyServer!(s).spiffeId.id } : {}) });
+    const target = (alpn: string): NextHopTarget => ({
+      label,
+      host: d.address.host,
+      port: d.address.port,
+      tlsOptions: () => tls.connectOptions(d.expected, { ALPNProtocols: [alpn] }),
+      ...(tls.verifyServer ? { peerIdentity: (s) => tls.verifyServer!(s).spiffeId.id } : {}),
+      handshakeFailed: this.#handshakeFailed,
+    });
     return { h2Target: target('h2'), http1Target: target('http/1.1'), http1: null, h2: null };
   }
 

@@ -113,6 +113,7 @@ export class OpaqueTcpOutbound {
       // Asked per connection, so a rotated SVID is used from the next connection on. No ALPN:
       // the peer's opaque listener offers none.
       tlsOptions: () => this.#opts.tls.connectOptions(destination.expected),
+      handshakeFailed: (err: Error) => this.#opts.observer?.handshakeFailed?.('outbound', err),
     };
     connectNextHop(target, this.#settings.timeouts, (err, peer) => {
       if (err !== null || peer === null) {

@@ -31,7 +31,7 @@ export interface TcpObserver {
    * observer (a ProxyObserver whose `refused` takes any code) can be handed over as it is.
    */
   refused?(direction: ConnectionDirection, code: TcpRefusalCode | ProxyErrorCode): void;
-  /** An inbound connection whose TLS handshake or client SVID verification failed. */
+  /** A connection whose TLS handshake or peer SVID verification failed (inbound a caller's, outbound the peer sidecar's). */
   handshakeFailed?(direction: ConnectionDirection, err: unknown): void;
 }
 

@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { ProxyError } from '../http/errors.ts';
 import type { ProxySettings } from '../config.ts';
-import type { ConnectionDirection, ConnectionRegistry } from '../connection-registry.ts';
+import type { ConnectionDirection, ConnectionRegistry, TrackedConnection } from '../connection-registry.ts';
 import { connectNextHop, type UpstreamTarget, originatedPeer } from './next-hop-connect.ts';
 import { Http1ResponseParser, ResponseParseError, type ResponseSink } from './response-parser.ts';
 
@@ -14,7 +14,15 @@ export interface Http1PoolOptions {
   readonly direction: ConnectionDirection;
 }
 
-type Handler = Dispatcher.DispatchHandler;
+/**
+ * undici's legacy handler, whose onConnect also receives the /connections entry of the pooled
+ * connection the exchange runs on (meshlet's pool passes it; a handler may ignore it).
+ */
+export interface UpstreamHandler extends Dispatcher.DispatchHandler {
+  onConnect?(abort: (err?: Error) => void, upstream?: TrackedConnection): void;
+}
+
+type Handler = UpstreamHandler;
 type Options = Dispatcher.DispatchOptions;
 
 /** The code forward-request.ts retries a bodiless idempotent request on (undici's name for it, kept). */
@@ -182,7 +190,7 @@ export class Http1Pool implements UpstreamDispatcher {
         tracked.tlsVersion = (socket as tls.TLSSocket).getProtocol() ?? null;
         tracked.peerIdentity = originatedPeer(this.target, socket);
       }
-      const conn = new PooledConnection(this, socket);
+      const conn = new PooledConnection(this, socket, tracked);
       this.#open.add(conn);
       this.#startSweep();
       socket.once('close', () => {
@@ -284,6 +292,8 @@ export class Http1Pool implements UpstreamDispatcher {
 /** One keep-alive connection and the exchange it is carrying, if any. */
 class PooledConnection implements ResponseSink {
   readonly socket: net.Socket;
+  /** Its entry in /connections: `requests` counts the exchanges it carried. */
+  readonly tracked: TrackedConnection;
   readonly #pool: Http1Pool;
   readonly #parser: Http1ResponseParser;
   idleSince = 0;
@@ -309,9 +319,10 @@ class PooledConnection implements ResponseSink {
   #sweptActivity = -1;
   #quietSince = 0;
 
-  constructor(pool: Http1Pool, socket: net.Socket) {
+  constructor(pool: Http1Pool, socket: net.Socket, tracked: TrackedConnection) {
     this.#pool = pool;
     this.socket = socket;
+    this.tracked = tracked;
     this.idleLimitMs = pool.settings.timeouts.idleMs;
     this.#parser = new Http1ResponseParser(this, pool.settings.limits.maxHeaderBytes * 4);
     socket.on('data', this.#onData);
@@ -338,12 +349,15 @@ class PooledConnection implements ResponseSink {
     this.#activity++;
     const method = options.method;
     // Per exchange, so a late abort from a finished exchange (its client went away while the
-    // response was flushing) can never cut the next exchange on this reused connection.
+    // response was flushing) can never cut the next exchange on this reused connection. The
+    // second argument (undici's `context`) is this connection's /connections entry: outbound,
+    // the request is labelled with the server identity it verified.
     handler.onConnect?.((err?: Error) => {
       if (this.#handler === handler) this.#abort(err ?? new Error('request aborted'));
-    });
+    }, this.tracked);
     if (this.#handler !== handler) return false;
     this.#started = true;
+    this.tracked.requests++;
     this.#parser.expect(method);
     let head = `${method} ${options.path} HTTP/1.1\r\n`;
     const headers = options.headers as string[] | null | undefined;

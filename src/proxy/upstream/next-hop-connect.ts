@@ -14,6 +14,12 @@ export interface UpstreamTarget {
   readonly tlsOptions?: () => tls.ConnectionOptions;
   /** With tlsOptions: the server's verified SPIFFE ID once connected, for /connections and metric labels. */
   readonly peerIdentity?: (socket: tls.TLSSocket) => string | null;
+  /**
+   * With tlsOptions: hears every failed handshake with this hop (the raw error: a rejected
+   * server SVID, an unknown CA, an alert, the handshake timeout) once per connection attempt —
+   * meshlet_tls_handshake_failures_total{direction="outbound"}.
+   */
+  readonly handshakeFailed?: (err: Error) => void;
 }
 
 /** The verified peer of an originated mTLS connection, or null when unknown (plaintext, no hook). */
@@ -56,6 +62,7 @@ export function connectNextHop(
     settled = true;
     clearTimeout(timer);
     socket.destroy();
+    if (phase === 'handshake') target.handshakeFailed?.(err);
     done(upstreamConnectFailure(err, phase, where), null);
   };
   let timer = setTimeout(

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Pod, PodProcess } from '../harness/index.ts';
 import { runCommandSync } from '../../../src/netns/command-runner.ts';
+import { waitFor } from '../../../src/netns/wait.ts';
 
 /** tcpdump is not part of the harness's needs: the wire-capture test says it is skipped without it. */
 export function tcpdumpAvailable(): boolean {
@@ -29,6 +30,15 @@ export class WireCapture {
     const proc = pod.spawn('tcpdump', ['-i', 'eth0', '-n', '-s', '0', '-U', '--immediate-mode', '-Z', 'root', '-w', file, 'tcp'], { label: 'tcpdump' });
     await proc.waitForLine('listening on eth0');
     return new WireCapture(proc, file);
+  }
+
+  /**
+   * Waits until the capture holds `bytes` (a marker sent last): on a loaded machine tcpdump can
+   * be scheduled after the traffic ends, and a capture stopped at once would miss packets that
+   * were on the wire. Everything sent before the marker is in the file once the marker is.
+   */
+  async waitForBytes(what: string, bytes: Buffer): Promise<void> {
+    await waitFor(what, async () => ((await readFile(this.#file)).includes(bytes) ? true : undefined));
   }
 
   /** Stops tcpdump and returns the capture. */

@@ -2,7 +2,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { injectorConfigFromEnv, startInjector, type RunningInjector } from '../../../src/cli/commands/injector.ts';
+import { startInjector, type RunningInjector } from '../../../src/cli/commands/injector.ts';
+import { readInjectorConfig } from '../../../injector/config.ts';
 import { loadPod } from '../../unit/injector/golden-support.ts';
 import { podReview, post, servingCertificate } from './webhook-fixture.ts';
 
@@ -18,7 +19,7 @@ beforeAll(async () => {
   await writeFile(join(dir, 'tls.crt'), cert);
   await writeFile(join(dir, 'tls.key'), key);
   running = await startInjector(
-    injectorConfigFromEnv({ MESHLET_INJECTOR_TLS_CERT: join(dir, 'tls.crt'), MESHLET_INJECTOR_TLS_KEY: join(dir, 'tls.key'), MESHLET_INJECTOR_HOST: '127.0.0.1', MESHLET_INJECTOR_PORT: '0', MESHLET_INJECTOR_ADMIN_PORT: '0' }),
+    readInjectorConfig({ MESHLET_INJECTOR_TLS_CERT: join(dir, 'tls.crt'), MESHLET_INJECTOR_TLS_KEY: join(dir, 'tls.key'), MESHLET_INJECTOR_HOST: '127.0.0.1', MESHLET_INJECTOR_PORT: '0', MESHLET_INJECTOR_ADMIN_PORT: '0' }),
   );
 });
 
@@ -65,11 +66,11 @@ describe('meshlet injector process', () => {
   it('refuses a bad injection setting together with the other bad variables', () => {
     let message = '';
     try {
-      injectorConfigFromEnv({ MESHLET_INJECTOR_NATIVE_SIDECAR: 'maybe' });
+      readInjectorConfig({ MESHLET_INJECTOR_NATIVE_SIDECAR: 'maybe' });
     } catch (err) {
       message = (err as Error).message;
     }
     expect(message).toContain('MESHLET_INJECTOR_NATIVE_SIDECAR="maybe": must be true or false');
-    expect(message).toContain('MESHLET_INJECTOR_TLS_CERT is required');
+    expect(message).toContain('MESHLET_INJECTOR_TLS_CERT=(unset): required');
   });
 });

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { decide } from '../../../src/policy/decide.ts';
-import { badPathResponse, denialResponse } from '../../../src/policy/denial.ts';
+import { ProxyError, respondWithError } from '../../../src/proxy/http/errors.ts';
 import { normalizePath } from '../../../src/policy/normalize-path.ts';
 import { PolicyStore } from '../../../src/policy/store.ts';
 import { kubeletWrite } from '../../support/kubelet-volume.ts';
@@ -50,15 +50,13 @@ describe('a policy change reaches a connection that is already open', () => {
     server = createServer((req, res) => {
       const n = normalizePath(req.url ?? '');
       if (!n.ok) {
-        const r = badPathResponse(n, 'http');
-        res.writeHead(r.status, r.headers).end(r.body);
+        respondWithError(res, new ProxyError('MESHLET_BAD_PATH', `request path refused: ${n.reason}`));
         return;
       }
       // Looked up per request, not per connection: this is what makes a reload reach open sockets.
       const d = decide(s.current(), { peer: PEER, port: 8080, method: req.method ?? 'GET', path: n.path });
       if (d.decision === 'deny') {
-        const r = denialResponse(d, 'http');
-        res.writeHead(r.status, r.headers).end(r.body);
+        respondWithError(res, new ProxyError('MESHLET_DENIED', 'request denied by policy', { details: { route: d.route, reason: d.reason } }));
         return;
       }
       res.writeHead(200, { 'content-type': 'text/plain' }).end('app');
@@ -87,7 +85,7 @@ describe('a policy change reaches a connection that is already open', () => {
       last = await get('/a/1');
     }
     expect(last.status).toBe(403);
-    expect(JSON.parse(last.body)).toMatchObject({ error: 'forbidden', route: null });
+    expect(JSON.parse(last.body)).toMatchObject({ error: { code: 'MESHLET_DENIED', route: null } });
     expect(await get('/b/1')).toEqual({ status: 200, body: 'app' });
     expect(connections).toBe(1);
   });

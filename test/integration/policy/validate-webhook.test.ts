@@ -5,7 +5,8 @@ import type { Server } from 'node:https';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createWebhookServer } from '../../../injector/webhook-server.ts';
 import { validatePolicyConfigMap } from '../../../injector/validate.ts';
-import { injectorConfigFromEnv, InjectorConfigError } from '../../../src/cli/commands/injector.ts';
+import { readInjectorConfig } from '../../../injector/config.ts';
+import { ConfigError } from '../../../src/config/env.ts';
 import { formatPolicyError, parsePolicy } from '../../../src/policy/parse.ts';
 import { servingCertificate } from './serving-certificate.ts';
 
@@ -157,15 +158,15 @@ describe('POST /validate over HTTPS', () => {
 describe('injector configuration', () => {
   it('reports every bad variable at once', () => {
     try {
-      injectorConfigFromEnv({ MESHLET_INJECTOR_PORT: 'eighty', MESHLET_DEFAULT_POLICY: 'allow-all' });
+      readInjectorConfig({ MESHLET_INJECTOR_PORT: 'eighty', MESHLET_DEFAULT_POLICY: 'allow-all' });
       throw new Error('expected an error');
     } catch (err) {
-      expect(err).toBeInstanceOf(InjectorConfigError);
-      const e = err as InjectorConfigError;
-      expect(e.code).toBe('INJECTOR_BAD_CONFIG');
+      expect(err).toBeInstanceOf(ConfigError);
+      const e = err as ConfigError;
+      expect(e.code).toBe('MESHLET_CONFIG_INVALID');
       expect(e.problems).toHaveLength(4);
-      expect(e.message).toContain('MESHLET_INJECTOR_TLS_CERT is required');
-      expect(e.message).toContain('MESHLET_INJECTOR_PORT must be an integer');
+      expect(e.message).toContain('MESHLET_INJECTOR_TLS_CERT=(unset): required');
+      expect(e.message).toContain('MESHLET_INJECTOR_PORT="eighty": must be an integer from 0 to 65535');
       expect(e.message).toContain('MESHLET_DEFAULT_POLICY="allow-all": must be one of deny, all-authenticated, audit');
     }
   });

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { injectorConfigFromEnv, startInjector, type RunningInjector } from '../../../src/cli/commands/injector.ts';
+import { startInjector, type RunningInjector } from '../../../src/cli/commands/injector.ts';
+import { readInjectorConfig } from '../../../injector/config.ts';
 import type { Pod } from '../../../injector/patch/index.ts';
 import { runCli } from '../../unit/injector/cli-support.ts';
 import { loadPod } from '../../unit/injector/golden-support.ts';
@@ -29,7 +30,7 @@ beforeAll(async () => {
   await writeFile(join(dir, 'tls.crt'), cert);
   await writeFile(join(dir, 'tls.key'), key);
   injector = await startInjector(
-    injectorConfigFromEnv({ MESHLET_INJECTOR_TLS_CERT: join(dir, 'tls.crt'), MESHLET_INJECTOR_TLS_KEY: join(dir, 'tls.key'), MESHLET_INJECTOR_HOST: '127.0.0.1', MESHLET_INJECTOR_PORT: '0', MESHLET_INJECTOR_ADMIN_PORT: '0' }),
+    readInjectorConfig({ MESHLET_INJECTOR_TLS_CERT: join(dir, 'tls.crt'), MESHLET_INJECTOR_TLS_KEY: join(dir, 'tls.key'), MESHLET_INJECTOR_HOST: '127.0.0.1', MESHLET_INJECTOR_PORT: '0', MESHLET_INJECTOR_ADMIN_PORT: '0' }),
   );
 });
 

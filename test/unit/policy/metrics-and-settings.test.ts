@@ -17,7 +17,7 @@ describe('PolicyMetrics', () => {
     }
     expect(text).toContain('meshlet_policy_info{hash="none",version="none"} 1');
     expect(text).toContain('meshlet_policy_audit_would_deny_total{route="admin"} 2');
-    expect(text).toContain('meshlet_policy_audit_would_deny_total{route=""} 1');
+    expect(text).toContain('meshlet_policy_audit_would_deny_total{route="unmatched"} 1');
   });
 
   it('keeps one info series: the policy in force', async () => {

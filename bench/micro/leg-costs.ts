@@ -1,18 +1,20 @@
 // CPU cost of each leg of a proxy, measured alone, to see where a sidecar's per-request CPU goes:
-//   server leg: node:http answering a 1 KB body itself (CPU of the server process under wrk -c16);
+//   server leg: node:http answering a 1 KB body itself (CPU of the server process under
+//     autocannon, 16 keep-alive connections);
 //   client leg: keep-alive requests from undici dispatch(), from meshlet's own Http1Pool
-//   (src/proxy/upstream/http1-pool.ts, same dispatch() contract) and from http.request +
-//   http.Agent (CPU of the client process, 16 in flight, against a separate server process).
-//   node bench/hop/leg-costs.ts [--requests 40000]
+//     (src/proxy/upstream/http1-pool.ts, same dispatch() contract) and from http.request +
+//     http.Agent (CPU of this process, 16 in flight, against the server process).
+// Run: node bench/micro/leg-costs.ts [--requests 40000] [--seconds 5]
+// @bench-quick-args --requests 2000 --seconds 0.5
 import { spawn } from 'node:child_process';
 import * as http from 'node:http';
 import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
 import { Pool } from 'undici';
-import { cpuSeconds } from './cpu.ts';
+import { cpuSeconds } from '../lib/process-usage.ts';
 import { Http1Pool } from '../../src/proxy/upstream/http1-pool.ts';
 import { resolveProxySettings } from '../../src/proxy/config.ts';
 import { ConnectionRegistry } from '../../src/proxy/connection-registry.ts';
-import { runWrk } from './wrk.ts';
 
 const BODY = Buffer.alloc(1024, 120);
 
@@ -23,17 +25,20 @@ if (process.argv[2] === 'serve') {
   });
   server.listen(0, '127.0.0.1', () => process.stdout.write(`${(server.address() as { port: number }).port}\n`));
 } else {
-  const { values } = parseArgs({ options: { requests: { type: 'string', default: '40000' } } });
+  const { values } = parseArgs({ options: { requests: { type: 'string', default: '40000' }, seconds: { type: 'string', default: '5' } } });
   const total = Number(values.requests);
+  const seconds = Number(values.seconds);
   const CONCURRENCY = 16;
   const child = spawn(process.execPath, [import.meta.filename, 'serve'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<number>((resolve) => child.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
   try {
-    await runWrk(`http://127.0.0.1:${port}/`, { connections: 4, seconds: 1 });
+    const url = `http://127.0.0.1:${port}/`;
+    await autocannon({ url, connections: 4, duration: Math.min(1, seconds) }); // warm-up
     const before = cpuSeconds(child.pid!);
-    const r = await runWrk(`http://127.0.0.1:${port}/`, { connections: CONCURRENCY, seconds: 5 });
-    const server = ((cpuSeconds(child.pid!) - before) / r.requests) * 1000;
-    process.stdout.write(`server leg (node:http, 1 KB body): ${server.toFixed(4)} CPU s / 1k requests\n`);
+    const r = await autocannon({ url, connections: CONCURRENCY, duration: seconds });
+    if (r.errors + r.timeouts + r.non2xx > 0) throw new Error(`server leg: ${r.errors} errors, ${r.timeouts} timeouts, ${r.non2xx} non-2xx`);
+    const server = ((cpuSeconds(child.pid!) - before) / r.requests.total) * 1000;
+    process.stdout.write(`server leg (node:http, 1 KB body):    ${server.toFixed(4)} CPU s / 1k requests\n`);
 
     const headers = ['host', 'upstream', 'user-agent', 'bench', 'accept', '*/*'];
     const pool = new Pool(`http://127.0.0.1:${port}`, { connections: CONCURRENCY, pipelining: 1 });
@@ -43,28 +48,17 @@ if (process.argv[2] === 'serve') {
       direction: 'inbound',
     });
     const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
-    const viaUndici = (done: () => void): void => {
-      pool.dispatch({ path: '/', method: 'GET', headers, body: null }, {
-        onConnect() {},
-        onHeaders: () => true,
-        onData: () => true,
-        onComplete: done,
-        onError(err: Error) {
-          throw err;
-        },
-      });
-    };
-    const viaLean = (done: () => void): void => {
-      lean.dispatch({ path: '/', method: 'GET', headers, body: null }, {
-        onConnect() {},
-        onHeaders: () => true,
-        onData: () => true,
-        onComplete: done,
-        onError(err: Error) {
-          throw err;
-        },
-      });
-    };
+    const handler = (done: () => void) => ({
+      onConnect() {},
+      onHeaders: () => true,
+      onData: () => true,
+      onComplete: done,
+      onError(err: Error) {
+        throw err;
+      },
+    });
+    const viaUndici = (done: () => void): void => void pool.dispatch({ path: '/', method: 'GET', headers, body: null }, handler(done));
+    const viaLean = (done: () => void): void => void lean.dispatch({ path: '/', method: 'GET', headers, body: null }, handler(done));
     const viaHttp = (done: () => void): void => {
       http
         .request({ agent, host: '127.0.0.1', port, path: '/', method: 'GET', headers, setHost: false }, (res) => {

@@ -1,4 +1,5 @@
-// Handshake cost of the mesh mTLS profile on loopback: `node src/tls/handshake-bench.ts [seconds]`.
+// Handshake cost of the mesh mTLS profile on loopback: `node src/tls/handshake.bench.ts [seconds]`.
+// @bench-quick-args 0.3
 // Client and server run in this one process, so a figure is the cost of BOTH ends of a
 // handshake on one core. Compared against plain OpenSSL verification (one trust domain,
 // `rejectUnauthorized: true`, no SPIFFE checks), which is what meshlet's extra checks cost on

@@ -1,0 +1,151 @@
+import { join } from 'node:path';
+import type { SvidFiles } from './bench-pki.ts';
+
+/**
+ * nginx configurations of the bench: the upstream (1 KB body), the HTTP peer pair and the gRPC
+ * peer pair. Each is a single process (master_process off, one worker) so its CPU time is one
+ * /proc entry; both pairs speak TLS 1.3 mTLS between their two processes with the same SVID
+ * files meshlet uses, and keep their upstream connection pools alive.
+ */
+
+const ONE_KB = 'x'.repeat(1024);
+
+function processHead(dir: string, name: string): string {
+  return `daemon off;
+master_process off;
+worker_processes 1;
+error_log ${join(dir, name + '.error.log')} warn;
+pid ${join(dir, name + '.pid')};
+events { worker_connections 4096; }
+`;
+}
+
+function httpCommon(dir: string, name: string): string {
+  return `access_log off;
+client_body_temp_path ${join(dir, name + '.body')};
+proxy_temp_path ${join(dir, name + '.proxy')};
+fastcgi_temp_path ${join(dir, name + '.fcgi')};
+uwsgi_temp_path ${join(dir, name + '.uwsgi')};
+scgi_temp_path ${join(dir, name + '.scgi')};
+keepalive_requests 1000000;
+keepalive_timeout 120s;
+tcp_nodelay on;
+`;
+}
+
+export function upstreamConf(dir: string, port: number): string {
+  return `${processHead(dir, 'upstream')}
+http {
+  ${httpCommon(dir, 'upstream')}
+  server {
+    listen 127.0.0.1:${port};
+    default_type text/plain;
+    location / { return 200 "${ONE_KB}"; }
+  }
+}
+`;
+}
+
+/** The client side of the HTTP pair: plain in, mTLS out (keep-alive pool) — what meshlet's outbound does. */
+export function nginxOutboundConf(dir: string, port: number, peerPort: number, files: SvidFiles): string {
+  return `${processHead(dir, 'nginx-out')}
+http {
+  ${httpCommon(dir, 'nginx-out')}
+  upstream peer { server 127.0.0.1:${peerPort}; keepalive 64; keepalive_requests 1000000; }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass https://peer;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $http_host;
+      proxy_ssl_certificate ${files.svid};
+      proxy_ssl_certificate_key ${files.key};
+      proxy_ssl_trusted_certificate ${files.bundle};
+      proxy_ssl_protocols TLSv1.3;
+      proxy_ssl_session_reuse on;
+      # nginx can only check a DNS name against the server certificate, and SVIDs carry a
+      # SPIFFE URI SAN only; the chain is not verified here (a handshake cost, amortized by keep-alive).
+      proxy_ssl_verify off;
+    }
+  }
+}
+`;
+}
+
+/** The server side of the HTTP pair: mTLS in (client certificate required), plain keep-alive to the upstream. */
+export function nginxInboundConf(dir: string, port: number, appPort: number, files: SvidFiles): string {
+  return `${processHead(dir, 'nginx-in')}
+http {
+  ${httpCommon(dir, 'nginx-in')}
+  upstream app { server 127.0.0.1:${appPort}; keepalive 64; keepalive_requests 1000000; }
+  server {
+    listen 127.0.0.1:${port} ssl;
+    ssl_certificate ${files.svid};
+    ssl_certificate_key ${files.key};
+    ssl_client_certificate ${files.bundle};
+    ssl_verify_client on;
+    ssl_protocols TLSv1.3;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Meshlet-Peer-Identity $ssl_client_s_dn;
+    }
+  }
+}
+`;
+}
+
+function grpcHead(dir: string, name: string): string {
+  return `${processHead(dir, name)}http {
+  access_log off;
+  client_body_temp_path ${join(dir, name + '.body')};
+  proxy_temp_path ${join(dir, name + '.proxy')};
+  fastcgi_temp_path ${join(dir, name + '.fcgi')};
+  uwsgi_temp_path ${join(dir, name + '.uwsgi')};
+  scgi_temp_path ${join(dir, name + '.scgi')};
+  keepalive_requests 1000000;
+  keepalive_timeout 120s;
+  http2_max_requests 1000000;
+  tcp_nodelay on;
+`;
+}
+
+/** The client side of the gRPC pair: plaintext h2c in (what the app's gRPC client speaks), mTLS HTTP/2 out. */
+export function nginxGrpcOutboundConf(dir: string, port: number, peerPort: number, files: SvidFiles): string {
+  return `${grpcHead(dir, 'grpc-out')}
+  upstream peer { server 127.0.0.1:${peerPort}; keepalive 64; keepalive_requests 1000000; }
+  server {
+    listen 127.0.0.1:${port} http2;
+    location / {
+      grpc_pass grpcs://peer;
+      grpc_ssl_certificate ${files.svid};
+      grpc_ssl_certificate_key ${files.key};
+      grpc_ssl_trusted_certificate ${files.bundle};
+      grpc_ssl_protocols TLSv1.3;
+      grpc_ssl_session_reuse on;
+      # As in the HTTP pair: nginx can only check DNS names, SVIDs carry a SPIFFE URI SAN only.
+      grpc_ssl_verify off;
+    }
+  }
+}
+`;
+}
+
+/** The server side of the gRPC pair: mTLS HTTP/2 in (client certificate required), plaintext h2c to the gRPC app. */
+export function nginxGrpcInboundConf(dir: string, port: number, appPort: number, files: SvidFiles): string {
+  return `${grpcHead(dir, 'grpc-in')}
+  upstream app { server 127.0.0.1:${appPort}; keepalive 64; keepalive_requests 1000000; }
+  server {
+    listen 127.0.0.1:${port} ssl http2;
+    ssl_certificate ${files.svid};
+    ssl_certificate_key ${files.key};
+    ssl_client_certificate ${files.bundle};
+    ssl_verify_client on;
+    ssl_protocols TLSv1.3;
+    location / { grpc_pass grpc://app; }
+  }
+}
+`;
+}
