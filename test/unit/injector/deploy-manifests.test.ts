@@ -154,6 +154,17 @@ describe('deploy/ manifests', () => {
     }
   });
 
+  it('no webhook that fails closed can block kube-system or meshlet-system (where the injector itself runs)', () => {
+    const configs = docs.filter((d) => ['MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration'].includes(d.obj.kind) && !d.file.startsWith('examples/'));
+    expect(configs.length).toBeGreaterThanOrEqual(2);
+    for (const { obj } of configs) {
+      for (const hook of obj.webhooks) {
+        const excluded = (hook.namespaceSelector?.matchExpressions ?? []).find((e: any) => e.key === 'kubernetes.io/metadata.name' && e.operator === 'NotIn');
+        expect({ webhook: hook.name, excluded: excluded?.values ?? [] }).toMatchObject({ webhook: hook.name, excluded: expect.arrayContaining(['kube-system', 'meshlet-system']) });
+      }
+    }
+  });
+
   it('RBAC is least privilege: the CA may only create TokenReviews, the injector has no API access', () => {
     expect(base('ClusterRole', 'meshlet-identity-tokenreview').rules).toEqual([{ apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] }]);
     expect(docs.filter((d) => ['Role', 'RoleBinding', 'ClusterRole', 'ClusterRoleBinding'].includes(d.obj.kind)).map((d) => d.obj.metadata.name)).toEqual(['meshlet-identity-tokenreview', 'meshlet-identity-tokenreview']);
