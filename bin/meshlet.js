@@ -1,6 +1,15 @@
 #!/usr/bin/env node
 // The published entry point. meshlet runs its TypeScript sources directly through
 // Node 24's type stripping (DESIGN.md: no build step), so this file only hands over.
-import { main } from '../src/cli/main.ts';
-
+// It is plain JavaScript that any Node can parse, and imports no .ts before checking the
+// version: an older Node would otherwise die with ERR_UNKNOWN_FILE_EXTENSION.
+const MIN_NODE_MAJOR = 24;
+const found = process.versions.node;
+if (Number(found.split('.')[0]) < MIN_NODE_MAJOR) {
+  process.stderr.write(
+    `meshlet needs Node ${MIN_NODE_MAJOR} or newer (found v${found}); run it as \`npx meshlet …\` after \`npm ci\` in the meshlet checkout (the project pins Node ${MIN_NODE_MAJOR})\n`,
+  );
+  process.exit(1);
+}
+const { main } = await import('../src/cli/main.ts');
 process.exitCode = await main(process.argv.slice(2));

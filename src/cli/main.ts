@@ -1,5 +1,12 @@
+import { readFileSync } from 'node:fs';
 import { MeshletError, UsageError } from '../errors/meshlet-error.ts';
-import type { Command, CommandIo } from './command.ts';
+import { UnknownFlagError, type Command, type CommandIo } from './command.ts';
+
+/** The version in package.json (read when asked, so no command pays for it). */
+export function meshletVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+  return typeof pkg.version === 'string' ? pkg.version : 'unknown';
+}
 
 /**
  * The command table. Each group lives in its own module under ./commands and is imported
@@ -26,11 +33,12 @@ export function topLevelHelp(): string {
     'meshlet — a lightweight service mesh for Kubernetes (SPIFFE mTLS, per-route authorization, metrics)',
     '',
     'Usage: meshlet <command> [flags]',
+    '       meshlet --version',
     '',
     'Commands:',
     ...lines,
     '',
-    'Run `meshlet <command> --help` for the flags of a command.',
+    'Run `meshlet <command> --help` for the flags of a command; `meshlet --version` (or `meshlet version`) prints the version.',
   ].join('\n');
 }
 
@@ -42,6 +50,14 @@ export async function main(argv: string[], io: CommandIo = defaultIo): Promise<n
   if (groupName === undefined || groupName === '--help' || groupName === '-h' || groupName === 'help') {
     io.stdout.write(topLevelHelp() + '\n');
     return groupName === undefined ? 2 : 0;
+  }
+  if (groupName === '--version' || groupName === '-V' || groupName === 'version') {
+    if (rest.length > 0) {
+      io.stderr.write(`meshlet ${groupName}: takes no arguments (got ${rest.join(' ')})\n`);
+      return 2;
+    }
+    io.stdout.write(`meshlet ${meshletVersion()}\n`);
+    return 0;
   }
   const group = groups[groupName];
   if (!group) {
@@ -74,6 +90,11 @@ export async function main(argv: string[], io: CommandIo = defaultIo): Promise<n
   try {
     return await command.run(args, io);
   } catch (err) {
+    if (err instanceof UnknownFlagError) {
+      // A typo: one line, the closest flag, and where the rest is; not the whole help.
+      io.stderr.write(`meshlet ${command.name}: ${err.message}\nRun \`meshlet ${command.name} --help\` for its flags.\n`);
+      return 2;
+    }
     if (err instanceof UsageError) {
       io.stderr.write(`meshlet ${command.name}: ${err.message}\n\n${command.help}\n`);
       return 2;
@@ -86,7 +107,9 @@ export async function main(argv: string[], io: CommandIo = defaultIo): Promise<n
     // user; the stack only when asked for, since it helps us and nobody else.
     const e = err as NodeJS.ErrnoException;
     const code = typeof e?.code === 'string' ? e.code : 'INTERNAL_ERROR';
-    io.stderr.write(`meshlet ${command.name}: ${code}: ${e?.message ?? String(err)}\n`);
+    // Node's errno messages already start with their code ("EACCES: permission denied, …").
+    const message = String(e?.message ?? err).replace(new RegExp(`^${code}: `), '');
+    io.stderr.write(`meshlet ${command.name}: ${code}: ${message}\n`);
     if (process.env.MESHLET_DEBUG) io.stderr.write(`${e?.stack ?? ''}\n`);
     return 1;
   }

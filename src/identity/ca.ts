@@ -1,6 +1,6 @@
 import { randomBytes, X509Certificate, type KeyObject, type webcrypto } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { access, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { MeshletError } from '../errors/meshlet-error.ts';
 import { assertKeyMatchesCertificate, derToPem, parseCertificatesPem, parsePrivateKeyPem, PemError } from './pem.ts';
 import { parseSpiffeId, validateTrustDomain, type SpiffeId } from './spiffe-id.ts';
@@ -28,6 +28,12 @@ export class CaError extends MeshletError {
 export type CaErrorCode =
   | 'CA_FILE_MISSING'
   | 'CA_FILE_UNREADABLE'
+  /** The output directory or a file in it cannot be created or written (EACCES, EROFS, ENOSPC, …). */
+  | 'CA_FILE_UNWRITABLE'
+  /** The output path, or a directory on its way, is a file (ENOTDIR, EEXIST from mkdir). */
+  | 'CA_OUT_NOT_A_DIRECTORY'
+  /** An SVID was to be written into a CA's directory, where its ca.crt would replace the CA's. */
+  | 'CA_OUT_IS_A_CA'
   | 'CA_ALREADY_EXISTS'
   | 'CA_CERT_CORRUPT'
   | 'CA_KEY_CORRUPT'
@@ -292,8 +298,76 @@ export async function issueSvid(ca: CertificateAuthority, opts: { spiffeId: stri
 /** Writes a file whole or not at all (a half-written key is worse than none). */
 async function writeAtomic(path: string, data: string, mode: number): Promise<void> {
   const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  await writeFile(tmp, data, { mode });
-  await rename(tmp, path);
+  try {
+    await writeFile(tmp, data, { mode });
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true }).catch(() => {});
+    throw await unwritableError(path, err as NodeJS.ErrnoException);
+  }
+}
+
+/** The first path on the way to `path` (itself included) that exists and is not a directory. */
+async function firstNonDirectory(path: string): Promise<string | undefined> {
+  const parts: string[] = [];
+  for (let p = resolve(path); ; p = dirname(p)) {
+    parts.unshift(p);
+    if (dirname(p) === p) break;
+  }
+  for (const p of parts) {
+    try {
+      if (!(await stat(p)).isDirectory()) return p;
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
+function runningAs(): string {
+  return typeof process.getuid === 'function' ? ` (running as uid ${process.getuid()}, gid ${process.getgid?.()})` : '';
+}
+
+/**
+ * A filesystem error while writing a CA or SVID directory, as one line that names the path
+ * and says what to do; the errno error stays the cause. Anything else passes through.
+ */
+async function unwritableError(path: string, err: NodeJS.ErrnoException): Promise<Error> {
+  if (!err || typeof err.code !== 'string') return err;
+  if (err.code === 'ENOTDIR' || err.code === 'EEXIST') {
+    const file = await firstNonDirectory(path);
+    if (file !== undefined && file !== path) {
+      return new CaError('CA_OUT_NOT_A_DIRECTORY', `cannot write ${path}: ${file} is a file, not a directory (${err.code}); choose another output directory or move that file away`, { cause: err });
+    }
+  }
+  if (err.code === 'EISDIR') {
+    return new CaError('CA_FILE_UNWRITABLE', `cannot write ${path}: it is a directory (EISDIR); remove it or choose another output directory`, { cause: err });
+  }
+  const hint =
+    err.code === 'EACCES' || err.code === 'EPERM'
+      ? `${runningAs()}; make ${dirname(path)} writable for this user or choose another output directory`
+      : err.code === 'EROFS'
+        ? '; the filesystem is read-only: choose an output directory on a writable one'
+        : err.code === 'ENOSPC' || err.code === 'EDQUOT'
+          ? '; the disk is full: free space or choose another output directory'
+          : '';
+  return new CaError('CA_FILE_UNWRITABLE', `cannot write ${path}: ${err.code}${hint}`, { cause: err });
+}
+
+/** mkdir -p for an output directory, its failures as CaErrors naming the path. */
+async function makeOutDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e?.code === 'ENOTDIR' || e?.code === 'EEXIST') {
+      const file = (await firstNonDirectory(dir)) ?? dir;
+      throw new CaError('CA_OUT_NOT_A_DIRECTORY', `cannot create directory ${dir}: ${file} is a file, not a directory (${e.code}); choose another output directory or move that file away`, { cause: e });
+    }
+    const error = await unwritableError(dir, e);
+    if (error instanceof CaError) throw new CaError(error.code as CaErrorCode, error.message.replace(/^cannot write /, 'cannot create directory '), { cause: e });
+    throw error;
+  }
 }
 
 /**
@@ -301,7 +375,7 @@ async function writeAtomic(path: string, data: string, mode: number): Promise<vo
  * DIR/chain.crt (this CA's cert and its parents below the root, appended to every leaf).
  */
 export async function writeCa(dir: string, ca: CertificateAuthority): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await makeOutDir(dir);
   await writeAtomic(join(dir, CA_FILES.key), ca.keyPem, 0o600);
   await writeAtomic(join(dir, CA_FILES.cert), ca.certPem, 0o644);
   await writeAtomic(join(dir, CA_FILES.bundle), ca.bundlePem, 0o644);
@@ -311,12 +385,27 @@ export async function writeCa(dir: string, ca: CertificateAuthority): Promise<vo
 /** File names of an issued SVID directory (see docs/ca.md): what `meshlet ca issue` writes. */
 export const SVID_FILES = { cert: 'svid.crt', key: 'svid.key', bundle: 'bundle.crt' } as const;
 
-/** DIR/svid.crt (leaf first, then intermediates), DIR/svid.key (PKCS#8, 0600), DIR/bundle.crt. */
+/**
+ * The same SVID under the names the files identity source reads by default (cert-manager's
+ * `tls.crt`, `tls.key`, `ca.crt`), so `MESHLET_SVID_DIR` can point at a `ca issue` directory.
+ */
+export const SVID_FILES_SOURCE_NAMES = { cert: 'tls.crt', key: 'tls.key', bundle: 'ca.crt' } as const;
+
+/**
+ * DIR/svid.crt (leaf first, then intermediates), DIR/svid.key (PKCS#8, 0600), DIR/bundle.crt,
+ * and the same contents as DIR/tls.crt, DIR/tls.key (0600), DIR/ca.crt (SVID_FILES_SOURCE_NAMES).
+ */
 export async function writeSvid(dir: string, svid: X509Svid & { bundlePem: string }): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  await writeAtomic(join(dir, SVID_FILES.key), svid.privateKeyPem, 0o600);
-  await writeAtomic(join(dir, SVID_FILES.cert), svid.certChainPem, 0o644);
-  await writeAtomic(join(dir, SVID_FILES.bundle), svid.bundlePem, 0o644);
+  const caKey = join(dir, CA_FILES.key);
+  if (await access(caKey).then(() => true, () => false)) {
+    throw new CaError('CA_OUT_IS_A_CA', `${dir} holds a CA (${caKey}): its ${CA_FILES.cert} would be replaced by the SVID's ${SVID_FILES_SOURCE_NAMES.bundle}; issue the SVID into a directory of its own`);
+  }
+  await makeOutDir(dir);
+  for (const names of [SVID_FILES, SVID_FILES_SOURCE_NAMES]) {
+    await writeAtomic(join(dir, names.key), svid.privateKeyPem, 0o600);
+    await writeAtomic(join(dir, names.cert), svid.certChainPem, 0o644);
+    await writeAtomic(join(dir, names.bundle), svid.bundlePem, 0o644);
+  }
 }
 
 async function readOptional(path: string): Promise<string | undefined> {

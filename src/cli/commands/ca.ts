@@ -13,6 +13,7 @@ import {
   issueSvid,
   readCa,
   SVID_FILES,
+  SVID_FILES_SOURCE_NAMES,
   writeCa,
   writeSvid,
 } from '../../identity/ca.ts';
@@ -35,6 +36,23 @@ function asUsage<T>(fn: () => T, flag: string): T {
   } catch (err) {
     if (err instanceof SpiffeIdError) throw new UsageError(`${flag}: ${err.message}`);
     throw err;
+  }
+}
+
+/**
+ * --trust-domain is a trust domain, not a SPIFFE ID: say so, with the validator's reason
+ * (e.g. `--trust-domain "bad domain!" is not a valid trust domain: it has the character " "; …`).
+ */
+function checkTrustDomainFlag(td: string): void {
+  if (td.startsWith('spiffe://')) {
+    throw new UsageError(`--trust-domain ${JSON.stringify(td)} is not a valid trust domain: give the trust domain alone, e.g. ${td.slice('spiffe://'.length).split('/')[0] || 'cluster.local'}, not a SPIFFE ID`);
+  }
+  try {
+    validateTrustDomain(td);
+  } catch (err) {
+    if (!(err instanceof SpiffeIdError)) throw err;
+    const why = err.message.replace(`invalid SPIFFE ID ${JSON.stringify(td)}: `, '').replace(/^trust domain /, 'it ');
+    throw new UsageError(`--trust-domain ${JSON.stringify(td)} is not a valid trust domain: ${why}`);
   }
 }
 
@@ -79,11 +97,14 @@ Writes:
   DIR/svid.crt    the SVID, leaf first, then the CA's intermediates (PEM)
   DIR/svid.key    its private key (PKCS#8 PEM, mode 0600)
   DIR/bundle.crt  the trust domain's root certificate(s)
+  DIR/tls.crt, DIR/tls.key, DIR/ca.crt
+                  the same three, under the names the files identity source reads by
+                  default: point MESHLET_SVID_DIR at DIR
 
 Flags:
   --ca DIR          the CA directory (ca.crt, ca.key, and for an intermediate chain.crt, bundle.crt)
   --spiffe-id ID    e.g. spiffe://cluster.local/ns/default/sa/web
-  --out DIR         where to write (created if missing)
+  --out DIR         where to write (created if missing; not a CA's directory)
   --ttl DURATION    lifetime, e.g. 24h, 90m, 7d (default 24h); never beyond the CA's expiry
   --force           overwrite an existing SVID in DIR
   -h, --help        this help`;
@@ -101,7 +122,7 @@ async function runInit(argv: string[], io: CommandIo): Promise<number> {
   const parentDir = values['intermediate-of'];
   const td = values['trust-domain'];
   if (parentDir === undefined && td === undefined) throw new UsageError('missing required flag --trust-domain');
-  if (td !== undefined) asUsage(() => validateTrustDomain(td), '--trust-domain');
+  if (td !== undefined) checkTrustDomainFlag(td);
   if (!values.force && (await exists(join(out, CA_FILES.key)))) {
     throw new CaError('CA_ALREADY_EXISTS', `${join(out, CA_FILES.key)} already exists; pass --force to replace that CA (its key is lost)`);
   }
@@ -146,7 +167,8 @@ async function runIssue(argv: string[], io: CommandIo): Promise<number> {
   await writeSvid(out, svid);
   io.stdout.write(
     `issued ${svid.spiffeId.id}, valid ${svid.notBefore.toISOString()} to ${svid.notAfter.toISOString()}, in ${out}: ` +
-      `${SVID_FILES.cert}, ${SVID_FILES.key}, ${SVID_FILES.bundle}\n`,
+      `${SVID_FILES.cert}, ${SVID_FILES.key}, ${SVID_FILES.bundle} (and the same as ` +
+      `${SVID_FILES_SOURCE_NAMES.cert}, ${SVID_FILES_SOURCE_NAMES.key}, ${SVID_FILES_SOURCE_NAMES.bundle} for MESHLET_SVID_DIR)\n`,
   );
   return 0;
 }

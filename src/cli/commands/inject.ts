@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseAllDocuments, stringify } from 'yaml';
 import type { Command, CommandIo } from '../command.ts';
-import { parseFlags } from '../command.ts';
+import { parseFlags, readWithFlags } from '../command.ts';
 import { MeshletError, UsageError } from '../../errors/meshlet-error.ts';
 import { describeEnv } from '../../config/env.ts';
 import { INJECTION_ENV, readInjectionSettings, type InjectionSettings } from '../../../injector/patch/index.ts';
@@ -60,13 +60,9 @@ async function readInput(file: string | undefined, io: CommandIo): Promise<strin
 
 function settingsFrom(values: Record<string, string | boolean | undefined>): InjectionSettings {
   // Flags override the environment; both go through the same validation.
-  const env: Record<string, string | undefined> = { ...process.env };
+  // A bad flag value is a usage error (exit 2) naming the flag; a bad variable stays exit 1.
   const flagToEnv = { image: INJECTION_ENV.image.name, 'native-sidecar': INJECTION_ENV.nativeSidecar.name, 'trust-domain': INJECTION_ENV.trustDomain.name, 'ca-address': INJECTION_ENV.caAddress.name } as const;
-  for (const [flag, variable] of Object.entries(flagToEnv)) {
-    const v = values[flag];
-    if (typeof v === 'string') env[variable] = v;
-  }
-  return readInjectionSettings(env);
+  return readWithFlags(values, flagToEnv, readInjectionSettings);
 }
 
 export const commands: Command[] = [

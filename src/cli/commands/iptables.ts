@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import type { Command, CommandIo } from '../command.ts';
-import { parseFlags } from '../command.ts';
+import { parseFlags, readWithFlags } from '../command.ts';
 import { MeshletError } from '../../errors/meshlet-error.ts';
 import { describeEnv } from '../../config/env.ts';
 import { SIDECAR_ENV } from '../../config/sidecar-env.ts';
@@ -45,12 +45,9 @@ type ExtraFlags = Record<string, { type: 'string' | 'boolean' }>;
 function configFromArgs(argv: string[], extra: ExtraFlags = {}): { config: Readonly<InterceptionConfig>; values: Record<string, unknown> } {
   const options = Object.fromEntries(Object.keys(FLAGS).map((k) => [k, { type: 'string' as const }]));
   const { values } = parseFlags(argv, { ...options, ...extra });
-  const env: Record<string, string | undefined> = { ...process.env };
-  for (const [flag, def] of Object.entries(FLAGS)) {
-    const v = (values as Record<string, unknown>)[flag];
-    if (typeof v === 'string') env[def.env] = v;
-  }
-  return { config: readInterceptionConfig(env), values: values as Record<string, unknown> };
+  // A bad flag value is a usage error (exit 2) naming the flag; a bad variable stays exit 1.
+  const flagToEnv = Object.fromEntries(Object.entries(FLAGS).map(([flag, def]) => [flag, def.env]));
+  return { config: readWithFlags(values, flagToEnv, readInterceptionConfig), values: values as Record<string, unknown> };
 }
 
 const TOOL: Readonly<Record<IpFamily, { name: string; notFound: IptablesApplyErrorCode; failed: IptablesApplyErrorCode }>> = {

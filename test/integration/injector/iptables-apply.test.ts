@@ -142,9 +142,26 @@ ${meshlet()} iptables apply 2>/dev/null; ${meshlet()} iptables apply 2>&1 >/dev/
   });
 
   it('a bad variable stops it before anything runs (exit 1, every problem named)', async () => {
+    const saved = { ports: process.env.MESHLET_INBOUND_PORTS, uid: process.env.MESHLET_PROXY_UID };
+    process.env.MESHLET_INBOUND_PORTS = '8080/ftp';
+    process.env.MESHLET_PROXY_UID = '0';
+    try {
+      const { code, stderr } = await runCli(['iptables', 'script']);
+      expect(code).toBe(1);
+      expect(stderr).toContain('MESHLET_INBOUND_PORTS');
+      expect(stderr).toContain('MESHLET_PROXY_UID');
+    } finally {
+      for (const [name, value] of [['MESHLET_INBOUND_PORTS', saved.ports], ['MESHLET_PROXY_UID', saved.uid]] as const) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+    }
+  });
+
+  it('the same bad values as flags are a usage error (exit 2, every flag named)', async () => {
     const { code, stderr } = await runCli(['iptables', 'script', '--inbound-ports', '8080/ftp', '--proxy-uid', '0']);
-    expect(code).toBe(1);
-    expect(stderr).toContain('MESHLET_INBOUND_PORTS');
-    expect(stderr).toContain('MESHLET_PROXY_UID');
+    expect(code).toBe(2);
+    expect(stderr).toContain('--inbound-ports "8080/ftp"');
+    expect(stderr).toContain('--proxy-uid "0"');
   });
 });

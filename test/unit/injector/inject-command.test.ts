@@ -105,8 +105,17 @@ describe('meshlet inject', () => {
     expect(missing.stderr).toContain('INJECT_INPUT_INVALID: cannot read');
   });
 
-  it('exits 1 on a bad setting value, 2 on bad usage', async () => {
-    expect((await run(['inject', '--native-sidecar', 'sometimes'], '')).code).toBe(1);
+  it('exits 1 on a bad setting value from the environment, 2 on bad usage (a bad flag value included)', async () => {
+    // A flag's bad value is a usage error (issue 17); the same value from the environment is configuration.
+    expect((await run(['inject', '--native-sidecar', 'sometimes'], '')).code).toBe(2);
+    const saved = process.env.MESHLET_INJECTOR_NATIVE_SIDECAR;
+    process.env.MESHLET_INJECTOR_NATIVE_SIDECAR = 'sometimes';
+    try {
+      expect((await run(['inject'], '')).code).toBe(1);
+    } finally {
+      if (saved === undefined) delete process.env.MESHLET_INJECTOR_NATIVE_SIDECAR;
+      else process.env.MESHLET_INJECTOR_NATIVE_SIDECAR = saved;
+    }
     expect((await run(['inject', 'a.yaml', 'b.yaml'])).code).toBe(2);
     expect((await run(['inject', '--bogus'])).code).toBe(2);
   });
