@@ -166,11 +166,15 @@ export class Sidecar {
       meshDefault: c.defaultPolicy,
       metrics: this.metrics.policy,
     });
+    let policyEverApplied = false;
     this.#detach.push(policy.onReload((e) => {
       // Its routes' series exist at 0 from now on (docs/metrics.md, "Series made ahead").
       if (e.result === 'ok') this.metrics.policyApplied(policy.current(), { requestSeries: c.requestMetrics });
       if (e.result === 'ok') this.#log.info({ event: 'policy_reloaded', hash: e.hash, server: e.server }, 'policy loaded');
+      // No policy mounted and none ever applied is not a rejection: the mesh default applies.
+      else if (e.result === 'deleted' && !policyEverApplied) this.#log.info({ event: 'policy_absent', file: `${c.policyDir}/${c.policyKey}`, defaultPolicy: c.defaultPolicy }, `no policy file; the mesh default (${c.defaultPolicy}) applies`);
       else if (e.result !== 'unchanged') this.#log.warn({ event: 'policy_rejected', result: e.result, errors: e.errors?.map(formatPolicyError) }, 'policy not applied; keeping the last good one');
+      if (e.result === 'ok') policyEverApplied = true;
     }));
     await policy.start();
     this.#policy = policy;

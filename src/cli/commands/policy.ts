@@ -136,7 +136,8 @@ null when a default decided), and why.
   --method, --path  an HTTP request; the path is normalized first exactly as the sidecar does
                     (a refused path is reported with the 400 the sidecar would answer)
   --grpc            a gRPC call, e.g. shop.v1.Orders/GetOrder (omit method/path and grpc for
-                    a connection on an opaque tcp port)
+                    a connection on an opaque tcp port; on an http or grpc port that is a
+                    usage error, exit 2: those ports decide requests, not connections)
   --server-account, --namespace, --labels
                     the workload the policy is compiled for; when the policy has a single
                     server they default to what its selector asks for
@@ -259,6 +260,11 @@ const explain: Command = {
       path = n.path;
     }
     const protocol = compiled.ports.get(port)?.protocol ?? null;
+    // An HTTP or gRPC port decides requests, never bare connections: without a request the
+    // answer would be about something the sidecar never asks (issue 17).
+    if (protocol !== null && protocol !== 'tcp' && path === undefined) {
+      throw new UsageError(`port ${port} is a${protocol === 'http' ? 'n http' : ` ${protocol}`} port: pass --method and --path${protocol === 'grpc' ? ' or --grpc SERVICE/METHOD' : ' (or --grpc for a gRPC call)'}; only a tcp port is decided per connection`);
+    }
     const d = decide(compiled, { peer, port, ...(method !== undefined ? { method } : {}), ...(path !== undefined ? { path } : {}) });
     const route = d.route === null ? undefined : compiled.routes.find((r) => r.name === d.route);
     const match = route ? describeRouteMatch(route.source) : null;

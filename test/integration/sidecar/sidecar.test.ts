@@ -63,6 +63,13 @@ describe('meshlet sidecar (assembled)', () => {
     expect(body.checks.listeners?.ok).toBe(true);
   });
 
+  it('a sidecar with no policy file says the mesh default applies, not that it kept a last good one', () => {
+    // The frontend's policy volume is mounted but empty; the orders policy is valid.
+    const absent = logLines.filter((l) => l.includes('"event":"policy_absent"')).map((l) => JSON.parse(l) as { file: string; defaultPolicy: string });
+    expect(absent).toEqual([expect.objectContaining({ file: `${mesh.frontendEnv['MESHLET_POLICY_DIR']}/policy.yaml`, defaultPolicy: 'deny' })]);
+    expect(logLines.filter((l) => l.includes('"event":"policy_rejected"'))).toEqual([]);
+  });
+
   it('carries an allowed call over mTLS; the app sees the verified caller, not the forged header', async () => {
     const res = await viaFrontend('/orders/42');
     expect(res.status).toBe(200);

@@ -154,6 +154,18 @@ describe('meshlet policy explain', () => {
     expect((await explain('--port', '80')).stderr).toContain('missing required flag --from');
   });
 
+  it('an http or grpc port without a request is a usage error, not an opaque-connection answer (exit 2)', async () => {
+    const http = await explain('--from', FRONTEND, '--port', '8080');
+    expect(http.code).toBe(2);
+    expect(http.stdout).toBe('');
+    expect(http.stderr).toContain('port 8080 is an http port: pass --method and --path');
+    const grpc = await explain('--from', FRONTEND, '--port', '9090', '--output', 'json');
+    expect(grpc.code).toBe(2);
+    expect(grpc.stderr).toContain('port 9090 is a grpc port: pass --method and --path or --grpc SERVICE/METHOD');
+    // A port the policy does not declare still gets its answer (the default decides).
+    expect((await explain('--from', FRONTEND, '--port', '7777', '--output', 'json')).code).toBe(0);
+  });
+
   it('an invalid policy file exits 1 with its errors', async () => {
     const r = await run(['policy', 'explain', fixture('duplicate-route-name.yaml'), '--from', FRONTEND, '--port', '8080']);
     expect(r.code).toBe(1);
