@@ -21,11 +21,16 @@ export const ADMISSION_RESULTS = [
 
 export type AdmissionResult = (typeof ADMISSION_RESULTS)[number];
 
+/** What `/validate` answered for a policy ConfigMap: admitted, or refused with its errors. */
+export const VALIDATION_RESULTS = ['allowed', 'denied'] as const;
+export type ValidationResult = (typeof VALIDATION_RESULTS)[number];
+
 export interface InjectorMetrics {
   onAdmission(result: AdmissionResult, seconds: number): void;
+  onValidation(result: ValidationResult): void;
 }
 
-export const noInjectorMetrics: InjectorMetrics = Object.freeze({ onAdmission() {} });
+export const noInjectorMetrics: InjectorMetrics = Object.freeze({ onAdmission() {}, onValidation() {} });
 
 export function promInjectorMetrics(registry: Registry): InjectorMetrics {
   const requests = new Counter({
@@ -41,11 +46,21 @@ export function promInjectorMetrics(registry: Registry): InjectorMetrics {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     registers: [registry],
   });
+  const validations = new Counter({
+    name: 'meshlet_injector_policy_validations_total',
+    help: 'Policy ConfigMaps the validating webhook (/validate) answered: allowed, or denied with their errors.',
+    labelNames: ['result'],
+    registers: [registry],
+  });
   for (const r of ADMISSION_RESULTS) requests.labels(r).inc(0);
+  for (const r of VALIDATION_RESULTS) validations.labels(r).inc(0);
   return {
     onAdmission(result, seconds) {
       requests.labels(result).inc();
       duration.observe(seconds);
+    },
+    onValidation(result) {
+      validations.labels(result).inc();
     },
   };
 }

@@ -29,9 +29,14 @@ export class InjectorConfigError extends MeshletError {
 
 /** The webhook routes the injector serves: pod injection and policy validation. */
 export function injectorRoutes(injection: Readonly<InjectionSettings>, registry: Registry, onError?: (err: unknown) => void): Readonly<Record<string, AdmissionHandler>> {
+  const metrics = promInjectorMetrics(registry);
   return {
-    '/mutate': createMutateHandler({ settings: injection, metrics: promInjectorMetrics(registry), ...(onError ? { onError } : {}) }),
-    '/validate': validatePolicyConfigMap,
+    '/mutate': createMutateHandler({ settings: injection, metrics, ...(onError ? { onError } : {}) }),
+    '/validate': (request) => {
+      const answer = validatePolicyConfigMap(request);
+      metrics.onValidation(answer.allowed ? 'allowed' : 'denied');
+      return answer;
+    },
   };
 }
 

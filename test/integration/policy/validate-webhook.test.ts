@@ -9,6 +9,9 @@ import { readInjectorConfig } from '../../../injector/config.ts';
 import { ConfigError } from '../../../src/config/env.ts';
 import { formatPolicyError, parsePolicy } from '../../../src/policy/parse.ts';
 import { servingCertificate } from './serving-certificate.ts';
+import { Registry } from 'prom-client';
+import { injectorRoutes } from '../../../src/cli/commands/injector.ts';
+import { DEFAULT_INJECTION_SETTINGS } from '../../../injector/patch/index.ts';
 
 const VALID = `apiVersion: policy.meshlet.io/v1alpha1
 kind: AuthorizationPolicy
@@ -168,6 +171,38 @@ describe('injector configuration', () => {
       expect(e.message).toContain('MESHLET_INJECTOR_TLS_CERT=(unset): required');
       expect(e.message).toContain('MESHLET_INJECTOR_PORT="eighty": must be an integer from 0 to 65535');
       expect(e.message).toContain('MESHLET_DEFAULT_POLICY="allow-all": must be one of deny, all-authenticated, audit');
+    }
+  });
+});
+
+describe('POST /validate as the injector serves it: every answer counted', () => {
+  it('meshlet_injector_policy_validations_total counts allowed and denied policies', async () => {
+    const registry = new Registry();
+    const { cert, key } = await servingCertificate();
+    const server = createWebhookServer({ cert, key, routes: injectorRoutes(DEFAULT_INJECTION_SETTINGS, registry), maxBodyBytes: 64 * 1024, requestTimeoutMs: 1_000 });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const send = (body: unknown) =>
+      new Promise<any>((resolve, reject) => {
+        const req = httpsRequest({ host: '127.0.0.1', port, path: '/validate', method: 'POST', ca: cert, headers: { 'content-type': 'application/json' } }, (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (d) => (text += d));
+          res.on('end', () => resolve(JSON.parse(text)));
+        });
+        req.on('error', reject);
+        req.end(JSON.stringify(body));
+      });
+    try {
+      const count = async (result: string) => (await registry.getSingleMetric('meshlet_injector_policy_validations_total')!.get()).values.find((v) => v.labels.result === result)?.value;
+      expect([await count('allowed'), await count('denied')]).toEqual([0, 0]);
+      expect((await send(review('uid-count-1', { 'policy.yaml': VALID }))).response.allowed).toBe(true);
+      expect((await send(review('uid-count-2', { 'policy.yaml': INVALID }))).response.allowed).toBe(false);
+      expect((await send(review('uid-count-3', { 'policy.yaml': '&a [*a' }))).response.allowed).toBe(false);
+      expect([await count('allowed'), await count('denied')]).toEqual([1, 2]);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
     }
   });
 });
