@@ -407,7 +407,8 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   cli(process.argv[2]).then(
     (code) => process.exit(code),
     (err: unknown) => {
-      process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
+      // One line for the user; the stack only when asked for (as the meshlet CLI does).
+      process.stderr.write(`control-plane: ${(err as Error)?.message ?? String(err)}\n${process.env['MESHLET_DEBUG'] ? `${(err as Error)?.stack ?? ''}\n` : ''}`);
       process.exit(1);
     },
   );
