@@ -20,17 +20,24 @@ events { worker_connections 4096; }
 `;
 }
 
+/** The shared `http` block settings; `extra` lines go before `tcp_nodelay`. */
+function httpCommonLines(dir: string, name: string, extra: string[] = []): string[] {
+  return [
+    'access_log off;',
+    `client_body_temp_path ${join(dir, name + '.body')};`,
+    `proxy_temp_path ${join(dir, name + '.proxy')};`,
+    `fastcgi_temp_path ${join(dir, name + '.fcgi')};`,
+    `uwsgi_temp_path ${join(dir, name + '.uwsgi')};`,
+    `scgi_temp_path ${join(dir, name + '.scgi')};`,
+    'keepalive_requests 1000000;',
+    'keepalive_timeout 120s;',
+    ...extra,
+    'tcp_nodelay on;',
+  ];
+}
+
 function httpCommon(dir: string, name: string): string {
-  return `access_log off;
-client_body_temp_path ${join(dir, name + '.body')};
-proxy_temp_path ${join(dir, name + '.proxy')};
-fastcgi_temp_path ${join(dir, name + '.fcgi')};
-uwsgi_temp_path ${join(dir, name + '.uwsgi')};
-scgi_temp_path ${join(dir, name + '.scgi')};
-keepalive_requests 1000000;
-keepalive_timeout 120s;
-tcp_nodelay on;
-`;
+  return httpCommonLines(dir, name).join('\n') + '\n';
 }
 
 export function upstreamConf(dir: string, port: number): string {
@@ -98,18 +105,8 @@ http {
 }
 
 function grpcHead(dir: string, name: string): string {
-  return `${processHead(dir, name)}http {
-  access_log off;
-  client_body_temp_path ${join(dir, name + '.body')};
-  proxy_temp_path ${join(dir, name + '.proxy')};
-  fastcgi_temp_path ${join(dir, name + '.fcgi')};
-  uwsgi_temp_path ${join(dir, name + '.uwsgi')};
-  scgi_temp_path ${join(dir, name + '.scgi')};
-  keepalive_requests 1000000;
-  keepalive_timeout 120s;
-  http2_max_requests 1000000;
-  tcp_nodelay on;
-`;
+  const lines = httpCommonLines(dir, name, ['http2_max_requests 1000000;']);
+  return `${processHead(dir, name)}http {\n${lines.map((l) => `  ${l}\n`).join('')}`;
 }
 
 /** The client side of the gRPC pair: plaintext h2c in (what the app's gRPC client speaks), mTLS HTTP/2 out. */

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { manyRoutesPolicy } from '../../test/unit/policy/hostile-policies.ts';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -17,21 +18,7 @@ function arg(name: string, fallback: string): string {
 
 /** A valid one-server policy of `n` routes; compact is the bench's flow style (~110 B a route), verbose block style (~230 B). */
 export function bigPolicy(n: number, style: 'compact' | 'verbose'): string {
-  const routes = Array.from({ length: n }, (_, i) =>
-    style === 'verbose'
-      ? `        - name: route-${i}\n          methods: [GET, POST]\n          path: { prefix: /api/v1/service-${i}/items }\n          callers:\n            - spiffeId: spiffe://cluster.local/ns/web/sa/frontend-${i % 50}\n            - namespace: ops`
-      : `        - { name: r-${i}, methods: [GET], path: { exact: /api/v1/res${i}/items }, callers: [{ namespace: ns${i % 50} }] }`,
-  );
-  return `apiVersion: policy.meshlet.io/v1alpha1
-kind: AuthorizationPolicy
-spec:
-  servers:
-    - name: orders
-      selector: { serviceAccount: orders }
-      ports: [{ port: 8080, protocol: http }]
-      routes:
-${routes.join('\n')}
-`;
+  return manyRoutesPolicy(n, { verbose: style === 'verbose' });
 }
 
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => undefined);

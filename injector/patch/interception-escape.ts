@@ -29,6 +29,7 @@ const RULE_REWRITING_CAPABILITIES = new Set(['NET_ADMIN', 'ALL']);
  */
 export function checkInterceptionEscapes(pod: Pod, proxyUid: number = PROXY_UID): void {
   const problems: string[] = [];
+  const why = `the meshlet proxy's uid, whose connections iptables never redirects: the container's traffic would bypass the sidecar`;
   const podUid = (pod.spec.securityContext as SecurityContext | undefined)?.runAsUser;
   const lists = [
     ['initContainers', pod.spec.initContainers ?? []],
@@ -39,7 +40,6 @@ export function checkInterceptionEscapes(pod: Pod, proxyUid: number = PROXY_UID)
       if (!c || typeof c !== 'object') return;
       const field = `spec.${list}[${i}].securityContext`;
       const sc = (c.securityContext ?? {}) as SecurityContext;
-      const why = `the meshlet proxy's uid, whose connections iptables never redirects: the container's traffic would bypass the sidecar`;
       if (sc.runAsUser === proxyUid) {
         problems.push(`container ${c.name}: ${field}.runAsUser is ${proxyUid}, ${why}; run it as another uid`);
       } else if (sc.runAsUser === undefined && podUid === proxyUid) {

@@ -4,6 +4,8 @@ import { MESH_DEFAULT_POLICY } from '../policy/default-policy.ts';
 import type { InboundPort } from '../proxy/inbound/inbound-proxy.ts';
 import { DEFAULT_PROXY_SETTINGS } from '../proxy/config.ts';
 import type { LogLevel } from '../log/logger.ts';
+import { DEFAULT_LOG_LIMITS, TOTAL_FACTOR } from '../log/log-limiter.ts';
+import { ADMIN_MAX_CONNECTIONS } from '../admin/admin-server.ts';
 import { formatDuration } from './duration.ts';
 import { absolutePath, bool, deepFreeze, durationField, EnvReader, FieldError, hostPort, k8sName, list, LOG_LEVEL_ENV, oneOf, port, positiveInt, text, trustDomain, type Env, type EnvVar } from './env.ts';
 
@@ -252,13 +254,13 @@ export const SIDECAR_ENV = {
   h2MaxPrematureResets: { name: 'MESHLET_MAX_PREMATURE_RESETS', default: String(PROXY_LIMITS.h2MaxPrematureResets), description: 'HTTP/2 rapid reset: GOAWAY once a connection has had this many streams reset before their response and they are over half of its streams', parse: positiveInt },
   maxInboundConnections: { name: 'MESHLET_MAX_INBOUND_CONNECTIONS', default: '1024', description: 'open connections per inbound listener (each app port, each opaque TCP port), handshakes in progress included; more are closed at accept and counted', parse: positiveInt },
   maxOutboundConnections: { name: 'MESHLET_MAX_OUTBOUND_CONNECTIONS', default: '1024', description: 'open connections on the outbound listener, and on each MESHLET_OUTBOUND_TCP listener; more are closed at accept and counted', parse: positiveInt },
-  maxAdminConnections: { name: 'MESHLET_MAX_ADMIN_CONNECTIONS', default: '64', description: 'open connections on the admin port; more are closed at accept and counted', parse: positiveInt },
+  maxAdminConnections: { name: 'MESHLET_MAX_ADMIN_CONNECTIONS', default: String(ADMIN_MAX_CONNECTIONS), description: 'open connections on the admin port; more are closed at accept and counted', parse: positiveInt },
   fdReserve: { name: 'MESHLET_FD_RESERVE', default: '256', description: 'file descriptors kept free beyond the connection caps (SVID rotation, policy reload, logs); caps that do not fit the open-files limit are lowered at start', parse: positiveInt },
 
   logLevel: LOG_LEVEL_ENV,
   accessLog: { name: 'MESHLET_ACCESS_LOG', default: 'false', description: 'log every request (JSON) when true', parse: bool },
-  logLimitRate: { name: 'MESHLET_LOG_LIMIT_RATE', default: '5', description: 'denial and admin-refusal log lines per second per (event, reason); the rest are counted in a log_suppressed line (metrics count every one)', parse: positiveInt },
-  logLimitBurst: { name: 'MESHLET_LOG_LIMIT_BURST', default: '20', description: 'lines per (event, reason) written at once before MESHLET_LOG_LIMIT_RATE applies; all keys together get 4x rate and burst', parse: positiveInt },
+  logLimitRate: { name: 'MESHLET_LOG_LIMIT_RATE', default: String(DEFAULT_LOG_LIMITS.linesPerSecond), description: 'denial and admin-refusal log lines per second per (event, reason); the rest are counted in a log_suppressed line (metrics count every one)', parse: positiveInt },
+  logLimitBurst: { name: 'MESHLET_LOG_LIMIT_BURST', default: String(DEFAULT_LOG_LIMITS.burst), description: `lines per (event, reason) written at once before MESHLET_LOG_LIMIT_RATE applies; all keys together get ${TOTAL_FACTOR}x rate and burst`, parse: positiveInt },
   requestMetrics: { name: 'MESHLET_REQUEST_METRICS', default: 'true', description: 'per-request metrics (meshlet_requests_total, latency histogram, bytes); false removes their cost from the hot path', parse: bool },
 } satisfies Record<string, EnvVar<unknown>>;
 

@@ -332,16 +332,16 @@ function runningAs(): string {
  * A filesystem error while writing a CA or SVID directory, as one line that names the path
  * and says what to do; the errno error stays the cause. Anything else passes through.
  */
-async function unwritableError(path: string, err: NodeJS.ErrnoException): Promise<Error> {
+async function unwritableError(path: string, err: NodeJS.ErrnoException, action = 'write'): Promise<Error> {
   if (!err || typeof err.code !== 'string') return err;
   if (err.code === 'ENOTDIR' || err.code === 'EEXIST') {
     const file = await firstNonDirectory(path);
     if (file !== undefined && file !== path) {
-      return new CaError('CA_OUT_NOT_A_DIRECTORY', `cannot write ${path}: ${file} is a file, not a directory (${err.code}); choose another output directory or move that file away`, { cause: err });
+      return new CaError('CA_OUT_NOT_A_DIRECTORY', `cannot ${action} ${path}: ${file} is a file, not a directory (${err.code}); choose another output directory or move that file away`, { cause: err });
     }
   }
   if (err.code === 'EISDIR') {
-    return new CaError('CA_FILE_UNWRITABLE', `cannot write ${path}: it is a directory (EISDIR); remove it or choose another output directory`, { cause: err });
+    return new CaError('CA_FILE_UNWRITABLE', `cannot ${action} ${path}: it is a directory (EISDIR); remove it or choose another output directory`, { cause: err });
   }
   const hint =
     err.code === 'EACCES' || err.code === 'EPERM'
@@ -351,7 +351,7 @@ async function unwritableError(path: string, err: NodeJS.ErrnoException): Promis
         : err.code === 'ENOSPC' || err.code === 'EDQUOT'
           ? '; the disk is full: free space or choose another output directory'
           : '';
-  return new CaError('CA_FILE_UNWRITABLE', `cannot write ${path}: ${err.code}${hint}`, { cause: err });
+  return new CaError('CA_FILE_UNWRITABLE', `cannot ${action} ${path}: ${err.code}${hint}`, { cause: err });
 }
 
 /** mkdir -p for an output directory, its failures as CaErrors naming the path. */
@@ -364,9 +364,7 @@ async function makeOutDir(dir: string): Promise<void> {
       const file = (await firstNonDirectory(dir)) ?? dir;
       throw new CaError('CA_OUT_NOT_A_DIRECTORY', `cannot create directory ${dir}: ${file} is a file, not a directory (${e.code}); choose another output directory or move that file away`, { cause: e });
     }
-    const error = await unwritableError(dir, e);
-    if (error instanceof CaError) throw new CaError(error.code as CaErrorCode, error.message.replace(/^cannot write /, 'cannot create directory '), { cause: e });
-    throw error;
+    throw await unwritableError(dir, e, 'create directory');
   }
 }
 
@@ -423,8 +421,7 @@ async function readOptional(path: string): Promise<string | undefined> {
  * since that is what the operator has to compare with the volume's ownership.
  */
 function unreadableFileError(path: string, err: NodeJS.ErrnoException): CaError {
-  const who = typeof process.getuid === 'function' ? ` (running as uid ${process.getuid()}, gid ${process.getgid?.()})` : '';
-  const hint = err.code === 'EACCES' ? `${who}; a Secret volume needs the pod's securityContext.fsGroup to be readable by a non-root user` : '';
+  const hint = err.code === 'EACCES' ? `${runningAs()}; a Secret volume needs the pod's securityContext.fsGroup to be readable by a non-root user` : '';
   return new CaError('CA_FILE_UNREADABLE', `cannot read ${path}: ${err.code ?? 'error'}${hint}`, { cause: err });
 }
 

@@ -35,9 +35,14 @@ export class AuthzMetrics {
     this.routes = new CappedLabel(opts.routeCap ?? DEFAULT_LABEL_CAP);
   }
 
-  /** `caller`: verified SPIFFE ID or null (plaintext); `route`: the deciding route, null for a default. */
-  decided(caller: string | null | undefined, route: string | null, result: AuthzDecisionResult): void {
-    this.#series(this.callers.value(peerValue(caller)), this.routes.value(routeValue(route)))[result === 'allow' ? 0 : result === 'deny' ? 1 : 2]!.value++;
+  /**
+   * `caller`: verified SPIFFE ID or null (plaintext); `route`: the deciding route, null for a default.
+   * Returns the route label the decision was counted under (capped: possibly "other").
+   */
+  decided(caller: string | null | undefined, route: string | null, result: AuthzDecisionResult): string {
+    const routeLabel = this.routes.value(routeValue(route));
+    this.#series(this.callers.value(peerValue(caller)), routeLabel)[result === 'allow' ? 0 : result === 'deny' ? 1 : 2]!.value++;
+    return routeLabel;
   }
 
   /**

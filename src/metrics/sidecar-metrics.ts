@@ -9,7 +9,7 @@ import { AuthzMetrics, type AuthzDecisionResult } from './authz-metrics.ts';
 import { ConnectionMetrics } from './connection-metrics.ts';
 import { IdentityMetrics } from './identity-metrics.ts';
 import { ListenerMetrics } from './listener-metrics.ts';
-import { DEFAULT_LABEL_CAP, routeValue, type Direction } from './label-values.ts';
+import { DEFAULT_LABEL_CAP, type Direction } from './label-values.ts';
 import { RefusalMetrics } from './refusal-metrics.ts';
 import { RequestMetrics } from './request-metrics.ts';
 import { TlsMetrics } from './tls-metrics.ts';
@@ -99,8 +99,8 @@ export class SidecarMetrics {
   /** Counts an authorization decision; returns the request's `authz` label value. */
   decided(caller: string | null, outcome: DecisionOutcome): AuthzDecisionResult {
     const result: AuthzDecisionResult = outcome.decision === 'deny' ? 'deny' : outcome.wouldDeny === true ? 'audit_would_deny' : 'allow';
-    this.authz.decided(caller, outcome.route, result);
-    if (result === 'audit_would_deny') this.policy.recordWouldDeny(this.authz.routes.value(routeValue(outcome.route)));
+    const routeLabel = this.authz.decided(caller, outcome.route, result);
+    if (result === 'audit_would_deny') this.policy.recordWouldDeny(routeLabel);
     return result;
   }
 

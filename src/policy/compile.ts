@@ -288,8 +288,8 @@ export function compilePolicy(policy: Policy | null, options: CompileOptions): C
   const scopedPorts = new Set(routes.map((r) => r.source.port));
   // Ports of one protocol with no routes of their own have identical tables: build one, share it.
   const shared = new Map<PortProtocol, PortTable>();
+  const fold = pathMatching !== 'exact';
   for (const p of server.ports) {
-    const fold = pathMatching !== 'exact';
     if (!scopedPorts.has(p.port)) {
       const same = shared.get(p.protocol);
       if (same) {

@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { POLICY_LIMITS } from './limits.ts';
-import { parsePolicy } from './parse.ts';
-import type { ParseResult, PolicyError } from './types.ts';
+import { policyFailure, parsePolicy } from './parse.ts';
+import type { ParseResult } from './types.ts';
 
 /**
  * Parsing is the expensive part of a reload: `yaml` takes about 0.5-1 µs and 150-200 B of
@@ -35,12 +35,6 @@ export interface OffThreadParseResult {
 
 const WORKER_URL = new URL('./parse-worker.ts', import.meta.url);
 
-function refusal(source: string | undefined, code: string, message: string): ParseResult {
-  const e: PolicyError = { severity: 'error', code, message, path: '', line: 1, col: 1 };
-  if (source !== undefined) e.source = source;
-  return { ok: false, errors: [e] };
-}
-
 export function parsePolicyOffThread(text: string, source: string | undefined, options: OffThreadParseOptions = {}): Promise<OffThreadParseResult> {
   const minBytes = options.minBytes ?? OFF_THREAD_PARSE_DEFAULTS.minBytes;
   // Over the cap, parsePolicy refuses at once: no worker needed (length in chars <= bytes).
@@ -58,7 +52,7 @@ export function parsePolicyOffThread(text: string, source: string | undefined, o
       resolve(r);
     };
     const timer = setTimeout(() => {
-      finish({ result: refusal(source, 'POLICY_TOO_COMPLEX', `parsing the policy took longer than ${timeoutMs} ms`), ran: 'worker', transient: true });
+      finish({ result: policyFailure(source, 'POLICY_TOO_COMPLEX', `parsing the policy took longer than ${timeoutMs} ms`), ran: 'worker', transient: true });
     }, timeoutMs);
     try {
       worker = new Worker(WORKER_URL, {
@@ -73,7 +67,7 @@ export function parsePolicyOffThread(text: string, source: string | undefined, o
     worker.once('message', (result: ParseResult) => finish({ result, ran: 'worker', transient: false }));
     worker.once('error', (err: Error & { code?: string }) => {
       if (err.code === 'ERR_WORKER_OUT_OF_MEMORY') {
-        finish({ result: refusal(source, 'POLICY_TOO_COMPLEX', `parsing the policy needs more than the ${maxHeapMb} MiB parser heap`), ran: 'worker', transient: false });
+        finish({ result: policyFailure(source, 'POLICY_TOO_COMPLEX', `parsing the policy needs more than the ${maxHeapMb} MiB parser heap`), ran: 'worker', transient: false });
       } else if (!settled) {
         // The worker could not run at all (parsePolicy itself never throws): parse inline
         // rather than refuse every large policy.

@@ -19,24 +19,29 @@ export function parsePolicy(text: string, source?: string): ParseResult {
   const bytes = Buffer.byteLength(text, 'utf8');
   if (bytes > POLICY_LIMITS.maxDocumentBytes) {
     const kib = POLICY_LIMITS.maxDocumentBytes / 1024;
-    return failure(source, 'POLICY_TOO_LARGE', `the policy document is ${bytes} bytes; the limit is ${POLICY_LIMITS.maxDocumentBytes} bytes (${kib} KiB) per document (docs/policy.md#limits)`);
+    return policyFailure(source, 'POLICY_TOO_LARGE', `the policy document is ${bytes} bytes; the limit is ${POLICY_LIMITS.maxDocumentBytes} bytes (${kib} KiB) per document (docs/policy.md#limits)`);
   }
   try {
     return capFindings(parseBounded(text, source));
   } catch (err) {
-    // Only the stack can still give out (the yaml composer recurses on nesting); anything
-    // else reaching here is a bug, reported as an error rather than thrown.
-    if (err instanceof RangeError && /call stack/i.test(err.message)) {
-      return failure(source, 'POLICY_TOO_COMPLEX', 'the document is nested too deeply to parse');
-    }
-    return failure(source, 'POLICY_INTERNAL', `the policy could not be parsed: ${(err as Error)?.message ?? String(err)}`);
+    return thrownFailure(err, source, 'the policy');
   }
 }
 
-function failure(source: string | undefined, code: string, message: string, line = 1, col = 1): ParseResult {
-  const e: PolicyError = { severity: 'error', code, message, path: '', line, col };
+/** A refusal of the whole document, located at its start (also parse-off-thread.ts's). */
+export function policyFailure(source: string | undefined, code: string, message: string): ParseResult {
+  const e: PolicyError = { severity: 'error', code, message, path: '', line: 1, col: 1 };
   if (source !== undefined) e.source = source;
   return { ok: false, errors: [e] };
+}
+
+/**
+ * A throw out of the parse: only the stack can still give out (the yaml composer recurses on
+ * nesting); anything else is a bug, reported as an error rather than thrown.
+ */
+function thrownFailure(err: unknown, source: string | undefined, what: string): ParseResult {
+  if (err instanceof RangeError && /call stack/i.test(err.message)) return policyFailure(source, 'POLICY_TOO_COMPLEX', 'the document is nested too deeply to parse');
+  return policyFailure(source, 'POLICY_INTERNAL', `${what} could not be parsed: ${(err as Error)?.message ?? String(err)}`);
 }
 
 /** Keeps at most maxReportedFindings findings, and says how many more there were. */
@@ -184,8 +189,7 @@ export function parsePolicyManifest(text: string, source: string): ManifestPolic
     return parseManifestDocuments(text, source);
   } catch (err) {
     // parsePolicy never throws; this guards the ConfigMap walk around it (deep nesting).
-    const tooDeep = err instanceof RangeError && /call stack/i.test(err.message);
-    return [{ label: source, result: failure(source, tooDeep ? 'POLICY_TOO_COMPLEX' : 'POLICY_INTERNAL', tooDeep ? 'the document is nested too deeply to parse' : `the file could not be parsed: ${(err as Error)?.message ?? String(err)}`) }];
+    return [{ label: source, result: thrownFailure(err, source, 'the file') }];
   }
 }
 

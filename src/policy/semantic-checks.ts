@@ -227,8 +227,11 @@ function checkDenyInsideAllow(server: Server, sAt: Finding['at'], ports: Map<num
   const patterns: Entry[] = [];
   const portWide: Entry[] = [];
   for (const e of entries) {
-    if (isPathRoute(e) && e.m.kind === 'prefix') prefixes.set(e.m.value, [...(prefixes.get(e.m.value) ?? []), e]);
-    else if (isPathRoute(e) && e.m.kind === 'pattern') patterns.push(e);
+    if (isPathRoute(e) && e.m.kind === 'prefix') {
+      const list = prefixes.get(e.m.value);
+      if (list) list.push(e);
+      else prefixes.set(e.m.value, [e]);
+    } else if (isPathRoute(e) && e.m.kind === 'pattern') patterns.push(e);
     else if (!e.route.grpc && e.m.kind === 'port-wide' && e.httpPorts.length > 0) portWide.push(e);
   }
 

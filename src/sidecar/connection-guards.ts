@@ -5,6 +5,9 @@ import { ConnectionGuard, type ListenerName, type ListenerObserver } from '../ne
 import { describeClamp, fitDescriptorBudget, readOpenFilesLimit, type DescriptorDemand } from '../net/descriptor-budget.ts';
 import { CATCH_ALL_MAX_CONNECTIONS } from '../proxy/tcp/catch-all.ts';
 
+/** Whether the kernel has IPv6 (no /proc/net/if_inet6: none, or not Linux). */
+export const KERNEL_HAS_IPV6 = existsSync('/proc/net/if_inet6');
+
 export type SidecarGuards = Readonly<Record<ListenerName & ('inbound' | 'inbound_tcp' | 'outbound' | 'outbound_tcp' | 'catch_all' | 'admin'), ConnectionGuard>>;
 
 /**
@@ -21,7 +24,7 @@ export function sidecarConnectionGuards(c: Readonly<SidecarConfig>, observer: Li
     { listener: 'inbound', ports: httpPorts, maxConnections: c.maxInboundConnections, perConnection: 2, clampable: true },
     { listener: 'inbound_tcp', ports: c.inboundPorts.length - httpPorts, maxConnections: c.maxInboundConnections, perConnection: 2, clampable: true },
     // Two ports' worth where IPv6 exists: 127.0.0.1 and its [::1] twin each hold up to the cap.
-    { listener: 'outbound', ports: existsSync('/proc/net/if_inet6') ? 2 : 1, maxConnections: c.maxOutboundConnections, perConnection: 2, clampable: true },
+    { listener: 'outbound', ports: KERNEL_HAS_IPV6 ? 2 : 1, maxConnections: c.maxOutboundConnections, perConnection: 2, clampable: true },
     { listener: 'outbound_tcp', ports: c.outboundTcp.length, maxConnections: c.maxOutboundConnections, perConnection: 2, clampable: true },
     { listener: 'catch_all', ports: 1, maxConnections: CATCH_ALL_MAX_CONNECTIONS, perConnection: 1, clampable: true },
     { listener: 'admin', ports: 1, maxConnections: c.maxAdminConnections, perConnection: 2, clampable: false },

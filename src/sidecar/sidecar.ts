@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { SidecarConfig } from '../config/sidecar-env.ts';
 import type { IdentitySnapshot, SvidSource } from '../identity/svid.ts';
@@ -20,7 +19,7 @@ import { createIdentitySource } from './identity-source.ts';
 import { readPodLabels } from './pod-labels.ts';
 import { PolicyAuthorizer } from './policy-authorizer.ts';
 import { destinationConfig } from './destinations.ts';
-import { sidecarConnectionGuards, type SidecarGuards } from './connection-guards.ts';
+import { KERNEL_HAS_IPV6, sidecarConnectionGuards, type SidecarGuards } from './connection-guards.ts';
 
 /**
  * Where the inbound listeners (app ports, opaque TCP, catch-all) bind. With IPv6 in the kernel:
@@ -28,7 +27,7 @@ import { sidecarConnectionGuards, type SidecarGuards } from './connection-guards
  * caller to [pod IPv6]:port, which a 0.0.0.0 listener never accepts. Without IPv6 (no
  * /proc/net/if_inet6, or not Linux): 0.0.0.0, since binding :: would fail.
  */
-const INBOUND_LISTEN_HOST = existsSync('/proc/net/if_inet6') ? '::' : '0.0.0.0';
+const INBOUND_LISTEN_HOST = KERNEL_HAS_IPV6 ? '::' : '0.0.0.0';
 
 /**
  * `meshlet sidecar`: every piece of the data plane, wired from one validated config.
@@ -168,13 +167,15 @@ export class Sidecar {
     });
     let policyEverApplied = false;
     this.#detach.push(policy.onReload((e) => {
-      // Its routes' series exist at 0 from now on (docs/metrics.md, "Series made ahead").
-      if (e.result === 'ok') this.metrics.policyApplied(policy.current(), { requestSeries: c.requestMetrics });
-      if (e.result === 'ok') this.#log.info({ event: 'policy_reloaded', hash: e.hash, server: e.server }, 'policy loaded');
+      if (e.result === 'ok') {
+        // Its routes' series exist at 0 from now on (docs/metrics.md, "Series made ahead").
+        this.metrics.policyApplied(policy.current(), { requestSeries: c.requestMetrics });
+        this.#log.info({ event: 'policy_reloaded', hash: e.hash, server: e.server }, 'policy loaded');
+        policyEverApplied = true;
+      }
       // No policy mounted and none ever applied is not a rejection: the mesh default applies.
       else if (e.result === 'deleted' && !policyEverApplied) this.#log.info({ event: 'policy_absent', file: `${c.policyDir}/${c.policyKey}`, defaultPolicy: c.defaultPolicy }, `no policy file; the mesh default (${c.defaultPolicy}) applies`);
       else if (e.result !== 'unchanged') this.#log.warn({ event: 'policy_rejected', result: e.result, errors: e.errors?.map(formatPolicyError) }, 'policy not applied; keeping the last good one');
-      if (e.result === 'ok') policyEverApplied = true;
     }));
     await policy.start();
     this.#policy = policy;

@@ -1,5 +1,5 @@
 import { constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import { ProxyError } from '../http/errors.ts';
+import { idleTimeout, ProxyError } from '../http/errors.ts';
 import type { H2SessionPool } from './h2-session-pool.ts';
 import type { UpstreamObserver } from '../request-observation.ts';
 import { h2RequestTrailers, h2ResponseHeaders } from './stream-headers.ts';
@@ -111,13 +111,7 @@ function start(stream: ServerHttp2Stream, headers: OutgoingHttpHeaders, request:
 function idleStream(stream: ServerHttp2Stream, label: string, idleMs: number, grpc: boolean, fail: StreamFailure): void {
   if (stream.destroyed || stream.closed) return;
   const onClient = (!stream.readableEnded && !stream.isPaused()) || stream.writableNeedDrain;
-  fail(
-    stream,
-    onClient
-      ? new ProxyError('MESHLET_REQUEST_TIMEOUT', `no byte from or to the client for ${idleMs} ms while forwarding to ${label} (timeouts.streamIdleMs)`)
-      : new ProxyError('MESHLET_UPSTREAM_TIMEOUT', `no byte from ${label} for ${idleMs} ms (timeouts.streamIdleMs)`),
-    grpc,
-  );
+  fail(stream, idleTimeout(onClient, label, idleMs), grpc);
   // A request body still open would keep the stream (and the next hop's) alive: end it too.
   if (!stream.closed) stream.close(constants.NGHTTP2_NO_ERROR);
 }

@@ -1,5 +1,5 @@
 import type { Duplex } from 'node:stream';
-import { ProxyError, rawErrorResponse, type ProxyErrorCode } from './errors.ts';
+import { malformedRequest, ProxyError, rawErrorResponse, type ProxyErrorCode } from './errors.ts';
 
 // Client connections answered with a refusal that closes them (a framing doubt: smuggling,
 // RFC 9112 §6.1, §3.2; too many or too large header fields). node:http may already have parsed
@@ -54,6 +54,6 @@ function parserFailure(err: Error & { code?: string }): ProxyError | null {
     case 'ERR_HTTP_REQUEST_TIMEOUT':
       return new ProxyError('MESHLET_HEADERS_TIMEOUT', 'request head not received in time', { closeConnection: true });
     default:
-      return new ProxyError('MESHLET_BAD_REQUEST', `malformed request refused (${err.code ?? 'parse error'})`, { closeConnection: true });
+      return malformedRequest(err.code ?? 'parse error', true);
   }
 }

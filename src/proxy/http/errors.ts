@@ -66,7 +66,27 @@ export class ProxyError extends MeshletError {
 
 /** RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host. */
 export function missingHost(): ProxyError {
-  return new ProxyError('MESHLET_BAD_REQUEST', 'malformed request refused (no Host header; RFC 9112 requires one)', { closeConnection: true });
+  return malformedRequest('no Host header; RFC 9112 requires one', true);
+}
+
+/** More than limits.maxHeaderCount header fields; `closeConnection` on HTTP/1.1. */
+export function tooManyHeaders(maxHeaderCount: number, closeConnection: boolean): ProxyError {
+  return new ProxyError('MESHLET_TOO_MANY_HEADERS', `more than ${maxHeaderCount} header fields`, closeConnection ? { closeConnection: true } : undefined);
+}
+
+/** 400 MESHLET_BAD_REQUEST for a request the proxy refuses to forward; `closeConnection` after a framing doubt. */
+export function malformedRequest(why: string, closeConnection: boolean): ProxyError {
+  return new ProxyError('MESHLET_BAD_REQUEST', `malformed request refused (${why})`, closeConnection ? { closeConnection: true } : undefined);
+}
+
+/**
+ * timeouts.streamIdleMs expired on an exchange or stream: 408 MESHLET_REQUEST_TIMEOUT when the
+ * proxy was waiting on the client, else 504 MESHLET_UPSTREAM_TIMEOUT (http1-pool.ts, forward-stream.ts).
+ */
+export function idleTimeout(onClient: boolean, label: string, idleMs: number): ProxyError {
+  return onClient
+    ? new ProxyError('MESHLET_REQUEST_TIMEOUT', `no byte from or to the client for ${idleMs} ms while forwarding to ${label} (timeouts.streamIdleMs)`)
+    : new ProxyError('MESHLET_UPSTREAM_TIMEOUT', `no byte from ${label} for ${idleMs} ms (timeouts.streamIdleMs)`);
 }
 
 /** The body a client gets; stable field names (documented). */

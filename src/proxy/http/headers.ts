@@ -1,4 +1,4 @@
-import { ProxyError } from './errors.ts';
+import { malformedRequest, type ProxyError } from './errors.ts';
 
 /**
  * Header rewriting on the hot path, done on node:http's flat `rawHeaders` arrays
@@ -129,7 +129,7 @@ export function forwardHeaders(raw: readonly string[], dropName: string | null):
 export function refusedHead(head: ForwardedHead, httpVersionMinor: number): ProxyError | null {
   let why = head.malformed;
   if (why === null && head.chunked && httpVersionMinor === 0) why = 'Transfer-Encoding in an HTTP/1.0 request (RFC 9112 §6.1)';
-  return why === null ? null : new ProxyError('MESHLET_BAD_REQUEST', `malformed request refused (${why})`, { closeConnection: true });
+  return why === null ? null : malformedRequest(why, true);
 }
 
 /**

@@ -32,3 +32,12 @@ export function connectTrackedNextHop(target: NextHopTarget, { settings, registr
     });
   });
 }
+
+/** The same for an Upgrade tunnel, whose connection carries that one request (counted on it). */
+export function connectTunnelHop(target: NextHopTarget, ctx: NextHopContext): Promise<net.Socket> {
+  return connectTrackedNextHop(target, ctx).then((socket) => {
+    const upstream = ctx.registry.of(socket);
+    if (upstream !== undefined) upstream.requests++;
+    return socket;
+  });
+}

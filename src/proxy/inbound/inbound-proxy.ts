@@ -5,12 +5,12 @@ import * as tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { resolveProxySettings, type ProxySettings } from '../config.ts';
 import { ConnectionRegistry, type TrackedConnection } from '../connection-registry.ts';
-import { isGrpcContentType, missingHost, ProxyError, respondStreamWithError, respondWithError } from '../http/errors.ts';
+import { isGrpcContentType, malformedRequest, missingHost, ProxyError, respondStreamWithError, respondWithError, tooManyHeaders } from '../http/errors.ts';
 import { forwardHeaders, PEER_IDENTITY_HEADER, refusedHead } from '../http/headers.ts';
 import { isConnectionDead, markConnectionDead } from '../http/client-error.ts';
 import { forwardRequest, type ForwardingProxy, type NextHop } from '../http/forward-request.ts';
 import { HttpServing } from '../http/http-serving.ts';
-import { connectTrackedNextHop, type NextHopContext } from '../http/next-hop-socket.ts';
+import { connectTunnelHop, type NextHopContext } from '../http/next-hop-socket.ts';
 import { forwardStream } from '../h2/forward-stream.ts';
 import { ExchangeObservation, StreamObservation } from '../request-observation.ts';
 import { forwardStreamToHttp1 } from '../h2/forward-stream-to-http1.ts';
@@ -169,13 +169,6 @@ export class InboundProxy implements ForwardingProxy {
     respondStreamWithError(stream, err, grpc);
   };
 
-  /** An Upgrade tunnel's connection to the app carries that one request. */
-  readonly #countUpgrade = (socket: net.Socket): net.Socket => {
-    const upstream = this.registry.of(socket);
-    if (upstream !== undefined) upstream.requests++;
-    return socket;
-  };
-
   readonly #failUpgrade = (socket: Duplex, err: ProxyError): void => {
     this.#opts.observer?.refused?.('inbound', err.code);
     failUpgrade(socket, err);
@@ -290,7 +283,7 @@ export class InboundProxy implements ForwardingProxy {
     conn.requests++;
     const raw = req.rawHeaders;
     if (raw.length > this.#settings.limits.maxHeaderCount * 2) {
-      return this.fail(res, new ProxyError('MESHLET_TOO_MANY_HEADERS', `more than ${this.#settings.limits.maxHeaderCount} header fields`, { closeConnection: true }));
+      return this.fail(res, tooManyHeaders(this.#settings.limits.maxHeaderCount, true));
     }
     const head = forwardHeaders(raw, PEER_IDENTITY_HEADER);
     const malformed = refusedHead(head, req.httpVersionMinor);
@@ -322,7 +315,7 @@ export class InboundProxy implements ForwardingProxy {
       return this.#failUpgrade(socket, new ProxyError('MESHLET_BAD_REQUEST', 'Upgrade: h2c is refused (an h2c tunnel would carry requests the policy never sees)', { closeConnection: true }));
     }
     if (req.rawHeaders.length > this.#settings.limits.maxHeaderCount * 2) {
-      return this.#failUpgrade(socket, new ProxyError('MESHLET_TOO_MANY_HEADERS', `more than ${this.#settings.limits.maxHeaderCount} header fields`, { closeConnection: true }));
+      return this.#failUpgrade(socket, tooManyHeaders(this.#settings.limits.maxHeaderCount, true));
     }
     const head = forwardHeaders(req.rawHeaders, PEER_IDENTITY_HEADER);
     const malformed = refusedHead(head, req.httpVersionMinor);
@@ -332,7 +325,7 @@ export class InboundProxy implements ForwardingProxy {
     const allowed = this.#authorize(conn, l, method, req.url ?? '/', head.contentType);
     if (allowed instanceof ProxyError) return this.#failUpgrade(socket, allowed);
     if (conn.peerIdentity !== null) head.headers.push(PEER_IDENTITY_HEADER, conn.peerIdentity);
-    forwardUpgrade(socket, headBytes, { method, path: allowed.path + allowed.query, headers: head.headers, upgrade }, () => connectTrackedNextHop(l.appTarget, this.#hopContext).then(this.#countUpgrade), this.#failUpgrade);
+    forwardUpgrade(socket, headBytes, { method, path: allowed.path + allowed.query, headers: head.headers, upgrade }, () => connectTunnelHop(l.appTarget, this.#hopContext), this.#failUpgrade);
   }
 
   #onStream(stream: http2.ServerHttp2Stream, raw: string[], conn: TrackedConnection, l: PortListener): void {
@@ -341,10 +334,10 @@ export class InboundProxy implements ForwardingProxy {
     const head = readStreamRequest(raw, PEER_IDENTITY_HEADER);
     const grpc = isGrpcContentType(head.contentType);
     if (head.fieldCount > this.#settings.limits.maxHeaderCount) {
-      return this.#failStream(stream, new ProxyError('MESHLET_TOO_MANY_HEADERS', `more than ${this.#settings.limits.maxHeaderCount} header fields`), grpc);
+      return this.#failStream(stream, tooManyHeaders(this.#settings.limits.maxHeaderCount, false), grpc);
     }
     if (head.malformed !== null) {
-      return this.#failStream(stream, new ProxyError('MESHLET_BAD_REQUEST', `malformed request refused (${head.malformed})`), grpc);
+      return this.#failStream(stream, malformedRequest(head.malformed, false), grpc);
     }
     if (head.method === 'CONNECT' || head.path === '') {
       return this.#failStream(stream, new ProxyError('MESHLET_BAD_REQUEST', 'CONNECT (and requests without :path) are not proxied'), grpc);

@@ -4,12 +4,12 @@ import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { resolveProxySettings, type ProxySettings } from '../config.ts';
 import { ConnectionRegistry, type TrackedConnection } from '../connection-registry.ts';
-import { isGrpcContentType, missingHost, ProxyError, respondStreamWithError, respondWithError } from '../http/errors.ts';
+import { isGrpcContentType, malformedRequest, missingHost, ProxyError, respondStreamWithError, respondWithError, tooManyHeaders } from '../http/errors.ts';
 import { forwardHeaders, PEER_IDENTITY_HEADER, quoted, refusedHead, type ForwardedHead } from '../http/headers.ts';
 import { isConnectionDead, markConnectionDead } from '../http/client-error.ts';
 import { forwardRequest, type ForwardingProxy, type NextHop } from '../http/forward-request.ts';
 import { HttpServing } from '../http/http-serving.ts';
-import { connectTrackedNextHop, type NextHopContext, type NextHopTarget } from '../http/next-hop-socket.ts';
+import { connectTunnelHop, type NextHopContext, type NextHopTarget } from '../http/next-hop-socket.ts';
 import { detectH2c } from '../h2/detect-h2c.ts';
 import { forwardStream } from '../h2/forward-stream.ts';
 import { ExchangeObservation, StreamObservation } from '../request-observation.ts';
@@ -158,13 +158,6 @@ export class OutboundProxy implements ForwardingProxy {
     this.#opts.observer?.handshakeFailed?.('outbound', err);
   };
 
-  /** An Upgrade tunnel's next-hop connection carries that one request. */
-  readonly #countUpgrade = (socket: net.Socket): net.Socket => {
-    const upstream = this.registry.of(socket);
-    if (upstream !== undefined) upstream.requests++;
-    return socket;
-  };
-
   readonly #failUpgrade = (socket: Duplex, err: ProxyError): void => {
     this.#opts.observer?.refused?.('outbound', err.code);
     failUpgrade(socket, err);
@@ -213,7 +206,7 @@ export class OutboundProxy implements ForwardingProxy {
       if (host === '') {
         if (authority !== '') head.headers.push('host', authority);
       } else if (!sameHttpAuthority(host, authority)) {
-        return new ProxyError('MESHLET_BAD_REQUEST', `malformed request refused (Host ${quoted(host)} disagrees with the absolute-form target's authority ${quoted(authority)}; RFC 9112 §3.2.2)`, { closeConnection: true });
+        return malformedRequest(`Host ${quoted(host)} disagrees with the absolute-form target's authority ${quoted(authority)}; RFC 9112 §3.2.2`, true);
       }
     }
     if (authority === '') {
@@ -237,7 +230,7 @@ export class OutboundProxy implements ForwardingProxy {
     if (conn !== undefined) conn.requests++;
     const raw = req.rawHeaders;
     if (raw.length > this.#settings.limits.maxHeaderCount * 2) {
-      return this.fail(res, new ProxyError('MESHLET_TOO_MANY_HEADERS', `more than ${this.#settings.limits.maxHeaderCount} header fields`, { closeConnection: true }));
+      return this.fail(res, tooManyHeaders(this.#settings.limits.maxHeaderCount, true));
     }
     // The identity header is only ever set by the inbound sidecar; an app cannot pass one along.
     const head = forwardHeaders(raw, PEER_IDENTITY_HEADER);
@@ -264,7 +257,7 @@ export class OutboundProxy implements ForwardingProxy {
       return this.#failUpgrade(socket, new ProxyError('MESHLET_BAD_REQUEST', 'Upgrade: h2c is not proxied; speak HTTP/2 with prior knowledge instead', { closeConnection: true }));
     }
     if (req.rawHeaders.length > this.#settings.limits.maxHeaderCount * 2) {
-      return this.#failUpgrade(socket, new ProxyError('MESHLET_TOO_MANY_HEADERS', `more than ${this.#settings.limits.maxHeaderCount} header fields`, { closeConnection: true }));
+      return this.#failUpgrade(socket, tooManyHeaders(this.#settings.limits.maxHeaderCount, true));
     }
     const head = forwardHeaders(req.rawHeaders, PEER_IDENTITY_HEADER);
     const t = this.#target(req, head);
@@ -272,7 +265,7 @@ export class OutboundProxy implements ForwardingProxy {
     const route = this.#route(t.authority);
     if (route instanceof ProxyError) return this.#failUpgrade(socket, route);
     const target = this.#hopsFor(route).http1Target;
-    forwardUpgrade(socket, headBytes, { method: req.method ?? 'GET', path: t.target, headers: head.headers, upgrade }, () => connectTrackedNextHop(target, this.#hopContext).then(this.#countUpgrade), this.#failUpgrade);
+    forwardUpgrade(socket, headBytes, { method: req.method ?? 'GET', path: t.target, headers: head.headers, upgrade }, () => connectTunnelHop(target, this.#hopContext), this.#failUpgrade);
   }
 
   #onStream(stream: http2.ServerHttp2Stream, raw: string[], conn: TrackedConnection): void {
@@ -283,10 +276,10 @@ export class OutboundProxy implements ForwardingProxy {
     const finished = this.#opts.observer?.requestFinished;
     const observation = finished !== undefined ? new StreamObservation(stream, finished, 'outbound', undefined, undefined, head.method, grpc, 'none') : null;
     if (head.fieldCount > this.#settings.limits.maxHeaderCount) {
-      return this.#failStream(stream, new ProxyError('MESHLET_TOO_MANY_HEADERS', `more than ${this.#settings.limits.maxHeaderCount} header fields`), grpc);
+      return this.#failStream(stream, tooManyHeaders(this.#settings.limits.maxHeaderCount, false), grpc);
     }
     if (head.malformed !== null) {
-      return this.#failStream(stream, new ProxyError('MESHLET_BAD_REQUEST', `malformed request refused (${head.malformed})`), grpc);
+      return this.#failStream(stream, malformedRequest(head.malformed, false), grpc);
     }
     if (head.method === 'CONNECT' || head.path === '') {
       return this.#failStream(stream, new ProxyError('MESHLET_BAD_REQUEST', 'CONNECT (and requests without :path) are not proxied'), grpc);

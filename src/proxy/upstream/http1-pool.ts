@@ -2,7 +2,7 @@ import type * as net from 'node:net';
 import type * as tls from 'node:tls';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { ProxyError } from '../http/errors.ts';
+import { idleTimeout, ProxyError } from '../http/errors.ts';
 import type { ProxySettings } from '../config.ts';
 import type { ConnectionDirection, ConnectionRegistry, TrackedConnection } from '../connection-registry.ts';
 import { connectNextHop, type UpstreamTarget, originatedPeer } from './next-hop-connect.ts';
@@ -442,13 +442,8 @@ class PooledConnection implements ResponseSink {
       this.socket.destroy();
       return;
     }
-    const label = this.#pool.target.label;
     const onClient = (!this.#bodyDone && !this.#bodyPaused) || this.socket.isPaused();
-    this.#fail(
-      onClient
-        ? new ProxyError('MESHLET_REQUEST_TIMEOUT', `no byte from or to the client for ${idleMs} ms while forwarding to ${label} (timeouts.streamIdleMs)`)
-        : new ProxyError('MESHLET_UPSTREAM_TIMEOUT', `no byte from ${label} for ${idleMs} ms (timeouts.streamIdleMs)`),
-    );
+    this.#fail(idleTimeout(onClient, this.#pool.target.label, idleMs));
   }
 
   #releaseSlot(): void {

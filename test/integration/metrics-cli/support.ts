@@ -1,15 +1,8 @@
-import { PassThrough } from 'node:stream';
-import { main } from '../../../src/cli/main.ts';
+import { run } from '../../unit/cli/run.ts';
 
 /** Runs `meshlet …` in-process and returns its exit status and output. */
 export async function meshlet(...argv: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let stdout = '';
-  let stderr = '';
-  out.on('data', (d) => (stdout += d));
-  err.on('data', (d) => (stderr += d));
-  const status = await main(argv, { stdout: out, stderr: err, stdin: new PassThrough() });
+  const { code: status, stdout, stderr } = await run(...argv);
   return { status, stdout, stderr };
 }
 

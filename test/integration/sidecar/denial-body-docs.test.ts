@@ -1,10 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readSidecarConfig } from '../../../src/config/sidecar-env.ts';
 import { createLogger } from '../../../src/log/logger.ts';
-import { Sidecar } from '../../../src/sidecar/sidecar.ts';
-import { meshOfTwo, type MeshOfTwo } from './mesh-of-two.ts';
+import type { Sidecar } from '../../../src/sidecar/sidecar.ts';
+import { meshOfTwo, startSidecars, type MeshOfTwo } from './mesh-of-two.ts';
 
 /**
  * The denial bodies docs/policy.md and docs/deploy.md show are the bytes a real sidecar sends:
@@ -47,10 +46,7 @@ function viaFrontend(method: string, path: string): Promise<{ status: number; co
 
 beforeAll(async () => {
   mesh = await meshOfTwo();
-  const logger = createLogger({ name: 'sidecar', level: 'fatal' });
-  orders = new Sidecar(readSidecarConfig(mesh.ordersEnv), { logger });
-  frontend = new Sidecar(readSidecarConfig(mesh.frontendEnv), { logger });
-  await Promise.all([orders.start(), frontend.start()]);
+  ({ orders, frontend } = await startSidecars(mesh, createLogger({ name: 'sidecar', level: 'fatal' })));
 });
 
 afterAll(async () => {

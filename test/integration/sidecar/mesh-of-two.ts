@@ -3,7 +3,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
+import { readSidecarConfig } from '../../../src/config/sidecar-env.ts';
 import { createRootCa, issueSvid, type CertificateAuthority } from '../../../src/identity/ca.ts';
+import type { Logger } from '../../../src/log/logger.ts';
+import { Sidecar } from '../../../src/sidecar/sidecar.ts';
 import { kubeletWrite } from '../../support/kubelet-volume.ts';
 import { freePorts } from '../../support/free-port.ts';
 
@@ -145,4 +148,20 @@ export async function meshOfTwo(): Promise<MeshOfTwo> {
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Both pods' sidecars, in-process, configured from the mesh's env and sharing `logger`, started.
+ * If either fails to start, both are stopped before the error is rethrown.
+ */
+export async function startSidecars(mesh: MeshOfTwo, logger: Logger): Promise<{ orders: Sidecar; frontend: Sidecar }> {
+  const orders = new Sidecar(readSidecarConfig(mesh.ordersEnv), { logger });
+  const frontend = new Sidecar(readSidecarConfig(mesh.frontendEnv), { logger });
+  try {
+    await Promise.all([orders.start(), frontend.start()]);
+  } catch (err) {
+    await Promise.allSettled([orders.stop(), frontend.stop()]);
+    throw err;
+  }
+  return { orders, frontend };
 }

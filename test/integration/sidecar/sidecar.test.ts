@@ -2,11 +2,10 @@ import { request } from 'node:http';
 import { connect } from 'node:net';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readSidecarConfig } from '../../../src/config/sidecar-env.ts';
 import { createLogger } from '../../../src/log/logger.ts';
-import { Sidecar } from '../../../src/sidecar/sidecar.ts';
+import type { Sidecar } from '../../../src/sidecar/sidecar.ts';
 import { kubeletWrite } from '../../support/kubelet-volume.ts';
-import { FRONTEND_ID, meshOfTwo, ORDERS_ID, ordersPolicy, type MeshOfTwo } from './mesh-of-two.ts';
+import { FRONTEND_ID, meshOfTwo, startSidecars, ORDERS_ID, ordersPolicy, type MeshOfTwo } from './mesh-of-two.ts';
 
 /**
  * Two assembled sidecars (frontend -> orders) on loopback, configured only through their
@@ -43,10 +42,7 @@ function viaFrontend(path: string, method = 'GET'): Promise<{ status: number; he
 
 beforeAll(async () => {
   mesh = await meshOfTwo();
-  const logger = createLogger({ name: 'sidecar', level: 'info', destination: logStream });
-  orders = new Sidecar(readSidecarConfig(mesh.ordersEnv), { logger });
-  frontend = new Sidecar(readSidecarConfig(mesh.frontendEnv), { logger });
-  await Promise.all([orders.start(), frontend.start()]);
+  ({ orders, frontend } = await startSidecars(mesh, createLogger({ name: 'sidecar', level: 'info', destination: logStream })));
 });
 
 afterAll(async () => {

@@ -2,22 +2,10 @@ import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../../src/cli/main.ts';
 import { assertKeyMatchesCertificate, parseCertificatesPem, parsePrivateKeyPem } from '../../../src/identity/pem.ts';
 import { verifyX509Svid } from '../../../src/identity/svid-verify.ts';
-
-async function run(...argv: string[]) {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let stdout = '';
-  let stderr = '';
-  out.on('data', (d) => (stdout += d));
-  err.on('data', (d) => (stderr += d));
-  const code = await main(argv, { stdout: out, stderr: err, stdin: new PassThrough() });
-  return { code, stdout, stderr };
-}
+import { run } from '../cli/run.ts';
 
 const TD = 'cli.example';
 const ID = `spiffe://${TD}/ns/default/sa/web`;

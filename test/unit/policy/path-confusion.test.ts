@@ -10,14 +10,14 @@ import { parsePolicy } from '../../../src/policy/parse.ts';
  * the documented code) or normalized to exactly the documented path — and then matched by
  * the route that path deserves, never by the open one.
  */
-const policy = (() => {
+function compileAdminPolicy(pathMatching?: string) {
   const r = parsePolicy(`apiVersion: policy.meshlet.io/v1alpha1
 kind: AuthorizationPolicy
 spec:
   servers:
     - name: api
       selector: { serviceAccount: api }
-      ports: [{ port: 8080, protocol: http }]
+${pathMatching ? `      pathMatching: ${pathMatching}\n` : ''}      ports: [{ port: 8080, protocol: http }]
       routes:
         - name: admin
           path: { prefix: /admin }
@@ -28,7 +28,8 @@ spec:
 `);
   if (!r.ok) throw new Error('fixture invalid');
   return compilePolicy(r.policy, { self: { namespace: 'shop', serviceAccount: 'api' }, meshDefault: 'deny' });
-})();
+}
+const policy = compileAdminPolicy();
 const ATTACKER = 'spiffe://cluster.local/ns/web/sa/frontend';
 
 type Expect = { path: string; route?: string; query?: string } | { refused: PathRefusalCode };
@@ -91,26 +92,7 @@ const attempts: [string, string, Expect][] = [
  * that ignore case or one trailing slash, Express's defaults): every spelling such a router
  * would hand to its /admin handler lands on the admin route, and the attacker is denied.
  */
-const foldingPolicy = (() => {
-  const r = parsePolicy(`apiVersion: policy.meshlet.io/v1alpha1
-kind: AuthorizationPolicy
-spec:
-  servers:
-    - name: api
-      selector: { serviceAccount: api }
-      pathMatching: case-insensitive-trailing-slash
-      ports: [{ port: 8080, protocol: http }]
-      routes:
-        - name: admin
-          path: { prefix: /admin }
-          callers: [{ spiffeId: spiffe://cluster.local/ns/ops/sa/admin }]
-        - name: public
-          path: { prefix: / }
-          callers: [{ namespace: web }]
-`);
-  if (!r.ok) throw new Error('fixture invalid');
-  return compilePolicy(r.policy, { self: { namespace: 'shop', serviceAccount: 'api' }, meshDefault: 'deny' });
-})();
+const foldingPolicy = compileAdminPolicy('case-insensitive-trailing-slash');
 const FOLDED_ADMIN_SPELLINGS = ['/ADMIN', '/Admin/users', '/admin/', '/ADMIN/', '/%41DMIN', '/aDmIn/./x', '//Admin//users', '/public/../ADMIN'];
 
 describe('path confusion', () => {

@@ -1,26 +1,12 @@
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { main } from '../../../src/cli/main.ts';
+import { runCli as run } from '../injector/cli-support.ts';
 import { closedInsideOpenPolicy } from './express-router.ts';
 import { aliasBombPolicy, overRouteCapPolicy } from './hostile-policies.ts';
 
 const FIXTURES = join(import.meta.dirname, '../../fixtures/policy');
 const fixture = (name: string) => join(FIXTURES, name);
 const FRONTEND = 'spiffe://cluster.local/ns/web/sa/frontend';
-
-async function run(argv: string[], stdin = '') {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  const input = new PassThrough();
-  let stdout = '';
-  let stderr = '';
-  out.on('data', (d) => (stdout += d));
-  err.on('data', (d) => (stderr += d));
-  input.end(stdin);
-  const code = await main(argv, { stdout: out, stderr: err, stdin: input });
-  return { code, stdout, stderr };
-}
 
 describe('meshlet policy check', () => {
   it('exits 0 for a valid policy', async () => {

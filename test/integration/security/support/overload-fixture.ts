@@ -8,7 +8,7 @@ import { createRootCa, issueSvid, type CertificateAuthority } from '../../../../
 import { parseExposition } from '../../../../src/metrics/parse-exposition.ts';
 import { kubeletWrite } from '../../../support/kubelet-volume.ts';
 import { freePorts } from '../../../support/free-port.ts';
-import { svidFiles } from '../../sidecar/mesh-of-two.ts';
+import { FRONTEND_ID, ORDERS_ID, svidFiles } from '../../sidecar/mesh-of-two.ts';
 import { startSidecarProcess, type SidecarProcess } from '../sidecar-process.ts';
 
 /**
@@ -18,9 +18,10 @@ import { startSidecarProcess, type SidecarProcess } from '../sidecar-process.ts'
  * from the same CA to dial the sidecar's inbound port directly with mTLS, exactly as their
  * sidecars would.
  */
-export const ORDERS_ID = 'spiffe://cluster.local/ns/shop/sa/orders';
+export { ORDERS_ID };
 export const ATTACKER_ID = 'spiffe://cluster.local/ns/web/sa/scraper';
-export const VICTIM_ID = 'spiffe://cluster.local/ns/web/sa/frontend';
+/** The innocent caller is the frontend of mesh-of-two.ts. */
+export const VICTIM_ID = FRONTEND_ID;
 
 /**
  * The app, counting what reaches it: TCP connections, request heads, and the requests it is
