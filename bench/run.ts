@@ -2,6 +2,7 @@
 // Run `node bench/run.ts --help` for the flags; bench/README.md explains the method.
 import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import { join, resolve } from 'node:path';
@@ -254,6 +255,8 @@ async function main(): Promise<number> {
       const done = (s: ScenarioResult) => {
         scenarios.push(s);
         for (const [pid, peak] of watched) {
+          // A proxy that died mid-run is the finding, not a missing /proc file.
+          if (!existsSync(`/proc/${pid}/status`)) throw new BenchError('BENCH_PROCESS_EXITED', `${peak.process} (pid ${pid}) exited during scenario ${s.id}`);
           peak.peakRssBytes = peakRssBytes(pid);
           peak.afterScenario[s.id] = peak.peakRssBytes;
         }
