@@ -4,24 +4,40 @@ import { ANNOTATIONS, type PodAnnotations } from './annotations.ts';
 import { PodRefusedError } from './errors.ts';
 import { DEFAULT_POLICY_CONFIGMAP } from './pod-layout.ts';
 
+/** Strictest first: a pod may always ask for a default at least as strict as the mesh's. */
+const POLICY_STRICTNESS: Readonly<Record<DefaultPolicy, number>> = { deny: 2, 'all-authenticated': 1, audit: 0 };
+
+/** What a weakening annotation opens on this pod, or undefined when it weakens nothing here. */
+type Opens = (parsed: PodAnnotations, settings: { defaultPolicy: DefaultPolicy }) => string | undefined;
+
 /**
  * The pod annotations that weaken what the mesh enforces for the pod (docs/injector.md,
- * "Annotations that weaken enforcement"), each with what it opens. The mesh setting
- * MESHLET_INJECTOR_POD_OVERRIDES says which of them pods may set; a pod carrying any other is
- * refused (INJECTOR_OVERRIDE_FORBIDDEN) rather than injected with the annotation ignored, so
- * its author learns at `kubectl apply` why the pod does not get what it asked for.
+ * "Annotations that weaken enforcement"), each with what it opens — declared here once: the
+ * names MESHLET_INJECTOR_POD_OVERRIDES accepts, `all`, and the check are all built from it.
+ * The mesh setting says which of them pods may set; a pod carrying any other is refused
+ * (INJECTOR_OVERRIDE_FORBIDDEN) rather than injected with the annotation ignored, so its
+ * author learns at `kubectl apply` why the pod does not get what it asked for.
  */
-export const WEAKENING_ANNOTATIONS = [
-  ANNOTATIONS.skipInboundPorts,
-  ANNOTATIONS.skipOutboundPorts,
-  ANNOTATIONS.skipOutboundCidrs,
-  ANNOTATIONS.permissivePorts,
-  ANNOTATIONS.opaquePorts,
-  ANNOTATIONS.defaultPolicy,
-  ANNOTATIONS.policyConfigMap,
-] as const;
+const WEAKENINGS = {
+  [ANNOTATIONS.skipInboundPorts]: (p) => (p.skipInboundPorts.length > 0 ? `callers would reach app port(s) ${p.skipInboundPorts.join(', ')} without mTLS or policy` : undefined),
+  [ANNOTATIONS.skipOutboundPorts]: (p) => (p.skipOutboundPorts.length > 0 ? `the app would reach destination port(s) ${p.skipOutboundPorts.join(', ')} without the sidecar` : undefined),
+  [ANNOTATIONS.skipOutboundCidrs]: (p) => (p.skipOutboundCidrs.length > 0 ? `the app would reach ${p.skipOutboundCidrs.join(', ')} without the sidecar` : undefined),
+  [ANNOTATIONS.permissivePorts]: (p) => (p.permissivePorts.length > 0 ? `port(s) ${p.permissivePorts.join(', ')} would accept plaintext callers without an identity` : undefined),
+  [ANNOTATIONS.opaquePorts]: (p) => (p.opaquePorts.length > 0 ? `policy on port(s) ${p.opaquePorts.join(', ')} would match callers only, never methods or paths` : undefined),
+  [ANNOTATIONS.defaultPolicy]: (p, s) =>
+    p.defaultPolicy !== undefined && POLICY_STRICTNESS[p.defaultPolicy] < POLICY_STRICTNESS[s.defaultPolicy]
+      ? `the default policy "${p.defaultPolicy}" is weaker than the mesh default "${s.defaultPolicy}"`
+      : undefined,
+  [ANNOTATIONS.policyConfigMap]: (p) =>
+    p.policyConfigMap !== undefined && p.policyConfigMap !== DEFAULT_POLICY_CONFIGMAP
+      ? `the sidecar would take its policy from ConfigMap ${p.policyConfigMap} instead of ${DEFAULT_POLICY_CONFIGMAP}, which /validate never checks unless it is labelled meshlet.io/policy: "true"`
+      : undefined,
+} as const satisfies Partial<Record<(typeof ANNOTATIONS)[keyof typeof ANNOTATIONS], Opens>>;
 
-export type WeakeningAnnotation = (typeof WEAKENING_ANNOTATIONS)[number];
+export type WeakeningAnnotation = keyof typeof WEAKENINGS;
+
+/** The names of WEAKENINGS, in its order (docs/injector.md's). */
+export const WEAKENING_ANNOTATIONS: readonly WeakeningAnnotation[] = Object.freeze(Object.keys(WEAKENINGS) as WeakeningAnnotation[]);
 
 /** MESHLET_INJECTOR_POD_OVERRIDES: `all` (default), `none`, or a comma-separated list of WEAKENING_ANNOTATIONS. */
 export function parsePodOverrides(raw: string): readonly WeakeningAnnotation[] {
@@ -41,9 +57,6 @@ export function formatPodOverrides(allowed: readonly WeakeningAnnotation[]): str
   return allowed.length === 0 ? 'none' : allowed.join(',');
 }
 
-/** Strictest first: a pod may always ask for a default at least as strict as the mesh's. */
-const POLICY_STRICTNESS: Readonly<Record<DefaultPolicy, number>> = { deny: 2, 'all-authenticated': 1, audit: 0 };
-
 /**
  * Refuses a pod whose annotations weaken enforcement beyond what the mesh allows. An annotation
  * that weakens nothing (an empty list, `default-policy` at least as strict as the mesh default,
@@ -56,24 +69,9 @@ export function checkPodOverrides(
 ): void {
   const allowed = new Set(settings.allowedPodOverrides);
   if (allowed.size === WEAKENING_ANNOTATIONS.length) return;
-  const opens: Partial<Record<WeakeningAnnotation, string | undefined>> = {
-    [ANNOTATIONS.skipInboundPorts]: parsed.skipInboundPorts.length > 0 ? `callers would reach app port(s) ${parsed.skipInboundPorts.join(', ')} without mTLS or policy` : undefined,
-    [ANNOTATIONS.skipOutboundPorts]: parsed.skipOutboundPorts.length > 0 ? `the app would reach destination port(s) ${parsed.skipOutboundPorts.join(', ')} without the sidecar` : undefined,
-    [ANNOTATIONS.skipOutboundCidrs]: parsed.skipOutboundCidrs.length > 0 ? `the app would reach ${parsed.skipOutboundCidrs.join(', ')} without the sidecar` : undefined,
-    [ANNOTATIONS.permissivePorts]: parsed.permissivePorts.length > 0 ? `port(s) ${parsed.permissivePorts.join(', ')} would accept plaintext callers without an identity` : undefined,
-    [ANNOTATIONS.opaquePorts]: parsed.opaquePorts.length > 0 ? `policy on port(s) ${parsed.opaquePorts.join(', ')} would match callers only, never methods or paths` : undefined,
-    [ANNOTATIONS.defaultPolicy]:
-      parsed.defaultPolicy !== undefined && POLICY_STRICTNESS[parsed.defaultPolicy] < POLICY_STRICTNESS[settings.defaultPolicy]
-        ? `the default policy "${parsed.defaultPolicy}" is weaker than the mesh default "${settings.defaultPolicy}"`
-        : undefined,
-    [ANNOTATIONS.policyConfigMap]:
-      parsed.policyConfigMap !== undefined && parsed.policyConfigMap !== DEFAULT_POLICY_CONFIGMAP
-        ? `the sidecar would take its policy from ConfigMap ${parsed.policyConfigMap} instead of ${DEFAULT_POLICY_CONFIGMAP}, which /validate never checks unless it is labelled meshlet.io/policy: "true"`
-        : undefined,
-  };
   const problems: string[] = [];
   for (const key of WEAKENING_ANNOTATIONS) {
-    const what = opens[key];
+    const what = WEAKENINGS[key](parsed, settings);
     if (what === undefined || allowed.has(key)) continue;
     problems.push(`annotation ${key}=${JSON.stringify(raw?.[key])} is not allowed on pods in this mesh (MESHLET_INJECTOR_POD_OVERRIDES=${formatPodOverrides(settings.allowedPodOverrides)}): ${what}; remove it, or ask the mesh operator`);
   }

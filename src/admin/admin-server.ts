@@ -7,11 +7,23 @@ import type { AppProbe } from '../config/sidecar-env.ts';
 import type { AdminEndpoint, AdminRefusalReason, RequestLog } from '../log/request-log.ts';
 import { AdminMetrics } from './admin-metrics.ts';
 import { ConnectionGuard } from '../net/connection-guard.ts';
+import type { DescriptorDemand } from '../net/descriptor-budget.ts';
 
 /** Default cap of the admin port: kubelet probes and scrapes are few and short. */
 export const ADMIN_MAX_CONNECTIONS = 64;
 /** Default time a caller of the admin port has for its request head (probes and scrapes send it at once). */
 export const ADMIN_HEADERS_TIMEOUT_MS = 10_000;
+
+/**
+ * The admin port's share of a process's open-files budget (src/net/descriptor-budget.ts): one
+ * port, never lowered (it must keep answering probes when the other listeners are full). A
+ * port that forwards app probes (the sidecar's) holds two descriptors per connection, the
+ * probe and its connection to the app; one that forwards nothing (the identity service's, the
+ * injector's) holds one.
+ */
+export function adminDescriptorDemand(options: { maxConnections?: number; forwardsAppProbes?: boolean } = {}): DescriptorDemand {
+  return { listener: 'admin', ports: 1, maxConnections: options.maxConnections ?? ADMIN_MAX_CONNECTIONS, perConnection: options.forwardsAppProbes ? 2 : 1, clampable: false };
+}
 
 /**
  * The sidecar's admin port: /live, /ready, /metrics, /connections, /app-health/…, /shutdown.

@@ -87,8 +87,6 @@ export class TrackedConnection {
 export class ConnectionRegistry {
   #nextId = 1;
   readonly #live = new Map<number, TrackedConnection>();
-  /** By socket, for the code that only holds the socket (an HTTP/2 session's). */
-  readonly #bySocket = new WeakMap<Socket, TrackedConnection>();
   readonly #onOpened: ((conn: TrackedConnection) => void) | undefined;
 
   /**
@@ -103,16 +101,10 @@ export class ConnectionRegistry {
   track(direction: ConnectionDirection, role: ConnectionRole, socket: Socket): TrackedConnection {
     const conn = new TrackedConnection(this.#nextId++, direction, role, socket);
     this.#live.set(conn.id, conn);
-    this.#bySocket.set(socket, conn);
     socket.once('close', () => this.#live.delete(conn.id));
     const onOpened = this.#onOpened;
     if (onOpened !== undefined) queueMicrotask(() => onOpened(conn));
     return conn;
-  }
-
-  /** The tracked connection of `socket`, while or after it is tracked. */
-  of(socket: Socket): TrackedConnection | undefined {
-    return this.#bySocket.get(socket);
   }
 
   get size(): number {

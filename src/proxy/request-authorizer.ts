@@ -21,6 +21,8 @@ export interface AuthorizationDecision {
   /** Name of the route that matched, or null. */
   readonly route: string | null;
   readonly reason: string;
+  /** Audit mode: allowed, but enforcement would deny (the `audit_would_deny` metrics value). */
+  readonly wouldDeny?: boolean;
 }
 
 export interface RequestAuthorizer {

@@ -1,6 +1,7 @@
 import type * as http from 'node:http';
 import type * as http2 from 'node:http2';
 import type { ConnectionDirection, TrackedConnection } from './connection-registry.ts';
+import { ProxyError } from './http/errors.ts';
 import type { ProxyObserver, RequestAuthz } from './proxy-observer.ts';
 
 type Finished = NonNullable<ProxyObserver['requestFinished']>;
@@ -19,18 +20,33 @@ abstract class Observation {
   peer: string | null | undefined;
   readonly #finished: Finished;
   readonly #direction: ConnectionDirection;
-  readonly #route: string | null | undefined;
   readonly #method: string;
-  readonly #authz: RequestAuthz;
+  /** Until the deciding step ran: no route ("none"), no decision. */
+  #route: string | null | undefined = undefined;
+  #authz: RequestAuthz = 'none';
   readonly #started = performance.now();
 
-  constructor(finished: Finished, direction: ConnectionDirection, peer: string | null | undefined, route: string | null | undefined, method: string, authz: RequestAuthz) {
+  constructor(finished: Finished, direction: ConnectionDirection, peer: string | null | undefined, method: string) {
     this.#finished = finished;
     this.#direction = direction;
     this.peer = peer;
-    this.#route = route;
     this.#method = method;
-    this.#authz = authz;
+  }
+
+  /**
+   * What the deciding step said (request-pipeline.ts). The `route` label is the deciding route,
+   * null ("unmatched") when a server's default decided — for a denial as for an allow, as in
+   * meshlet_authz_decisions_total — and stays undefined ("none") for a request refused before
+   * any policy ran (limits, framing, a bad path) or routed outbound.
+   */
+  decided(decision: { readonly route: string | null | undefined; readonly authz: RequestAuthz } | ProxyError): void {
+    if (!(decision instanceof ProxyError)) {
+      this.#route = decision.route;
+      this.#authz = decision.authz;
+    } else if (decision.code === 'MESHLET_DENIED') {
+      this.#route = decision.details?.route ?? null;
+      this.#authz = 'deny';
+    }
   }
 
   /** Outbound: the next-hop connection that carries this request (its verified server identity). */
@@ -56,8 +72,8 @@ export class ExchangeObservation extends Observation {
   readonly #res: http.ServerResponse;
   readonly #conn: TrackedConnection;
 
-  constructor(res: http.ServerResponse, conn: TrackedConnection, finished: Finished, direction: ConnectionDirection, peer: string | null | undefined, route: string | null | undefined, method: string, authz: RequestAuthz) {
-    super(finished, direction, peer, route, method, authz);
+  constructor(res: http.ServerResponse, conn: TrackedConnection, finished: Finished, direction: ConnectionDirection, peer: string | null | undefined, method: string) {
+    super(finished, direction, peer, method);
     this.#res = res;
     this.#conn = conn;
     res.once('close', this.#onClose);
@@ -86,8 +102,8 @@ export class StreamObservation extends Observation {
   readonly #stream: http2.ServerHttp2Stream;
   readonly #grpc: boolean;
 
-  constructor(stream: http2.ServerHttp2Stream, finished: Finished, direction: ConnectionDirection, peer: string | null | undefined, route: string | null | undefined, method: string, grpc: boolean, authz: RequestAuthz) {
-    super(finished, direction, peer, route, method, authz);
+  constructor(stream: http2.ServerHttp2Stream, finished: Finished, direction: ConnectionDirection, peer: string | null | undefined, method: string, grpc: boolean) {
+    super(finished, direction, peer, method);
     this.#stream = stream;
     this.#grpc = grpc;
     stream.once('close', this.#onClose);

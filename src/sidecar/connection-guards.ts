@@ -4,6 +4,7 @@ import type { SidecarConfig } from '../config/sidecar-env.ts';
 import { ConnectionGuard, type ListenerName, type ListenerObserver } from '../net/connection-guard.ts';
 import { describeClamp, fitDescriptorBudget, readOpenFilesLimit, type DescriptorDemand } from '../net/descriptor-budget.ts';
 import { CATCH_ALL_MAX_CONNECTIONS } from '../proxy/tcp/catch-all.ts';
+import { adminDescriptorDemand } from '../admin/admin-server.ts';
 
 /** Whether the kernel has IPv6 (no /proc/net/if_inet6: none, or not Linux). */
 export const KERNEL_HAS_IPV6 = existsSync('/proc/net/if_inet6');
@@ -27,7 +28,7 @@ export function sidecarConnectionGuards(c: Readonly<SidecarConfig>, observer: Li
     { listener: 'outbound', ports: KERNEL_HAS_IPV6 ? 2 : 1, maxConnections: c.maxOutboundConnections, perConnection: 2, clampable: true },
     { listener: 'outbound_tcp', ports: c.outboundTcp.length, maxConnections: c.maxOutboundConnections, perConnection: 2, clampable: true },
     { listener: 'catch_all', ports: 1, maxConnections: CATCH_ALL_MAX_CONNECTIONS, perConnection: 1, clampable: true },
-    { listener: 'admin', ports: 1, maxConnections: c.maxAdminConnections, perConnection: 2, clampable: false },
+    adminDescriptorDemand({ maxConnections: c.maxAdminConnections, forwardsAppProbes: true }),
   ];
   const budget = fitDescriptorBudget(demands, c.fdReserve, readOpenFilesLimit(limitsFile));
   if (budget.clamped) {

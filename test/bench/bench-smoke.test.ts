@@ -33,7 +33,7 @@ describe('npm run bench -- --quick', () => {
     headline: string;
     scenarios: Record<string, { targets: Record<string, Figures> }>;
     peakRss: { process: string; peakRssBytes: number }[];
-    issueTargets: { target: string; met: boolean | null }[];
+    issueTargets: { target: string; measured: string; met: boolean | null }[];
     micro: { benches: { file: string; ok: boolean; exit: string; output: string; figures?: Record<string, unknown> }[] };
   };
   const nginx = findNginx() !== null;
@@ -79,7 +79,8 @@ describe('npm run bench -- --quick', () => {
         // The new-connection scenario dials the server side directly: only the inbound proxy is crossed.
         const roles = id === 'new-connections' ? ['inbound'] : ['inbound', 'outbound'];
         expect(Object.keys(t.cpuSecondsPer1k).sort(), where).toEqual(roles);
-        for (const v of Object.values(t.cpuSecondsPer1k)) expect(v, `${where} CPU`).toBeGreaterThanOrEqual(0);
+        // Measured, not sized: a proxy that carried a second of traffic used some CPU (0: the pid read is not the proxy's).
+        for (const v of Object.values(t.cpuSecondsPer1k)) expect(v, `${where} CPU`).toBeGreaterThan(0);
       }
     }
     for (const p of ['meshlet/outbound', 'meshlet/inbound']) expect(results.peakRss.find((x) => x.process === p)?.peakRssBytes, p).toBeGreaterThan(0);
@@ -88,9 +89,13 @@ describe('npm run bench -- --quick', () => {
   it('evaluates issue 5 targets against nginx when nginx is on the machine, and says it is missing when not', () => {
     const p50 = results.issueTargets.find((c) => c.target === 'added p50 per hop, meshlet / nginx');
     expect(p50).toBeDefined();
-    if (nginx) expect(p50!.met).not.toBeNull();
-    else {
+    if (nginx) {
+      // Evaluated: a ratio and a verdict (which verdict is the bench's to report, not this test's).
+      expect(p50!.measured).toMatch(/^-?\d+\.\d\dx$/);
+      expect(typeof p50!.met).toBe('boolean');
+    } else {
       expect(results.topology.nginx).toMatch(/MISSING.*apt-get install nginx-light/);
+      expect(p50!.measured).toBe('n/a');
       expect(p50!.met).toBeNull();
     }
   });

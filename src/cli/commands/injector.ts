@@ -7,13 +7,12 @@ import { MeshletError } from '../../errors/meshlet-error.ts';
 import { createWebhookServer, type AdmissionHandler } from '../../../injector/webhook-server.ts';
 import { validatePolicyConfigMap } from '../../../injector/validate.ts';
 import { Registry } from 'prom-client';
-import { AdminServer } from '../../admin/admin-server.ts';
+import { adminDescriptorDemand, AdminServer } from '../../admin/admin-server.ts';
 import { describeEnv, type EnvVar } from '../../config/env.ts';
 import { createMutateHandler } from '../../../injector/mutate.ts';
 import { promInjectorMetrics } from '../../../injector/metrics.ts';
 import { INJECTION_ENV, type InjectionSettings } from '../../../injector/patch/index.ts';
 import { INJECTOR_ENV, readInjectorConfig, type InjectorConfig } from '../../../injector/config.ts';
-import { ADMIN_MAX_CONNECTIONS } from '../../admin/admin-server.ts';
 import { ListenerMetrics } from '../../metrics/listener-metrics.ts';
 import { ConnectionGuard } from '../../net/connection-guard.ts';
 import { CONTROL_PLANE_FD_RESERVE, describeClamp, fitDescriptorBudget, readOpenFilesLimit, type DescriptorDemand } from '../../net/descriptor-budget.ts';
@@ -60,7 +59,7 @@ export async function startInjector(config: Readonly<InjectorConfig>): Promise<R
   // Descriptor headroom: the webhook's cap must leave the admin port and a reserve free (EMFILE otherwise).
   const demands: DescriptorDemand[] = [
     { listener: 'webhook', ports: 1, maxConnections: config.maxConnections, perConnection: 1, clampable: true },
-    ...(config.adminPort === undefined ? [] : [{ listener: 'admin' as const, ports: 1, maxConnections: ADMIN_MAX_CONNECTIONS, perConnection: 1 as const, clampable: false }]),
+    ...(config.adminPort === undefined ? [] : [adminDescriptorDemand()]),
   ];
   const budget = fitDescriptorBudget(demands, CONTROL_PLANE_FD_RESERVE, readOpenFilesLimit());
   if (budget.clamped) process.stderr.write(`meshlet injector: the open-files limit is ${budget.limit}: connection caps lowered to keep ${budget.reserve} descriptors free (${describeClamp(demands, budget)})\n`);
@@ -81,7 +80,7 @@ export async function startInjector(config: Readonly<InjectorConfig>): Promise<R
       registry,
       connections: () => [],
       readiness: () => ({ ready: server.listening, checks: { webhook: { ok: server.listening } } }),
-      guard: new ConnectionGuard({ listener: 'admin', maxConnections: ADMIN_MAX_CONNECTIONS, observer: listeners }),
+      guard: new ConnectionGuard({ listener: 'admin', maxConnections: budget.caps.get('admin')!, observer: listeners }),
     });
     adminPort = (await admin.listen(config.adminPort, config.host)).port;
   }

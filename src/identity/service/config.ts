@@ -1,11 +1,14 @@
 import { DEFAULT_TRUST_DOMAIN, parseSpiffeId } from '../spiffe-id.ts';
 import { absolutePath, deepFreeze, durationField, EnvReader, FieldError, hostPort, LOG_LEVEL_ENV, oneOf, positiveInt, text, trustDomain, type Env, type EnvVar } from '../../config/env.ts';
+import { formatDuration } from '../../config/duration.ts';
 import type { LogLevel } from '../../log/logger.ts';
+import { IDENTITY_CONNECTION_DEFAULTS } from './server.ts';
 
 /**
  * `meshlet identity`'s configuration: every variable listed once here with its default;
  * `meshlet identity --help` and docs/identity-service.md show this list. All variables are
- * read and every bad one reported together before the process refuses to start.
+ * read and every bad one reported together before the process refuses to start. The Certify
+ * listener's connection limits default to IDENTITY_CONNECTION_DEFAULTS (server.ts), declared there once.
  */
 export type TokenAuthMode = 'token-review' | 'jwks' | 'both';
 
@@ -88,9 +91,9 @@ export const IDENTITY_ENV = {
   jwksCaFile: { name: 'MESHLET_JWKS_CA_FILE', default: '', description: 'jwks/both: PEM roots of the JWKS host (default: MESHLET_KUBERNETES_CA_FILE)', parse: optionalAbsolutePath },
   rateBurst: { name: 'MESHLET_IDENTITY_RATE_BURST', default: '10', description: 'Certify calls one identity may make at once', parse: positiveInt },
   rateRefillMs: { name: 'MESHLET_IDENTITY_RATE_REFILL', default: '1m', description: 'one more call per identity is allowed after each such interval', parse: durationField },
-  maxConnections: { name: 'MESHLET_IDENTITY_MAX_CONNECTIONS', default: '4096', description: 'open Certify connections at most; more are closed at accept and counted (lowered at start to fit the open-files limit)', parse: positiveInt },
-  handshakeTimeoutMs: { name: 'MESHLET_IDENTITY_HANDSHAKE_TIMEOUT', default: '10s', description: 'a connection that has not finished its TLS handshake this long after accept is closed', parse: durationField },
-  idleTimeoutMs: { name: 'MESHLET_IDENTITY_IDLE_TIMEOUT', default: '5m', description: 'a connection with no call in flight this long is closed (the client reconnects on its next call)', parse: durationField },
+  maxConnections: { name: 'MESHLET_IDENTITY_MAX_CONNECTIONS', default: String(IDENTITY_CONNECTION_DEFAULTS.maxConnections), description: 'open Certify connections at most; more are closed at accept and counted (lowered at start to fit the open-files limit)', parse: positiveInt },
+  handshakeTimeoutMs: { name: 'MESHLET_IDENTITY_HANDSHAKE_TIMEOUT', default: formatDuration(IDENTITY_CONNECTION_DEFAULTS.handshakeTimeoutMs), description: 'a connection that has not finished its TLS handshake this long after accept is closed', parse: durationField },
+  idleTimeoutMs: { name: 'MESHLET_IDENTITY_IDLE_TIMEOUT', default: formatDuration(IDENTITY_CONNECTION_DEFAULTS.idleTimeoutMs), description: 'a connection with no call in flight this long is closed (the client reconnects on its next call)', parse: durationField },
   logLevel: LOG_LEVEL_ENV,
 } satisfies Record<string, EnvVar<unknown>>;
 

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
-import { ADMIN_MAX_CONNECTIONS, AdminServer } from '../../admin/admin-server.ts';
+import { adminDescriptorDemand, AdminServer } from '../../admin/admin-server.ts';
 import { ListenerMetrics } from '../../metrics/listener-metrics.ts';
 import { ConnectionGuard } from '../../net/connection-guard.ts';
 import { CONTROL_PLANE_FD_RESERVE, DescriptorBudgetError, describeClamp, fitDescriptorBudget, readOpenFilesLimit, type DescriptorDemand } from '../../net/descriptor-budget.ts';
@@ -83,7 +83,7 @@ export async function startIdentityProcess(config: Readonly<IdentityServiceConfi
   // certificate reloads their descriptors (EMFILE otherwise).
   const demands: DescriptorDemand[] = [
     { listener: 'identity', ports: 1, maxConnections: config.maxConnections, perConnection: 1, clampable: true },
-    ...(config.adminListen ? [{ listener: 'admin' as const, ports: 1, maxConnections: ADMIN_MAX_CONNECTIONS, perConnection: 1 as const, clampable: false }] : []),
+    ...(config.adminListen ? [adminDescriptorDemand()] : []),
   ];
   let budget;
   try {
@@ -111,7 +111,7 @@ export async function startIdentityProcess(config: Readonly<IdentityServiceConfi
       registry,
       connections: () => [],
       readiness: () => ({ ready: true, checks: { ca: { ok: true, detail: ca.trustDomain }, listener: { ok: true, detail: `:${port}` } } }),
-      guard: new ConnectionGuard({ listener: 'admin', maxConnections: ADMIN_MAX_CONNECTIONS, observer: listeners }),
+      guard: new ConnectionGuard({ listener: 'admin', maxConnections: budget.caps.get('admin')!, observer: listeners }),
     });
     adminPort = (await admin.listen(config.adminListen.port, config.adminListen.host)).port;
   }

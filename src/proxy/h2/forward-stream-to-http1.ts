@@ -1,20 +1,22 @@
 import type { ServerHttp2Stream } from 'node:http2';
 import { PassThrough } from 'node:stream';
-import type { Dispatcher } from 'undici';
-import { ProxyError } from '../http/errors.ts';
+import type { ProxyError } from '../http/errors.ts';
 import type { NextHop } from '../http/forward-request.ts';
+import type { UpstreamHandler, UpstreamRequest } from '../upstream/upstream.ts';
 import { forwardResponseHeaders } from '../http/headers.ts';
 import type { StreamFailure } from './forward-stream.ts';
 import { h2HeadersFromFlat } from './stream-headers.ts';
 
 /**
  * Forwards one HTTP/2 stream to an HTTP/1.1 next hop (an app on an `http` port) through its
- * HTTP/1.1 pool, with the same dispatch-handler approach as forward-request.ts: the body
- * streams both ways with backpressure; HTTP/1.1 trailers (rare) are relayed as HTTP/2
- * trailers. Nothing is retried: a stream's body is consumed as it is sent.
+ * HTTP/1.1 pool, through the same Upstream interface as forward-request.ts (upstream.ts): the
+ * body streams both ways with backpressure; HTTP/1.1 trailers (rare) are relayed as HTTP/2
+ * trailers. Nothing is retried: a stream's body is consumed as it is sent. A failure arrives
+ * named by the pool, as for an HTTP/1.1 caller (the same code for the same failure), and is
+ * answered as it is.
  */
 export function forwardStreamToHttp1(stream: ServerHttp2Stream, hop: NextHop, method: string, path: string, headers: string[], fail: StreamFailure): void {
-  const exchange = new StreamExchange(stream, hop, fail, {
+  const exchange = new StreamExchange(stream, fail, {
     method,
     path,
     headers,
@@ -30,19 +32,17 @@ export function forwardStreamToHttp1(stream: ServerHttp2Stream, hop: NextHop, me
   hop.pool.dispatch(exchange.options, exchange);
 }
 
-class StreamExchange implements Dispatcher.DispatchHandler {
-  readonly options: Dispatcher.DispatchOptions;
+class StreamExchange implements UpstreamHandler {
+  readonly options: UpstreamRequest;
   readonly #stream: ServerHttp2Stream;
-  readonly #hop: NextHop;
   readonly #fail: StreamFailure;
-  #abort: ((err?: Error) => void) | null = null;
+  #abort: (() => void) | null = null;
   #resume: (() => void) | null = null;
   #clientGone = false;
   #completed = false;
 
-  constructor(stream: ServerHttp2Stream, hop: NextHop, fail: StreamFailure, options: Dispatcher.DispatchOptions) {
+  constructor(stream: ServerHttp2Stream, fail: StreamFailure, options: UpstreamRequest) {
     this.#stream = stream;
-    this.#hop = hop;
     this.#fail = fail;
     this.options = options;
   }
@@ -59,7 +59,7 @@ class StreamExchange implements Dispatcher.DispatchHandler {
     this.#resume?.();
   };
 
-  onConnect(abort: (err?: Error) => void): void {
+  onConnect(abort: () => void): void {
     this.#abort = abort;
     if (this.#clientGone) abort();
   }
@@ -84,11 +84,9 @@ class StreamExchange implements Dispatcher.DispatchHandler {
     stream.end();
   }
 
-  onError(err: Error): void {
+  onError(err: ProxyError): void {
     if (this.#clientGone) return;
-    const code = String((err as { code?: unknown }).code ?? '');
-    const perr = err instanceof ProxyError ? err : new ProxyError('MESHLET_UPSTREAM_RESET', `${this.#hop.label} closed the connection before responding: ${code || err.message}`, { cause: err });
-    this.#fail(this.#stream, perr, false);
+    this.#fail(this.#stream, err, false);
   }
 }
 

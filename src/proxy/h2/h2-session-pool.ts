@@ -54,7 +54,8 @@ export class H2SessionPool {
 
   async #connect(): Promise<http2.ClientHttp2Session> {
     if (this.#destroyed) throw new ProxyError('MESHLET_UPSTREAM_CONNECT_FAILED', `${this.label}: the sidecar is shutting down`);
-    const socket = await connectTrackedNextHop(this.#target, this.#ctx);
+    const tracked = await connectTrackedNextHop(this.#target, this.#ctx);
+    const socket = tracked.socket;
     const where = `${this.#target.label} at ${this.#target.host}:${this.#target.port}`;
     if (this.#target.tlsOptions && (socket as tls.TLSSocket).alpnProtocol !== 'h2') {
       socket.destroy();
@@ -70,8 +71,7 @@ export class H2SessionPool {
       // timeouts.streamIdleMs ends it (504) — slower than the HTTP/1.1 pool's fail-fast queue.
       peerMaxConcurrentStreams: 1000,
     });
-    const tracked = this.#ctx.registry.of(socket);
-    if (tracked !== undefined) this.#tracked.set(session, tracked);
+    this.#tracked.set(session, tracked);
     session.on('error', () => {
       // Streams in flight see their own error; the next stream opens a new session.
     });

@@ -1,5 +1,6 @@
 import type { Duplex } from 'node:stream';
-import { malformedRequest, ProxyError, rawErrorResponse, type ProxyErrorCode } from './errors.ts';
+import { malformedRequest, ProxyError, type ProxyErrorCode } from './errors.ts';
+import { rawErrorResponse } from '../pipeline/caller-answer.ts';
 
 // Client connections answered with a refusal that closes them (a framing doubt: smuggling,
 // RFC 9112 §6.1, §3.2; too many or too large header fields). node:http may already have parsed

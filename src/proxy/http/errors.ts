@@ -1,13 +1,13 @@
-import { STATUS_CODES, type ServerResponse } from 'node:http';
-import { constants as h2constants, type ServerHttp2Stream } from 'node:http2';
 import { MeshletError } from '../../errors/meshlet-error.ts';
 
 /**
- * Every way a proxied HTTP request can fail, and the ONE place that turns such a failure into
- * what the client sees: a status, an `x-meshlet-error: <code>` header and a small JSON body;
- * for a gRPC call (HTTP/2, content-type application/grpc) a trailers-only response with
- * `grpc-status` (the catalog's grpcStatus: 7 PERMISSION_DENIED for a denial, which gRPC
- * clients do not retry; 14 UNAVAILABLE when the next hop failed, which they may).
+ * Every way a proxied HTTP request can fail, each with its HTTP status and gRPC status. A
+ * failure is made once, where it happens (parser, limits, policy, pool, connect, TLS), as a
+ * ProxyError with a code from this catalog; src/proxy/pipeline/caller-answer.ts is the ONE place that turns it into what the caller
+ * sees, the same for every protocol: a status, an `x-meshlet-error: <code>` header and a small
+ * JSON body; for a gRPC call (HTTP/2, content-type application/grpc) a trailers-only response
+ * with `grpc-status` (7 PERMISSION_DENIED for a denial, which gRPC clients do not retry; 14
+ * UNAVAILABLE when the next hop failed, which they may).
  * The catalog is the contract documented in docs/proxy.md (a test keeps the two in sync).
  */
 export const PROXY_ERROR_CATALOG = {
@@ -89,108 +89,13 @@ export function idleTimeout(onClient: boolean, label: string, idleMs: number): P
     : new ProxyError('MESHLET_UPSTREAM_TIMEOUT', `no byte from ${label} for ${idleMs} ms (timeouts.streamIdleMs)`);
 }
 
-/** The body a client gets; stable field names (documented). */
-export function errorBody(err: ProxyError): string {
-  return JSON.stringify({ error: { code: err.code, message: err.message, ...err.details } });
-}
-
 /** Any thrown value -> ProxyError, so the responder never sees an uncoded failure. */
 export function asProxyError(err: unknown): ProxyError {
   if (err instanceof ProxyError) return err;
   return new ProxyError('MESHLET_INTERNAL', 'internal proxy error', { cause: err });
 }
 
-/**
- * Sends the error response for `err` on `res`, or — when the response head already went out
- * (the upstream died mid-body) — destroys the client connection, which is the only honest
- * signal left: a truncated body must never look complete.
- */
-export function respondWithError(res: ServerResponse, err: unknown): void {
-  const perr = asProxyError(err);
-  if (res.headersSent || res.writableEnded) {
-    res.destroy(perr);
-    return;
-  }
-  const body = errorBody(perr);
-  const headers: string[] = [
-    'content-type', 'application/json',
-    'content-length', String(Buffer.byteLength(body)),
-    MESHLET_ERROR_HEADER, perr.code,
-  ];
-  if (perr.closeConnection) headers.push('connection', 'close');
-  res.writeHead(perr.status, headers);
-  res.end(body);
-}
-
-/**
- * The raw bytes of an error response for a connection that never produced a request object
- * (the parser refused the head: node:http's 'clientError'). Always closes the connection.
- */
-export function rawErrorResponse(err: ProxyError): string {
-  const body = errorBody(err);
-  return (
-    `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? 'Error'}\r\n` +
-    `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
-    `${MESHLET_ERROR_HEADER}: ${err.code}\r\nconnection: close\r\n\r\n${body}`
-  );
-}
-
 /** gRPC's own framing of a request is its content-type (gRPC over HTTP/2 spec: application/grpc[+proto|+json|;…]). */
 export function isGrpcContentType(contentType: string | undefined): boolean {
   return contentType !== undefined && contentType.startsWith('application/grpc');
-}
-
-/** gRPC's percent-encoding of grpc-message: everything outside 0x20-0x7E, and "%", as %XX of UTF-8. */
-export function encodeGrpcMessage(message: string): string {
-  let out = '';
-  for (const byte of Buffer.from(message, 'utf8')) {
-    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : '%' + byte.toString(16).toUpperCase().padStart(2, '0');
-  }
-  return out;
-}
-
-/** The grpc-message of a failure: the message, plus the denying route and reason when there are some. */
-function grpcMessage(err: ProxyError): string {
-  const reason = err.details?.reason;
-  if (reason == null) return err.message;
-  const route = err.details?.route;
-  return `${err.message}${route ? ` (route ${route})` : ''}: ${reason}`;
-}
-
-/**
- * The HTTP/2 counterpart of respondWithError, for one stream. gRPC calls get a trailers-only
- * response (`:status 200`, content-type application/grpc, grpc-status, percent-encoded
- * grpc-message): a HEADERS frame that ends the stream, which is what gRPC clients read as
- * the call's status. Anything else gets the same status and JSON body as HTTP/1.1. When the
- * response head already went out, the stream is reset (INTERNAL_ERROR): a truncated body or
- * a missing grpc-status must never look like a complete answer.
- */
-export function respondStreamWithError(stream: ServerHttp2Stream, err: unknown, grpc: boolean): void {
-  const perr = asProxyError(err);
-  if (stream.destroyed || stream.closed) return;
-  if (stream.headersSent) {
-    stream.close(h2constants.NGHTTP2_INTERNAL_ERROR);
-    return;
-  }
-  if (grpc) {
-    stream.respond(
-      {
-        ':status': 200,
-        'content-type': 'application/grpc',
-        'grpc-status': String(PROXY_ERROR_CATALOG[perr.code].grpcStatus),
-        'grpc-message': encodeGrpcMessage(grpcMessage(perr)),
-        [MESHLET_ERROR_HEADER]: perr.code,
-      },
-      { endStream: true },
-    );
-    return;
-  }
-  const body = errorBody(perr);
-  stream.respond({
-    ':status': perr.status,
-    'content-type': 'application/json',
-    'content-length': String(Buffer.byteLength(body)),
-    [MESHLET_ERROR_HEADER]: perr.code,
-  });
-  stream.end(body);
 }

@@ -1,15 +1,14 @@
 import type * as http from 'node:http';
-import type { Dispatcher } from 'undici';
-import type { UpstreamDispatcher } from '../upstream/http1-pool.ts';
+import { ClosedBeforeResponse, type Upstream, type UpstreamHandler, type UpstreamRequest } from '../upstream/upstream.ts';
 import type { TrackedConnection } from '../connection-registry.ts';
 import type { UpstreamObserver } from '../request-observation.ts';
 import type { ForwardedHead } from './headers.ts';
 import { forwardResponseHeaders } from './headers.ts';
-import { ProxyError } from './errors.ts';
+import type { ProxyError } from './errors.ts';
 
 /** Where one request goes: the pool of the next hop. */
 export interface NextHop {
-  readonly pool: UpstreamDispatcher;
+  readonly pool: Upstream;
   /** For error messages: "app port 8080", "peer sidecar 10.0.0.7:15006 for orders:80 (spiffe://…)". */
   readonly label: string;
 }
@@ -28,8 +27,8 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 /**
  * Forwards one parsed request to `hop` and streams the response back.
  *
- * Why a dispatch() contract with a handler object (undici's shape, served by meshlet's own
- * Http1Pool) rather than http.request: measured on the hop bench (docs/proxy.md), the
+ * Why meshlet's Upstream interface — dispatch() with a handler object (upstream.ts), served by
+ * meshlet's own Http1Pool — rather than http.request: measured on the hop bench (docs/proxy.md), the
  * per-request cost of the client leg was the largest part of the sidecar's CPU. dispatch()
  * takes a plain handler — no ClientRequest, no response stream object, no promise — and this
  * handler writes straight into node:http's ServerResponse with backpressure (onData returns
@@ -40,12 +39,14 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
  * instead of two.
  *
  * A bodiless idempotent request whose pooled connection closes before any response (the
- * app closed its idle keep-alive socket as we picked it) is retried once on a fresh
- * connection; nothing else is ever retried.
+ * app closed its idle keep-alive socket as we picked it: the pool names it a
+ * ClosedBeforeResponse) is retried once on a fresh connection; nothing else is ever retried.
+ * Every failure arrives already named as the ProxyError the client is to see (by the pool,
+ * the connector, the response parser): this only answers with it.
  */
 export function forwardRequest(req: http.IncomingMessage, res: http.ServerResponse, hop: NextHop, path: string, head: ForwardedHead, proxy: ForwardingProxy, observer: UpstreamObserver | null = null): void {
   const hasBody = head.chunked || (head.contentLength !== '' && head.contentLength !== '0');
-  const exchange = new Exchange(req, res, hop, proxy, observer, {
+  const exchange = new Exchange(res, hop, proxy, observer, {
     path,
     method: req.method ?? 'GET',
     headers: head.headers,
@@ -56,21 +57,19 @@ export function forwardRequest(req: http.IncomingMessage, res: http.ServerRespon
   hop.pool.dispatch(exchange.options, exchange);
 }
 
-class Exchange implements Dispatcher.DispatchHandler {
-  readonly options: Dispatcher.DispatchOptions;
-  readonly #req: http.IncomingMessage;
+class Exchange implements UpstreamHandler {
+  readonly options: UpstreamRequest;
   readonly #res: http.ServerResponse;
   readonly #hop: NextHop;
   readonly #proxy: ForwardingProxy;
   /** Outbound: hears which next-hop connection carries the request (its verified server identity labels it). */
   readonly #observer: UpstreamObserver | null;
-  #abort: ((err?: Error) => void) | null = null;
+  #abort: (() => void) | null = null;
   #resume: (() => void) | null = null;
   #retried = false;
   #clientGone = false;
 
-  constructor(req: http.IncomingMessage, res: http.ServerResponse, hop: NextHop, proxy: ForwardingProxy, observer: UpstreamObserver | null, options: Dispatcher.DispatchOptions) {
-    this.#req = req;
+  constructor(res: http.ServerResponse, hop: NextHop, proxy: ForwardingProxy, observer: UpstreamObserver | null, options: UpstreamRequest) {
     this.#res = res;
     this.#hop = hop;
     this.#proxy = proxy;
@@ -89,7 +88,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#resume?.();
   };
 
-  onConnect(abort: (err?: Error) => void, upstream?: TrackedConnection): void {
+  onConnect(abort: () => void, upstream?: TrackedConnection): void {
     this.#abort = abort;
     if (upstream !== undefined) this.#observer?.upstreamConnected(upstream);
     if (this.#clientGone) abort();
@@ -118,38 +117,25 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#res.end();
   }
 
-  onError(err: Error): void {
+  onError(err: ProxyError): void {
     const res = this.#res;
     if (this.#clientGone) return;
     if (res.headersSent) {
       // The next hop died mid-body: a truncated body must never look complete. An idle
       // timeout is the sidecar's own decision, so it is counted (respondWithError cuts too).
-      if (err instanceof ProxyError && (err.code === 'MESHLET_UPSTREAM_TIMEOUT' || err.code === 'MESHLET_REQUEST_TIMEOUT')) this.#proxy.fail(res, err);
+      if (err.code === 'MESHLET_UPSTREAM_TIMEOUT' || err.code === 'MESHLET_REQUEST_TIMEOUT') this.#proxy.fail(res, err);
       else res.destroy();
       return;
     }
-    if (!this.#retried && this.options.body === null && (err as { code?: string }).code === 'UND_ERR_SOCKET' && IDEMPOTENT.has(this.options.method)) {
+    if (!this.#retried && err instanceof ClosedBeforeResponse && this.options.body === null && IDEMPOTENT.has(this.options.method)) {
       this.#retried = true;
       this.#hop.pool.dispatch(this.options, this);
       return;
     }
-    this.#proxy.fail(res, upstreamFailure(err, this.#hop.label, this.#req));
+    this.#proxy.fail(res, err);
   }
 }
 
 function uncork(res: http.ServerResponse): void {
   res.uncork();
-}
-
-/** Names the failure of an exchange with the next hop (connect failures arrive already named). */
-function upstreamFailure(err: Error, where: string, req: http.IncomingMessage): ProxyError {
-  if (err instanceof ProxyError) return err;
-  const code = String((err as { code?: unknown }).code ?? '');
-  if (err.name === 'HTTPParserError' || code === 'UND_ERR_HEADERS_OVERFLOW' || err.message === 'bad response') {
-    return new ProxyError('MESHLET_UPSTREAM_BAD_RESPONSE', `unparsable response from ${where}: ${code || err.message}`, { cause: err });
-  }
-  if (code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH' || req.errored) {
-    return new ProxyError('MESHLET_BAD_REQUEST', `the request body did not match its framing: ${err.message}`, { cause: err, closeConnection: true });
-  }
-  return new ProxyError('MESHLET_UPSTREAM_RESET', `${where} closed the connection before responding: ${code || err.message}`, { cause: err });
 }

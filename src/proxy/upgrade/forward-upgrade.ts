@@ -1,7 +1,7 @@
 import * as http from 'node:http';
 import type * as net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { ProxyError, rawErrorResponse } from '../http/errors.ts';
+import { ProxyError } from '../http/errors.ts';
 import { forwardResponseHeaders } from '../http/headers.ts';
 
 /**
@@ -28,12 +28,6 @@ export interface UpgradeRequest {
 /** Upgrade tokens refused: h2c through a tunnel would carry HTTP/2 requests the policy never sees ("h2c smuggling"). */
 export function refusedUpgrade(upgrade: string): boolean {
   return upgrade.split(',').some((t) => t.trim().toLowerCase() === 'h2c');
-}
-
-/** Writes a catalog error on a socket that has not been upgraded, and closes it. */
-export function failUpgrade(client: Duplex, err: ProxyError): void {
-  if (client.writable) client.end(rawErrorResponse(err));
-  else client.destroy();
 }
 
 export function forwardUpgrade(

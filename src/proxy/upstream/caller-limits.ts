@@ -1,8 +1,8 @@
 import type { ServerHttp2Stream } from 'node:http2';
-import type { Dispatcher } from 'undici';
 import { ProxyError } from '../http/errors.ts';
 import type { NextHop } from '../http/forward-request.ts';
-import type { Http1Pool, InFlightSlot, UpstreamDispatcher } from './http1-pool.ts';
+import type { Http1Pool } from './http1-pool.ts';
+import type { InFlightSlot, Upstream, UpstreamHandler, UpstreamRequest } from './upstream.ts';
 
 /**
  * Inbound fairness for one app port (issue 11 item 5: "one caller starves everyone"): a caller
@@ -14,7 +14,7 @@ import type { Http1Pool, InFlightSlot, UpstreamDispatcher } from './http1-pool.t
  *
  * In flight means from admission until the app is done with it, not until the caller is: an
  * HTTP/1.1 exchange holds its share while it waits for a connection, while it runs, and while
- * the pool drains the response of a cancelled request (http1-pool.ts InFlightSlot), so
+ * the pool drains the response of a cancelled request (upstream.ts InFlightSlot), so
  * cancelling (HTTP/2 rapid reset) never buys a caller more than its share. An HTTP/2 stream
  * forwarded on the app's HTTP/2 session holds it until the stream closes (which cancels the
  * app's stream too).
@@ -71,7 +71,7 @@ export class CallerLimits {
   }
 }
 
-class CallerShare implements UpstreamDispatcher, InFlightSlot {
+class CallerShare implements Upstream, InFlightSlot {
   readonly hop: NextHop;
   readonly #pool: Http1Pool;
   readonly #label: string;
@@ -87,13 +87,13 @@ class CallerShare implements UpstreamDispatcher, InFlightSlot {
     this.hop = { pool: this, label };
   }
 
-  dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+  dispatch(request: UpstreamRequest, handler: UpstreamHandler): boolean {
     if (this.inFlight >= this.#max) {
-      handler.onError?.(this.refusal());
+      handler.onError(this.refusal());
       return false;
     }
     this.inFlight++;
-    return this.#pool.dispatch(options, handler, this);
+    return this.#pool.dispatch(request, handler, this);
   }
 
   readonly release = (): void => {

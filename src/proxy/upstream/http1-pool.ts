@@ -1,33 +1,18 @@
 import type * as net from 'node:net';
-import type * as tls from 'node:tls';
 import type { Readable } from 'node:stream';
-import type { Dispatcher } from 'undici';
 import { idleTimeout, ProxyError } from '../http/errors.ts';
 import type { ProxySettings } from '../config.ts';
-import type { ConnectionDirection, ConnectionRegistry, TrackedConnection } from '../connection-registry.ts';
-import { connectNextHop, type UpstreamTarget, originatedPeer } from './next-hop-connect.ts';
+import type { TrackedConnection } from '../connection-registry.ts';
+import { connectTrackedNextHop, type NextHopContext, type UpstreamTarget } from './next-hop-connect.ts';
 import { Http1ResponseParser, ResponseParseError, type ResponseSink } from './response-parser.ts';
+import { ClosedBeforeResponse, type InFlightSlot, type Upstream, type UpstreamHandler, type UpstreamRequest } from './upstream.ts';
 
-export interface Http1PoolOptions {
-  readonly settings: ProxySettings;
-  readonly registry: ConnectionRegistry;
-  readonly direction: ConnectionDirection;
-}
-
-/**
- * undici's legacy handler, whose onConnect also receives the /connections entry of the pooled
- * connection the exchange runs on (meshlet's pool passes it; a handler may ignore it).
- */
-export interface UpstreamHandler extends Dispatcher.DispatchHandler {
-  onConnect?(abort: (err?: Error) => void, upstream?: TrackedConnection): void;
-}
+export type { InFlightSlot };
+export type Http1PoolOptions = NextHopContext;
 
 type Handler = UpstreamHandler;
-type Options = Dispatcher.DispatchOptions;
+type Options = UpstreamRequest;
 
-/** The code forward-request.ts retries a bodiless idempotent request on (undici's name for it, kept). */
-const SOCKET_CLOSED = 'UND_ERR_SOCKET';
-const CONTENT_LENGTH_MISMATCH = 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH';
 const PAYLOAD_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 /** The sweep's longest period; shorter when a timeout it enforces is short (a quarter of it). */
 const SWEEP_MS = 1_000;
@@ -39,14 +24,10 @@ const SWEEP_MS = 1_000;
  */
 export const DISCARD_LIMIT_BYTES = 64 * 1024;
 
-function socketClosed(message: string): Error {
-  return Object.assign(new Error(message), { code: SOCKET_CLOSED });
-}
-
 /**
- * A lean HTTP/1.1 keep-alive pool toward one next hop, speaking undici's dispatch() contract
- * (legacy handler: onConnect, onHeaders, onData, onComplete, onError) so forward-request.ts
- * uses it exactly as it used undici's Pool. One request at a time per connection (no
+ * A lean HTTP/1.1 keep-alive pool toward one next hop, implementing meshlet's Upstream
+ * interface (upstream.ts: dispatch() with a handler — onConnect, onHeaders, onData, onComplete,
+ * onError). One request at a time per connection (no
  * pipelining: a failure mid-pipeline would fail requests the client never saw answered); the
  * request head is built as ONE string and written in one corked write; the response is read
  * by the strict parser in response-parser.ts (head limit: 4x limits.maxHeaderBytes, since
@@ -55,10 +36,14 @@ function socketClosed(message: string): Error {
  * Header names and values are written as given: they come from node's strict request parser
  * through forwardHeaders() (no CR, LF or NUL can be in them).
  *
- * Failures keep the codes forward-request.ts reads: a connection that closes before any
- * response byte is `UND_ERR_SOCKET` (the one case it retries, for bodiless idempotent
- * requests), a body shorter than its Content-Length `UND_ERR_REQ_CONTENT_LENGTH_MISMATCH`;
- * everything else is already the ProxyError the client will see.
+ * Every failure is named here, where it happens, as the ProxyError the caller will see
+ * (connect failures by next-hop-connect.ts): a connection that closes or fails before any
+ * response byte is 502 MESHLET_UPSTREAM_RESET as a ClosedBeforeResponse (the one failure
+ * forward-request.ts retries, for bodiless idempotent requests), after it 502
+ * MESHLET_UPSTREAM_RESET; a response the parser refuses 502 MESHLET_UPSTREAM_BAD_RESPONSE; a
+ * request body that does not match its Content-Length, or whose stream errors or closes before
+ * its end, 400 MESHLET_BAD_REQUEST (closing the caller's connection) — the same for every
+ * protocol the caller spoke.
  *
  * Overload is refused fast, never queued without bound (issue 11 item 5): beyond
  * limits.maxConnectionsPerUpstream a request waits in a FIFO of at most
@@ -73,26 +58,6 @@ function socketClosed(message: string): Error {
  * written costs the app nothing; after, the connection is kept when the request is complete
  * on the wire (its response is read and dropped, up to DISCARD_LIMIT_BYTES).
  */
-/**
- * What the forwarding code needs of a pool: undici's dispatch() contract (handler callbacks),
- * without undici itself — loading undici costs a sidecar ~30 MB of heap for nothing (measured).
- */
-export interface UpstreamDispatcher {
-  dispatch(options: Options, handler: Handler): boolean;
-  destroy(): Promise<void>;
-}
-
-/**
- * Held by one exchange from its admission until the next hop is done with it (response read to
- * its end — or dropped —, connection closed, or the request refused/dropped before it was
- * written); released exactly once. Inbound fairness counts in-flight requests per caller with it
- * (upstream/caller-limits.ts): a caller who cancels does not get its share back while the app
- * is still busy with what it asked.
- */
-export interface InFlightSlot {
-  release(): void;
-}
-
 interface Waiter {
   readonly options: Options;
   readonly handler: Handler;
@@ -100,7 +65,7 @@ interface Waiter {
   readonly since: number;
 }
 
-export class Http1Pool implements UpstreamDispatcher {
+export class Http1Pool implements Upstream {
   readonly target: UpstreamTarget;
   readonly #opts: Http1PoolOptions;
   readonly #hostHeader: string;
@@ -148,7 +113,7 @@ export class Http1Pool implements UpstreamDispatcher {
   dispatch(options: Options, handler: Handler, slot: InFlightSlot | null = null): boolean {
     if (this.#destroyed) {
       slot?.release();
-      queueMicrotask(() => handler.onError?.(socketClosed('the pool is closed')));
+      queueMicrotask(() => handler.onError(this.#closed()));
       return false;
     }
     const conn = this.#takeIdle();
@@ -162,7 +127,7 @@ export class Http1Pool implements UpstreamDispatcher {
     } else {
       const { maxConnectionsPerUpstream, maxPendingPerUpstream } = this.#opts.settings.limits;
       slot?.release();
-      handler.onError?.(new ProxyError('MESHLET_UPSTREAM_BUSY', `${this.target.label}: all ${maxConnectionsPerUpstream} connections are busy and ${maxPendingPerUpstream} requests already wait (limits.maxConnectionsPerUpstream, limits.maxPendingPerUpstream)`));
+      handler.onError(new ProxyError('MESHLET_UPSTREAM_BUSY', `${this.target.label}: all ${maxConnectionsPerUpstream} connections are busy and ${maxPendingPerUpstream} requests already wait (limits.maxConnectionsPerUpstream, limits.maxPendingPerUpstream)`));
       return false;
     }
     return true;
@@ -176,21 +141,16 @@ export class Http1Pool implements UpstreamDispatcher {
 
   #connect(options: Options, handler: Handler, slot: InFlightSlot | null): void {
     this.#connections++;
-    const { settings, registry, direction } = this.#opts;
-    connectNextHop(this.target, settings.timeouts, (err, socket) => {
-      if (err !== null || socket === null) {
+    connectTrackedNextHop(this.target, this.#opts, (err, tracked) => {
+      if (tracked === null) {
         this.#connections--;
         slot?.release();
-        handler.onError?.(err ?? new ProxyError('MESHLET_INTERNAL', 'no socket'));
+        handler.onError(err!);
         this.#next();
         return;
       }
-      const tracked = registry.track(direction, 'originated', socket);
-      if (this.target.tlsOptions) {
-        tracked.tlsVersion = (socket as tls.TLSSocket).getProtocol() ?? null;
-        tracked.peerIdentity = originatedPeer(this.target, socket);
-      }
-      const conn = new PooledConnection(this, socket, tracked);
+      const socket = tracked.socket;
+      const conn = new PooledConnection(this, tracked);
       this.#open.add(conn);
       this.#startSweep();
       socket.once('close', () => {
@@ -201,7 +161,7 @@ export class Http1Pool implements UpstreamDispatcher {
       if (this.#destroyed) {
         socket.destroy();
         slot?.release();
-        handler.onError?.(socketClosed('the pool is closed'));
+        handler.onError(this.#closed());
         return;
       }
       this.#serve(conn, options, handler, slot);
@@ -255,7 +215,7 @@ export class Http1Pool implements UpstreamDispatcher {
     while (this.#waiting.length > 0 && now - this.#waiting[0]!.since >= queueWaitMs) {
       const w = this.#waiting.shift()!;
       w.slot?.release();
-      w.handler.onError?.(new ProxyError('MESHLET_UPSTREAM_QUEUE_TIMEOUT', `${this.target.label}: no connection became free within ${queueWaitMs} ms (all ${this.#opts.settings.limits.maxConnectionsPerUpstream} busy; timeouts.queueWaitMs)`));
+      w.handler.onError(new ProxyError('MESHLET_UPSTREAM_QUEUE_TIMEOUT', `${this.target.label}: no connection became free within ${queueWaitMs} ms (all ${this.#opts.settings.limits.maxConnectionsPerUpstream} busy; timeouts.queueWaitMs)`));
     }
     for (const conn of this.#open) conn.checkIdle(now, streamIdleMs);
     for (let i = this.#idle.length - 1; i >= 0; i--) {
@@ -283,9 +243,14 @@ export class Http1Pool implements UpstreamDispatcher {
     this.#idle.length = 0;
     for (const w of this.#waiting.splice(0)) {
       w.slot?.release();
-      w.handler.onError?.(socketClosed('the pool is closed'));
+      w.handler.onError(this.#closed());
     }
     return Promise.resolve();
+  }
+
+  /** For a request that meets a destroyed pool (the sidecar is shutting down). */
+  #closed(): ProxyError {
+    return new ProxyError('MESHLET_UPSTREAM_RESET', `${this.target.label}: the connection pool is closed (the sidecar is shutting down)`);
   }
 }
 
@@ -319,7 +284,8 @@ class PooledConnection implements ResponseSink {
   #sweptActivity = -1;
   #quietSince = 0;
 
-  constructor(pool: Http1Pool, socket: net.Socket, tracked: TrackedConnection) {
+  constructor(pool: Http1Pool, tracked: TrackedConnection) {
+    const socket = tracked.socket;
     this.#pool = pool;
     this.socket = socket;
     this.tracked = tracked;
@@ -350,30 +316,28 @@ class PooledConnection implements ResponseSink {
     const method = options.method;
     // Per exchange, so a late abort from a finished exchange (its client went away while the
     // response was flushing) can never cut the next exchange on this reused connection. The
-    // second argument (undici's `context`) is this connection's /connections entry: outbound,
-    // the request is labelled with the server identity it verified.
-    handler.onConnect?.((err?: Error) => {
-      if (this.#handler === handler) this.#abort(err ?? new Error('request aborted'));
+    // second argument is this connection's /connections entry: outbound, the request is
+    // labelled with the server identity it verified.
+    handler.onConnect(() => {
+      if (this.#handler === handler) this.#abort(aborted());
     }, this.tracked);
     if (this.#handler !== handler) return false;
     this.#started = true;
     this.tracked.requests++;
     this.#parser.expect(method);
     let head = `${method} ${options.path} HTTP/1.1\r\n`;
-    const headers = options.headers as string[] | null | undefined;
+    const headers = options.headers;
     let hasHost = false;
     let contentLength = -1;
-    if (headers) {
-      for (let i = 0; i < headers.length; i += 2) {
-        const name = headers[i]!;
-        const value = headers[i + 1]!;
-        if (name.length === 4 && name.toLowerCase() === 'host') hasHost = true;
-        else if (name.length === 14 && name.toLowerCase() === 'content-length') contentLength = Number(value);
-        head += `${name}: ${value}\r\n`;
-      }
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i]!;
+      const value = headers[i + 1]!;
+      if (name.length === 4 && name.toLowerCase() === 'host') hasHost = true;
+      else if (name.length === 14 && name.toLowerCase() === 'content-length') contentLength = Number(value);
+      head += `${name}: ${value}\r\n`;
     }
     if (!hasHost) head += `host: ${this.#pool.hostHeader}\r\n`;
-    const body = (options.body ?? null) as Readable | null;
+    const body = options.body;
     this.#body = body;
     this.#bodySent = 0;
     this.#bodyExpected = contentLength;
@@ -403,13 +367,13 @@ class PooledConnection implements ResponseSink {
    * app. With half a request on the wire the connection is unusable and closed. With the whole
    * request out, the response is drained and the connection kept (DISCARD_LIMIT_BYTES).
    */
-  #abort(err: Error): void {
+  #abort(err: ProxyError): void {
     const handler = this.#handler!;
     if (!this.#started) {
       this.#handler = null;
       this.#finished = true;
       this.#releaseSlot();
-      handler.onError?.(err);
+      handler.onError(err);
       return;
     }
     if (!this.#bodyDone) {
@@ -421,7 +385,7 @@ class PooledConnection implements ResponseSink {
     this.#discarding = true;
     this.#discarded = 0;
     if (this.socket.isPaused()) this.socket.resume();
-    handler.onError?.(err);
+    handler.onError(err);
   }
 
   /**
@@ -487,18 +451,18 @@ class PooledConnection implements ResponseSink {
     this.#detachBody();
     if (this.#bodyChunked) this.socket.write('0\r\n\r\n');
     else if (this.#bodyExpected !== this.#bodySent) {
-      this.#fail(Object.assign(new Error(`request body of ${this.#bodySent} bytes, Content-Length said ${this.#bodyExpected}`), { code: CONTENT_LENGTH_MISMATCH }));
+      this.#fail(badRequestBody(`it ended after ${this.#bodySent} bytes, its Content-Length said ${this.#bodyExpected}`));
       return;
     }
     if (this.#finished) this.#settle();
   };
 
   readonly #onBodyError = (err: Error): void => {
-    this.#fail(err);
+    this.#fail(badRequestBody(`it failed before its end: ${errorCode(err)}`, err));
   };
 
   readonly #onBodyClose = (): void => {
-    if (!this.#bodyDone) this.#fail(socketClosed('the request body was cut short by the client'));
+    if (!this.#bodyDone) this.#fail(badRequestBody('it was cut short by the client'));
   };
 
   #detachBody(): void {
@@ -525,7 +489,7 @@ class PooledConnection implements ResponseSink {
       this.#parser.execute(chunk);
     } catch (err) {
       if (this.#discarding) this.socket.destroy();
-      else this.#fail(err instanceof ResponseParseError ? badResponse(this.#pool.target.label, err) : (err as Error));
+      else this.#fail(err instanceof ResponseParseError ? badResponse(this.#pool.target.label, err) : relayFailure(this.#pool.target.label, err));
     }
   };
 
@@ -538,7 +502,7 @@ class PooledConnection implements ResponseSink {
     }
   };
 
-  onResponseHead(status: number, rawHeaders: Buffer[], statusText: string): void {
+  onResponseHead(status: number, rawHeaders: Buffer[]): void {
     if (status >= 200) {
       const hint = keepAliveHintMs(rawHeaders);
       // Give up a pooled connection a second before the next hop would, so it is not reused as it closes.
@@ -547,7 +511,7 @@ class PooledConnection implements ResponseSink {
     const handler = this.#handler;
     if (handler === null) return;
     if (status >= 200) this.#resumeFor = handler;
-    if (handler.onHeaders?.(status, rawHeaders, this.#resume, statusText) === false) this.socket.pause();
+    if (!handler.onHeaders(status, rawHeaders, this.#resume)) this.socket.pause();
   }
 
   onResponseBody(chunk: Buffer): void {
@@ -556,7 +520,8 @@ class PooledConnection implements ResponseSink {
       if (this.#discarded > DISCARD_LIMIT_BYTES) this.socket.destroy();
       return;
     }
-    if (this.#handler?.onData?.(chunk) === false) this.socket.pause();
+    const handler = this.#handler;
+    if (handler !== null && !handler.onData(chunk)) this.socket.pause();
   }
 
   onResponseEnd(rawTrailers: Buffer[], reusable: boolean): void {
@@ -576,7 +541,7 @@ class PooledConnection implements ResponseSink {
       this.#detachBody();
     }
     this.#handler = null;
-    handler.onComplete?.(rawTrailers.length === 0 ? null : rawTrailers.map((b) => b.toString('latin1')));
+    handler.onComplete(rawTrailers.length === 0 ? null : rawTrailers.map((b) => b.toString('latin1')));
     this.#settle();
   }
 
@@ -609,7 +574,13 @@ class PooledConnection implements ResponseSink {
   };
 
   readonly #onSocketError = (err: Error): void => {
-    if (this.#handler !== null) this.#fail(this.#parser.started ? err : socketClosed(`${this.#pool.target.label}: ${err.message}`));
+    if (this.#handler === null) return;
+    const label = this.#pool.target.label;
+    this.#fail(
+      this.#parser.started
+        ? new ProxyError('MESHLET_UPSTREAM_RESET', `the connection to ${label} failed in the middle of the response: ${errorCode(err)}`, { cause: err })
+        : new ClosedBeforeResponse(`the connection to ${label} failed before a response: ${errorCode(err)}`, { cause: err }),
+    );
   };
 
   readonly #onClose = (): void => {
@@ -618,13 +589,13 @@ class PooledConnection implements ResponseSink {
     this.#releaseSlot();
   };
 
-  #closedError(): Error {
+  #closedError(): ProxyError {
     return this.#parser.started
       ? new ProxyError('MESHLET_UPSTREAM_RESET', `${this.#pool.target.label} closed the connection in the middle of the response`)
-      : socketClosed(`${this.#pool.target.label} closed the connection before responding`);
+      : new ClosedBeforeResponse(`${this.#pool.target.label} closed the connection before responding`);
   }
 
-  #fail(err: Error): void {
+  #fail(err: ProxyError): void {
     const handler = this.#handler;
     this.#handler = null;
     this.#finished = true;
@@ -633,7 +604,7 @@ class PooledConnection implements ResponseSink {
     this.#detachBody();
     this.socket.destroy();
     this.#releaseSlot();
-    handler?.onError?.(err);
+    handler?.onError(err);
   }
 }
 
@@ -643,6 +614,38 @@ function uncork(socket: net.Socket): void {
 
 function badResponse(label: string, err: ResponseParseError): ProxyError {
   return new ProxyError('MESHLET_UPSTREAM_BAD_RESPONSE', `unparsable response from ${label}: ${err.message}`, { cause: err });
+}
+
+/**
+ * The caller's request body did not match its framing — shorter than its Content-Length (the
+ * pool counts what it sends), or its stream failed or closed before its end: a failure of the
+ * request, named here for every protocol the caller spoke; its connection is closed after the
+ * answer (nothing after a framing doubt can be trusted).
+ */
+function badRequestBody(why: string, cause?: Error): ProxyError {
+  return new ProxyError('MESHLET_BAD_REQUEST', `the request body did not match its framing: ${why}`, { cause, closeConnection: true });
+}
+
+/**
+ * The handler's abort: the caller went away. Never answered (the handler that
+ * aborts has no one left to answer); the request is incomplete as far as the app is concerned.
+ */
+function aborted(): ProxyError {
+  return new ProxyError('MESHLET_BAD_REQUEST', 'request aborted');
+}
+
+/**
+ * Relaying a response head or chunk to the caller threw (the caller's side refused it): the
+ * exchange is cut as if the next hop had reset it, which is what the caller was always told.
+ */
+function relayFailure(label: string, err: unknown): ProxyError {
+  return new ProxyError('MESHLET_UPSTREAM_RESET', `relaying the response of ${label} failed: ${errorCode(err as Error)}`, { cause: err });
+}
+
+/** A raw error's code (ECONNRESET, EPIPE…) for a message, else its message. */
+function errorCode(err: Error): string {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' ? code : String(err?.message ?? err);
 }
 
 /** `Keep-Alive: timeout=N` (seconds) from a response head, in ms; -1 when absent. */

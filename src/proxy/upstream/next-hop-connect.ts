@@ -2,7 +2,8 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { ProxyError } from '../http/errors.ts';
 import { MeshletError } from '../../errors/meshlet-error.ts';
-import type { ProxyTimeouts } from '../config.ts';
+import type { ProxySettings, ProxyTimeouts } from '../config.ts';
+import type { ConnectionDirection, ConnectionRegistry, TrackedConnection } from '../connection-registry.ts';
 
 /** One next hop: the local app (plain TCP on loopback), a plaintext destination, or a peer sidecar (mTLS). */
 export interface UpstreamTarget {
@@ -22,8 +23,15 @@ export interface UpstreamTarget {
   readonly handshakeFailed?: (err: Error) => void;
 }
 
+/** What making a tracked connection to a next hop needs: the timeouts, and where connections are listed. */
+export interface NextHopContext {
+  readonly settings: ProxySettings;
+  readonly registry: ConnectionRegistry;
+  readonly direction: ConnectionDirection;
+}
+
 /** The verified peer of an originated mTLS connection, or null when unknown (plaintext, no hook). */
-export function originatedPeer(target: UpstreamTarget, socket: net.Socket): string | null {
+function originatedPeer(target: UpstreamTarget, socket: net.Socket): string | null {
   if (!target.peerIdentity) return null;
   try {
     return target.peerIdentity(socket as tls.TLSSocket);
@@ -33,6 +41,29 @@ export function originatedPeer(target: UpstreamTarget, socket: net.Socket): stri
 }
 
 export type NextHopConnected = (err: ProxyError | null, socket: net.Socket | null) => void;
+export type TrackedNextHopConnected = (err: ProxyError | null, conn: TrackedConnection | null) => void;
+
+/**
+ * THE way to make a connection to an HTTP next hop — used by the HTTP/1.1 pool (http1-pool.ts),
+ * the HTTP/2 session pool and Upgrade tunnels (through http/next-hop-socket.ts): connectNextHop,
+ * then the connection is tracked in /connections ONCE, as `originated`, with the TLS version and
+ * the verified server identity filled in the same tick (before the registry's onOpened hears of
+ * it), and handed over as that TrackedConnection (its `socket` is the connection).
+ */
+export function connectTrackedNextHop(target: UpstreamTarget, { settings, registry, direction }: NextHopContext, done: TrackedNextHopConnected): void {
+  connectNextHop(target, settings.timeouts, (err, socket) => {
+    if (err !== null || socket === null) {
+      done(err ?? new ProxyError('MESHLET_INTERNAL', `${target.label}: connected without a socket`), null);
+      return;
+    }
+    const conn = registry.track(direction, 'originated', socket);
+    if (target.tlsOptions) {
+      conn.tlsVersion = (socket as tls.TLSSocket).getProtocol() ?? null;
+      conn.peerIdentity = originatedPeer(target, socket);
+    }
+    done(null, conn);
+  });
+}
 
 /**
  * Makes ONE new connection to a next hop — shared by the HTTP pool's connector and the opaque

@@ -1,49 +1,35 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import * as http from 'node:http';
 import type * as tls from 'node:tls';
-import { AdminServer } from '../../../src/admin/admin-server.ts';
-import { SidecarMetrics } from '../../../src/metrics/sidecar-metrics.ts';
+import { readSidecarConfig } from '../../../src/config/sidecar-env.ts';
+import { createLogger } from '../../../src/log/logger.ts';
 import { parseExposition, type Sample } from '../../../src/metrics/parse-exposition.ts';
-import { InboundProxy } from '../../../src/proxy/inbound/inbound-proxy.ts';
-import { closeServer, createMeshPki, listen, meshTlsFor } from '../proxy/support/mesh-fixture.ts';
+import { Sidecar } from '../../../src/sidecar/sidecar.ts';
 import { rawExchange } from '../proxy/support/raw-exchange.ts';
-import { DenyByPathAuthorizer, strictPathNormalizer } from '../proxy/support/stand-in-policy.ts';
-// The real inbound proxy, its ProxyObserver wired to SidecarMetrics as the sidecar wires it,
-// and the real admin server: refusals and handshake failures are scraped with exact values.
+import { FRONTEND_ID, meshOfTwo, svidFiles, type MeshOfTwo } from '../sidecar/mesh-of-two.ts';
+// The real sidecar (orders' of test/integration/sidecar/mesh-of-two.ts, configured by environment
+// only): its inbound proxy, SidecarMetrics and admin port as `meshlet sidecar` wires them.
+// Refusals and handshake failures are scraped from its /metrics with exact values. Its policy
+// closes /admin to frontend (only ops' operator may call it).
 describe('proxy refusals and handshake failures on /metrics', () => {
-  let metrics: SidecarMetrics;
-  let inbound: InboundProxy;
-  let admin: AdminServer;
-  let app: http.Server;
+  let mesh: MeshOfTwo;
+  let orders: Sidecar;
   let inboundPort: number;
   let adminBase: string;
   let clientTls: tls.ConnectionOptions;
 
   beforeAll(async () => {
-    const pki = await createMeshPki();
-    metrics = new SidecarMetrics({ processMetrics: false });
-    app = http.createServer((_req, res) => res.end('ok'));
-    const appPort = await listen(app);
-    inbound = new InboundProxy({
-      tls: meshTlsFor(pki.svids.orders),
-      authorizer: new DenyByPathAuthorizer(['/admin']),
-      normalizer: strictPathNormalizer,
-      ports: [{ listenPort: 0, appPort, protocol: 'http1' }],
-      listenHost: '127.0.0.1',
-      observer: metrics.observer,
-    });
-    await inbound.start();
-    inboundPort = inbound.boundPorts()[0]!.listenPort;
-    admin = new AdminServer({ readiness: () => ({ ready: true, checks: {} }), registry: metrics.registry, connections: () => inbound.registry.list() });
-    adminBase = `http://127.0.0.1:${(await admin.listen(0, '127.0.0.1')).port}`;
-    const f = pki.svids.frontend;
-    clientTls = { cert: f.certChainPem, key: f.privateKeyPem, ca: f.bundlePem, minVersion: 'TLSv1.3', checkServerIdentity: () => undefined };
+    mesh = await meshOfTwo();
+    orders = new Sidecar(readSidecarConfig(mesh.ordersEnv), { logger: createLogger({ name: 'sidecar', level: 'error' }) });
+    await orders.start();
+    inboundPort = mesh.ports.ordersInbound;
+    adminBase = `http://127.0.0.1:${mesh.ports.ordersAdmin}`;
+    const f = await svidFiles(mesh.ca, FRONTEND_ID);
+    clientTls = { cert: f['tls.crt'], key: f['tls.key'], ca: f['ca.crt'], minVersion: 'TLSv1.3', checkServerIdentity: () => undefined };
   });
 
   afterAll(async () => {
-    await admin?.close();
-    await inbound?.drain();
-    if (app) await closeServer(app);
+    await orders?.stop();
+    await mesh?.close();
   });
 
   async function samples(): Promise<Sample[]> {

@@ -1,92 +1,61 @@
-import { createServer, request, Agent, type Server } from 'node:http';
-import { mkdtemp, rm } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { decide } from '../../../src/policy/decide.ts';
-import { ProxyError, respondWithError } from '../../../src/proxy/http/errors.ts';
-import { normalizePath } from '../../../src/policy/normalize-path.ts';
-import { PolicyStore } from '../../../src/policy/store.ts';
-import { kubeletWrite } from '../../support/kubelet-volume.ts';
+import { Agent, request } from 'node:https';
+import type { Socket } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTwoSidecars, type TwoSidecars } from '../metrics/two-sidecars.ts';
+import { FRONTEND_ID, svidFiles } from '../sidecar/mesh-of-two.ts';
 
-// The peer the (stand-in) inbound listener verified for its one connection. In the sidecar it
-// comes from the mTLS handshake; here the point is the policy lookup per request.
-const PEER = 'spiffe://cluster.local/ns/web/sa/frontend';
-
-const policy = (path: string) => `apiVersion: policy.meshlet.io/v1alpha1
+/**
+ * A policy change reaches a connection that is already open: the real orders sidecar (env
+ * only, its policy mounted as kubelet mounts a ConfigMap) is called by frontend's identity over
+ * ONE keep-alive mTLS connection; after the ..data swap the next request on that same
+ * connection is decided by the new policy.
+ */
+const policy = (appPort: number, prefix: string) => `apiVersion: policy.meshlet.io/v1alpha1
 kind: AuthorizationPolicy
 spec:
   servers:
     - name: orders
       selector: { serviceAccount: orders }
-      ports: [{ port: 8080, protocol: http }]
+      ports: [{ port: ${appPort}, protocol: http }]
       routes:
         - name: open
-          path: { prefix: ${path} }
-          callers: [{ spiffeId: "${PEER}" }]
+          path: { prefix: ${prefix} }
+          callers: [{ spiffeId: "${FRONTEND_ID}" }]
 `;
 
-describe('a policy change reaches a connection that is already open', () => {
-  let dir: string | undefined;
-  let store: PolicyStore | undefined;
-  let server: Server | undefined;
-  let agent: Agent | undefined;
-  afterEach(async () => {
-    store?.close();
-    agent?.destroy();
-    server?.closeAllConnections();
-    await new Promise((r) => (server ? server.close(r) : r(undefined)));
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
+let two: TwoSidecars;
+beforeAll(async () => {
+  two = await startTwoSidecars({ ordersPolicy: (appPort) => policy(appPort, '/a') });
+});
+afterAll(async () => {
+  await two?.stop();
+});
 
-  it('denies on the same keep-alive socket after the ..data swap', async () => {
-    dir = await mkdtemp(join(tmpdir(), 'meshlet-policy-conn-'));
-    await kubeletWrite(dir, { 'policy.yaml': policy('/a') });
-    store = new PolicyStore({ dir, self: { namespace: 'shop', serviceAccount: 'orders' }, meshDefault: 'deny', debounceMs: 20, pollMs: 200 });
-    await store.start();
-    const s = store;
-    let connections = 0;
-    server = createServer((req, res) => {
-      const n = normalizePath(req.url ?? '');
-      if (!n.ok) {
-        respondWithError(res, new ProxyError('MESHLET_BAD_PATH', `request path refused: ${n.reason}`));
-        return;
-      }
-      // Looked up per request, not per connection: this is what makes a reload reach open sockets.
-      const d = decide(s.current(), { peer: PEER, port: 8080, method: req.method ?? 'GET', path: n.path });
-      if (d.decision === 'deny') {
-        respondWithError(res, new ProxyError('MESHLET_DENIED', 'request denied by policy', { details: { route: d.route, reason: d.reason } }));
-        return;
-      }
-      res.writeHead(200, { 'content-type': 'text/plain' }).end('app');
-    });
-    server.on('connection', () => connections++);
-    await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
-    const port = (server.address() as AddressInfo).port;
-    agent = new Agent({ keepAlive: true, maxSockets: 1 });
+describe('a policy change reaches a connection that is already open', () => {
+  it('denies on the same keep-alive mTLS connection after the ..data swap', async () => {
+    const files = await svidFiles(two.mesh.ca, FRONTEND_ID);
+    const agent = new Agent({ keepAlive: true, maxSockets: 1, cert: files['tls.crt'], key: files['tls.key'], ca: files['ca.crt'], checkServerIdentity: () => undefined });
+    const sockets = new Set<Socket>();
     const get = (path: string) =>
       new Promise<{ status: number; body: string }>((resolve, reject) => {
-        request({ host: '127.0.0.1', port, path, agent }, (res) => {
+        const req = request({ host: '127.0.0.1', port: two.mesh.ports.ordersInbound, path, agent, headers: { host: 'orders' } }, (res) => {
           let body = '';
           res.on('data', (d) => (body += d));
           res.on('end', () => resolve({ status: res.statusCode!, body }));
-        })
-          .on('error', reject)
-          .end();
+        });
+        req.on('socket', (s) => sockets.add(s));
+        req.on('error', reject).end();
       });
-
-    expect(await get('/a/1')).toEqual({ status: 200, body: 'app' });
-    await kubeletWrite(dir, { 'policy.yaml': policy('/b') });
-    const deadline = Date.now() + 15_000;
-    let last = await get('/a/1');
-    while (last.status === 200 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 25));
-      last = await get('/a/1');
+    try {
+      expect((await get('/a/1')).status).toBe(200);
+      await two.setOrdersPolicy(policy(two.mesh.appPort, '/b'));
+      const denied = await get('/a/1');
+      expect(denied.status).toBe(403);
+      expect(JSON.parse(denied.body)).toMatchObject({ error: { code: 'MESHLET_DENIED', route: null } });
+      expect((await get('/b/1')).status).toBe(200);
+      expect(sockets.size).toBe(1);
+    } finally {
+      agent.destroy();
     }
-    expect(last.status).toBe(403);
-    expect(JSON.parse(last.body)).toMatchObject({ error: { code: 'MESHLET_DENIED', route: null } });
-    expect(await get('/b/1')).toEqual({ status: 200, body: 'app' });
-    expect(connections).toBe(1);
   });
 });

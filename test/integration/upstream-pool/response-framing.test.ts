@@ -2,6 +2,7 @@ import * as net from 'node:net';
 import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Http1Pool } from '../../../src/proxy/upstream/http1-pool.ts';
+import { ClosedBeforeResponse } from '../../../src/proxy/upstream/upstream.ts';
 import { resolveProxySettings } from '../../../src/proxy/config.ts';
 import { ConnectionRegistry } from '../../../src/proxy/connection-registry.ts';
 import { closeServer, listen } from '../proxy/support/mesh-fixture.ts';
@@ -209,13 +210,16 @@ describe('the upstream pool reads responses strictly', () => {
     expect(connections).toBe(before + 2);
   });
 
-  it('a connection closed before any response byte is UND_ERR_SOCKET (what forward-request retries once); mid-body it is MESHLET_UPSTREAM_RESET', async () => {
+  it('a connection closed before any response byte is MESHLET_UPSTREAM_RESET as a ClosedBeforeResponse (what forward-request retries once); mid-body a plain MESHLET_UPSTREAM_RESET', async () => {
     script = (_h, s) => s.destroy();
-    expect((await send(pool())).error?.code).toBe('UND_ERR_SOCKET');
+    const before = (await send(pool())).error;
+    expect(before?.code).toBe('MESHLET_UPSTREAM_RESET');
+    expect(before).toBeInstanceOf(ClosedBeforeResponse);
     script = (_h, s) => s.end('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc');
     const got = await send(pool());
     expect(got.body).toBe('abc');
     expect(got.error?.code).toBe('MESHLET_UPSTREAM_RESET');
+    expect(got.error).not.toBeInstanceOf(ClosedBeforeResponse);
   });
 
   it('honours backpressure (onData false, resume later) and keeps the connection usable after it', async () => {

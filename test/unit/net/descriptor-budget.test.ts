@@ -2,9 +2,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ADMIN_MAX_CONNECTIONS } from '../../../src/admin/admin-server.ts';
+import { ADMIN_MAX_CONNECTIONS, adminDescriptorDemand } from '../../../src/admin/admin-server.ts';
 import { SIDECAR_ENV } from '../../../src/config/sidecar-env.ts';
-import { readIdentityConfig } from '../../../src/identity/service/config.ts';
+import { IDENTITY_ENV, readIdentityConfig } from '../../../src/identity/service/config.ts';
 import { IDENTITY_CONNECTION_DEFAULTS } from '../../../src/identity/service/server.ts';
 import { DEFAULT_MAX_CONNECTIONS } from '../../../src/net/connection-guard.ts';
 import { DescriptorBudgetError, describeClamp, fitDescriptorBudget, readOpenFilesLimit, type DescriptorDemand } from '../../../src/net/descriptor-budget.ts';
@@ -81,6 +81,23 @@ describe('fitting connection caps to the open-files limit', () => {
   });
 });
 
+describe('the admin port\'s demand (one helper for the identity service and the injector)', () => {
+  it('is one port at ADMIN_MAX_CONNECTIONS, one descriptor per connection, never lowered', () => {
+    expect(adminDescriptorDemand()).toEqual({ listener: 'admin', ports: 1, maxConnections: ADMIN_MAX_CONNECTIONS, perConnection: 1, clampable: false });
+  });
+
+  it('holds two descriptors per connection when it forwards app probes, with the cap asked for', () => {
+    expect(adminDescriptorDemand({ maxConnections: 10, forwardsAppProbes: true })).toEqual({ listener: 'admin', ports: 1, maxConnections: 10, perConnection: 2, clampable: false });
+  });
+
+  it('keeps its cap when the other listener is lowered', () => {
+    const b = fitDescriptorBudget([{ listener: 'identity', ports: 1, maxConnections: 4096, perConnection: 1, clampable: true }, adminDescriptorDemand()], 256, 1024);
+    expect(b.clamped).toBe(true);
+    expect(b.caps.get('admin')).toBe(ADMIN_MAX_CONNECTIONS);
+    expect(b.caps.get('identity')).toBe(1024 - 256 - ADMIN_MAX_CONNECTIONS);
+  });
+});
+
 describe('documented defaults are the defaults the code applies', () => {
   it('sidecar: the listener caps', () => {
     expect(SIDECAR_ENV.maxInboundConnections.default).toBe(String(DEFAULT_MAX_CONNECTIONS));
@@ -89,6 +106,7 @@ describe('documented defaults are the defaults the code applies', () => {
   });
 
   it('identity service: the environment defaults and the server defaults agree', () => {
+    expect([IDENTITY_ENV.maxConnections.default, IDENTITY_ENV.handshakeTimeoutMs.default, IDENTITY_ENV.idleTimeoutMs.default]).toEqual(['4096', '10s', '5m']);
     const c = readIdentityConfig({});
     expect({ maxConnections: c.maxConnections, handshakeTimeoutMs: c.handshakeTimeoutMs, idleTimeoutMs: c.idleTimeoutMs }).toEqual(IDENTITY_CONNECTION_DEFAULTS);
   });
