@@ -2,7 +2,7 @@ import { configDefaults, defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts', 'src/**/*.test.ts', 'injector/**/*.test.ts', 'bench/**/*.test.ts'],
+    include: ['test/**/*.test.ts', 'src/**/*.test.ts', 'bench/**/*.test.ts'],
     // The real-control-plane suites build and run Kubernetes (and SPIRE): `npm run test:cluster`
     // (test/cluster/vitest.config.ts), never part of `npm test`.
     exclude: [...configDefaults.exclude, 'test/cluster/**'],

@@ -32,7 +32,7 @@ micro-benchmarks. Writes results.json, results.md and latency.svg to --out.
 Flags:
   --quick               everything tiny (1 round, 1 s runs, one rate, micro-benchmarks at their
                         @bench-quick-args sizes): proves the pipeline
-  --micro               only the micro-benchmarks (every src/**/*.bench.ts, injector/**/*.bench.ts and
+  --micro               only the micro-benchmarks (every src/**/*.bench.ts and
                         bench/micro/*.ts, each its own process), printed on stdout (no result files)
   --no-micro            skip the micro-benchmarks
   --scenarios LIST      comma-separated subset of: http-rate, http-saturation, new-connections, grpc-unary

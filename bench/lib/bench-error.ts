@@ -1,4 +1,4 @@
-import { MeshletError } from '../../src/errors/meshlet-error.ts';
+import { MeshletError } from '../../src/common/errors/meshlet-error.ts';
 
 export type BenchErrorCode =
   /** A process of the topology (sidecar, nginx, upstream) exited before it was ready. */

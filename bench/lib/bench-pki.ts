@@ -1,6 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createRootCa, issueSvid } from '../../src/identity/ca.ts';
+import { createRootCa, issueSvid } from '../../src/control-plane/identity-service/ca.ts';
 
 export const BENCH_IDS = {
   client: 'spiffe://cluster.local/ns/bench/sa/client',

@@ -1,4 +1,4 @@
-import { parsePolicy } from '../../src/policy/index.ts';
+import { parsePolicy } from '../../src/data-plane/policy/index.ts';
 import { ECHO_SERVICE } from './grpc-echo.ts';
 
 /** The path every HTTP scenario requests: allowed for the client pod's identity by the `bench` route. */

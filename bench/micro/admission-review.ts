@@ -1,13 +1,13 @@
 // Micro-benchmark of the injector's /mutate work in-process, as the webhook server does it minus
 // the socket: parse the AdmissionReview body, build the patch, serialize the answer.
-// (injector/mutate.bench.ts measures the same handler over HTTPS under load.)
+// (src/control-plane/injector/mutate.bench.ts measures the same handler over HTTPS under load.)
 // Run: node bench/micro/admission-review.ts [--iterations 20000]
 // @bench-quick-args --iterations 500
 // Prints one JSON line: reviews per second (sequential, one core) and latency percentiles (µs).
 import { parseArgs } from 'node:util';
-import { createMutateHandler } from '../../injector/mutate.ts';
-import { parseAdmissionReview } from '../../injector/webhook-server.ts';
-import { DEFAULT_INJECTION_SETTINGS } from '../../injector/patch/settings.ts';
+import { createMutateHandler } from '../../src/control-plane/injector/mutate.ts';
+import { parseAdmissionReview } from '../../src/control-plane/injector/webhook-server.ts';
+import { DEFAULT_INJECTION_SETTINGS } from '../../src/control-plane/injector/patch/settings.ts';
 import { LatencyHistogram } from '../lib/latency-histogram.ts';
 
 /** A typical application pod as the API server sends it for CREATE: two ports, HTTP probes, opted in. */

@@ -2,7 +2,7 @@
 //   server leg: node:http answering a 1 KB body itself (CPU of the server process under
 //     autocannon, 16 keep-alive connections);
 //   client leg: keep-alive requests from undici dispatch(), from meshlet's own Http1Pool
-//     (src/proxy/upstream/http1-pool.ts, same dispatch() contract) and from http.request +
+//     (src/data-plane/proxy/upstream/http1-pool.ts, same dispatch() contract) and from http.request +
 //     http.Agent (CPU of this process, 16 in flight, against the server process).
 // Run: node bench/micro/leg-costs.ts [--requests 40000] [--seconds 5]
 // @bench-quick-args --requests 2000 --seconds 0.5
@@ -12,9 +12,9 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { Pool } from 'undici';
 import { cpuSeconds } from '../lib/process-usage.ts';
-import { Http1Pool } from '../../src/proxy/upstream/http1-pool.ts';
-import { resolveProxySettings } from '../../src/proxy/config.ts';
-import { ConnectionRegistry } from '../../src/proxy/connection-registry.ts';
+import { Http1Pool } from '../../src/data-plane/proxy/upstream/http1-pool.ts';
+import { resolveProxySettings } from '../../src/data-plane/proxy/config.ts';
+import { ConnectionRegistry } from '../../src/data-plane/proxy/connection-registry.ts';
 
 const BODY = Buffer.alloc(1024, 120);
 

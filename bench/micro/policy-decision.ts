@@ -3,11 +3,11 @@
 // @bench-quick-args --iterations 5000
 // Target (issue 3): well under 5 µs per decision at p99.
 import { fileURLToPath } from 'node:url';
-import { compilePolicy, type CompiledPolicy } from '../../src/policy/compile.ts';
-import { decide } from '../../src/policy/decide.ts';
-import { normalizePath } from '../../src/policy/normalize-path.ts';
-import { parsePolicy } from '../../src/policy/parse.ts';
-import type { RequestFacts } from '../../src/policy/types.ts';
+import { compilePolicy, type CompiledPolicy } from '../../src/data-plane/policy/compile.ts';
+import { decide } from '../../src/data-plane/policy/decide.ts';
+import { normalizePath } from '../../src/data-plane/policy/normalize-path.ts';
+import { parsePolicy } from '../../src/data-plane/policy/parse.ts';
+import type { RequestFacts } from '../../src/data-plane/policy/types.ts';
 
 export interface DecisionBenchResult {
   case: string;

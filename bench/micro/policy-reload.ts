@@ -1,7 +1,7 @@
 // Micro-benchmark of a policy reload: how long the event loop (and so every request) stalls,
 // how long the reload takes and what it costs in memory, for a large policy.
 // Run: node --expose-gc bench/micro/policy-reload.ts [--routes N] [--style compact|verbose] [--root DIR]
-//   --root: a checkout whose src/policy/store.ts to measure (default: this one), to compare versions.
+//   --root: a checkout whose src/data-plane/policy/store.ts to measure (default: this one), to compare versions.
 // Issue 11 item 7: a 10,000-route policy (848 KB) took the sidecar from 117 to 335 MB and request
 // latency to 1.4 s during the reload.
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -28,8 +28,8 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const routes = Number(arg('routes', '1000'));
   const style = arg('style', 'compact') as 'compact' | 'verbose';
   const root = resolve(arg('root', join(import.meta.dirname, '../..')));
-  const { PolicyStore } = (await import(pathToFileURL(join(root, 'src/policy/store.ts')).href)) as typeof import('../../src/policy/store.ts');
-  const { kubeletWrite } = (await import(pathToFileURL(join(root, 'src/netns/kubelet-volume.ts')).href)) as typeof import('../../src/netns/kubelet-volume.ts');
+  const { PolicyStore } = (await import(pathToFileURL(join(root, 'src/data-plane/policy/store.ts')).href)) as typeof import('../../src/data-plane/policy/store.ts');
+  const { kubeletWrite } = (await import(pathToFileURL(join(root, 'src/dev/netns/kubelet-volume.ts')).href)) as typeof import('../../src/dev/netns/kubelet-volume.ts');
 
   const dir = await mkdtemp(join(tmpdir(), 'meshlet-reload-bench-'));
   const small = bigPolicy(5, style);

@@ -5,11 +5,10 @@ import { join } from 'node:path';
 const REPO = join(import.meta.dirname, '..', '..');
 
 /**
- * Where micro-benchmarks live: beside the code they measure (`*.bench.ts` under src/ and
- * injector/), plus the bench's own in bench/micro/. Found by name on every run, so a new one
+ * Where micro-benchmarks live: beside the code they measure (`*.bench.ts` under src/), plus the bench's own in bench/micro/. Found by name on every run, so a new one
  * is picked up without being registered anywhere.
  */
-export const MICRO_PATTERNS = ['src/**/*.bench.ts', 'injector/**/*.bench.ts', 'bench/micro/*.ts'] as const;
+export const MICRO_PATTERNS = ['src/**/*.bench.ts', 'bench/micro/*.ts'] as const;
 
 /**
  * A micro-benchmark is a plain CLI whose defaults are its full run. A line
@@ -22,7 +21,7 @@ const QUICK_ARGS = /@bench-quick-args[ \t]+(.+)$/m;
 const TIME_BOUND_S = { full: 300, quick: 60 } as const;
 
 export interface MicroBenchResult {
-  /** Repository-relative path, e.g. src/proxy/http/headers.bench.ts. */
+  /** Repository-relative path, e.g. src/data-plane/proxy/http/headers.bench.ts. */
   file: string;
   args: string[];
   ok: boolean;

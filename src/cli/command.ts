@@ -1,6 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { UsageError } from '../errors/meshlet-error.ts';
-import { ConfigError, type Env } from '../config/env.ts';
+import { UsageError } from '../common/errors/meshlet-error.ts';
+import { ConfigError, type Env } from '../common/config/env.ts';
 
 /** Where a command writes; injectable so tests can run commands in-process. */
 export interface CommandIo {

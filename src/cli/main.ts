@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { MeshletError, UsageError } from '../errors/meshlet-error.ts';
+import { MeshletError, UsageError } from '../common/errors/meshlet-error.ts';
 import { UnknownFlagError, type Command, type CommandIo } from './command.ts';
 
 /** The version in package.json (read when asked, so no command pays for it). */
@@ -64,7 +64,17 @@ export async function main(argv: string[], io: CommandIo = defaultIo): Promise<n
     io.stderr.write(`meshlet: unknown command "${groupName}"\n\n${topLevelHelp()}\n`);
     return 2;
   }
-  const { commands } = await group.load();
+  let commands: Command[];
+  try {
+    ({ commands } = await group.load());
+  } catch (err) {
+    // The image ships src/ without src/dev/ (docs/architecture.md): the demo is not in it.
+    if ((err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && String((err as Error).message).includes('/src/dev/')) {
+      io.stderr.write(`meshlet ${groupName}: DEV_TOOLING_ABSENT: "${groupName}" is development tooling and is not installed here (the image leaves out src/dev/); run it from a clone of the repository: npm ci && npm start\n`);
+      return 1;
+    }
+    throw err;
+  }
   // A group either is one command ("sidecar") or holds subcommands ("ca init").
   let command = commands.find((c) => c.name === groupName);
   let args = rest;

@@ -104,9 +104,9 @@ describe('npm run bench -- --quick', () => {
     const files = results.micro.benches.map((b) => b.file);
     expect(files).toEqual(
       expect.arrayContaining([
-        'src/proxy/http/headers.bench.ts',
-        'src/tls/handshake.bench.ts',
-        'injector/mutate.bench.ts',
+        'src/data-plane/proxy/http/headers.bench.ts',
+        'src/data-plane/tls/handshake.bench.ts',
+        'src/control-plane/injector/mutate.bench.ts',
         'bench/micro/policy-decision.ts',
         'bench/micro/admission-review.ts',
         'bench/micro/leg-costs.ts',

@@ -17,7 +17,7 @@ import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePorts } from '../../src/demo/free-ports.ts';
+import { freePorts } from '../../src/dev/demo/free-ports.ts';
 import { clusterCacheDir, findBinaries, type ClusterBinaries } from './binaries.ts';
 import { createClusterCa, serviceAccountKeyPair } from './pki.ts';
 

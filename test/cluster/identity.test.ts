@@ -14,8 +14,8 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePorts } from '../../src/demo/free-ports.ts';
-import { issueSvid, writeCa, type CertificateAuthority } from '../../src/identity/ca.ts';
+import { freePorts } from '../../src/dev/demo/free-ports.ts';
+import { issueSvid, writeCa, type CertificateAuthority } from '../../src/control-plane/identity-service/ca.ts';
 import { AUDIENCE, certify, makeCa, makeCsr, rawClient, serviceCode, TRUST_DOMAIN, type CallOutcome } from '../integration/identity-service/support.ts';
 import { clusterSkip, DEPLOY, eventually, namespace, startMeshlet, tempDir, useControlPlane, type HostProcess } from './support.ts';
 

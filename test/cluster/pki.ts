@@ -3,7 +3,7 @@
 // certificates for the admin user and kube-controller-manager, and the ServiceAccount token
 // signing key pair. Also serving certificates for webhooks the tests run on the host.
 import { generateKeyPairSync, webcrypto } from 'node:crypto';
-import { x509 } from '../../src/identity/x509-library.ts';
+import { x509 } from '../../src/data-plane/identity/x509-library.ts';
 
 const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 const HOUR = 3_600_000;

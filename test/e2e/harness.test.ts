@@ -5,10 +5,10 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readInterceptionConfig } from '../../injector/iptables/env.ts';
-import { renderIptablesScript } from '../../injector/iptables/rules.ts';
+import { readInterceptionConfig } from '../../src/control-plane/injector/iptables/env.ts';
+import { renderIptablesScript } from '../../src/control-plane/injector/iptables/rules.ts';
 import { Cluster, e2eAvailability, e2eSkipped, HarnessError, mountEnv, nodeBinary, readInjectedPod, repoRoot, runCommand, sweepLeftovers, waitFor, type Pod, type Service } from './harness/index.ts';
-import { OWNER_DIR, ownerFile, volumesRoot } from '../../src/netns/run-names.ts';
+import { OWNER_DIR, ownerFile, volumesRoot } from '../../src/dev/netns/run-names.ts';
 import { kubeletWrite } from '../support/kubelet-volume.ts';
 
 const GREETER = 'test/e2e/harness/tools/tcp-greeter.ts';

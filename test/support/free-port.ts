@@ -1,1 +1,1 @@
-export { freePorts } from '../../src/demo/free-ports.ts';
+export { freePorts } from '../../src/dev/demo/free-ports.ts';

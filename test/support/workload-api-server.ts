@@ -1,9 +1,9 @@
 import { createPrivateKey } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
-import { pemCertificatesToDer } from '../../src/identity/pem.ts';
-import { loadWorkloadApiProto, WORKLOAD_API_HEADER } from '../../src/identity/sources/workload-api.ts';
-import type { X509Svid } from '../../src/identity/svid.ts';
+import { pemCertificatesToDer } from '../../src/data-plane/identity/pem.ts';
+import { loadWorkloadApiProto, WORKLOAD_API_HEADER } from '../../src/data-plane/identity/sources/workload-api.ts';
+import type { X509Svid } from '../../src/data-plane/identity/svid.ts';
 
 /**
  * A SPIFFE Workload API server for tests, served from the same proto file meshlet ships, over

@@ -1,8 +1,8 @@
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
-import { UsageError } from '../../errors/meshlet-error.ts';
+import { UsageError } from '../../common/errors/meshlet-error.ts';
 import { parseFlags, requireFlag, type Command, type CommandIo } from '../command.ts';
-import { DurationError, formatDuration, parseDuration } from '../../config/duration.ts';
+import { DurationError, formatDuration, parseDuration } from '../../common/config/duration.ts';
 import {
   CA_FILES,
   CaError,
@@ -16,8 +16,8 @@ import {
   SVID_FILES_SOURCE_NAMES,
   writeCa,
   writeSvid,
-} from '../../identity/ca.ts';
-import { parseSpiffeId, SpiffeIdError, validateTrustDomain } from '../../identity/spiffe-id.ts';
+} from '../../control-plane/identity-service/ca.ts';
+import { parseSpiffeId, SpiffeIdError, validateTrustDomain } from '../../common/identity/spiffe-id.ts';
 
 function ttlFlag(value: unknown, fallback: number): number {
   if (value === undefined) return fallback;

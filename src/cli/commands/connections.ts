@@ -1,9 +1,9 @@
 import type { Command } from '../command.ts';
 import { parseFlags, requireFlag } from '../command.ts';
-import { UsageError } from '../../errors/meshlet-error.ts';
-import { AdminBadResponseError, fetchAdmin, parseAdminUrl } from '../../metrics/admin-client.ts';
-import { formatAge, formatBytes, formatTable } from '../../metrics/format-table.ts';
-import type { ConnectionSnapshot } from '../../proxy/connection-registry.ts';
+import { UsageError } from '../../common/errors/meshlet-error.ts';
+import { AdminBadResponseError, fetchAdmin, parseAdminUrl } from '../scrape/admin-client.ts';
+import { formatAge, formatBytes, formatTable } from '../scrape/format-table.ts';
+import type { ConnectionSnapshot } from '../../data-plane/proxy/connection-registry.ts';
 
 const help = `Usage: meshlet connections --admin URL [--output table|json]
 

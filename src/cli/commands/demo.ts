@@ -1,10 +1,10 @@
 import { Writable } from 'node:stream';
 import type { Command, CommandIo } from '../command.ts';
 import { parseFlags } from '../command.ts';
-import { UsageError } from '../../errors/meshlet-error.ts';
-import { parseDuration } from '../../config/duration.ts';
-import { DemoMesh, type DemoResult } from '../../demo/demo-mesh.ts';
-import { policyEventLine, resultLine } from '../../demo/demo-output.ts';
+import { UsageError } from '../../common/errors/meshlet-error.ts';
+import { parseDuration } from '../../common/config/duration.ts';
+import { DemoMesh, type DemoResult } from '../../dev/demo/demo-mesh.ts';
+import { policyEventLine, resultLine } from '../../dev/demo/demo-output.ts';
 
 const help = `Usage: meshlet demo [--pods] [--rounds N] [--interval 2s]
 
@@ -82,7 +82,7 @@ async function startLoopbackDemo(io: CommandIo): Promise<RunningDemo> {
 
 async function startPodsDemo(io: CommandIo, signal: AbortSignal): Promise<RunningDemo> {
   // Loaded only here: the plain demo must not need the netns code (or root) at all.
-  const { PodsDemo } = await import('../../demo/pods-demo.ts');
+  const { PodsDemo } = await import('../../dev/demo/pods-demo.ts');
   io.stdout.write('meshlet demo --pods: creating a node, three pods with their sidecars, and Services…\n');
   const demo = await PodsDemo.start({ signal });
   const s = (n: string) => demo.services.get(n)!;
@@ -144,7 +144,7 @@ export const commands: Command[] = [
           );
           return 2;
         }
-        const { e2eAvailability } = await import('../../netns/availability.ts');
+        const { e2eAvailability } = await import('../../dev/netns/availability.ts');
         const availability = e2eAvailability();
         if (!availability.ok) {
           io.stderr.write(`meshlet demo --pods cannot run here: ${availability.reason}.\nPlain \`meshlet demo\` needs none of this.\n`);

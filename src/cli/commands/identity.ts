@@ -1,7 +1,7 @@
 import { pino, type DestinationStream } from 'pino';
-import { describeEnv } from '../../config/env.ts';
-import { IDENTITY_ENV, readIdentityConfig } from '../../identity/service/config.ts';
-import { startIdentityProcess } from '../../identity/service/process.ts';
+import { describeEnv } from '../../common/config/env.ts';
+import { IDENTITY_ENV, readIdentityConfig } from '../../control-plane/identity-service/config.ts';
+import { startIdentityProcess } from '../../control-plane/identity-service/process.ts';
 import { parseFlags, type Command } from '../command.ts';
 
 /** How long in-flight Certify calls may take to finish after SIGTERM. */

@@ -2,10 +2,10 @@ import { readFile } from 'node:fs/promises';
 import { parseAllDocuments, stringify } from 'yaml';
 import type { Command, CommandIo } from '../command.ts';
 import { parseFlags, readWithFlags } from '../command.ts';
-import { MeshletError, UsageError } from '../../errors/meshlet-error.ts';
-import { describeEnv } from '../../config/env.ts';
-import { INJECTION_ENV, readInjectionSettings, type InjectionSettings } from '../../../injector/patch/index.ts';
-import { injectManifest } from '../../../injector/workloads.ts';
+import { MeshletError, UsageError } from '../../common/errors/meshlet-error.ts';
+import { describeEnv } from '../../common/config/env.ts';
+import { INJECTION_ENV, readInjectionSettings, type InjectionSettings } from '../../control-plane/injector/patch/index.ts';
+import { injectManifest } from '../../control-plane/injector/workloads.ts';
 
 /** Input YAML that cannot be parsed: nothing is printed, so a pipe into kubectl applies nothing. */
 export class InjectInputError extends MeshletError {

@@ -3,19 +3,19 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:https';
 import type { Command } from '../command.ts';
 import { parseFlags } from '../command.ts';
-import { MeshletError } from '../../errors/meshlet-error.ts';
-import { createWebhookServer, type AdmissionHandler } from '../../../injector/webhook-server.ts';
-import { validatePolicyConfigMap } from '../../../injector/validate.ts';
+import { MeshletError } from '../../common/errors/meshlet-error.ts';
+import { createWebhookServer, type AdmissionHandler } from '../../control-plane/injector/webhook-server.ts';
+import { validatePolicyConfigMap } from '../../control-plane/injector/validate.ts';
 import { Registry } from 'prom-client';
-import { adminDescriptorDemand, AdminServer } from '../../admin/admin-server.ts';
-import { describeEnv, type EnvVar } from '../../config/env.ts';
-import { createMutateHandler } from '../../../injector/mutate.ts';
-import { promInjectorMetrics } from '../../../injector/metrics.ts';
-import { INJECTION_ENV, type InjectionSettings } from '../../../injector/patch/index.ts';
-import { INJECTOR_ENV, readInjectorConfig, type InjectorConfig } from '../../../injector/config.ts';
-import { ListenerMetrics } from '../../metrics/listener-metrics.ts';
-import { ConnectionGuard } from '../../net/connection-guard.ts';
-import { CONTROL_PLANE_FD_RESERVE, describeClamp, fitDescriptorBudget, readOpenFilesLimit, type DescriptorDemand } from '../../net/descriptor-budget.ts';
+import { adminDescriptorDemand, AdminServer } from '../../data-plane/admin/admin-server.ts';
+import { describeEnv, type EnvVar } from '../../common/config/env.ts';
+import { createMutateHandler } from '../../control-plane/injector/mutate.ts';
+import { promInjectorMetrics } from '../../control-plane/injector/metrics.ts';
+import { INJECTION_ENV, type InjectionSettings } from '../../control-plane/injector/patch/index.ts';
+import { INJECTOR_ENV, readInjectorConfig, type InjectorConfig } from '../../control-plane/injector/config.ts';
+import { ListenerMetrics } from '../../data-plane/metrics/listener-metrics.ts';
+import { ConnectionGuard } from '../../common/net/connection-guard.ts';
+import { CONTROL_PLANE_FD_RESERVE, describeClamp, fitDescriptorBudget, readOpenFilesLimit, type DescriptorDemand } from '../../common/net/descriptor-budget.ts';
 
 /** The injector cannot start with what its configuration names (an unreadable certificate or key). */
 export class InjectorConfigError extends MeshletError {

@@ -1,13 +1,13 @@
 import { spawn } from 'node:child_process';
 import type { Command, CommandIo } from '../command.ts';
 import { parseFlags, readWithFlags } from '../command.ts';
-import { MeshletError } from '../../errors/meshlet-error.ts';
-import { describeEnv } from '../../config/env.ts';
-import { SIDECAR_ENV } from '../../config/sidecar-env.ts';
-import { IPTABLES_ENV, IPTABLES_INPUT_ENV, readInterceptionConfig } from '../../../injector/iptables/env.ts';
-import { renderIptablesScript, type InterceptionConfig } from '../../../injector/iptables/rules.ts';
-import { readIpv6State } from '../../../injector/iptables/ipv6-state.ts';
-import type { IpFamily } from '../../../injector/iptables/ip-cidr.ts';
+import { MeshletError } from '../../common/errors/meshlet-error.ts';
+import { describeEnv } from '../../common/config/env.ts';
+import { SIDECAR_ENV } from '../../data-plane/sidecar/sidecar-env.ts';
+import { IPTABLES_ENV, IPTABLES_INPUT_ENV, readInterceptionConfig } from '../../control-plane/injector/iptables/env.ts';
+import { renderIptablesScript, type InterceptionConfig } from '../../control-plane/injector/iptables/rules.ts';
+import { readIpv6State } from '../../control-plane/injector/iptables/ipv6-state.ts';
+import type { IpFamily } from '../../control-plane/injector/iptables/ip-cidr.ts';
 
 export type IptablesApplyErrorCode = 'IPTABLES_RESTORE_NOT_FOUND' | 'IPTABLES_RESTORE_FAILED' | 'IP6TABLES_RESTORE_NOT_FOUND' | 'IP6TABLES_RESTORE_FAILED';
 

@@ -1,16 +1,16 @@
 import { createReadStream } from 'node:fs';
 import type { Command, CommandIo } from '../command.ts';
 import { parseFlags, requireFlag } from '../command.ts';
-import { MeshletError, UsageError } from '../../errors/meshlet-error.ts';
-import { parseSpiffeId } from '../../identity/spiffe-id.ts';
-import { compilePolicy, type CompiledPolicy } from '../../policy/compile.ts';
-import { decide } from '../../policy/decide.ts';
-import { parseDefaultPolicy } from '../../policy/default-policy.ts';
-import { PolicyInvalidError } from '../../policy/errors.ts';
-import { normalizePath } from '../../policy/normalize-path.ts';
-import { formatPolicyError, parsePolicyManifest, type ManifestPolicy } from '../../policy/parse.ts';
-import { describeRouteMatch, foldPath } from '../../policy/route-match.ts';
-import type { Policy, PolicyError, WorkloadSelf } from '../../policy/types.ts';
+import { MeshletError, UsageError } from '../../common/errors/meshlet-error.ts';
+import { parseSpiffeId } from '../../common/identity/spiffe-id.ts';
+import { compilePolicy, type CompiledPolicy } from '../../data-plane/policy/compile.ts';
+import { decide } from '../../data-plane/policy/decide.ts';
+import { parseDefaultPolicy } from '../../data-plane/policy/default-policy.ts';
+import { PolicyInvalidError } from '../../data-plane/policy/errors.ts';
+import { normalizePath } from '../../data-plane/policy/normalize-path.ts';
+import { formatPolicyError, parsePolicyManifest, type ManifestPolicy } from '../../data-plane/policy/parse.ts';
+import { describeRouteMatch, foldPath } from '../../data-plane/policy/route-match.ts';
+import type { Policy, PolicyError, WorkloadSelf } from '../../data-plane/policy/types.ts';
 
 /** A policy file that cannot be read at all. */
 export class PolicyFileError extends MeshletError {

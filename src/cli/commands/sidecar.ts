@@ -1,9 +1,9 @@
 import type { Command } from '../command.ts';
 import { parseFlags } from '../command.ts';
-import { describeEnv, type EnvVar } from '../../config/env.ts';
-import { readSidecarConfig, SIDECAR_ENV } from '../../config/sidecar-env.ts';
-import { createLogger } from '../../log/logger.ts';
-import { Sidecar } from '../../sidecar/sidecar.ts';
+import { describeEnv, type EnvVar } from '../../common/config/env.ts';
+import { readSidecarConfig, SIDECAR_ENV } from '../../data-plane/sidecar/sidecar-env.ts';
+import { createLogger } from '../../common/log/logger.ts';
+import { Sidecar } from '../../data-plane/sidecar/sidecar.ts';
 
 const help = () => `Usage: meshlet sidecar
 

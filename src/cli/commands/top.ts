@@ -1,13 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command, CommandIo } from '../command.ts';
 import { parseFlags, requireFlag } from '../command.ts';
-import { MeshletError, UsageError } from '../../errors/meshlet-error.ts';
-import { DurationError, parseDuration } from '../../config/duration.ts';
-import { AdminBadResponseError, fetchAdmin, parseAdminUrl } from '../../metrics/admin-client.ts';
-import { PROMETHEUS_TEXT } from '../../metrics/exposition.ts';
-import { formatLatency, formatTable } from '../../metrics/format-table.ts';
-import { ExpositionParseError, parseExposition, type Exposition } from '../../metrics/parse-exposition.ts';
-import { routeStats, type RouteStats } from '../../metrics/route-stats.ts';
+import { MeshletError, UsageError } from '../../common/errors/meshlet-error.ts';
+import { DurationError, parseDuration } from '../../common/config/duration.ts';
+import { AdminBadResponseError, fetchAdmin, parseAdminUrl } from '../scrape/admin-client.ts';
+import { PROMETHEUS_TEXT } from '../../data-plane/metrics/exposition.ts';
+import { formatLatency, formatTable } from '../scrape/format-table.ts';
+import { ExpositionParseError, parseExposition, type Exposition } from '../scrape/parse-exposition.ts';
+import { routeStats, type RouteStats } from '../scrape/route-stats.ts';
 
 const help = `Usage: meshlet top --admin URL [--interval 2s] [--once] [--output table|json]
 

@@ -1,9 +1,9 @@
 import { request } from 'node:http';
 import type { Command } from '../command.ts';
 import { parseFlags } from '../command.ts';
-import { MeshletError, UsageError } from '../../errors/meshlet-error.ts';
-import { parseDuration } from '../../config/duration.ts';
-import { SIDECAR_ENV } from '../../config/sidecar-env.ts';
+import { MeshletError, UsageError } from '../../common/errors/meshlet-error.ts';
+import { parseDuration } from '../../common/config/duration.ts';
+import { SIDECAR_ENV } from '../../data-plane/sidecar/sidecar-env.ts';
 
 export class WaitReadyTimeoutError extends MeshletError {
   constructor(message: string) {

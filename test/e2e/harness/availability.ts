@@ -1,4 +1,4 @@
-import { e2eAvailability } from '../../../src/netns/availability.ts';
+import { e2eAvailability } from '../../../src/dev/netns/availability.ts';
 
 /** For `describe.skipIf(e2eSkipped('...'))`: prints why a suite is skipped, never skips silently. */
 export function e2eSkipped(suite: string): boolean {

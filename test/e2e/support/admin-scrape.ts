@@ -1,5 +1,5 @@
-import { fetchAdmin } from '../../../src/metrics/admin-client.ts';
-import { parseExposition, type Exposition } from '../../../src/metrics/parse-exposition.ts';
+import { fetchAdmin } from '../../../src/cli/scrape/admin-client.ts';
+import { parseExposition, type Exposition } from '../../../src/cli/scrape/parse-exposition.ts';
 import { HarnessError, type Pod } from '../harness/index.ts';
 import { ADMIN_PORT } from './meshed-pod.ts';
 

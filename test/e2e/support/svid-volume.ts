@@ -1,6 +1,6 @@
 import { X509Certificate } from 'node:crypto';
-import { createRootCa, issueSvid, type CertificateAuthority } from '../../../src/identity/ca.ts';
-import { FILES_SOURCE_DEFAULTS } from '../../../src/identity/sources/files.ts';
+import { createRootCa, issueSvid, type CertificateAuthority } from '../../../src/control-plane/identity-service/ca.ts';
+import { FILES_SOURCE_DEFAULTS } from '../../../src/data-plane/identity/sources/files.ts';
 import { kubeletWrite } from '../../support/kubelet-volume.ts';
 
 /** What a test needs to recognise an SVID later (on the wire, in metrics). */

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Pod, PodProcess } from '../harness/index.ts';
-import { runCommandSync } from '../../../src/netns/command-runner.ts';
-import { waitFor } from '../../../src/netns/wait.ts';
+import { runCommandSync } from '../../../src/dev/netns/command-runner.ts';
+import { waitFor } from '../../../src/dev/netns/wait.ts';
 
 /** tcpdump is not part of the harness's needs: the wire-capture test says it is skipped without it. */
 export function tcpdumpAvailable(): boolean {

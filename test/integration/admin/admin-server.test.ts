@@ -2,8 +2,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { AdminServer } from '../../../src/admin/admin-server.ts';
-import { OPENMETRICS_TEXT, PROMETHEUS_TEXT } from '../../../src/metrics/exposition.ts';
+import { AdminServer } from '../../../src/data-plane/admin/admin-server.ts';
+import { OPENMETRICS_TEXT, PROMETHEUS_TEXT } from '../../../src/data-plane/metrics/exposition.ts';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {

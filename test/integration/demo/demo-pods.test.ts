@@ -86,7 +86,7 @@ describe.skipIf(e2eSkipped('meshlet demo --pods'))('meshlet demo --pods', () => 
     expect(out).toContain('orders.shop.svc.cluster.local:8080 -> 10.214.');
     // The verified caller identity the app behind saw: mTLS between the pods' sidecars.
     expect(out).toMatch(/frontend -> orders\s+GET \/orders\s+200\s+ALLOW\s+the app saw caller spiffe:\/\/demo\.local\/ns\/web\/sa\/frontend/);
-    expect(out).toMatch(/frontend -> orders\s+DELETE \/orders\/7\s+403\s+DENY\s+route=none: no route of server "orders" matches/);
+    expect(out).toMatch(/frontend -> orders\s+DELETE \/orders\/7\s+403\s+DENY\s+route=unmatched: no route of server "orders" matches/);
     expect(out).toMatch(/orders\s+-> payments\s+POST \/charge\s+200\s+ALLOW\s+the app saw caller spiffe:\/\/demo\.local\/ns\/shop\/sa\/orders/);
     expect(out).toMatch(/frontend -> payments\s+POST \/charge\s+403\s+DENY\s+route=charge/);
     expect(out).toMatch(new RegExp(`Policy \\(a ConfigMap-style volume[^\\n]*\\n  /tmp/meshlet-e2e-${run}/policy/policy\\.yaml`));
@@ -125,9 +125,9 @@ describe.skipIf(e2eSkipped('meshlet demo --pods'))('meshlet demo --pods', () => 
     expect(await demo.exited, demo.err()).toBe(0);
     expect(demo.out()).toContain('meshlet demo: stopped cleanly.');
     expect(namespacesOfRun(run!)).toEqual([]);
-    // No process of the demo is left: every sidecar and app ran from this checkout's bin/ or src/demo/.
+    // No process of the demo is left: every sidecar and app ran from this checkout's bin/ or src/dev/demo/.
     const ps = spawnSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).stdout;
-    expect(ps.split('\n').filter((l) => l.includes('src/demo/pods-demo-app.ts'))).toEqual([]);
+    expect(ps.split('\n').filter((l) => l.includes('src/dev/demo/pods-demo-app.ts'))).toEqual([]);
     const links = spawnSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).stdout;
     expect(links).not.toContain(`mlh${run}`);
   });

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { DemoMesh } from '../../../src/demo/demo-mesh.ts';
+import { DemoMesh } from '../../../src/dev/demo/demo-mesh.ts';
 
 /** `meshlet demo`, what `npm start` runs: allowed and denied calls, live policy edits, clean Ctrl-C. */
 const BIN = fileURLToPath(new URL('../../../bin/meshlet.js', import.meta.url));
@@ -23,7 +23,7 @@ describe('meshlet demo', () => {
     expect(await demo.exited, demo.err()).toBe(0);
     const out = demo.out();
     expect(out).toMatch(/frontend -> orders\s+GET \/orders\s+200\s+ALLOW\s+the app saw caller spiffe:\/\/demo\.local\/ns\/web\/sa\/frontend/);
-    expect(out).toMatch(/frontend -> orders\s+DELETE \/orders\/7\s+403\s+DENY\s+route=none: no route of server "orders" matches/);
+    expect(out).toMatch(/frontend -> orders\s+DELETE \/orders\/7\s+403\s+DENY\s+route=unmatched: no route of server "orders" matches/);
     expect(out).toMatch(/orders\s+-> payments\s+POST \/charge\s+200\s+ALLOW/);
     expect(out).toMatch(/frontend -> payments\s+POST \/charge\s+403\s+DENY\s+route=charge/);
     expect(out).toMatch(/admin http:\/\/127\.0\.0\.1:\d+/);

@@ -1,6 +1,6 @@
 // The retry schedule shared by the meshlet-ca and workload-api sources.
 import { describe, expect, it } from 'vitest';
-import { Backoff } from '../../../src/identity/sources/backoff.ts';
+import { Backoff } from '../../../src/data-plane/identity/sources/backoff.ts';
 
 describe('Backoff', () => {
   it('linear steps up to the maximum (go-spiffe: +1 s up to 30 s), back to the start on reset', () => {

@@ -3,11 +3,11 @@
 import { status } from '@grpc/grpc-js';
 import type * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CertificateAuthority } from '../../../src/identity/ca.ts';
-import { verifyX509Svid } from '../../../src/identity/svid-verify.ts';
-import { AllOfAuthenticators } from '../../../src/identity/service/token/authenticator.ts';
-import { JwksAuthenticator } from '../../../src/identity/service/token/jwks.ts';
-import { TokenReviewAuthenticator } from '../../../src/identity/service/token/token-review.ts';
+import type { CertificateAuthority } from '../../../src/control-plane/identity-service/ca.ts';
+import { verifyX509Svid } from '../../../src/data-plane/identity/svid-verify.ts';
+import { AllOfAuthenticators } from '../../../src/control-plane/identity-service/token/authenticator.ts';
+import { JwksAuthenticator } from '../../../src/control-plane/identity-service/token/jwks.ts';
+import { TokenReviewAuthenticator } from '../../../src/control-plane/identity-service/token/token-review.ts';
 import {
   AUDIENCE,
   certify,

@@ -5,10 +5,10 @@ import { status } from '@grpc/grpc-js';
 import type * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CertificateAuthority } from '../../../src/identity/ca.ts';
-import { promCertifyMetrics } from '../../../src/identity/service/metrics.ts';
-import { JwksAuthenticator } from '../../../src/identity/service/token/jwks.ts';
-import { verifyX509Svid } from '../../../src/identity/svid-verify.ts';
+import type { CertificateAuthority } from '../../../src/control-plane/identity-service/ca.ts';
+import { promCertifyMetrics } from '../../../src/control-plane/identity-service/metrics.ts';
+import { JwksAuthenticator } from '../../../src/control-plane/identity-service/token/jwks.ts';
+import { verifyX509Svid } from '../../../src/data-plane/identity/svid-verify.ts';
 import {
   AUDIENCE,
   captureLogger,

@@ -5,10 +5,10 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { derToPem, pemCertificatesToDer } from '../../../src/identity/pem.ts';
-import { verifyX509Svid } from '../../../src/identity/svid-verify.ts';
-import { TokenReviewAuthenticator } from '../../../src/identity/service/token/token-review.ts';
-import type { CertificateAuthority } from '../../../src/identity/ca.ts';
+import { derToPem, pemCertificatesToDer } from '../../../src/data-plane/identity/pem.ts';
+import { verifyX509Svid } from '../../../src/data-plane/identity/svid-verify.ts';
+import { TokenReviewAuthenticator } from '../../../src/control-plane/identity-service/token/token-review.ts';
+import type { CertificateAuthority } from '../../../src/control-plane/identity-service/ca.ts';
 import {
   AUDIENCE,
   captureLogger,

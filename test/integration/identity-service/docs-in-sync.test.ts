@@ -3,8 +3,8 @@
 import { status } from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { IDENTITY_ENV } from '../../../src/identity/service/config.ts';
-import { CERTIFY_REFUSALS } from '../../../src/identity/service/errors.ts';
+import { IDENTITY_ENV } from '../../../src/control-plane/identity-service/config.ts';
+import { CERTIFY_REFUSALS } from '../../../src/control-plane/identity-service/errors.ts';
 
 const doc = readFileSync(new URL('../../../docs/identity-service.md', import.meta.url), 'utf8');
 const rows = new Map<string, string>();

@@ -1,7 +1,7 @@
 // `meshlet identity`'s environment contract: defaults, derived values, and cross-field rules.
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../../../src/config/env.ts';
-import { readIdentityConfig } from '../../../src/identity/service/config.ts';
+import { ConfigError } from '../../../src/common/config/env.ts';
+import { readIdentityConfig } from '../../../src/control-plane/identity-service/config.ts';
 
 function problemsOf(env: Record<string, string>): string[] {
   try {

@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../../src/cli/main.ts';
-import { writeCa } from '../../../src/identity/ca.ts';
-import { IDENTITY_ENV } from '../../../src/identity/service/config.ts';
+import { writeCa } from '../../../src/control-plane/identity-service/ca.ts';
+import { IDENTITY_ENV } from '../../../src/control-plane/identity-service/config.ts';
 import { AUDIENCE, certify, makeCa, makeCsr, rawClient, startFakeIssuer, tempDir, TRUST_DOMAIN, waitFor, type FakeIssuer } from './support.ts';
 
 const CLI = fileURLToPath(new URL('../../../src/cli.ts', import.meta.url));

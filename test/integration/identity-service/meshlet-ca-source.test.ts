@@ -6,12 +6,12 @@ import { X509Certificate } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { CertificateAuthority } from '../../../src/identity/ca.ts';
-import { pemCertificatesToDer } from '../../../src/identity/pem.ts';
-import { TokenReviewAuthenticator } from '../../../src/identity/service/token/token-review.ts';
-import { CertifyCallError, MeshletCaSource, type MeshletCaSourceOptions } from '../../../src/identity/sources/meshlet-ca.ts';
-import { verifyX509Svid } from '../../../src/identity/svid-verify.ts';
-import type { IdentitySnapshot } from '../../../src/identity/svid.ts';
+import type { CertificateAuthority } from '../../../src/control-plane/identity-service/ca.ts';
+import { pemCertificatesToDer } from '../../../src/data-plane/identity/pem.ts';
+import { TokenReviewAuthenticator } from '../../../src/control-plane/identity-service/token/token-review.ts';
+import { CertifyCallError, MeshletCaSource, type MeshletCaSourceOptions } from '../../../src/data-plane/identity/sources/meshlet-ca.ts';
+import { verifyX509Svid } from '../../../src/data-plane/identity/svid-verify.ts';
+import type { IdentitySnapshot } from '../../../src/data-plane/identity/svid.ts';
 import { AUDIENCE, issueOpaqueToken, makeCa, SERVER_ID, startFakeApiServer, startIdentityService, tempDir, TRUST_DOMAIN, waitFor, type FakeApiServer } from './support.ts';
 
 const ID = `spiffe://${TRUST_DOMAIN}/ns/shop/sa/orders`;

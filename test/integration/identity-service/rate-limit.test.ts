@@ -2,8 +2,8 @@
 // is spent, other identities unaffected) and the token bucket itself with a pinned clock.
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TokenBucketLimiter } from '../../../src/identity/service/rate-limit.ts';
-import { JwksAuthenticator } from '../../../src/identity/service/token/jwks.ts';
+import { TokenBucketLimiter } from '../../../src/control-plane/identity-service/rate-limit.ts';
+import { JwksAuthenticator } from '../../../src/control-plane/identity-service/token/jwks.ts';
 import { AUDIENCE, certify, makeCa, makeCsr, rawClient, serviceCode, startFakeIssuer, startIdentityService, type FakeIssuer, type RunningService } from './support.ts';
 import type * as grpc from '@grpc/grpc-js';
 

@@ -7,10 +7,10 @@ import { join } from 'node:path';
 import { createSecureContext, type PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IdentityServer } from '../../../src/identity/service/server.ts';
-import { RotatingServerCredentials, SelfIssuedServingIdentity } from '../../../src/identity/service/serving-identity.ts';
-import { JwksAuthenticator } from '../../../src/identity/service/token/jwks.ts';
-import { MeshletCaSource } from '../../../src/identity/sources/meshlet-ca.ts';
+import { IdentityServer } from '../../../src/control-plane/identity-service/server.ts';
+import { RotatingServerCredentials, SelfIssuedServingIdentity } from '../../../src/control-plane/identity-service/serving-identity.ts';
+import { JwksAuthenticator } from '../../../src/control-plane/identity-service/token/jwks.ts';
+import { MeshletCaSource } from '../../../src/data-plane/identity/sources/meshlet-ca.ts';
 import { AUDIENCE, certify, loopbackServerCert, makeCa, makeCsr, SERVER_ID, startFakeIssuer, tempDir, TRUST_DOMAIN, type FakeIssuer } from './support.ts';
 
 let issuer: FakeIssuer;

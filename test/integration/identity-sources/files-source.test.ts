@@ -3,11 +3,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createIntermediateCa, createRootCa, issueSvid, type CertificateAuthority } from '../../../src/identity/ca.ts';
-import { pemCertificatesToDer } from '../../../src/identity/pem.ts';
-import { FilesSource } from '../../../src/identity/sources/files.ts';
-import type { IdentitySnapshot, X509Svid } from '../../../src/identity/svid.ts';
-import { toSpiffeBundle } from '../../../src/identity/trust-bundle.ts';
+import { createIntermediateCa, createRootCa, issueSvid, type CertificateAuthority } from '../../../src/control-plane/identity-service/ca.ts';
+import { pemCertificatesToDer } from '../../../src/data-plane/identity/pem.ts';
+import { FilesSource } from '../../../src/data-plane/identity/sources/files.ts';
+import type { IdentitySnapshot, X509Svid } from '../../../src/data-plane/identity/svid.ts';
+import { toSpiffeBundle } from '../../../src/data-plane/identity/trust-bundle.ts';
 import { kubeletWrite } from '../../support/kubelet-volume.ts';
 import { causeCodes, nextEvent } from './events.ts';
 

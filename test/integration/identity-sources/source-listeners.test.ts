@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { SourceListeners } from '../../../src/identity/sources/source-listeners.ts';
-import type { IdentitySnapshot } from '../../../src/identity/svid.ts';
+import { SourceListeners } from '../../../src/data-plane/identity/sources/source-listeners.ts';
+import type { IdentitySnapshot } from '../../../src/data-plane/identity/svid.ts';
 
 // Listeners run inside stream and file-watch callbacks of a long-running process: one that
 // throws must not stop the others or escape.

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { WorkloadApiSource, workloadApiTarget } from '../../../src/identity/sources/workload-api.ts';
+import { WorkloadApiSource, workloadApiTarget } from '../../../src/data-plane/identity/sources/workload-api.ts';
 import { causeCodes } from './events.ts';
 
 // SPIFFE_Workload_Endpoint.md §4: unix:///absolute/path or tcp://IP:port, nothing else.

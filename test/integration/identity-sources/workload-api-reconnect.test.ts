@@ -4,10 +4,10 @@ import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createRootCa, issueSvid, type CertificateAuthority } from '../../../src/identity/ca.ts';
-import { pemCertificatesToDer } from '../../../src/identity/pem.ts';
-import { WorkloadApiSource, type WorkloadApiError } from '../../../src/identity/sources/workload-api.ts';
-import type { IdentitySnapshot } from '../../../src/identity/svid.ts';
+import { createRootCa, issueSvid, type CertificateAuthority } from '../../../src/control-plane/identity-service/ca.ts';
+import { pemCertificatesToDer } from '../../../src/data-plane/identity/pem.ts';
+import { WorkloadApiSource, type WorkloadApiError } from '../../../src/data-plane/identity/sources/workload-api.ts';
+import type { IdentitySnapshot } from '../../../src/data-plane/identity/svid.ts';
 import { svidMessage, WorkloadApiServer } from '../../support/workload-api-server.ts';
 import { causeCodes, nextEvent } from './events.ts';
 

@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createRootCa, issueSvid, type CertificateAuthority } from '../../../src/identity/ca.ts';
-import { pemCertificatesToDer } from '../../../src/identity/pem.ts';
-import { WorkloadApiSource } from '../../../src/identity/sources/workload-api.ts';
-import type { IdentitySnapshot } from '../../../src/identity/svid.ts';
+import { createRootCa, issueSvid, type CertificateAuthority } from '../../../src/control-plane/identity-service/ca.ts';
+import { pemCertificatesToDer } from '../../../src/data-plane/identity/pem.ts';
+import { WorkloadApiSource } from '../../../src/data-plane/identity/sources/workload-api.ts';
+import type { IdentitySnapshot } from '../../../src/data-plane/identity/svid.ts';
 import { pemToConcatenatedDer, svidMessage, WorkloadApiServer } from '../../support/workload-api-server.ts';
 import { nextEvent } from './events.ts';
 
@@ -127,7 +127,7 @@ describe('workload-api source: snapshots', () => {
   });
 
   it('keeps chain intermediates in order, leaf first', async () => {
-    const { createIntermediateCa } = await import('../../../src/identity/ca.ts');
+    const { createIntermediateCa } = await import('../../../src/control-plane/identity-service/ca.ts');
     const intermediate = await createIntermediateCa(ca);
     const svid = await issueSvid(intermediate, { spiffeId: ID });
     server.setResponse({ svids: [svidMessage(svid)] });

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startInjector, type RunningInjector } from '../../../src/cli/commands/injector.ts';
-import { readInjectorConfig } from '../../../injector/config.ts';
+import { readInjectorConfig } from '../../../src/control-plane/injector/config.ts';
 import { loadPod } from '../../unit/injector/golden-support.ts';
 import { podReview, post, servingCertificate } from './webhook-fixture.ts';
 

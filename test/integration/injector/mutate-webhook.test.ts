@@ -2,10 +2,10 @@ import type { Server } from 'node:https';
 import fastJsonPatch from 'fast-json-patch';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createWebhookServer } from '../../../injector/webhook-server.ts';
-import { createMutateHandler } from '../../../injector/mutate.ts';
-import { promInjectorMetrics } from '../../../injector/metrics.ts';
-import { DEFAULT_INJECTION_SETTINGS, injectPod, InjectorInternalError, type Pod } from '../../../injector/patch/index.ts';
+import { createWebhookServer } from '../../../src/control-plane/injector/webhook-server.ts';
+import { createMutateHandler } from '../../../src/control-plane/injector/mutate.ts';
+import { promInjectorMetrics } from '../../../src/control-plane/injector/metrics.ts';
+import { DEFAULT_INJECTION_SETTINGS, injectPod, InjectorInternalError, type Pod } from '../../../src/control-plane/injector/patch/index.ts';
 import { loadPod } from '../../unit/injector/golden-support.ts';
 import { listen, podReview, post, servingCertificate } from './webhook-fixture.ts';
 

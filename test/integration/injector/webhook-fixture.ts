@@ -1,7 +1,7 @@
 import { webcrypto } from 'node:crypto';
 import { request as httpsRequest, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { x509 } from '../../../src/identity/x509-library.ts';
+import { x509 } from '../../../src/data-plane/identity/x509-library.ts';
 
 /** The DNS name the API server dials (<service>.<namespace>.svc); the serving cert must carry it as a SAN. */
 export const WEBHOOK_DNS_NAME = 'meshlet-injector.meshlet-system.svc';

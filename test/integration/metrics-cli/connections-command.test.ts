@@ -3,8 +3,8 @@ import { once } from 'node:events';
 import { createServer as createHttpServer } from 'node:http';
 import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { Registry } from 'prom-client';
-import { AdminServer } from '../../../src/admin/admin-server.ts';
-import { ConnectionRegistry } from '../../../src/proxy/connection-registry.ts';
+import { AdminServer } from '../../../src/data-plane/admin/admin-server.ts';
+import { ConnectionRegistry } from '../../../src/data-plane/proxy/connection-registry.ts';
 import { cells, meshlet, waitFor } from './support.ts';
 
 const cleanups: (() => Promise<void> | void)[] = [];

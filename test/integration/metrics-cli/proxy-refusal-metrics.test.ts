@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type * as tls from 'node:tls';
-import { readSidecarConfig } from '../../../src/config/sidecar-env.ts';
-import { createLogger } from '../../../src/log/logger.ts';
-import { parseExposition, type Sample } from '../../../src/metrics/parse-exposition.ts';
-import { Sidecar } from '../../../src/sidecar/sidecar.ts';
+import { readSidecarConfig } from '../../../src/data-plane/sidecar/sidecar-env.ts';
+import { createLogger } from '../../../src/common/log/logger.ts';
+import { parseExposition, type Sample } from '../../../src/cli/scrape/parse-exposition.ts';
+import { Sidecar } from '../../../src/data-plane/sidecar/sidecar.ts';
 import { rawExchange } from '../proxy/support/raw-exchange.ts';
 import { FRONTEND_ID, meshOfTwo, svidFiles, type MeshOfTwo } from '../sidecar/mesh-of-two.ts';
 // The real sidecar (orders' of test/integration/sidecar/mesh-of-two.ts, configured by environment

@@ -2,8 +2,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createServer as createHttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Gauge } from 'prom-client';
-import { AdminServer } from '../../../src/admin/admin-server.ts';
-import { SidecarMetrics } from '../../../src/metrics/sidecar-metrics.ts';
+import { AdminServer } from '../../../src/data-plane/admin/admin-server.ts';
+import { SidecarMetrics } from '../../../src/data-plane/metrics/sidecar-metrics.ts';
 import { cells, meshlet } from './support.ts';
 
 const cleanups: (() => Promise<void> | void)[] = [];

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ConnectionSnapshot } from '../../../src/proxy/connection-registry.ts';
+import type { ConnectionSnapshot } from '../../../src/data-plane/proxy/connection-registry.ts';
 import { ORDERS_ID } from '../sidecar/mesh-of-two.ts';
 import { cells, meshlet } from '../metrics-cli/support.ts';
 import { h2ViaFrontend, startTwoSidecars, viaFrontend, type TwoSidecars } from './two-sidecars.ts';

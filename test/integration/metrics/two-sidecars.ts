@@ -2,10 +2,10 @@ import { createHash } from 'node:crypto';
 import * as http2 from 'node:http2';
 import { request } from 'node:http';
 import { connect } from 'node:net';
-import { readSidecarConfig } from '../../../src/config/sidecar-env.ts';
-import { createLogger } from '../../../src/log/logger.ts';
-import { parseExposition, type Sample } from '../../../src/metrics/parse-exposition.ts';
-import { Sidecar } from '../../../src/sidecar/sidecar.ts';
+import { readSidecarConfig } from '../../../src/data-plane/sidecar/sidecar-env.ts';
+import { createLogger } from '../../../src/common/log/logger.ts';
+import { parseExposition, type Sample } from '../../../src/cli/scrape/parse-exposition.ts';
+import { Sidecar } from '../../../src/data-plane/sidecar/sidecar.ts';
 import { kubeletWrite } from '../../support/kubelet-volume.ts';
 import { meshOfTwo, type MeshOfTwo } from '../sidecar/mesh-of-two.ts';
 

@@ -1,5 +1,5 @@
 import { webcrypto } from 'node:crypto';
-import { x509 } from '../../../src/identity/x509-library.ts';
+import { x509 } from '../../../src/data-plane/identity/x509-library.ts';
 
 /** A real self-signed ECDSA P-256 serving certificate for 127.0.0.1, made fresh for this run. */
 export async function servingCertificate(): Promise<{ cert: string; key: string }> {

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { decide } from '../../../src/policy/decide.ts';
-import { PolicyMetrics } from '../../../src/policy/metrics.ts';
-import { PolicyStore, type ReloadEvent } from '../../../src/policy/store.ts';
+import { decide } from '../../../src/data-plane/policy/decide.ts';
+import { PolicyMetrics } from '../../../src/data-plane/policy/metrics.ts';
+import { PolicyStore, type ReloadEvent } from '../../../src/data-plane/policy/store.ts';
 import { kubeletWrite } from '../../support/kubelet-volume.ts';
 
 const FRONTEND = 'spiffe://cluster.local/ns/web/sa/frontend';

@@ -3,15 +3,15 @@ import { connect } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:https';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createWebhookServer } from '../../../injector/webhook-server.ts';
-import { validatePolicyConfigMap } from '../../../injector/validate.ts';
-import { readInjectorConfig } from '../../../injector/config.ts';
-import { ConfigError } from '../../../src/config/env.ts';
-import { formatPolicyError, parsePolicy } from '../../../src/policy/parse.ts';
+import { createWebhookServer } from '../../../src/control-plane/injector/webhook-server.ts';
+import { validatePolicyConfigMap } from '../../../src/control-plane/injector/validate.ts';
+import { readInjectorConfig } from '../../../src/control-plane/injector/config.ts';
+import { ConfigError } from '../../../src/common/config/env.ts';
+import { formatPolicyError, parsePolicy } from '../../../src/data-plane/policy/parse.ts';
 import { servingCertificate } from './serving-certificate.ts';
 import { Registry } from 'prom-client';
 import { injectorRoutes } from '../../../src/cli/commands/injector.ts';
-import { DEFAULT_INJECTION_SETTINGS } from '../../../injector/patch/index.ts';
+import { DEFAULT_INJECTION_SETTINGS } from '../../../src/control-plane/injector/patch/index.ts';
 
 const VALID = `apiVersion: policy.meshlet.io/v1alpha1
 kind: AuthorizationPolicy

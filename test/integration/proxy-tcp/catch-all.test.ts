@@ -1,6 +1,6 @@
 import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CatchAllListener } from '../../../src/proxy/tcp/catch-all.ts';
+import { CatchAllListener } from '../../../src/data-plane/proxy/tcp/catch-all.ts';
 import { waitFor } from '../proxy/support/mesh-fixture.ts';
 
 describe('the catch-all listener for undeclared ports', () => {

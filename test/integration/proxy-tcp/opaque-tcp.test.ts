@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { OpaqueTcpProxy } from '../../../src/proxy/tcp/opaque-inbound.ts';
-import { resolveProxySettings } from '../../../src/proxy/config.ts';
+import { OpaqueTcpProxy } from '../../../src/data-plane/proxy/tcp/opaque-inbound.ts';
+import { resolveProxySettings } from '../../../src/data-plane/proxy/config.ts';
 import { createMeshPki, IDS, meshTlsFor, waitFor, type MeshPki } from '../proxy/support/mesh-fixture.ts';
 import { CallerListAuthorizer, converse, sha256, startEchoApp, startTcpMesh, type TcpMesh } from './support.ts';
 

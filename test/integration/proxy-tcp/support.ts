@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import * as net from 'node:net';
-import { OpaqueTcpProxy } from '../../../src/proxy/tcp/opaque-inbound.ts';
-import { OpaqueTcpOutbound } from '../../../src/proxy/tcp/opaque-outbound.ts';
-import type { ConnectionAuthorizer, ConnectionFacts } from '../../../src/proxy/tcp/connection-authorizer.ts';
-import type { TcpRefusalCode } from '../../../src/proxy/tcp/tcp-refusals.ts';
-import { resolveProxySettings, type ProxySettingsInput } from '../../../src/proxy/config.ts';
-import type { AuthorizationDecision } from '../../../src/proxy/request-authorizer.ts';
+import { OpaqueTcpProxy } from '../../../src/data-plane/proxy/tcp/opaque-inbound.ts';
+import { OpaqueTcpOutbound } from '../../../src/data-plane/proxy/tcp/opaque-outbound.ts';
+import type { ConnectionAuthorizer, ConnectionFacts } from '../../../src/data-plane/proxy/tcp/connection-authorizer.ts';
+import type { TcpRefusalCode } from '../../../src/data-plane/proxy/tcp/tcp-refusals.ts';
+import { resolveProxySettings, type ProxySettingsInput } from '../../../src/data-plane/proxy/config.ts';
+import type { AuthorizationDecision } from '../../../src/data-plane/proxy/request-authorizer.ts';
 import { closeServer, createMeshPki, IDS, listen, meshTlsFor, type MeshPki } from '../proxy/support/mesh-fixture.ts';
 
 /** A TCP echo app: echoes every byte; when the caller half-closes, finishes echoing and closes its side. */

@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_PROXY_SETTINGS, ProxyConfigError, resolveProxySettings } from '../../../src/proxy/config.ts';
-import { DestinationConfigError, DestinationTable, parseAuthority } from '../../../src/proxy/outbound/destination-table.ts';
-import { PROXY_ERROR_CATALOG } from '../../../src/proxy/http/errors.ts';
+import { DEFAULT_PROXY_SETTINGS, ProxyConfigError, resolveProxySettings } from '../../../src/data-plane/proxy/config.ts';
+import { DestinationConfigError, DestinationTable, parseAuthority } from '../../../src/data-plane/proxy/outbound/destination-table.ts';
+import { PROXY_ERROR_CATALOG } from '../../../src/data-plane/proxy/http/errors.ts';
 
 describe('proxy settings', () => {
   it('fills defaults and freezes', () => {

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { DestinationConfigError, DestinationTable } from '../../../src/proxy/outbound/destination-table.ts';
+import { DestinationConfigError, DestinationTable } from '../../../src/data-plane/proxy/outbound/destination-table.ts';
 import { IDS, request } from './support/mesh-fixture.ts';
 import { startMeshPair, type MeshPair } from './support/mesh-pair.ts';
 import { ordersClient, startOrdersServer, stopOrdersServer, unary } from './support/grpc-orders.ts';

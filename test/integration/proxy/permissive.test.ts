@@ -3,7 +3,7 @@ import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { AuthorizationDecision, RequestAuthorizer, RequestFacts } from '../../../src/proxy/request-authorizer.ts';
+import type { AuthorizationDecision, RequestAuthorizer, RequestFacts } from '../../../src/data-plane/proxy/request-authorizer.ts';
 import { IDS, meshTlsFor, request, waitFor } from './support/mesh-fixture.ts';
 import { ORDERS_AUTHORITY, startMeshPair, type MeshPair } from './support/mesh-pair.ts';
 import { rawExchange } from './support/raw-exchange.ts';

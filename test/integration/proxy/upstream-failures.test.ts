@@ -5,15 +5,15 @@ import { PassThrough } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { closeServer, listen, request } from './support/mesh-fixture.ts';
 import { ORDERS_AUTHORITY, startMeshPair, type MeshPair } from './support/mesh-pair.ts';
-import { resolveProxySettings } from '../../../src/proxy/config.ts';
-import { ConnectionRegistry } from '../../../src/proxy/connection-registry.ts';
-import { ProxyError, type ProxyErrorCode } from '../../../src/proxy/http/errors.ts';
-import { forwardRequest, type NextHop } from '../../../src/proxy/http/forward-request.ts';
-import { forwardHeaders, PEER_IDENTITY_HEADER } from '../../../src/proxy/http/headers.ts';
-import { forwardStreamToHttp1 } from '../../../src/proxy/h2/forward-stream-to-http1.ts';
-import { http1ForwardHeaders, readStreamRequest } from '../../../src/proxy/h2/stream-headers.ts';
-import { Http1Pool } from '../../../src/proxy/upstream/http1-pool.ts';
-import { ClosedBeforeResponse, type Upstream, type UpstreamHandler, type UpstreamRequest } from '../../../src/proxy/upstream/upstream.ts';
+import { resolveProxySettings } from '../../../src/data-plane/proxy/config.ts';
+import { ConnectionRegistry } from '../../../src/data-plane/proxy/connection-registry.ts';
+import { ProxyError, type ProxyErrorCode } from '../../../src/data-plane/proxy/http/errors.ts';
+import { forwardRequest, type NextHop } from '../../../src/data-plane/proxy/http/forward-request.ts';
+import { forwardHeaders, PEER_IDENTITY_HEADER } from '../../../src/data-plane/proxy/http/headers.ts';
+import { forwardStreamToHttp1 } from '../../../src/data-plane/proxy/h2/forward-stream-to-http1.ts';
+import { http1ForwardHeaders, readStreamRequest } from '../../../src/data-plane/proxy/h2/stream-headers.ts';
+import { Http1Pool } from '../../../src/data-plane/proxy/upstream/http1-pool.ts';
+import { ClosedBeforeResponse, type Upstream, type UpstreamHandler, type UpstreamRequest } from '../../../src/data-plane/proxy/upstream/upstream.ts';
 
 describe('when the next hop misbehaves', () => {
   let mesh: MeshPair;

@@ -2,9 +2,9 @@ import { createServer, type Server } from 'node:http';
 import { randomInt } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
-import { AdminServer } from '../../../src/admin/admin-server.ts';
-import { readSidecarConfig } from '../../../src/config/sidecar-env.ts';
-import { parseExposition } from '../../../src/metrics/parse-exposition.ts';
+import { AdminServer } from '../../../src/data-plane/admin/admin-server.ts';
+import { readSidecarConfig } from '../../../src/data-plane/sidecar/sidecar-env.ts';
+import { parseExposition } from '../../../src/cli/scrape/parse-exposition.ts';
 import { meshOfTwo } from '../sidecar/mesh-of-two.ts';
 import { startSidecarProcess } from './sidecar-process.ts';
 

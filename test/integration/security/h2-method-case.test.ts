@@ -1,6 +1,6 @@
 import type * as http2 from 'node:http2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AuthorizationDecision, RequestAuthorizer, RequestFacts } from '../../../src/proxy/request-authorizer.ts';
+import type { AuthorizationDecision, RequestAuthorizer, RequestFacts } from '../../../src/data-plane/proxy/request-authorizer.ts';
 import { ORDERS_AUTHORITY, startMeshPair, type MeshPair } from '../proxy/support/mesh-pair.ts';
 import { rawExchange } from '../proxy/support/raw-exchange.ts';
 import { connectInboundH2, connectOutboundH2, frontendTls, h2Request, recordHeads, recordUpgrades, type HeadSeen } from './support/recording-apps.ts';

@@ -1,11 +1,11 @@
 import * as http2 from 'node:http2';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readSidecarConfig, SIDECAR_ENV } from '../../../src/config/sidecar-env.ts';
-import { createLogger } from '../../../src/log/logger.ts';
-import { MAX_FIELD_BYTES, TOTAL_FACTOR, truncatedMarker } from '../../../src/log/log-limiter.ts';
-import { parseExposition } from '../../../src/metrics/parse-exposition.ts';
-import { Sidecar } from '../../../src/sidecar/sidecar.ts';
+import { readSidecarConfig, SIDECAR_ENV } from '../../../src/data-plane/sidecar/sidecar-env.ts';
+import { createLogger } from '../../../src/common/log/logger.ts';
+import { MAX_FIELD_BYTES, TOTAL_FACTOR, truncatedMarker } from '../../../src/common/log/log-limiter.ts';
+import { parseExposition } from '../../../src/cli/scrape/parse-exposition.ts';
+import { Sidecar } from '../../../src/data-plane/sidecar/sidecar.ts';
 import { FRONTEND_ID, meshOfTwo, svidFiles, type MeshOfTwo } from '../sidecar/mesh-of-two.ts';
 
 /**

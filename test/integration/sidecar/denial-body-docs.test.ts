@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../../../src/log/logger.ts';
-import type { Sidecar } from '../../../src/sidecar/sidecar.ts';
+import { createLogger } from '../../../src/common/log/logger.ts';
+import type { Sidecar } from '../../../src/data-plane/sidecar/sidecar.ts';
 import { meshOfTwo, startSidecars, type MeshOfTwo } from './mesh-of-two.ts';
 
 /**

@@ -3,10 +3,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
-import { readSidecarConfig } from '../../../src/config/sidecar-env.ts';
-import { createRootCa, issueSvid, type CertificateAuthority } from '../../../src/identity/ca.ts';
-import type { Logger } from '../../../src/log/logger.ts';
-import { Sidecar } from '../../../src/sidecar/sidecar.ts';
+import { readSidecarConfig } from '../../../src/data-plane/sidecar/sidecar-env.ts';
+import { createRootCa, issueSvid, type CertificateAuthority } from '../../../src/control-plane/identity-service/ca.ts';
+import type { Logger } from '../../../src/common/log/logger.ts';
+import { Sidecar } from '../../../src/data-plane/sidecar/sidecar.ts';
 import { kubeletWrite } from '../../support/kubelet-volume.ts';
 import { freePorts } from '../../support/free-port.ts';
 

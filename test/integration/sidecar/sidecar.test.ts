@@ -2,8 +2,8 @@ import { request } from 'node:http';
 import { connect } from 'node:net';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../../../src/log/logger.ts';
-import type { Sidecar } from '../../../src/sidecar/sidecar.ts';
+import { createLogger } from '../../../src/common/log/logger.ts';
+import type { Sidecar } from '../../../src/data-plane/sidecar/sidecar.ts';
 import { kubeletWrite } from '../../support/kubelet-volume.ts';
 import { FRONTEND_ID, meshOfTwo, startSidecars, ORDERS_ID, ordersPolicy, type MeshOfTwo } from './mesh-of-two.ts';
 

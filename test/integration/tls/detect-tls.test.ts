@@ -1,7 +1,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { detectTls } from '../../../src/tls/detect.ts';
-import { handshakeFailureReason, type MeshTls } from '../../../src/tls/mesh-tls.ts';
+import { detectTls } from '../../../src/data-plane/tls/detect.ts';
+import { handshakeFailureReason, type MeshTls } from '../../../src/data-plane/tls/mesh-tls.ts';
 import { eventually, Fixture, identity, roundTrip, trustDomain, type TrustDomain } from './mesh-fixture.ts';
 
 /** A PERMISSIVE port: detect, then TLS (meshTls.acceptSocket) or plaintext; echoes either way. */

@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
-import { handshakeFailureReason } from '../../../src/tls/mesh-tls.ts';
-import { SvidVerifyError } from '../../../src/identity/svid-verify.ts';
-import { TlsPeerError } from '../../../src/tls/errors.ts';
+import { handshakeFailureReason } from '../../../src/data-plane/tls/mesh-tls.ts';
+import { SvidVerifyError } from '../../../src/data-plane/identity/svid-verify.ts';
+import { TlsPeerError } from '../../../src/data-plane/tls/errors.ts';
 
 /** The reasons table of docs/tls.md, as reason -> codes. */
 async function documentedReasons(): Promise<Map<string, string[]>> {

@@ -1,9 +1,9 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
-import { createIntermediateCa, createRootCa, issueSvid, type CertificateAuthority } from '../../../src/identity/ca.ts';
-import type { IdentitySnapshot } from '../../../src/identity/svid.ts';
-import { StaticSvidSource } from '../../../src/identity/sources/static.ts';
-import { MeshTls, type ExpectedPeer } from '../../../src/tls/mesh-tls.ts';
+import { createIntermediateCa, createRootCa, issueSvid, type CertificateAuthority } from '../../../src/control-plane/identity-service/ca.ts';
+import type { IdentitySnapshot } from '../../../src/data-plane/identity/svid.ts';
+import { StaticSvidSource } from '../../../src/data-plane/identity/sources/static.ts';
+import { MeshTls, type ExpectedPeer } from '../../../src/data-plane/tls/mesh-tls.ts';
 
 /**
  * Real trust domains, real SVIDs, real TLS servers on 127.0.0.1:0 for the TLS layer's tests.

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { WorkloadApiSource } from '../../../src/identity/sources/workload-api.ts';
-import { StaticSvidSource } from '../../../src/identity/sources/static.ts';
-import { MeshTls } from '../../../src/tls/mesh-tls.ts';
+import { WorkloadApiSource } from '../../../src/data-plane/identity/sources/workload-api.ts';
+import { StaticSvidSource } from '../../../src/data-plane/identity/sources/static.ts';
+import { MeshTls } from '../../../src/data-plane/tls/mesh-tls.ts';
 import { Fixture, identity, roundTrip, trustDomain, type TrustDomain } from './mesh-fixture.ts';
 
 describe('MeshTls lifecycle and the static identity source', () => {

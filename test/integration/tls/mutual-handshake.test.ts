@@ -1,6 +1,6 @@
 import { connect as tlsConnect } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { handshakeFailureReason } from '../../../src/tls/mesh-tls.ts';
+import { handshakeFailureReason } from '../../../src/data-plane/tls/mesh-tls.ts';
 import { eventually, Fixture, identity, outcome, roundTrip, trustDomain, type TrustDomain } from './mesh-fixture.ts';
 
 describe('mesh mTLS handshake', () => {

@@ -1,5 +1,5 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { handshakeFailureReason } from '../../../src/tls/mesh-tls.ts';
+import { handshakeFailureReason } from '../../../src/data-plane/tls/mesh-tls.ts';
 import { eventually, Fixture, identity, trustDomain, type TrustDomain } from './mesh-fixture.ts';
 
 describe('mesh mTLS refuses peers the X.509-SVID rules do not accept', () => {

@@ -1,8 +1,8 @@
 import { X509Certificate } from 'node:crypto';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { IdentitySnapshot } from '../../../src/identity/svid.ts';
-import { handshakeFailureReason } from '../../../src/tls/mesh-tls.ts';
+import type { IdentitySnapshot } from '../../../src/data-plane/identity/svid.ts';
+import { handshakeFailureReason } from '../../../src/data-plane/tls/mesh-tls.ts';
 import { eventually, Fixture, identity, outcome, roundTrip, trustDomain, type TrustDomain } from './mesh-fixture.ts';
 
 function serialOf(snapshot: IdentitySnapshot): string {

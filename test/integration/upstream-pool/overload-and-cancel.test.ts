@@ -2,10 +2,10 @@ import * as http from 'node:http';
 import type * as net from 'node:net';
 import { PassThrough } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DISCARD_LIMIT_BYTES, Http1Pool, type InFlightSlot } from '../../../src/proxy/upstream/http1-pool.ts';
-import { resolveProxySettings, type ProxySettingsInput } from '../../../src/proxy/config.ts';
-import { ConnectionRegistry } from '../../../src/proxy/connection-registry.ts';
-import { ProxyError } from '../../../src/proxy/http/errors.ts';
+import { DISCARD_LIMIT_BYTES, Http1Pool, type InFlightSlot } from '../../../src/data-plane/proxy/upstream/http1-pool.ts';
+import { resolveProxySettings, type ProxySettingsInput } from '../../../src/data-plane/proxy/config.ts';
+import { ConnectionRegistry } from '../../../src/data-plane/proxy/connection-registry.ts';
+import { ProxyError } from '../../../src/data-plane/proxy/http/errors.ts';
 import { closeServer, listen, waitFor } from '../proxy/support/mesh-fixture.ts';
 
 /**
@@ -235,7 +235,7 @@ describe('requests on which nothing moves (timeouts.streamIdleMs)', () => {
   });
 });
 
-describe('overload settings (src/proxy/config.ts)', () => {
+describe('overload settings (src/data-plane/proxy/config.ts)', () => {
   it('defaults: documented values; the per-caller share is half of maxConnectionsPerUpstream unless given', () => {
     const d = resolveProxySettings();
     expect(d.timeouts).toMatchObject({ queueWaitMs: 1_000, streamIdleMs: 300_000 });

@@ -1,10 +1,10 @@
 import * as net from 'node:net';
 import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Http1Pool } from '../../../src/proxy/upstream/http1-pool.ts';
-import { ClosedBeforeResponse } from '../../../src/proxy/upstream/upstream.ts';
-import { resolveProxySettings } from '../../../src/proxy/config.ts';
-import { ConnectionRegistry } from '../../../src/proxy/connection-registry.ts';
+import { Http1Pool } from '../../../src/data-plane/proxy/upstream/http1-pool.ts';
+import { ClosedBeforeResponse } from '../../../src/data-plane/proxy/upstream/upstream.ts';
+import { resolveProxySettings } from '../../../src/data-plane/proxy/config.ts';
+import { ConnectionRegistry } from '../../../src/data-plane/proxy/connection-registry.ts';
 import { closeServer, listen } from '../proxy/support/mesh-fixture.ts';
 
 /**

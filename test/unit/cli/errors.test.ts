@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closestFlag, editDistance } from '../../../src/cli/command.ts';
-import { FilesSource } from '../../../src/identity/sources/files.ts';
+import { FilesSource } from '../../../src/data-plane/identity/sources/files.ts';
 import { run } from './run.ts';
 
 let tmp: string;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DurationError, formatDuration, parseDuration } from '../../../src/config/duration.ts';
+import { DurationError, formatDuration, parseDuration } from '../../../src/common/config/duration.ts';
 
 describe('parseDuration', () => {
   const good: Array<[string, number]> = [

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { readSidecarConfig, SIDECAR_ENV } from '../../../src/config/sidecar-env.ts';
-import { DEFAULT_PROXY_SETTINGS, resolveProxySettings } from '../../../src/proxy/config.ts';
+import { readSidecarConfig, SIDECAR_ENV } from '../../../src/data-plane/sidecar/sidecar-env.ts';
+import { DEFAULT_PROXY_SETTINGS, resolveProxySettings } from '../../../src/data-plane/proxy/config.ts';
 
 // The proxy's timeouts and limits have one default each: DEFAULT_PROXY_SETTINGS. The sidecar's
 // variables (README "Sidecar configuration reference") and docs/proxy.md's settings table must

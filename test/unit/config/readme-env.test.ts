@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { SIDECAR_ENV } from '../../../src/config/sidecar-env.ts';
-import type { EnvVar } from '../../../src/config/env.ts';
+import { SIDECAR_ENV } from '../../../src/data-plane/sidecar/sidecar-env.ts';
+import type { EnvVar } from '../../../src/common/config/env.ts';
 
 const variables: EnvVar<unknown>[] = Object.values(SIDECAR_ENV);
 

@@ -3,8 +3,8 @@
 // shows, possibly spelled with a unit: 16384 bytes, 1m = 60s).
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { durationField } from '../../../src/config/env.ts';
-import { SIDECAR_ENV } from '../../../src/config/sidecar-env.ts';
+import { durationField } from '../../../src/common/config/env.ts';
+import { SIDECAR_ENV } from '../../../src/data-plane/sidecar/sidecar-env.ts';
 
 const doc = readFileSync(new URL('../../../docs/security.md', import.meta.url), 'utf8');
 const table = doc.slice(doc.indexOf('## Limits and timeouts'), doc.indexOf('Policy documents (fixed'));

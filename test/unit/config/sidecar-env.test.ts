@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { readSidecarConfig, SIDECAR_ENV } from '../../../src/config/sidecar-env.ts';
-import { ConfigError } from '../../../src/config/env.ts';
+import { readSidecarConfig, SIDECAR_ENV } from '../../../src/data-plane/sidecar/sidecar-env.ts';
+import { ConfigError } from '../../../src/common/config/env.ts';
 
 const minimal = { MESHLET_NAMESPACE: 'shop', MESHLET_SERVICE_ACCOUNT: 'orders' };
 

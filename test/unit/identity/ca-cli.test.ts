@@ -3,8 +3,8 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assertKeyMatchesCertificate, parseCertificatesPem, parsePrivateKeyPem } from '../../../src/identity/pem.ts';
-import { verifyX509Svid } from '../../../src/identity/svid-verify.ts';
+import { assertKeyMatchesCertificate, parseCertificatesPem, parsePrivateKeyPem } from '../../../src/data-plane/identity/pem.ts';
+import { verifyX509Svid } from '../../../src/data-plane/identity/svid-verify.ts';
 import { run } from '../cli/run.ts';
 
 const TD = 'cli.example';

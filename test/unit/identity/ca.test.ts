@@ -15,11 +15,11 @@ import {
   signSvid,
   writeCa,
   type CertificateAuthority,
-} from '../../../src/identity/ca.ts';
-import { parseCertificatesPem, parsePrivateKeyPem, assertKeyMatchesCertificate } from '../../../src/identity/pem.ts';
-import { verifyX509Svid } from '../../../src/identity/svid-verify.ts';
-import { readSvidExtensions } from '../../../src/identity/x509-extensions.ts';
-import { x509 } from '../../../src/identity/x509-library.ts';
+} from '../../../src/control-plane/identity-service/ca.ts';
+import { parseCertificatesPem, parsePrivateKeyPem, assertKeyMatchesCertificate } from '../../../src/data-plane/identity/pem.ts';
+import { verifyX509Svid } from '../../../src/data-plane/identity/svid-verify.ts';
+import { readSvidExtensions } from '../../../src/data-plane/identity/x509-extensions.ts';
+import { x509 } from '../../../src/data-plane/identity/x509-library.ts';
 import { FIXTURES_DIR } from '../../fixtures/generate.ts';
 
 const TD = 'ca-test.example';

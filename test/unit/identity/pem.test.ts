@@ -9,7 +9,7 @@ import {
   pemCertificatesToDer,
   privateKeyToPkcs8Pem,
   splitConcatenatedDer,
-} from '../../../src/identity/pem.ts';
+} from '../../../src/data-plane/identity/pem.ts';
 import { FIXTURES_DIR } from '../../fixtures/generate.ts';
 
 const fixture = (name: string) => readFileSync(join(FIXTURES_DIR, name), 'utf8');

@@ -7,7 +7,7 @@ import {
   parseWorkloadSpiffeId,
   SpiffeIdError,
   workloadSpiffeId,
-} from '../../../src/identity/spiffe-id.ts';
+} from '../../../src/common/identity/spiffe-id.ts';
 
 function codeOf(input: string): string {
   try {

@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { connect, createServer, type Server } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
-import { pemCertificatesToDer } from '../../../src/identity/pem.ts';
-import { MAX_CHAIN_LENGTH, SvidVerifyError, verifyX509Svid } from '../../../src/identity/svid-verify.ts';
-import { buildTrustBundles } from '../../../src/identity/trust-bundle.ts';
+import { pemCertificatesToDer } from '../../../src/data-plane/identity/pem.ts';
+import { MAX_CHAIN_LENGTH, SvidVerifyError, verifyX509Svid } from '../../../src/data-plane/identity/svid-verify.ts';
+import { buildTrustBundles } from '../../../src/data-plane/identity/trust-bundle.ts';
 import { FIXTURE_SPIFFE_ID, FIXTURE_TRUST_DOMAIN, FIXTURES_DIR } from '../../fixtures/generate.ts';
 
 const fixture = (name: string) => readFileSync(join(FIXTURES_DIR, name), 'utf8');

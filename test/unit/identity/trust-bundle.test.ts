@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { buildTrustBundles, parseSpiffeBundle, toSpiffeBundle } from '../../../src/identity/trust-bundle.ts';
-import { pemCertificatesToDer } from '../../../src/identity/pem.ts';
+import { buildTrustBundles, parseSpiffeBundle, toSpiffeBundle } from '../../../src/data-plane/identity/trust-bundle.ts';
+import { pemCertificatesToDer } from '../../../src/data-plane/identity/pem.ts';
 import { FIXTURES_DIR } from '../../fixtures/generate.ts';
 
 const fixture = (name: string) => readFileSync(join(FIXTURES_DIR, name), 'utf8');

@@ -15,9 +15,9 @@ import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Clus
 import { ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding';
 import { MutatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1/MutatingWebhookConfiguration';
 import { ValidatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration';
-import { DEFAULT_INJECTION_SETTINGS } from '../../../injector/patch/index.ts';
-import { DEFAULT_POLICY_CONFIGMAP, IMAGE_CLI, PROXY_UID } from '../../../injector/patch/pod-layout.ts';
-import { injectManifest } from '../../../injector/workloads.ts';
+import { DEFAULT_INJECTION_SETTINGS } from '../../../src/control-plane/injector/patch/index.ts';
+import { DEFAULT_POLICY_CONFIGMAP, IMAGE_CLI, PROXY_UID } from '../../../src/control-plane/injector/patch/pod-layout.ts';
+import { injectManifest } from '../../../src/control-plane/injector/workloads.ts';
 import { runCli } from './cli-support.ts';
 
 /** Every manifest under deploy/ against the Kubernetes schema, plus the properties the design promises. */

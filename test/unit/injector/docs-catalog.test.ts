@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { ANNOTATIONS, INJECTION_ENV, POD_REFUSAL_CODES, WEAKENING_ANNOTATIONS } from '../../../injector/patch/index.ts';
-import { ADMISSION_RESULTS } from '../../../injector/metrics.ts';
+import { ANNOTATIONS, INJECTION_ENV, POD_REFUSAL_CODES, WEAKENING_ANNOTATIONS } from '../../../src/control-plane/injector/patch/index.ts';
+import { ADMISSION_RESULTS } from '../../../src/control-plane/injector/metrics.ts';
 
 /** docs/injector.md is the catalog users read: every annotation, refusal code, setting and metric result must be in it. */
 const doc = readFileSync(join(dirname(fileURLToPath(import.meta.url)), '../../../docs/injector.md'), 'utf8');

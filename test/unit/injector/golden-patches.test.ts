@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import fastJsonPatch from 'fast-json-patch';
 import { Pod as PodModel } from 'kubernetes-models/v1/Pod';
 import { describe, expect, it } from 'vitest';
-import { applyJsonPatch, DEFAULT_INJECTION_SETTINGS, injectPod, type Pod } from '../../../injector/patch/index.ts';
+import { applyJsonPatch, DEFAULT_INJECTION_SETTINGS, injectPod, type Pod } from '../../../src/control-plane/injector/patch/index.ts';
 import { GOLDEN_DIR, podFixtures } from './golden-support.ts';
 
 /**

@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
-import type { Pod } from '../../../injector/patch/index.ts';
+import type { Pod } from '../../../src/control-plane/injector/patch/index.ts';
 
 export const INJECTOR_FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '../../fixtures/injector');
 export const POD_DIR = join(INJECTOR_FIXTURES, 'pods');

@@ -12,7 +12,7 @@ import { ReplicaSet } from 'kubernetes-models/apps/v1/ReplicaSet';
 import { Job } from 'kubernetes-models/batch/v1/Job';
 import { CronJob } from 'kubernetes-models/batch/v1/CronJob';
 import { runCli } from './cli-support.ts';
-import { applyJsonPatch, DEFAULT_INJECTION_SETTINGS, injectPod, type Pod } from '../../../injector/patch/index.ts';
+import { applyJsonPatch, DEFAULT_INJECTION_SETTINGS, injectPod, type Pod } from '../../../src/control-plane/injector/patch/index.ts';
 import { INJECTOR_FIXTURES } from './golden-support.ts';
 
 const EVERY_KIND = join(INJECTOR_FIXTURES, 'workloads', 'every-kind.yaml');

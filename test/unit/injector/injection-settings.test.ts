@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../../../src/config/env.ts';
-import { DEFAULT_INJECTION_SETTINGS, readInjectionSettings, WEAKENING_ANNOTATIONS } from '../../../injector/patch/index.ts';
+import { ConfigError } from '../../../src/common/config/env.ts';
+import { DEFAULT_INJECTION_SETTINGS, readInjectionSettings, WEAKENING_ANNOTATIONS } from '../../../src/control-plane/injector/patch/index.ts';
 
 describe('injector settings from the environment', () => {
   it('defaults to the documented values', () => {

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { INJECTOR_ENV } from '../../../injector/config.ts';
-import { INJECTION_ENV } from '../../../injector/patch/settings.ts';
-import type { EnvVar } from '../../../src/config/env.ts';
+import { INJECTOR_ENV } from '../../../src/control-plane/injector/config.ts';
+import { INJECTION_ENV } from '../../../src/control-plane/injector/patch/settings.ts';
+import type { EnvVar } from '../../../src/common/config/env.ts';
 
 // docs/injector.md is the operator's reference for `meshlet injector`: its "Variable | Default |
 // Meaning" tables must name every variable the injector reads, with the default the code

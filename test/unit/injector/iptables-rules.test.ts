@@ -1,10 +1,10 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../../../src/config/env.ts';
-import { readInterceptionConfig } from '../../../injector/iptables/env.ts';
-import { renderIptablesScript } from '../../../injector/iptables/rules.ts';
-import type { IpFamily } from '../../../injector/iptables/ip-cidr.ts';
+import { ConfigError } from '../../../src/common/config/env.ts';
+import { readInterceptionConfig } from '../../../src/control-plane/injector/iptables/env.ts';
+import { renderIptablesScript } from '../../../src/control-plane/injector/iptables/rules.ts';
+import type { IpFamily } from '../../../src/control-plane/injector/iptables/ip-cidr.ts';
 import { INJECTOR_FIXTURES } from './golden-support.ts';
 
 /** Golden text: the exact scripts a pod's init container pipes to iptables-restore (`<case>.rules`) and ip6tables-restore (`<case>.ip6.rules`). */

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { readIpv6State } from '../../../injector/iptables/ipv6-state.ts';
+import { readIpv6State } from '../../../src/control-plane/injector/iptables/ipv6-state.ts';
 
 /**
  * What `meshlet iptables apply` decides about IPv6, from a /proc tree laid out as the kernel

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { applyJsonPatch, escapePointerToken, pointer } from '../../../injector/patch/index.ts';
+import { applyJsonPatch, escapePointerToken, pointer } from '../../../src/control-plane/injector/patch/index.ts';
 
 describe('JSON Pointer escaping (RFC 6901)', () => {
   it('escapes ~ before / so that "/" never becomes "~01"', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_INJECTION_SETTINGS, injectPod, PodRefusedError, type Pod } from '../../../injector/patch/index.ts';
+import { DEFAULT_INJECTION_SETTINGS, injectPod, PodRefusedError, type Pod } from '../../../src/control-plane/injector/patch/index.ts';
 import { loadPod } from './golden-support.ts';
 
 /** A pod that asks for the mesh in a way that cannot work is refused with every problem named. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { readSidecarConfig } from '../../../src/config/sidecar-env.ts';
-import { readInterceptionConfig } from '../../../injector/iptables/env.ts';
-import { applyJsonPatch, DEFAULT_INJECTION_SETTINGS, injectPod, type Pod } from '../../../injector/patch/index.ts';
+import { readSidecarConfig } from '../../../src/data-plane/sidecar/sidecar-env.ts';
+import { readInterceptionConfig } from '../../../src/control-plane/injector/iptables/env.ts';
+import { applyJsonPatch, DEFAULT_INJECTION_SETTINGS, injectPod, type Pod } from '../../../src/control-plane/injector/patch/index.ts';
 import { podFixtures } from './golden-support.ts';
 
 /**

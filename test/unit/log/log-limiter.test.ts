@@ -1,8 +1,8 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { createLogger } from '../../../src/log/logger.ts';
-import { boundField, DEFAULT_LOG_LIMITS, LogLimiter, LogLimitError, MAX_FIELD_BYTES, TOTAL_FACTOR, truncatedMarker, type SuppressionSummary } from '../../../src/log/log-limiter.ts';
-import { RequestLog } from '../../../src/log/request-log.ts';
+import { createLogger } from '../../../src/common/log/logger.ts';
+import { boundField, DEFAULT_LOG_LIMITS, LogLimiter, LogLimitError, MAX_FIELD_BYTES, TOTAL_FACTOR, truncatedMarker, type SuppressionSummary } from '../../../src/common/log/log-limiter.ts';
+import { RequestLog } from '../../../src/data-plane/sidecar/request-log.ts';
 
 /** A clock the test moves by hand (ms). */
 function clock() {

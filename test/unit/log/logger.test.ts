@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Writable } from 'node:stream';
-import { createLogger, LogConfigError } from '../../../src/log/logger.ts';
-import { RequestLog } from '../../../src/log/request-log.ts';
+import { createLogger, LogConfigError } from '../../../src/common/log/logger.ts';
+import { RequestLog } from '../../../src/data-plane/sidecar/request-log.ts';
 
 /** A destination that keeps every JSON line pino writes. */
 function lines() {

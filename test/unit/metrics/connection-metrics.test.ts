@@ -3,7 +3,7 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
-import { ConnectionMetrics } from '../../../src/metrics/connection-metrics.ts';
+import { ConnectionMetrics } from '../../../src/data-plane/metrics/connection-metrics.ts';
 import { scrape, valueOf } from './scrape.ts';
 
 const cleanups: (() => Promise<void> | void)[] = [];

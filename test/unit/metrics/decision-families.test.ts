@@ -4,9 +4,9 @@ import { readFileSync } from 'node:fs';
 import { createConnection, type AddressInfo } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { Registry } from 'prom-client';
-import { AuthzMetrics } from '../../../src/metrics/authz-metrics.ts';
-import { RefusalMetrics, REFUSAL_CODES, UNDECLARED_PORT_REFUSAL } from '../../../src/metrics/refusal-metrics.ts';
-import { HANDSHAKE_FAILURE_REASONS, TlsMetrics } from '../../../src/metrics/tls-metrics.ts';
+import { AuthzMetrics } from '../../../src/data-plane/metrics/authz-metrics.ts';
+import { RefusalMetrics, REFUSAL_CODES, UNDECLARED_PORT_REFUSAL } from '../../../src/data-plane/metrics/refusal-metrics.ts';
+import { HANDSHAKE_FAILURE_REASONS, TlsMetrics } from '../../../src/data-plane/metrics/tls-metrics.ts';
 import { named, scrape, valueOf } from './scrape.ts';
 
 const cleanups: (() => Promise<void> | void)[] = [];

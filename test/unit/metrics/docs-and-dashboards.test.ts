@@ -5,10 +5,10 @@ import { readFileSync } from 'node:fs';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
-import { promInjectorMetrics } from '../../../injector/metrics.ts';
-import { promCertifyMetrics } from '../../../src/identity/service/metrics.ts';
-import { SidecarMetrics } from '../../../src/metrics/sidecar-metrics.ts';
-import { AdminMetrics } from '../../../src/admin/admin-metrics.ts';
+import { promInjectorMetrics } from '../../../src/control-plane/injector/metrics.ts';
+import { promCertifyMetrics } from '../../../src/control-plane/identity-service/metrics.ts';
+import { SidecarMetrics } from '../../../src/data-plane/metrics/sidecar-metrics.ts';
+import { AdminMetrics } from '../../../src/data-plane/admin/admin-metrics.ts';
 
 const read = (p: string) => readFileSync(new URL(`../../../${p}`, import.meta.url), 'utf8');
 const doc = read('docs/metrics.md');

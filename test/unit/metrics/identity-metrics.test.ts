@@ -3,11 +3,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
-import { createRootCa, issueSvid } from '../../../src/identity/ca.ts';
-import { FilesSource } from '../../../src/identity/sources/files.ts';
-import { StaticSvidSource } from '../../../src/identity/sources/static.ts';
-import type { SvidSource } from '../../../src/identity/svid.ts';
-import { IdentityMetrics } from '../../../src/metrics/identity-metrics.ts';
+import { createRootCa, issueSvid } from '../../../src/control-plane/identity-service/ca.ts';
+import { FilesSource } from '../../../src/data-plane/identity/sources/files.ts';
+import { StaticSvidSource } from '../../../src/data-plane/identity/sources/static.ts';
+import type { SvidSource } from '../../../src/data-plane/identity/svid.ts';
+import { IdentityMetrics } from '../../../src/data-plane/metrics/identity-metrics.ts';
 import { kubeletWrite } from '../../support/kubelet-volume.ts';
 import { named, scrape, valueOf } from './scrape.ts';
 

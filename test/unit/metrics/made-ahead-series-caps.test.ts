@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { SidecarMetrics } from '../../../src/metrics/sidecar-metrics.ts';
-import { compilePolicy } from '../../../src/policy/compile.ts';
-import { parsePolicy } from '../../../src/policy/parse.ts';
+import { SidecarMetrics } from '../../../src/data-plane/metrics/sidecar-metrics.ts';
+import { compilePolicy } from '../../../src/data-plane/policy/compile.ts';
+import { parsePolicy } from '../../../src/data-plane/policy/parse.ts';
 import { named, scrape } from './scrape.ts';
 
 const P = 'spiffe://cluster.local/ns/web/sa/frontend';

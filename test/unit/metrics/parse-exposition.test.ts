@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { renderMetrics } from '../../../src/metrics/exposition.ts';
-import { ExpositionParseError, parseExposition } from '../../../src/metrics/parse-exposition.ts';
+import { renderMetrics } from '../../../src/data-plane/metrics/exposition.ts';
+import { ExpositionParseError, parseExposition } from '../../../src/cli/scrape/parse-exposition.ts';
 
 describe('parseExposition', () => {
   it('reads back what exposition.ts renders, in both formats, escapes included', async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
-import { RequestMetrics, REQUEST_DURATION_BUCKETS } from '../../../src/metrics/request-metrics.ts';
+import { RequestMetrics, REQUEST_DURATION_BUCKETS } from '../../../src/data-plane/metrics/request-metrics.ts';
 import { named, scrape, valueOf } from './scrape.ts';
 
 const FRONTEND = 'spiffe://cluster.local/ns/web/sa/frontend';
@@ -81,7 +81,7 @@ describe('request metrics', () => {
     const registry = new Registry();
     const m = new RequestMetrics(registry);
     m.record('inbound', FRONTEND, 'list-orders', 'GET', 200, null, 'allow', 0.001, 1, 1);
-    const { renderMetrics } = await import('../../../src/metrics/exposition.ts');
+    const { renderMetrics } = await import('../../../src/data-plane/metrics/exposition.ts');
     const text = await renderMetrics(registry, 'openmetrics');
     expect(text).toContain('# TYPE meshlet_requests counter');
     expect(text).toContain('# TYPE meshlet_request_duration_seconds histogram');

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
-import { renderMetrics } from '../../../src/metrics/exposition.ts';
-import { parseExposition, type Exposition } from '../../../src/metrics/parse-exposition.ts';
-import { RequestMetrics } from '../../../src/metrics/request-metrics.ts';
-import { histogramQuantile, routeStats } from '../../../src/metrics/route-stats.ts';
+import { renderMetrics } from '../../../src/data-plane/metrics/exposition.ts';
+import { parseExposition, type Exposition } from '../../../src/cli/scrape/parse-exposition.ts';
+import { RequestMetrics } from '../../../src/data-plane/metrics/request-metrics.ts';
+import { histogramQuantile, routeStats } from '../../../src/cli/scrape/route-stats.ts';
 
 const P = 'spiffe://cluster.local/ns/web/sa/frontend';
 const snap = async (r: Registry): Promise<Exposition> => parseExposition(await renderMetrics(r, 'text'));

@@ -1,6 +1,6 @@
 import type { Registry } from 'prom-client';
-import { renderMetrics } from '../../../src/metrics/exposition.ts';
-import { parseExposition, type Sample } from '../../../src/metrics/parse-exposition.ts';
+import { renderMetrics } from '../../../src/data-plane/metrics/exposition.ts';
+import { parseExposition, type Sample } from '../../../src/cli/scrape/parse-exposition.ts';
 
 /** Renders `registry` as a scraper would get it and parses it back: what Prometheus would store. */
 export async function scrape(registry: Registry): Promise<Sample[]> {

@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { once } from 'node:events';
 import { createConnection, createServer, type AddressInfo, type Socket } from 'node:net';
 import { Registry } from 'prom-client';
-import { SidecarMetrics } from '../../../src/metrics/sidecar-metrics.ts';
-import { ConnectionRegistry } from '../../../src/proxy/connection-registry.ts';
+import { SidecarMetrics } from '../../../src/data-plane/metrics/sidecar-metrics.ts';
+import { ConnectionRegistry } from '../../../src/data-plane/proxy/connection-registry.ts';
 import { scrape, valueOf } from './scrape.ts';
 
 const P = 'spiffe://cluster.local/ns/web/sa/frontend';

@@ -2,12 +2,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ADMIN_MAX_CONNECTIONS, adminDescriptorDemand } from '../../../src/admin/admin-server.ts';
-import { SIDECAR_ENV } from '../../../src/config/sidecar-env.ts';
-import { IDENTITY_ENV, readIdentityConfig } from '../../../src/identity/service/config.ts';
-import { IDENTITY_CONNECTION_DEFAULTS } from '../../../src/identity/service/server.ts';
-import { DEFAULT_MAX_CONNECTIONS } from '../../../src/net/connection-guard.ts';
-import { DescriptorBudgetError, describeClamp, fitDescriptorBudget, readOpenFilesLimit, type DescriptorDemand } from '../../../src/net/descriptor-budget.ts';
+import { ADMIN_MAX_CONNECTIONS, adminDescriptorDemand } from '../../../src/data-plane/admin/admin-server.ts';
+import { SIDECAR_ENV } from '../../../src/data-plane/sidecar/sidecar-env.ts';
+import { IDENTITY_ENV, readIdentityConfig } from '../../../src/control-plane/identity-service/config.ts';
+import { IDENTITY_CONNECTION_DEFAULTS } from '../../../src/control-plane/identity-service/server.ts';
+import { DEFAULT_MAX_CONNECTIONS } from '../../../src/common/net/connection-guard.ts';
+import { DescriptorBudgetError, describeClamp, fitDescriptorBudget, readOpenFilesLimit, type DescriptorDemand } from '../../../src/common/net/descriptor-budget.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'meshlet-limits-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -4,7 +4,7 @@ import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { ValidatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration';
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
-import { parsePolicyManifest } from '../../../src/policy/parse.ts';
+import { parsePolicyManifest } from '../../../src/data-plane/policy/parse.ts';
 
 const DEPLOY = join(import.meta.dirname, '../../../deploy/policy');
 const read = (name: string) => readFileSync(join(DEPLOY, name), 'utf8');

@@ -1,6 +1,6 @@
 // Hostile and oversized policy documents, each named after what is wrong with it. Built in
 // code (not committed files) so the sizes follow POLICY_LIMITS.
-import { POLICY_LIMITS } from '../../../src/policy/limits.ts';
+import { POLICY_LIMITS } from '../../../src/data-plane/policy/limits.ts';
 
 const HEAD = `apiVersion: policy.meshlet.io/v1alpha1
 kind: AuthorizationPolicy

@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { POLICY_LIMITS } from '../../../src/policy/limits.ts';
-import { parsePolicy, parsePolicyManifest } from '../../../src/policy/parse.ts';
-import { policySchema } from '../../../src/policy/schema.ts';
-import type { ParseResult, PolicyError } from '../../../src/policy/types.ts';
+import { POLICY_LIMITS } from '../../../src/data-plane/policy/limits.ts';
+import { parsePolicy, parsePolicyManifest } from '../../../src/data-plane/policy/parse.ts';
+import { policySchema } from '../../../src/data-plane/policy/schema.ts';
+import type { ParseResult, PolicyError } from '../../../src/data-plane/policy/types.ts';
 import { aliasBombPolicy, aliasedRoutesPolicy, bareAliasBomb, deeplyNestedPolicy, goodPolicy, manyRoutesPolicy, overRouteCapPolicy, oversizedPolicy, sharedCallersPolicy } from './hostile-policies.ts';
 
 const FRONTEND = 'spiffe://cluster.local/ns/web/sa/frontend';

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { compilePolicy } from '../../../src/policy/compile.ts';
-import { decide } from '../../../src/policy/decide.ts';
-import { parsePolicy } from '../../../src/policy/parse.ts';
-import type { DefaultPolicy, Policy, RequestFacts } from '../../../src/policy/types.ts';
+import { compilePolicy } from '../../../src/data-plane/policy/compile.ts';
+import { decide } from '../../../src/data-plane/policy/decide.ts';
+import { parsePolicy } from '../../../src/data-plane/policy/parse.ts';
+import type { DefaultPolicy, Policy, RequestFacts } from '../../../src/data-plane/policy/types.ts';
 
 const FRONTEND = 'spiffe://cluster.local/ns/web/sa/frontend';
 const WEB_OTHER = 'spiffe://cluster.local/ns/web/sa/other';

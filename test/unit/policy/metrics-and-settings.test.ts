@@ -1,8 +1,8 @@
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { parseDefaultPolicy } from '../../../src/policy/default-policy.ts';
-import { PolicySettingError } from '../../../src/policy/errors.ts';
-import { PolicyMetrics } from '../../../src/policy/metrics.ts';
+import { parseDefaultPolicy } from '../../../src/data-plane/policy/default-policy.ts';
+import { PolicySettingError } from '../../../src/data-plane/policy/errors.ts';
+import { PolicyMetrics } from '../../../src/data-plane/policy/metrics.ts';
 
 describe('PolicyMetrics', () => {
   it('exposes the reload family with every result at zero, and counts would-deny by route', async () => {

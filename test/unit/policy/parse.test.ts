@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parsePolicy, parsePolicyManifest } from '../../../src/policy/parse.ts';
-import type { PolicyError } from '../../../src/policy/types.ts';
+import { parsePolicy, parsePolicyManifest } from '../../../src/data-plane/policy/parse.ts';
+import type { PolicyError } from '../../../src/data-plane/policy/types.ts';
 
 const FIXTURES = join(import.meta.dirname, '../../fixtures/policy');
 const read = (name: string) => readFileSync(join(FIXTURES, name), 'utf8');

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { compilePolicy } from '../../../src/policy/compile.ts';
-import { decide } from '../../../src/policy/decide.ts';
-import { normalizePath, type PathRefusalCode } from '../../../src/policy/normalize-path.ts';
-import { parsePolicy } from '../../../src/policy/parse.ts';
+import { compilePolicy } from '../../../src/data-plane/policy/compile.ts';
+import { decide } from '../../../src/data-plane/policy/decide.ts';
+import { normalizePath, type PathRefusalCode } from '../../../src/data-plane/policy/normalize-path.ts';
+import { parsePolicy } from '../../../src/data-plane/policy/parse.ts';
 
 /**
  * Path-confusion attempts against a policy where /admin is for the ops admin only and

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { compilePolicy } from '../../../src/policy/compile.ts';
-import { decide } from '../../../src/policy/decide.ts';
-import { parsePolicy } from '../../../src/policy/parse.ts';
-import type { Policy } from '../../../src/policy/types.ts';
+import { compilePolicy } from '../../../src/data-plane/policy/compile.ts';
+import { decide } from '../../../src/data-plane/policy/decide.ts';
+import { parsePolicy } from '../../../src/data-plane/policy/parse.ts';
+import type { Policy } from '../../../src/data-plane/policy/types.ts';
 import { closedInsideOpenPolicy, expressDefaultHandler } from './express-router.ts';
 
 // Issue 11: "close /admin inside an open prefix" against an app router with Express defaults.

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { encodeGrpcMessage } from '../../../src/proxy/pipeline/caller-answer.ts';
+import { encodeGrpcMessage } from '../../../src/data-plane/proxy/pipeline/caller-answer.ts';
 
 // grpc-message is percent-encoded (gRPC over HTTP/2 spec): a denial's reason quotes route names
 // and may carry any UTF-8, and must reach the client's status message intact.

@@ -1,9 +1,9 @@
 import * as http from 'node:http';
 import type * as net from 'node:net';
-import { createRootCa, issueSvid, type CertificateAuthority } from '../../../../src/identity/ca.ts';
-import { MeshTls } from '../../../../src/tls/mesh-tls.ts';
-import { StaticSvidSource } from '../../../../src/identity/sources/static.ts';
-import type { X509Svid } from '../../../../src/identity/svid.ts';
+import { createRootCa, issueSvid, type CertificateAuthority } from '../../../../src/control-plane/identity-service/ca.ts';
+import { MeshTls } from '../../../../src/data-plane/tls/mesh-tls.ts';
+import { StaticSvidSource } from '../../../../src/data-plane/identity/sources/static.ts';
+import type { X509Svid } from '../../../../src/data-plane/identity/svid.ts';
 
 /** A trust domain and the SVIDs the proxy tests use, issued by the real meshlet CA code. */
 export interface MeshPki {
@@ -26,7 +26,7 @@ export async function createMeshPki(): Promise<MeshPki> {
   };
 }
 
-/** The real TLS layer (src/tls) over a static source holding one SVID of the test PKI. */
+/** The real TLS layer (src/data-plane/tls) over a static source holding one SVID of the test PKI. */
 export function meshTlsFor(svid: MeshPki['svids']['frontend']): MeshTls {
   const { id: _id, bundlePem, ...x509 } = svid;
   return new MeshTls(new StaticSvidSource({ svid: x509, bundles: new Map([['cluster.local', bundlePem]]) }));

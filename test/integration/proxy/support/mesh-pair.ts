@@ -1,14 +1,14 @@
 import * as http from 'node:http';
-import { InboundProxy } from '../../../../src/proxy/inbound/inbound-proxy.ts';
-import { OutboundProxy } from '../../../../src/proxy/outbound/outbound-proxy.ts';
-import { resolveProxySettings, type ProxySettingsInput } from '../../../../src/proxy/config.ts';
-import type { PlaintextRule } from '../../../../src/proxy/outbound/destination-table.ts';
-import type { ProxyErrorCode } from '../../../../src/proxy/http/errors.ts';
-import type { RequestAuthorizer } from '../../../../src/proxy/request-authorizer.ts';
+import { InboundProxy } from '../../../../src/data-plane/proxy/inbound/inbound-proxy.ts';
+import { OutboundProxy } from '../../../../src/data-plane/proxy/outbound/outbound-proxy.ts';
+import { resolveProxySettings, type ProxySettingsInput } from '../../../../src/data-plane/proxy/config.ts';
+import type { PlaintextRule } from '../../../../src/data-plane/proxy/outbound/destination-table.ts';
+import type { ProxyErrorCode } from '../../../../src/data-plane/proxy/http/errors.ts';
+import type { RequestAuthorizer } from '../../../../src/data-plane/proxy/request-authorizer.ts';
 import { closeServer, createMeshPki, IDS, listen, meshTlsFor, type MeshPki } from './mesh-fixture.ts';
 import { DenyByPathAuthorizer, strictPathNormalizer } from './stand-in-policy.ts';
-import { handshakeFailureReason, type HandshakeFailureReason } from '../../../../src/tls/handshake-failure-reason.ts';
-import type { DefaultMesh } from '../../../../src/proxy/outbound/destination-table.ts';
+import { handshakeFailureReason, type HandshakeFailureReason } from '../../../../src/data-plane/tls/handshake-failure-reason.ts';
+import type { DefaultMesh } from '../../../../src/data-plane/proxy/outbound/destination-table.ts';
 
 /** What the app saw of one request. */
 export interface AppSaw {

@@ -1,7 +1,7 @@
-import type { AuthorizationDecision, PathNormalizer, RequestAuthorizer, RequestFacts } from '../../../../src/proxy/request-authorizer.ts';
+import type { AuthorizationDecision, PathNormalizer, RequestAuthorizer, RequestFacts } from '../../../../src/data-plane/proxy/request-authorizer.ts';
 
 /**
- * Stand-ins for the real policy engine (src/policy), for the proxy's tests and the hop bench:
+ * Stand-ins for the real policy engine (src/data-plane/policy), for the proxy's tests and the hop bench:
  * allow every authenticated caller except on paths under a denied prefix.
  */
 export class DenyByPathAuthorizer implements RequestAuthorizer {

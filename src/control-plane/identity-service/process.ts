@@ -1,0 +1,163 @@
+import { readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
+import { adminDescriptorDemand, AdminServer } from '../../data-plane/admin/admin-server.ts';
+import { ListenerMetrics } from '../../data-plane/metrics/listener-metrics.ts';
+import { ConnectionGuard } from '../../common/net/connection-guard.ts';
+import { CONTROL_PLANE_FD_RESERVE, DescriptorBudgetError, describeClamp, fitDescriptorBudget, readOpenFilesLimit, type DescriptorDemand } from '../../common/net/descriptor-budget.ts';
+import { MeshletError } from '../../common/errors/meshlet-error.ts';
+import { MountedDirWatcher } from '../../common/volume/mounted-dir-watcher.ts';
+import { readCa } from './ca.ts';
+import type { IdentityServiceConfig } from './config.ts';
+import { promCertifyMetrics } from './metrics.ts';
+import { TokenBucketLimiter } from './rate-limit.ts';
+import { IdentityServer } from './server.ts';
+import { RotatingServerCredentials, SelfIssuedServingIdentity } from './serving-identity.ts';
+import { AllOfAuthenticators, type TokenAuthenticator } from './token/authenticator.ts';
+import { JwksAuthenticator } from './token/jwks.ts';
+import { TokenReviewAuthenticator } from './token/token-review.ts';
+
+/**
+ * Assembles the identity service from its validated configuration: reads the CA, builds the
+ * token authenticator(s), the serving certificate, the rate limiter and metrics, and binds
+ * the gRPC and admin listeners. `close()` is the graceful shutdown SIGTERM triggers.
+ */
+export class IdentityStartupError extends MeshletError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('IDENTITY_STARTUP_FAILED', message, options);
+  }
+}
+
+export interface RunningIdentityService {
+  port: number;
+  adminPort: number | undefined;
+  registry: Registry;
+  close(graceMs?: number): Promise<void>;
+}
+
+export async function startIdentityProcess(config: Readonly<IdentityServiceConfig>, logger: Logger): Promise<RunningIdentityService> {
+  const ca = await readCa(config.caDir);
+  if (ca.trustDomain !== config.trustDomain) {
+    throw new IdentityStartupError(`the CA in ${config.caDir} is for the trust domain "${ca.trustDomain}", but MESHLET_TRUST_DOMAIN is "${config.trustDomain}"`);
+  }
+  const authenticator = await buildAuthenticator(config);
+  const registry = new Registry();
+  const cleanups: (() => unknown)[] = [() => authenticator.close?.()];
+
+  let credentials: RotatingServerCredentials;
+  if (config.tlsCertFile !== undefined && config.tlsKeyFile !== undefined) {
+    const certFile = config.tlsCertFile;
+    const keyFile = config.tlsKeyFile;
+    const load = async () => ({ certChainPem: await readFile(certFile, 'utf8'), keyPem: await readFile(keyFile, 'utf8') });
+    let current = await load();
+    credentials = new RotatingServerCredentials(current);
+    // cert-manager (or any Secret mount) rotates the files in place: pick the new pair up.
+    const watcher = new MountedDirWatcher(dirname(certFile), () => {
+      load()
+        .then((next) => {
+          if (next.certChainPem === current.certChainPem && next.keyPem === current.keyPem) return;
+          credentials.update(next);
+          current = next;
+          logger.info({ event: 'serving_certificate_reloaded', file: certFile }, 'reloaded the serving certificate');
+        })
+        .catch((err: Error) => logger.error({ event: 'serving_certificate_reload_failed', err: err.message }, 'cannot reload the serving certificate; keeping the current one'));
+    });
+    cleanups.push(() => watcher.close());
+  } else {
+    const serving = await SelfIssuedServingIdentity.create(ca, {
+      spiffeId: config.servingSpiffeId,
+      ttlMs: config.svidTtlMs,
+      onError: (err) => logger.error({ event: 'serving_certificate_renewal_failed', err: err.message }, 'cannot renew the serving certificate'),
+    });
+    credentials = serving.credentials;
+    cleanups.push(() => serving.close());
+  }
+
+  const rateLimiter = new TokenBucketLimiter({ burst: config.rateBurst, refillPerSecond: 1000 / config.rateRefillMs });
+  const sweep = setInterval(() => rateLimiter.sweep(), 60_000);
+  sweep.unref();
+  cleanups.push(() => clearInterval(sweep));
+
+  // Descriptor headroom: the Certify cap must leave the admin port, TokenReview calls and
+  // certificate reloads their descriptors (EMFILE otherwise).
+  const demands: DescriptorDemand[] = [
+    { listener: 'identity', ports: 1, maxConnections: config.maxConnections, perConnection: 1, clampable: true },
+    ...(config.adminListen ? [adminDescriptorDemand()] : []),
+  ];
+  let budget;
+  try {
+    budget = fitDescriptorBudget(demands, CONTROL_PLANE_FD_RESERVE, readOpenFilesLimit());
+  } catch (err) {
+    for (const c of cleanups) await c();
+    throw new IdentityStartupError((err as DescriptorBudgetError).message, { cause: err });
+  }
+  if (budget.clamped) logger.warn({ event: 'connection_caps_lowered', openFilesLimit: budget.limit, reserve: budget.reserve, caps: describeClamp(demands, budget) }, 'connection caps lowered to fit the open-files limit');
+  const listeners = new ListenerMetrics(registry);
+  const connections = { maxConnections: budget.caps.get('identity')!, handshakeTimeoutMs: config.handshakeTimeoutMs, idleTimeoutMs: config.idleTimeoutMs, observer: listeners };
+  const server = new IdentityServer({ ca, authenticator, credentials, svidTtlMs: config.svidTtlMs, rateLimiter, metrics: promCertifyMetrics(registry), connections, logger });
+  let port: number;
+  try {
+    port = await server.listen(config.listen.host, config.listen.port);
+  } catch (err) {
+    for (const c of cleanups) await c();
+    throw new IdentityStartupError(`cannot listen on ${config.listen.host}:${config.listen.port}: ${(err as Error).message}`, { cause: err });
+  }
+
+  let admin: AdminServer | undefined;
+  let adminPort: number | undefined;
+  if (config.adminListen) {
+    admin = new AdminServer({
+      registry,
+      connections: () => [],
+      readiness: () => ({ ready: true, checks: { ca: { ok: true, detail: ca.trustDomain }, listener: { ok: true, detail: `:${port}` } } }),
+      guard: new ConnectionGuard({ listener: 'admin', maxConnections: budget.caps.get('admin')!, observer: listeners }),
+    });
+    adminPort = (await admin.listen(config.adminListen.port, config.adminListen.host)).port;
+  }
+  logger.info({ event: 'started', port, adminPort, trustDomain: ca.trustDomain, auth: authenticator.kind, svidTtlMs: config.svidTtlMs }, 'meshlet identity started');
+
+  return {
+    port,
+    adminPort,
+    registry,
+    async close(graceMs = 10_000) {
+      await admin?.close();
+      await server.close(graceMs);
+      for (const c of cleanups) await c();
+    },
+  };
+}
+
+async function buildAuthenticator(config: Readonly<IdentityServiceConfig>): Promise<TokenAuthenticator> {
+  const readPem = async (path: string, what: string) => {
+    try {
+      return await readFile(path, 'utf8');
+    } catch (err) {
+      throw new IdentityStartupError(`cannot read ${what} ${path}: ${(err as Error).message}`, { cause: err });
+    }
+  };
+  const all: TokenAuthenticator[] = [];
+  if (config.authMode === 'jwks' || config.authMode === 'both') {
+    all.push(
+      new JwksAuthenticator({
+        jwksUrl: config.jwksUrl,
+        issuer: config.jwksIssuer,
+        audience: config.audience,
+        caPem: await readPem(config.jwksCaFile || config.apiCaFile, 'the JWKS CA file'),
+        credentialTokenPath: config.apiTokenFile,
+      }),
+    );
+  }
+  if (config.authMode === 'token-review' || config.authMode === 'both') {
+    all.push(
+      new TokenReviewAuthenticator({
+        apiServerUrl: config.apiServerUrl,
+        caPem: await readPem(config.apiCaFile, 'the Kubernetes API CA file'),
+        credentialTokenPath: config.apiTokenFile,
+        audience: config.audience,
+      }),
+    );
+  }
+  return all.length === 1 ? all[0]! : new AllOfAuthenticators(all);
+}

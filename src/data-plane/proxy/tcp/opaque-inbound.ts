@@ -1,0 +1,164 @@
+import * as tls from 'node:tls';
+import type * as net from 'node:net';
+import { resolveProxySettings, type ProxySettings } from '../config.ts';
+import { ConnectionRegistry } from '../connection-registry.ts';
+import type { ProxyError } from '../http/errors.ts';
+import type { ServerTls } from '../tls-dependency.ts';
+import { connectNextHop } from '../upstream/next-hop-connect.ts';
+import type { AuthorizationDecision } from '../request-authorizer.ts';
+import type { ConnectionAuthorizer } from './connection-authorizer.ts';
+import { spliceSockets } from './byte-splice.ts';
+import { TcpSessionSet } from './tcp-session-set.ts';
+import { tcpRefusalCode, type TcpObserver, type TcpRefusalCode } from './tcp-refusals.ts';
+import { listenOn } from '../../../common/net/listen.ts';
+import { ConnectionGuard, DEFAULT_MAX_CONNECTIONS } from '../../../common/net/connection-guard.ts';
+
+/** One opaque TCP app port: callers' mTLS connections to `listenPort` become plain TCP to `appPort`. */
+export interface OpaqueTcpPort {
+  /** The sidecar port iptables redirects the app port to (0 = any free port, for tests). */
+  readonly listenPort: number;
+  readonly appPort: number;
+}
+
+export interface OpaqueTcpProxyOptions {
+  readonly tls: ServerTls;
+  readonly authorizer: ConnectionAuthorizer;
+  readonly ports: readonly OpaqueTcpPort[];
+  /** Default 0.0.0.0 (callers come from other pods). */
+  readonly listenHost?: string;
+  /** Where the app listens; default 127.0.0.1. */
+  readonly appHost?: string;
+  readonly settings?: ProxySettings;
+  readonly registry?: ConnectionRegistry;
+  readonly observer?: TcpObserver;
+  /**
+   * Cap and refusal counting of every opaque port (src/common/net/connection-guard.ts); default
+   * DEFAULT_MAX_CONNECTIONS per port, not counted. The handshake must end within timeouts.tlsHandshakeMs.
+   */
+  readonly guard?: ConnectionGuard;
+}
+
+// Dead peers on long-lived opaque connections (a database session idle for hours) are found
+// by TCP keepalive, not by an idle timeout: an L4 proxy cannot know what idleness means.
+const KEEPALIVE_DELAY_MS = 60_000;
+
+interface PortListener {
+  readonly port: OpaqueTcpPort;
+  readonly server: tls.Server;
+  readonly detachTls: () => void;
+}
+
+/**
+ * Inbound for ports marked `tcp`: mTLS is terminated (TLS 1.3, client SVID required, no ALPN:
+ * the bytes inside are not HTTP), the CONNECTION is authorized once with the policy (caller
+ * and port — an opaque stream has no method or path), and on allow the bytes are spliced to
+ * 127.0.0.1:<appPort> both ways. On deny the connection is closed before anything reaches
+ * the app (the app never sees a connection).
+ */
+export class OpaqueTcpProxy {
+  readonly registry: ConnectionRegistry;
+  readonly #opts: OpaqueTcpProxyOptions;
+  readonly #settings: ProxySettings;
+  readonly #listeners: PortListener[] = [];
+  readonly #sessions = new TcpSessionSet();
+  readonly #appHost: string;
+
+  constructor(opts: OpaqueTcpProxyOptions) {
+    this.#opts = opts;
+    this.#settings = opts.settings ?? resolveProxySettings();
+    this.registry = opts.registry ?? new ConnectionRegistry();
+    this.#appHost = opts.appHost ?? '127.0.0.1';
+    const guard = opts.guard ?? new ConnectionGuard({ listener: 'inbound_tcp', maxConnections: DEFAULT_MAX_CONNECTIONS });
+    for (const port of opts.ports) {
+      const server = tls.createServer({
+        ...opts.tls.serverOptions(),
+        handshakeTimeout: this.#settings.timeouts.tlsHandshakeMs,
+        allowHalfOpen: true,
+      });
+      const detachTls = opts.tls.attachServer(server);
+      guard.protect(server);
+      guard.closeFailedHandshakes(server);
+      server.on('tlsClientError', (err) => opts.observer?.handshakeFailed?.('inbound', err));
+      server.on('secureConnection', (socket: tls.TLSSocket) => this.#onSecureConnection(socket, port));
+      this.#listeners.push({ port, server, detachTls });
+    }
+  }
+
+  async start(): Promise<void> {
+    const host = this.#opts.listenHost ?? '0.0.0.0';
+    await Promise.all(this.#listeners.map((l) => listenOn(l.server, l.port.listenPort, host)));
+  }
+
+  boundPorts(): { listenPort: number; appPort: number }[] {
+    return this.#listeners.map((l) => ({ listenPort: (l.server.address() as net.AddressInfo).port, appPort: l.port.appPort }));
+  }
+
+  /** Live spliced connections (and ones waiting for the app to accept). */
+  get openSessions(): number {
+    return this.#sessions.size;
+  }
+
+  /** Stop accepting; let open streams end on their own up to timeouts.drainMs; cut the rest. Returns connections cut. */
+  async drain(): Promise<number> {
+    for (const l of this.#listeners) {
+      if (l.server.listening) l.server.close();
+      l.detachTls();
+    }
+    return this.#sessions.drain(this.#settings.timeouts.drainMs);
+  }
+
+  #refuse(socket: net.Socket, code: TcpRefusalCode): void {
+    this.#opts.observer?.refused?.('inbound', code);
+    socket.destroy();
+  }
+
+  #onSecureConnection(socket: tls.TLSSocket, port: OpaqueTcpPort): void {
+    // Until the app leg exists, an error (a reset by the caller) must not be unhandled.
+    socket.on('error', () => socket.destroy());
+    let peer: string;
+    try {
+      peer = this.#opts.tls.verifyClient(socket).spiffeId.id;
+    } catch (err) {
+      // attachServer's gate already destroyed it; this keeps the failure counted.
+      this.#opts.observer?.handshakeFailed?.('inbound', err);
+      socket.destroy();
+      return;
+    }
+    let decision: AuthorizationDecision;
+    try {
+      decision = this.#opts.authorizer.authorize({ peer, port: port.appPort });
+    } catch {
+      return this.#refuse(socket, 'MESHLET_INTERNAL');
+    }
+    if (decision.decision !== 'allow') return this.#refuse(socket, 'MESHLET_DENIED');
+
+    socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
+    const conn = this.registry.track('inbound', 'accepted', socket);
+    conn.peerIdentity = peer;
+    conn.tlsVersion = socket.getProtocol() ?? null;
+    // Hold the caller's bytes until the app leg exists (they wait in the kernel and TLS buffers).
+    socket.pause();
+    const session = this.#sessions.open(socket);
+    socket.once('close', () => {
+      if (session.length === 1) this.#sessions.close(session);
+    });
+    const label = `app port ${port.appPort}`;
+    connectNextHop({ label, host: this.#appHost, port: port.appPort }, this.#settings.timeouts, (err: ProxyError | null, app) => {
+      if (err !== null || app === null) {
+        this.#sessions.close(session);
+        return this.#refuse(socket, err === null ? 'MESHLET_INTERNAL' : tcpRefusalCode(err));
+      }
+      if (socket.destroyed) {
+        app.destroy();
+        this.#sessions.close(session);
+        return;
+      }
+      session.push(app);
+      app.setKeepAlive(true, KEEPALIVE_DELAY_MS);
+      const appConn = this.registry.track('inbound', 'originated', app);
+      appConn.peerIdentity = peer;
+      spliceSockets(socket, app, () => this.#sessions.close(session));
+      socket.resume();
+    }, { allowHalfOpen: true });
+  }
+}

@@ -1,0 +1,363 @@
+import { DEFAULT_TRUST_DOMAIN, workloadSpiffeId, parseSpiffeId } from '../../common/identity/spiffe-id.ts';
+import { DEFAULT_POLICIES, type DefaultPolicy, type PortProtocol } from '../policy/types.ts';
+import { MESH_DEFAULT_POLICY } from '../policy/default-policy.ts';
+import type { InboundPort } from '../proxy/inbound/inbound-proxy.ts';
+import { DEFAULT_PROXY_SETTINGS } from '../proxy/config.ts';
+import type { LogLevel } from '../../common/log/logger.ts';
+import { DEFAULT_LOG_LIMITS, TOTAL_FACTOR } from '../../common/log/log-limiter.ts';
+import { ADMIN_MAX_CONNECTIONS } from '../admin/admin-server.ts';
+import { formatDuration } from '../../common/config/duration.ts';
+import { absolutePath, bool, deepFreeze, durationField, EnvReader, FieldError, hostPort, k8sName, list, LOG_LEVEL_ENV, oneOf, port, positiveInt, text, trustDomain, type Env, type EnvVar } from '../../common/config/env.ts';
+
+/**
+ * The sidecar's configuration: the contract between the injector (which writes these
+ * variables into the pod) and `meshlet sidecar` (which reads them). Every variable is
+ * listed here once, with its default and description; the README's table and
+ * `meshlet sidecar --help` are generated from this list. The proxy's timeouts and limits
+ * take their defaults from DEFAULT_PROXY_SETTINGS (src/data-plane/proxy/config.ts), the one place
+ * they are written.
+ */
+
+export const IDENTITY_SOURCES = ['meshlet-ca', 'workload-api', 'files'] as const;
+export type IdentitySourceKind = (typeof IDENTITY_SOURCES)[number];
+
+/** A destination outside the mesh that may be reached in plaintext: host, CIDR, with optional port. */
+export interface PlaintextDestination {
+  host?: string;
+  cidr?: string;
+  port?: number;
+}
+
+export interface SidecarConfig {
+  trustDomain: string;
+  namespace: string;
+  serviceAccount: string;
+  podName: string;
+  /** spiffe://<td>/ns/<ns>/sa/<sa>: what this pod's SVID must say. */
+  spiffeId: string;
+  podLabelsFile: string;
+
+  identitySource: IdentitySourceKind;
+  caAddress: { host: string; port: number };
+  trustBundleFile: string;
+  tokenFile: string;
+  workloadApiSocket: string;
+  svidDir: string;
+
+  inboundPorts: InboundPort<PortProtocol>[];
+  inboundCatchAllPort: number;
+  appAddress: string;
+
+  outboundPort: number;
+  /** HOST:PORT (as the app names it) -> where that destination's sidecar listens, when not the name itself. */
+  destinationAddresses: Map<string, { host: string; port: number }>;
+  destinationIdentities: Map<string, string>;
+  plaintextDestinations: PlaintextDestination[];
+  acceptedTrustDomains: string[];
+  /** Opaque (non-HTTP) outbound TCP: local listener -> a peer sidecar's tcp port, over mTLS. */
+  outboundTcp: OutboundTcpMapping[];
+
+  adminPort: number;
+  adminAddress: string;
+  appProbes: Record<string, AppProbe>;
+  /** Who may read /connections: loopback callers only (default) or the network too. */
+  adminConnections: 'loopback' | 'network';
+  /** POST /shutdown from loopback; off by default (an SSRF in the app must not stop the sidecar). */
+  adminShutdown: boolean;
+
+  policyDir: string;
+  policyKey: string;
+  defaultPolicy: DefaultPolicy;
+
+  connectTimeoutMs: number;
+  tlsHandshakeTimeoutMs: number;
+  requestHeadersTimeoutMs: number;
+  idleTimeoutMs: number;
+  drainTimeoutMs: number;
+  maxHeaderBytes: number;
+  maxHeaders: number;
+  /** Overload and fairness (issue 11 item 5/6; docs/proxy.md "Timeouts and limits"). */
+  maxConnectionsPerUpstream: number;
+  maxPendingPerUpstream: number;
+  upstreamQueueTimeoutMs: number;
+  /** Unset: half of maxConnectionsPerUpstream. */
+  maxInFlightPerCaller: number | undefined;
+  streamIdleTimeoutMs: number;
+  h2MaxConcurrentStreams: number;
+  h2MaxPrematureResets: number;
+  /** Connection exhaustion (issue 11 item 1; docs/proxy.md "Connection limits"): caps per listener and the descriptor reserve. */
+  maxInboundConnections: number;
+  maxOutboundConnections: number;
+  maxAdminConnections: number;
+  fdReserve: number;
+
+  logLevel: LogLevel;
+  accessLog: boolean;
+  /** Denial / admin-refusal log lines per second per (event, reason), and the burst. */
+  logLimitRate: number;
+  logLimitBurst: number;
+  requestMetrics: boolean;
+}
+
+export interface OutboundTcpMapping {
+  listenPort: number;
+  host: string;
+  port: number;
+  /** The exact identity the peer must prove; absent: one of the accepted trust domains. */
+  spiffeId?: string;
+}
+
+/** An app HTTP probe the injector moved to the sidecar's admin port (/app-health/<container>/<kind>). */
+export interface AppProbe {
+  port: number;
+  path: string;
+  scheme: 'HTTP' | 'HTTPS';
+  headers?: { name: string; value: string }[];
+}
+
+/** `APP_PORT[:LISTEN_PORT][/PROTOCOL]`, e.g. `8080/http`, `9090:15101/grpc`, `5432/tcp`. */
+function inboundEntry(raw: string): { appPort: number; listenPort?: number; protocol: PortProtocol } {
+  const m = /^(\d+)(?::(\d+))?(?:\/(http|grpc|tcp))?$/.exec(raw);
+  if (!m) throw new FieldError('must be APP_PORT[:LISTEN_PORT][/http|grpc|tcp]');
+  return { appPort: port(m[1]!), ...(m[2] ? { listenPort: port(m[2]) } : {}), protocol: (m[3] ?? 'http') as PortProtocol };
+}
+
+/** `host:port=spiffe://…`: the identity the server behind a destination must prove. */
+function destinationIdentity(raw: string): [string, string] {
+  const eq = raw.indexOf('=');
+  if (eq < 0) throw new FieldError('must be HOST:PORT=SPIFFE_ID');
+  const dest = raw.slice(0, eq);
+  hostPort(dest);
+  try {
+    return [dest.toLowerCase(), parseSpiffeId(raw.slice(eq + 1)).id];
+  } catch (err) {
+    throw new FieldError((err as Error).message);
+  }
+}
+
+/** `orders:8080=127.0.0.1:15100`: dial this address for that destination (local meshes, explicit mode). */
+function destinationAddress(raw: string): [string, { host: string; port: number }] {
+  const eq = raw.indexOf('=');
+  if (eq < 0) throw new FieldError('must be HOST:PORT=ADDRESS:PORT');
+  const dest = raw.slice(0, eq);
+  hostPort(dest);
+  return [dest.toLowerCase(), hostPort(raw.slice(eq + 1))];
+}
+
+/**
+ * `LISTEN_PORT=HOST:PORT[@SPIFFE_ID]`: the app dials 127.0.0.1:LISTEN_PORT for an opaque TCP
+ * destination (Node cannot read a redirected connection's original destination, so non-HTTP
+ * outbound needs this explicit mapping; HTTP is routed by Host without it).
+ */
+function outboundTcpEntry(raw: string): OutboundTcpMapping {
+  const m = /^(\d+)=([^@]+)(?:@(.+))?$/.exec(raw);
+  if (!m || !/:\d+$/.test(m[2]!)) throw new FieldError('must be LISTEN_PORT=HOST:PORT[@SPIFFE_ID]');
+  const dest = hostPort(m[2]!);
+  const out: OutboundTcpMapping = { listenPort: port(m[1]!), host: dest.host, port: dest.port };
+  if (m[3] !== undefined) {
+    try {
+      out.spiffeId = parseSpiffeId(m[3]).id;
+    } catch (err) {
+      throw new FieldError((err as Error).message);
+    }
+  }
+  return out;
+}
+
+/** `10.0.0.0/8`, `10.0.0.0/8:443`, `api.example.com`, `api.example.com:443`. */
+function plaintextDestination(raw: string): PlaintextDestination {
+  const m = /^([^:/\s]+)(?:\/(\d{1,2}))?(?::(\d+))?$/.exec(raw);
+  if (!m) throw new FieldError('must be HOST[:PORT] or CIDR[:PORT]');
+  const [, addr, bits, p] = m;
+  const out: PlaintextDestination = {};
+  if (bits !== undefined) {
+    if (!/^\d+\.\d+\.\d+\.\d+$/.test(addr!) || Number(bits) > 32) throw new FieldError('CIDR must be IPv4 a.b.c.d/0-32');
+    out.cidr = `${addr}/${bits}`;
+  } else {
+    out.host = addr!.toLowerCase();
+  }
+  if (p !== undefined) out.port = port(p);
+  return out;
+}
+
+function appProbes(raw: string): Record<string, AppProbe> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new FieldError('must be a JSON object');
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new FieldError('must be a JSON object of probe name -> {port, path, scheme}');
+  for (const [name, probe] of Object.entries(parsed as Record<string, AppProbe>)) {
+    if (!/^[a-z0-9-]+\/(liveness|readiness|startup)$/.test(name)) throw new FieldError(`probe key ${JSON.stringify(name)} must be <container>/<liveness|readiness|startup>`);
+    if (typeof probe?.port !== 'number' || typeof probe.path !== 'string' || !probe.path.startsWith('/')) {
+      throw new FieldError(`probe ${name} needs a numeric port and a path starting with /`);
+    }
+    if (probe.scheme !== 'HTTP' && probe.scheme !== 'HTTPS') throw new FieldError(`probe ${name}: scheme must be HTTP or HTTPS`);
+  }
+  return parsed as Record<string, AppProbe>;
+}
+
+const portList = list(port);
+const PROXY_TIMEOUTS = DEFAULT_PROXY_SETTINGS.timeouts;
+const PROXY_LIMITS = DEFAULT_PROXY_SETTINGS.limits;
+
+export const SIDECAR_ENV = {
+  trustDomain: { name: 'MESHLET_TRUST_DOMAIN', default: DEFAULT_TRUST_DOMAIN, description: 'SPIFFE trust domain of the mesh', parse: trustDomain },
+  namespace: { name: 'MESHLET_NAMESPACE', description: "the pod's namespace (downward API metadata.namespace)", parse: k8sName },
+  serviceAccount: { name: 'MESHLET_SERVICE_ACCOUNT', description: "the pod's ServiceAccount (downward API spec.serviceAccountName)", parse: k8sName },
+  podName: { name: 'MESHLET_POD_NAME', default: '', description: "the pod's name, for logs (downward API metadata.name)", parse: text },
+  podLabelsFile: { name: 'MESHLET_POD_LABELS_FILE', default: '', description: "downward API file of the pod's labels, to select policy servers by label", parse: text },
+
+  identitySource: { name: 'MESHLET_IDENTITY_SOURCE', default: 'meshlet-ca' satisfies IdentitySourceKind, description: `where the SVID comes from: ${IDENTITY_SOURCES.join(' | ')}`, parse: oneOf(...IDENTITY_SOURCES) },
+  caAddress: { name: 'MESHLET_CA_ADDRESS', default: 'meshlet-identity.meshlet-system.svc:8443', description: 'meshlet-ca: host:port of the identity service', parse: hostPort },
+  trustBundleFile: { name: 'MESHLET_TRUST_BUNDLE_FILE', default: '/var/run/meshlet/trust/bundle.crt', description: 'meshlet-ca: PEM roots of the mesh (trust bundle ConfigMap)', parse: absolutePath },
+  tokenFile: { name: 'MESHLET_TOKEN_FILE', default: '/var/run/secrets/meshlet/token', description: 'meshlet-ca: projected ServiceAccount token with the identity audience', parse: absolutePath },
+  workloadApiSocket: { name: 'SPIFFE_ENDPOINT_SOCKET', default: 'unix:///run/spire/sockets/agent.sock', description: 'workload-api: the Workload API endpoint (unix:///path or tcp://ip:port)', parse: text },
+  svidDir: { name: 'MESHLET_SVID_DIR', default: '/var/run/meshlet/svid', description: 'files: directory with tls.crt, tls.key, ca.crt (csi-driver-spiffe layout)', parse: absolutePath },
+
+  inboundPorts: { name: 'MESHLET_INBOUND_PORTS', default: '', description: 'app ports the sidecar fronts: APP_PORT[:LISTEN_PORT][/http|grpc|tcp], comma-separated; listen ports default to 15100, 15101, …', parse: list(inboundEntry) },
+  inboundCatchAllPort: { name: 'MESHLET_INBOUND_CATCHALL_PORT', default: '15006', description: 'where iptables sends inbound TCP to undeclared ports; such connections are refused and counted', parse: port },
+  permissivePorts: { name: 'MESHLET_PERMISSIVE_PORTS', default: '', description: 'app ports that also accept plaintext callers (as unauthenticated); all others are STRICT', parse: portList },
+  appAddress: { name: 'MESHLET_APP_ADDRESS', default: '127.0.0.1', description: 'address the app is reached at from the sidecar', parse: text },
+
+  outboundPort: { name: 'MESHLET_OUTBOUND_PORT', default: '15001', description: "the sidecar's outbound listener (iptables target, or HTTP_PROXY in explicit mode)", parse: port },
+  destinationAddresses: { name: 'MESHLET_DESTINATION_ADDRESSES', default: '', description: 'HOST:PORT=ADDRESS:PORT pairs: dial ADDRESS for a destination instead of its own name (explicit mode, local meshes)', parse: list(destinationAddress) },
+  destinationIdentities: { name: 'MESHLET_DESTINATION_IDENTITIES', default: '', description: 'HOST:PORT=SPIFFE_ID pairs: the identity each destination must prove', parse: list(destinationIdentity) },
+  plaintextDestinations: { name: 'MESHLET_PLAINTEXT_DESTINATIONS', default: '', description: 'destinations outside the mesh reached in plaintext: HOST[:PORT] or CIDR[:PORT]', parse: list(plaintextDestination) },
+  acceptedTrustDomains: { name: 'MESHLET_ACCEPTED_TRUST_DOMAINS', default: '', description: 'trust domains a server may belong to when no exact identity is known (default: own)', parse: list(trustDomain) },
+
+  outboundTcp: { name: 'MESHLET_OUTBOUND_TCP', default: '', description: 'opaque TCP destinations: LISTEN_PORT=HOST:PORT[@SPIFFE_ID]; the app dials 127.0.0.1:LISTEN_PORT and gets mTLS to the peer sidecar', parse: list(outboundTcpEntry) },
+  adminPort: { name: 'MESHLET_ADMIN_PORT', default: '15020', description: 'admin port: /live /ready /metrics /connections /app-health/…', parse: port },
+  adminAddress: { name: 'MESHLET_ADMIN_ADDRESS', default: '0.0.0.0', description: 'admin listen address (kubelet probes and Prometheus reach it on the pod IP)', parse: text },
+  appProbes: { name: 'MESHLET_APP_PROBES', default: '{}', description: "JSON: the app's original HTTP probes, by <container>/<kind>, served at /app-health/<container>/<kind>", parse: appProbes },
+  adminConnections: { name: 'MESHLET_ADMIN_CONNECTIONS', default: 'loopback', description: 'who may read /connections (who talks to whom): loopback (kubectl exec / port-forward) | network (also the pod IP)', parse: oneOf('loopback', 'network') },
+  adminShutdown: { name: 'MESHLET_ADMIN_SHUTDOWN', default: 'false', description: 'serve POST /shutdown (loopback callers only) so an app can stop the sidecar, e.g. a Job without native sidecars', parse: bool },
+
+  policyDir: { name: 'MESHLET_POLICY_DIR', default: '/etc/meshlet/policy', description: 'mounted policy ConfigMap directory (watched, hot-reloaded)', parse: absolutePath },
+  policyKey: { name: 'MESHLET_POLICY_KEY', default: 'policy.yaml', description: 'key of the ConfigMap holding the policy', parse: text },
+  defaultPolicy: { name: 'MESHLET_DEFAULT_POLICY', default: MESH_DEFAULT_POLICY, description: `when no policy exists or no route matches: ${DEFAULT_POLICIES.join(' | ')}`, parse: oneOf(...DEFAULT_POLICIES) },
+
+  connectTimeoutMs: { name: 'MESHLET_CONNECT_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.connectMs), description: 'TCP connect timeout (to the app and to peers)', parse: durationField },
+  tlsHandshakeTimeoutMs: { name: 'MESHLET_TLS_HANDSHAKE_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.tlsHandshakeMs), description: 'mTLS handshake timeout', parse: durationField },
+  requestHeadersTimeoutMs: { name: 'MESHLET_REQUEST_HEADERS_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.requestHeadersMs), description: 'time allowed to receive a request head', parse: durationField },
+  idleTimeoutMs: { name: 'MESHLET_IDLE_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.idleMs), description: 'idle keep-alive connections are closed after this', parse: durationField },
+  drainTimeoutMs: { name: 'MESHLET_DRAIN_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.drainMs), description: 'on SIGTERM, how long in-flight requests may take to finish', parse: durationField },
+  maxHeaderBytes: { name: 'MESHLET_MAX_HEADER_BYTES', default: String(PROXY_LIMITS.maxHeaderBytes), description: 'largest request head accepted (bytes)', parse: positiveInt },
+  maxHeaders: { name: 'MESHLET_MAX_HEADERS', default: String(PROXY_LIMITS.maxHeaderCount), description: 'most header fields accepted in a request', parse: positiveInt },
+  maxConnectionsPerUpstream: { name: 'MESHLET_MAX_CONNECTIONS_PER_UPSTREAM', default: String(PROXY_LIMITS.maxConnectionsPerUpstream), description: 'pooled HTTP/1.1 connections per next hop (an app port, a peer sidecar)', parse: positiveInt },
+  maxPendingPerUpstream: { name: 'MESHLET_MAX_PENDING_PER_UPSTREAM', default: String(PROXY_LIMITS.maxPendingPerUpstream), description: 'requests that may wait for a busy next hop\'s connection; more are refused at once (503 MESHLET_UPSTREAM_BUSY)', parse: positiveInt },
+  upstreamQueueTimeoutMs: { name: 'MESHLET_UPSTREAM_QUEUE_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.queueWaitMs), description: 'longest wait for a connection to a busy next hop (then 503 MESHLET_UPSTREAM_QUEUE_TIMEOUT)', parse: durationField },
+  maxInFlightPerCaller: { name: 'MESHLET_MAX_IN_FLIGHT_PER_CALLER', default: '', description: 'requests one caller identity may have in flight to one app port (more: 503 MESHLET_CALLER_LIMIT); default half of MESHLET_MAX_CONNECTIONS_PER_UPSTREAM', parse: (raw: string) => (raw === '' ? undefined : positiveInt(raw)) },
+  streamIdleTimeoutMs: { name: 'MESHLET_STREAM_IDLE_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.streamIdleMs), description: 'a request or stream on which no byte moved either way for this long is cancelled (408/504, or a reset once the response began)', parse: durationField },
+  h2MaxConcurrentStreams: { name: 'MESHLET_MAX_CONCURRENT_STREAMS', default: String(PROXY_LIMITS.h2MaxConcurrentStreams), description: 'concurrent streams per HTTP/2 connection the sidecar serves (SETTINGS_MAX_CONCURRENT_STREAMS)', parse: positiveInt },
+  h2MaxPrematureResets: { name: 'MESHLET_MAX_PREMATURE_RESETS', default: String(PROXY_LIMITS.h2MaxPrematureResets), description: 'HTTP/2 rapid reset: GOAWAY once a connection has had this many streams reset before their response and they are over half of its streams', parse: positiveInt },
+  maxInboundConnections: { name: 'MESHLET_MAX_INBOUND_CONNECTIONS', default: '1024', description: 'open connections per inbound listener (each app port, each opaque TCP port), handshakes in progress included; more are closed at accept and counted', parse: positiveInt },
+  maxOutboundConnections: { name: 'MESHLET_MAX_OUTBOUND_CONNECTIONS', default: '1024', description: 'open connections on the outbound listener, and on each MESHLET_OUTBOUND_TCP listener; more are closed at accept and counted', parse: positiveInt },
+  maxAdminConnections: { name: 'MESHLET_MAX_ADMIN_CONNECTIONS', default: String(ADMIN_MAX_CONNECTIONS), description: 'open connections on the admin port; more are closed at accept and counted', parse: positiveInt },
+  fdReserve: { name: 'MESHLET_FD_RESERVE', default: '256', description: 'file descriptors kept free beyond the connection caps (SVID rotation, policy reload, logs); caps that do not fit the open-files limit are lowered at start', parse: positiveInt },
+
+  logLevel: LOG_LEVEL_ENV,
+  accessLog: { name: 'MESHLET_ACCESS_LOG', default: 'false', description: 'log every request (JSON) when true', parse: bool },
+  logLimitRate: { name: 'MESHLET_LOG_LIMIT_RATE', default: String(DEFAULT_LOG_LIMITS.linesPerSecond), description: 'denial and admin-refusal log lines per second per (event, reason); the rest are counted in a log_suppressed line (metrics count every one)', parse: positiveInt },
+  logLimitBurst: { name: 'MESHLET_LOG_LIMIT_BURST', default: String(DEFAULT_LOG_LIMITS.burst), description: `lines per (event, reason) written at once before MESHLET_LOG_LIMIT_RATE applies; all keys together get ${TOTAL_FACTOR}x rate and burst`, parse: positiveInt },
+  requestMetrics: { name: 'MESHLET_REQUEST_METRICS', default: 'true', description: 'per-request metrics (meshlet_requests_total, latency histogram, bytes); false removes their cost from the hot path', parse: bool },
+} satisfies Record<string, EnvVar<unknown>>;
+
+/** First sidecar listen port handed out to declared app ports without an explicit one. */
+export const INBOUND_LISTEN_BASE = 15100;
+
+/** Reads and validates the sidecar's environment; throws ConfigError listing every problem. */
+export function readSidecarConfig(env: Env): Readonly<SidecarConfig> {
+  const r = new EnvReader(env);
+  const v = r.readFrom(SIDECAR_ENV);
+
+  const trustDomainValue = v('trustDomain');
+  const namespace = v('namespace');
+  const serviceAccount = v('serviceAccount');
+  const entries = v('inboundPorts') ?? [];
+  const permissive = new Set(v('permissivePorts') ?? []);
+  const inboundPorts: InboundPort<PortProtocol>[] = entries.map((e, i) => ({
+    appPort: e.appPort,
+    listenPort: e.listenPort ?? INBOUND_LISTEN_BASE + i,
+    protocol: e.protocol,
+    permissive: permissive.has(e.appPort),
+  }));
+
+  const config: SidecarConfig = {
+    trustDomain: trustDomainValue,
+    namespace,
+    serviceAccount,
+    podName: v('podName'),
+    spiffeId: trustDomainValue && namespace && serviceAccount ? workloadSpiffeId(trustDomainValue, namespace, serviceAccount).id : '',
+    podLabelsFile: v('podLabelsFile'),
+    identitySource: v('identitySource'),
+    caAddress: v('caAddress'),
+    trustBundleFile: v('trustBundleFile'),
+    tokenFile: v('tokenFile'),
+    workloadApiSocket: v('workloadApiSocket'),
+    svidDir: v('svidDir'),
+    inboundPorts,
+    inboundCatchAllPort: v('inboundCatchAllPort'),
+    appAddress: v('appAddress'),
+    outboundPort: v('outboundPort'),
+    destinationAddresses: new Map(v('destinationAddresses') ?? []),
+    destinationIdentities: new Map(v('destinationIdentities') ?? []),
+    plaintextDestinations: v('plaintextDestinations') ?? [],
+    acceptedTrustDomains: v('acceptedTrustDomains') ?? [],
+    outboundTcp: v('outboundTcp') ?? [],
+    adminPort: v('adminPort'),
+    adminAddress: v('adminAddress'),
+    appProbes: v('appProbes'),
+    adminConnections: v('adminConnections'),
+    adminShutdown: v('adminShutdown'),
+    policyDir: v('policyDir'),
+    policyKey: v('policyKey'),
+    defaultPolicy: v('defaultPolicy'),
+    connectTimeoutMs: v('connectTimeoutMs'),
+    tlsHandshakeTimeoutMs: v('tlsHandshakeTimeoutMs'),
+    requestHeadersTimeoutMs: v('requestHeadersTimeoutMs'),
+    idleTimeoutMs: v('idleTimeoutMs'),
+    drainTimeoutMs: v('drainTimeoutMs'),
+    maxHeaderBytes: v('maxHeaderBytes'),
+    maxHeaders: v('maxHeaders'),
+    maxConnectionsPerUpstream: v('maxConnectionsPerUpstream'),
+    maxPendingPerUpstream: v('maxPendingPerUpstream'),
+    upstreamQueueTimeoutMs: v('upstreamQueueTimeoutMs'),
+    maxInFlightPerCaller: v('maxInFlightPerCaller'),
+    streamIdleTimeoutMs: v('streamIdleTimeoutMs'),
+    h2MaxConcurrentStreams: v('h2MaxConcurrentStreams'),
+    h2MaxPrematureResets: v('h2MaxPrematureResets'),
+    maxInboundConnections: v('maxInboundConnections'),
+    maxOutboundConnections: v('maxOutboundConnections'),
+    maxAdminConnections: v('maxAdminConnections'),
+    fdReserve: v('fdReserve'),
+    logLevel: v('logLevel'),
+    accessLog: v('accessLog'),
+    logLimitRate: v('logLimitRate'),
+    logLimitBurst: v('logLimitBurst'),
+    requestMetrics: v('requestMetrics'),
+  };
+  if (config.acceptedTrustDomains.length === 0 && trustDomainValue) config.acceptedTrustDomains = [trustDomainValue];
+
+  // Cross-field checks: every port the sidecar binds must be distinct, and no app port may
+  // double as a sidecar port (iptables would loop the sidecar's own traffic).
+  const bound = new Map<number, string>();
+  const claim = (p: number | undefined, what: string, variable: string) => {
+    if (p === undefined) return;
+    const prior = bound.get(p);
+    if (prior) r.problem(variable, `port ${p} is used twice (${prior} and ${what})`);
+    else bound.set(p, what);
+  };
+  claim(config.outboundPort, 'outbound listener', SIDECAR_ENV.outboundPort.name);
+  claim(config.adminPort, 'admin listener', SIDECAR_ENV.adminPort.name);
+  claim(config.inboundCatchAllPort, 'inbound catch-all listener', SIDECAR_ENV.inboundCatchAllPort.name);
+  for (const p of inboundPorts) claim(p.listenPort, `inbound listener for app port ${p.appPort}`, SIDECAR_ENV.inboundPorts.name);
+  for (const p of inboundPorts) claim(p.appPort, `app port ${p.appPort}`, SIDECAR_ENV.inboundPorts.name);
+  for (const m of config.outboundTcp) claim(m.listenPort, `outbound TCP listener for ${m.host}:${m.port}`, SIDECAR_ENV.outboundTcp.name);
+  for (const p of permissive) {
+    if (!inboundPorts.some((e) => e.appPort === p)) r.problem(SIDECAR_ENV.permissivePorts.name, `port ${p} is not one of MESHLET_INBOUND_PORTS`);
+  }
+  r.done();
+  return deepFreeze(config);
+}

@@ -1,0 +1,272 @@
+import type { Logger } from 'pino';
+import type { SidecarConfig } from './sidecar-env.ts';
+import type { IdentitySnapshot, SvidSource } from '../identity/svid.ts';
+import { AdminServer } from '../admin/admin-server.ts';
+import { MeshTls } from '../tls/mesh-tls.ts';
+import { formatPolicyError } from '../policy/parse.ts';
+import { PolicyStore } from '../policy/store.ts';
+import { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
+import { RequestLog } from './request-log.ts';
+import { InboundProxy } from '../proxy/inbound/inbound-proxy.ts';
+import { OutboundProxy } from '../proxy/outbound/outbound-proxy.ts';
+import { OpaqueTcpProxy } from '../proxy/tcp/opaque-inbound.ts';
+import { OpaqueTcpOutbound } from '../proxy/tcp/opaque-outbound.ts';
+import type { ProxyObserver } from '../proxy/proxy-observer.ts';
+import { CatchAllListener } from '../proxy/tcp/catch-all.ts';
+import { ConnectionRegistry } from '../proxy/connection-registry.ts';
+import { resolveProxySettings, type ProxySettings } from '../proxy/config.ts';
+import { createIdentitySource } from './identity-source.ts';
+import { readPodLabels } from './pod-labels.ts';
+import { PolicyAuthorizer } from './policy-authorizer.ts';
+import { destinationConfig } from './destinations.ts';
+import { KERNEL_HAS_IPV6, sidecarConnectionGuards, type SidecarGuards } from './connection-guards.ts';
+
+/**
+ * Where the inbound listeners (app ports, opaque TCP, catch-all) bind. With IPv6 in the kernel:
+ * `::`, dual-stack (IPv4 callers show as ::ffff:a.b.c.d), because ip6tables REDIRECTs an IPv6
+ * caller to [pod IPv6]:port, which a 0.0.0.0 listener never accepts. Without IPv6 (no
+ * /proc/net/if_inet6, or not Linux): 0.0.0.0, since binding :: would fail.
+ */
+const INBOUND_LISTEN_HOST = KERNEL_HAS_IPV6 ? '::' : '0.0.0.0';
+
+/**
+ * `meshlet sidecar`: every piece of the data plane, wired from one validated config.
+ *
+ *   identity source -> MeshTls (rotations swap contexts in place)
+ *   policy ConfigMap -> PolicyStore (hot reload, last good) -> PolicyAuthorizer
+ *   inbound listeners (one per app port) -> authorize -> app on loopback
+ *   outbound listener (iptables target / HTTP_PROXY) -> mTLS to the peer sidecar
+ *   admin port: /live /ready /metrics /connections /app-health/… /shutdown
+ *
+ * Start order matters: the admin port comes up first (so kubelet sees /live and a 503
+ * /ready with the reason while the SVID is fetched), listeners bind only once an SVID and a
+ * policy are loaded, and /ready turns 200 last — the native sidecar's startupProbe holds the
+ * app until then.
+ */
+export interface SidecarDependencies {
+  logger: Logger;
+  /** Default: the source MESHLET_IDENTITY_SOURCE names. Tests and the demo pass their own. */
+  source?: SvidSource;
+  metrics?: SidecarMetrics;
+}
+
+export interface SidecarPorts {
+  admin: number;
+  outbound: number;
+  inbound: { listenPort: number; appPort: number }[];
+}
+
+export class Sidecar {
+  readonly config: Readonly<SidecarConfig>;
+  readonly metrics: SidecarMetrics;
+  readonly connections: ConnectionRegistry;
+  readonly #log: Logger;
+  readonly #requestLog: RequestLog;
+  readonly #settings: ProxySettings;
+  readonly #admin: AdminServer;
+  /** Connection caps per listener, fitted to the open-files limit (issue 11 item 1). */
+  readonly #guards: SidecarGuards;
+  #source: SvidSource | undefined;
+  #tls: MeshTls | undefined;
+  #policy: PolicyStore | undefined;
+  #inbound: InboundProxy | undefined;
+  #outbound: OutboundProxy | undefined;
+  #opaque: OpaqueTcpProxy | undefined;
+  #opaqueOut: OpaqueTcpOutbound | undefined;
+  #catchAll: CatchAllListener | undefined;
+  #listenersBound = false;
+  #stopping: Promise<void> | undefined;
+  #svidError: string | undefined;
+  readonly #detach: (() => void)[] = [];
+  readonly #deps: SidecarDependencies;
+  /** Resolves when the sidecar has stopped (SIGTERM, /shutdown, or stop()). */
+  readonly stopped: Promise<void>;
+  #resolveStopped!: () => void;
+
+  constructor(config: Readonly<SidecarConfig>, deps: SidecarDependencies) {
+    this.config = config;
+    this.#deps = deps;
+    this.#log = deps.logger;
+    this.#requestLog = new RequestLog(deps.logger, { accessLog: config.accessLog, limits: { linesPerSecond: config.logLimitRate, burst: config.logLimitBurst } });
+    this.metrics = deps.metrics ?? new SidecarMetrics();
+    this.connections = new ConnectionRegistry((conn) => this.metrics.connectionOpened(conn));
+    this.stopped = new Promise((resolve) => (this.#resolveStopped = resolve));
+    this.#settings = resolveProxySettings({
+      timeouts: {
+        connectMs: config.connectTimeoutMs,
+        tlsHandshakeMs: config.tlsHandshakeTimeoutMs,
+        requestHeadersMs: config.requestHeadersTimeoutMs,
+        idleMs: config.idleTimeoutMs,
+        drainMs: config.drainTimeoutMs,
+        queueWaitMs: config.upstreamQueueTimeoutMs,
+        streamIdleMs: config.streamIdleTimeoutMs,
+      },
+      limits: {
+        maxHeaderBytes: config.maxHeaderBytes,
+        maxHeaderCount: config.maxHeaders,
+        maxConnectionsPerUpstream: config.maxConnectionsPerUpstream,
+        maxPendingPerUpstream: config.maxPendingPerUpstream,
+        // Unset: resolveProxySettings derives it from maxConnectionsPerUpstream.
+        ...(config.maxInFlightPerCaller === undefined ? {} : { maxInFlightPerCaller: config.maxInFlightPerCaller }),
+        h2MaxConcurrentStreams: config.h2MaxConcurrentStreams,
+        h2MaxPrematureResets: config.h2MaxPrematureResets,
+      },
+    });
+    this.#guards = sidecarConnectionGuards(config, this.metrics.listeners, this.#log);
+    this.#admin = new AdminServer({
+      guard: this.#guards.admin,
+      readiness: () => this.readiness(),
+      registry: this.metrics.registry,
+      connections: () => this.connections.list(),
+      appProbes: config.appProbes,
+      appAddress: config.appAddress,
+      connectionsAccess: config.adminConnections,
+      requestLog: this.#requestLog,
+      // Off unless MESHLET_ADMIN_SHUTDOWN=true: without a hook the endpoint answers 404.
+      ...(config.adminShutdown ? { onShutdown: () => void this.stop('admin /shutdown') } : {}),
+    });
+  }
+
+  /** What /ready reports: 200 only with an SVID loaded, the policy loaded and every listener bound. */
+  readiness(): { ready: boolean; checks: Record<string, { ok: boolean; detail?: string }> } {
+    const snapshot = this.#source?.current();
+    const expired = snapshot !== undefined && snapshot.svid.notAfter.getTime() <= Date.now();
+    const svid = snapshot === undefined ? { ok: false, detail: this.#svidError ?? 'no SVID yet' } : expired ? { ok: false, detail: `SVID expired at ${snapshot.svid.notAfter.toISOString()}` } : { ok: true, detail: snapshot.svid.spiffeId.id };
+    const policy = this.#policy ? { ok: true, detail: this.#policy.currentHash() ?? `no policy: default ${this.config.defaultPolicy}` } : { ok: false, detail: 'policy not loaded yet' };
+    const listeners = { ok: this.#listenersBound && this.#stopping === undefined, detail: this.#stopping ? 'draining' : this.#listenersBound ? 'bound' : 'not bound yet' };
+    return { ready: svid.ok && policy.ok && listeners.ok, checks: { svid, policy, listeners } };
+  }
+
+  async start(): Promise<SidecarPorts> {
+    const c = this.config;
+    const adminAddr = await this.#admin.listen(c.adminPort, c.adminAddress);
+
+    const source = (this.#source = this.#deps.source ?? (await createIdentitySource(c)));
+    this.#detach.push(source.onError((err) => {
+      this.#svidError = (err as Error).message;
+      this.#log.warn({ event: 'identity_error', err }, 'identity source failed; keeping the current SVID');
+    }));
+    this.#detach.push(source.onUpdate((s: IdentitySnapshot) => this.#log.info({ event: 'svid_rotated', spiffeId: s.svid.spiffeId.id, notAfter: s.svid.notAfter }, 'SVID rotated')));
+    const first = await source.start();
+    // After start: the first snapshot is start()'s result, not an update event.
+    this.#detach.push(this.metrics.followIdentity(source));
+    if (first.svid.spiffeId.id !== c.spiffeId) {
+      // Our identity comes from the ServiceAccount; an SVID for anything else is a misconfiguration.
+      this.#log.warn({ event: 'identity_mismatch', expected: c.spiffeId, got: first.svid.spiffeId.id }, 'the SVID names another identity than this pod\'s ServiceAccount');
+    }
+    this.#log.info({ event: 'svid_loaded', source: source.kind, spiffeId: first.svid.spiffeId.id, notAfter: first.svid.notAfter }, 'SVID loaded');
+    const tls = (this.#tls = new MeshTls(source));
+
+    const labels = await readPodLabels(c.podLabelsFile);
+    const policy = new PolicyStore({
+      dir: c.policyDir,
+      key: c.policyKey,
+      self: { namespace: c.namespace, serviceAccount: c.serviceAccount, labels, trustDomain: c.trustDomain },
+      meshDefault: c.defaultPolicy,
+      metrics: this.metrics.policy,
+    });
+    let policyEverApplied = false;
+    this.#detach.push(policy.onReload((e) => {
+      if (e.result === 'ok') {
+        // Its routes' series exist at 0 from now on (docs/metrics.md, "Series made ahead").
+        this.metrics.policyApplied(policy.current(), { requestSeries: c.requestMetrics });
+        this.#log.info({ event: 'policy_reloaded', hash: e.hash, server: e.server }, 'policy loaded');
+        policyEverApplied = true;
+      }
+      // No policy mounted and none ever applied is not a rejection: the mesh default applies.
+      else if (e.result === 'deleted' && !policyEverApplied) this.#log.info({ event: 'policy_absent', file: `${c.policyDir}/${c.policyKey}`, defaultPolicy: c.defaultPolicy }, `no policy file; the mesh default (${c.defaultPolicy}) applies`);
+      else if (e.result !== 'unchanged') this.#log.warn({ event: 'policy_rejected', result: e.result, errors: e.errors?.map(formatPolicyError) }, 'policy not applied; keeping the last good one');
+    }));
+    await policy.start();
+    this.#policy = policy;
+
+    const authorizer = new PolicyAuthorizer(policy, (facts, decision) => {
+      this.metrics.decided(facts.peer, decision);
+      if (decision.decision === 'deny') {
+        this.#requestLog.denied({ direction: 'inbound', caller: facts.peer, route: decision.route, reason: decision.reason, code: decision.code, ...('method' in facts ? { method: facts.method, path: facts.path } : {}), port: facts.port });
+      }
+    });
+    const httpPorts = c.inboundPorts.filter((p) => p.protocol !== 'tcp');
+    // MESHLET_REQUEST_METRICS=false: the proxies get no per-request hook at all (nothing to call),
+    // unless MESHLET_ACCESS_LOG=true asks for a line per request.
+    const observer: ProxyObserver = this.#requestLog.withAccessLog(c.requestMetrics ? this.metrics.observer : { refused: this.metrics.observer.refused, handshakeFailed: this.metrics.observer.handshakeFailed });
+    this.#inbound = new InboundProxy({
+      tls,
+      authorizer,
+      normalizer: authorizer,
+      ports: httpPorts.map((p) => ({ listenPort: p.listenPort, appPort: p.appPort, protocol: p.protocol === 'grpc' ? ('grpc' as const) : ('http' as const), permissive: p.permissive })),
+      appHost: c.appAddress,
+      listenHost: INBOUND_LISTEN_HOST,
+      settings: this.#settings,
+      registry: this.connections,
+      observer,
+      guard: this.#guards.inbound,
+    });
+    this.#outbound = new OutboundProxy({
+      tls,
+      destinations: destinationConfig(c),
+      listenHost: '127.0.0.1',
+      // ip6tables sends the app's IPv6 TCP to [::1]:outboundPort.
+      ...(INBOUND_LISTEN_HOST === '::' ? { ipv6LoopbackHost: '::1' } : {}),
+      listenPort: c.outboundPort,
+      settings: this.#settings,
+      registry: this.connections,
+      observer,
+      guard: this.#guards.outbound,
+    });
+    this.#opaqueOut = new OpaqueTcpOutbound({
+      tls,
+      listeners: c.outboundTcp.map((m) => ({
+        listenPort: m.listenPort,
+        destination: { host: m.host, port: m.port, expected: m.spiffeId ? { spiffeId: m.spiffeId } : { trustDomains: c.acceptedTrustDomains } },
+      })),
+      settings: this.#settings,
+      registry: this.connections,
+      observer: this.metrics.observer,
+      guard: this.#guards.outbound_tcp,
+    });
+    // Opaque TCP ports: one decision per connection (caller and port), bytes spliced to the app.
+    this.#opaque = new OpaqueTcpProxy({
+      tls,
+      authorizer,
+      ports: c.inboundPorts.filter((p) => p.protocol === 'tcp').map((p) => ({ listenPort: p.listenPort, appPort: p.appPort })),
+      appHost: c.appAddress,
+      listenHost: INBOUND_LISTEN_HOST,
+      settings: this.#settings,
+      registry: this.connections,
+      observer: this.metrics.observer,
+      guard: this.#guards.inbound_tcp,
+    });
+    // Every undeclared port lands here (iptables) and is reset: nothing reaches the app around us.
+    this.#catchAll = new CatchAllListener({ port: c.inboundCatchAllPort, host: INBOUND_LISTEN_HOST, observer: this.metrics.observer, guard: this.#guards.catch_all });
+    const [, outboundBound] = await Promise.all([this.#inbound.start(), this.#outbound.start(), this.#opaque.start(), this.#opaqueOut.start(), this.#catchAll.start()]);
+    if (INBOUND_LISTEN_HOST === '::' && !outboundBound.ipv6Loopback) {
+      this.#log.info({ event: 'outbound_ipv6_loopback_unavailable' }, 'no ::1 in this network namespace: the outbound listener serves 127.0.0.1 only');
+    }
+    this.#listenersBound = true;
+    const ports: SidecarPorts = { admin: adminAddr.port, outbound: this.#outbound.boundPort(), inbound: [...this.#inbound.boundPorts(), ...this.#opaque.boundPorts()] };
+    this.#log.info({ event: 'ready', spiffeId: tls.localId, ports }, 'meshlet sidecar ready');
+    return ports;
+  }
+
+  /**
+   * Graceful stop: /ready turns 503 at once (endpoints drop the pod), listeners stop
+   * accepting, in-flight requests get up to MESHLET_DRAIN_TIMEOUT, then everything closes.
+   */
+  stop(why = 'stop'): Promise<void> {
+    this.#stopping ??= (async () => {
+      this.#log.info({ event: 'draining', why, drainTimeoutMs: this.config.drainTimeoutMs }, 'draining');
+      const cut = await Promise.all([this.#inbound?.drain() ?? 0, this.#outbound?.drain() ?? 0, this.#opaque?.drain() ?? 0, this.#opaqueOut?.drain() ?? 0, this.#catchAll?.close().then(() => 0) ?? 0]);
+      const forced = cut.reduce((a, b) => a + b, 0);
+      for (const d of this.#detach.splice(0)) d();
+      this.#policy?.close();
+      this.#tls?.close();
+      await this.#source?.close();
+      await this.#admin.close();
+      this.#requestLog.close();
+      this.#log.info({ event: 'stopped', connectionsCut: forced }, 'meshlet sidecar stopped');
+      this.#resolveStopped();
+    })();
+    return this.#stopping;
+  }
+}

@@ -1,0 +1,26 @@
+import { MeshletError } from '../../common/errors/meshlet-error.ts';
+
+/**
+ * A peer failed mesh authentication: no certificate, a chain that does not verify against
+ * the bundle of the peer's own trust domain, or a verified identity that is not the one we
+ * expected. SVID verification failures keep their SvidVerifyError code (SVID_EXPIRED,
+ * SVID_UNKNOWN_AUTHORITY, …) so logs and metrics see the precise reason; the original error
+ * is the `cause`.
+ */
+export class TlsPeerError extends MeshletError {
+  constructor(code: TlsPeerErrorCode, message: string, options?: ErrorOptions) {
+    super(code, message, options);
+  }
+}
+
+/** Our own codes, plus any SvidVerifyError code passed through unchanged. */
+export type TlsPeerErrorCode = 'TLS_PEER_NO_CERTIFICATE' | 'TLS_PEER_WRONG_IDENTITY' | 'TLS_PEER_UNTRUSTED_DOMAIN' | (string & {});
+
+/** The TLS layer was set up wrongly by its caller (a programming or configuration error). */
+export class TlsSetupError extends MeshletError {
+  constructor(code: TlsSetupErrorCode, message: string, options?: ErrorOptions) {
+    super(code, message, options);
+  }
+}
+
+export type TlsSetupErrorCode = 'TLS_SOURCE_NOT_STARTED' | 'TLS_BAD_EXPECTED_PEER' | 'TLS_CLOSED' | 'TLS_BAD_TIMEOUT';
