@@ -1,5 +1,5 @@
 import * as net from 'node:net';
-import * as tls from 'node:tls';
+import type * as tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { resolveProxySettings, type ProxySettings } from '../config.ts';
 import { ConnectionRegistry, type TrackedConnection } from '../connection-registry.ts';
@@ -12,6 +12,7 @@ import type { ProxyObserver } from '../proxy-observer.ts';
 import { AppPort } from './app-port.ts';
 import { AuthorizeStep } from './authorize.ts';
 import { acceptPermissive } from './permissive-accept.ts';
+import { createMtlsServer } from './mtls-server.ts';
 import { listenOn } from '../../../common/net/listen.ts';
 import { ConnectionGuard, DEFAULT_MAX_CONNECTIONS } from '../../../common/net/connection-guard.ts';
 
@@ -115,7 +116,7 @@ export class InboundProxy {
       });
       // The listener's handlers need the listener; they only run once it exists.
       let l!: PortListener;
-      const onSecure = (socket: tls.TLSSocket): void => this.#onSecure(socket, l);
+      const onSecure = (socket: tls.TLSSocket, peer: string): void => this.#serve(socket, peer, socket.getProtocol() ?? null, socket.alpnProtocol === 'h2' ? 'h2' : 'http1', l);
       const { front, detachTls } = port.permissive
         ? this.#permissiveFront(serving, onSecure, (socket, protocol) => this.#serve(socket, null, null, protocol, l))
         : this.#strictFront(serving, onSecure);
@@ -152,7 +153,7 @@ export class InboundProxy {
    * STRICT: the port's tls.Server listens itself; a plaintext caller fails the handshake
    * (counted as plaintext_on_strict by the observer). Capped by the guard.
    */
-  #strictFront(serving: HttpServing, onSecure: (socket: tls.TLSSocket) => void): { front: net.Server; detachTls: () => void } {
+  #strictFront(serving: HttpServing, onSecure: (socket: tls.TLSSocket, peer: string) => void): { front: net.Server; detachTls: () => void } {
     const { server: front, detachTls } = this.#tlsServer(onSecure);
     this.#guard.protect(front);
     front.on('connection', (raw: net.Socket) => serving.accept(raw));
@@ -167,7 +168,7 @@ export class InboundProxy {
    */
   #permissiveFront(
     serving: HttpServing,
-    onSecure: (socket: tls.TLSSocket) => void,
+    onSecure: (socket: tls.TLSSocket, peer: string) => void,
     onPlaintext: (socket: net.Socket, protocol: 'h2' | 'http1') => void,
   ): { front: net.Server; detachTls: () => void } {
     const { server: tlsServer, detachTls } = this.#tlsServer(onSecure);
@@ -181,34 +182,9 @@ export class InboundProxy {
     return { front, detachTls };
   }
 
-  /**
-   * The mTLS server of one port: TLS 1.3, client SVID required (verified in onSecure, and by
-   * MeshTls's fail-closed gate), ALPN h2 then http/1.1. A handshake that fails or does not end
-   * within timeouts.tlsHandshakeMs is closed by the guard (node only reports the timeout).
-   */
-  #tlsServer(onSecure: (socket: tls.TLSSocket) => void): { server: tls.Server; detachTls: () => void } {
-    const server = tls.createServer({
-      ...this.#opts.tls.serverOptions({ ALPNProtocols: INBOUND_ALPN }),
-      handshakeTimeout: this.#settings.timeouts.tlsHandshakeMs,
-      noDelay: true,
-    });
-    const detachTls = this.#opts.tls.attachServer(server);
-    this.#guard.closeFailedHandshakes(server);
-    server.on('tlsClientError', (err) => this.#opts.observer?.handshakeFailed?.('inbound', err));
-    server.on('secureConnection', onSecure);
-    return { server, detachTls };
-  }
-
-  #onSecure(socket: tls.TLSSocket, l: PortListener): void {
-    let peer: string;
-    try {
-      peer = this.#opts.tls.verifyClient(socket).spiffeId.id;
-    } catch (err) {
-      this.#opts.observer?.handshakeFailed?.('inbound', err);
-      socket.destroy();
-      return;
-    }
-    this.#serve(socket, peer, socket.getProtocol() ?? null, socket.alpnProtocol === 'h2' ? 'h2' : 'http1', l);
+  /** The mTLS step of one port (mtls-server.ts), offering ALPN h2 then http/1.1. */
+  #tlsServer(onSecure: (socket: tls.TLSSocket, peer: string) => void): { server: tls.Server; detachTls: () => void } {
+    return createMtlsServer({ tls: this.#opts.tls, settings: this.#settings, guard: this.#guard, observer: this.#opts.observer, alpn: INBOUND_ALPN, onVerified: onSecure });
   }
 
   #serve(socket: net.Socket, peer: string | null, tlsVersion: string | null, protocol: 'h2' | 'http1', l: PortListener): void {

@@ -1,4 +1,4 @@
-import * as tls from 'node:tls';
+import type * as tls from 'node:tls';
 import type * as net from 'node:net';
 import { resolveProxySettings, type ProxySettings } from '../config.ts';
 import { ConnectionRegistry } from '../connection-registry.ts';
@@ -10,6 +10,7 @@ import type { ConnectionAuthorizer } from './connection-authorizer.ts';
 import { spliceSockets } from './byte-splice.ts';
 import { TcpSessionSet } from './tcp-session-set.ts';
 import { tcpRefusalCode, type TcpObserver, type TcpRefusalCode } from './tcp-refusals.ts';
+import { createMtlsServer } from '../inbound/mtls-server.ts';
 import { listenOn } from '../../../common/net/listen.ts';
 import { ConnectionGuard, DEFAULT_MAX_CONNECTIONS } from '../../../common/net/connection-guard.ts';
 
@@ -70,16 +71,16 @@ export class OpaqueTcpProxy {
     this.#appHost = opts.appHost ?? '127.0.0.1';
     const guard = opts.guard ?? new ConnectionGuard({ listener: 'inbound_tcp', maxConnections: DEFAULT_MAX_CONNECTIONS });
     for (const port of opts.ports) {
-      const server = tls.createServer({
-        ...opts.tls.serverOptions(),
-        handshakeTimeout: this.#settings.timeouts.tlsHandshakeMs,
+      const { server, detachTls } = createMtlsServer({
+        tls: opts.tls,
+        settings: this.#settings,
+        guard,
+        observer: opts.observer,
         allowHalfOpen: true,
+        noDelay: false,
+        onVerified: (socket, peer) => this.#onVerified(socket, peer, port),
       });
-      const detachTls = opts.tls.attachServer(server);
       guard.protect(server);
-      guard.closeFailedHandshakes(server);
-      server.on('tlsClientError', (err) => opts.observer?.handshakeFailed?.('inbound', err));
-      server.on('secureConnection', (socket: tls.TLSSocket) => this.#onSecureConnection(socket, port));
       this.#listeners.push({ port, server, detachTls });
     }
   }
@@ -112,18 +113,9 @@ export class OpaqueTcpProxy {
     socket.destroy();
   }
 
-  #onSecureConnection(socket: tls.TLSSocket, port: OpaqueTcpPort): void {
+  #onVerified(socket: tls.TLSSocket, peer: string, port: OpaqueTcpPort): void {
     // Until the app leg exists, an error (a reset by the caller) must not be unhandled.
     socket.on('error', () => socket.destroy());
-    let peer: string;
-    try {
-      peer = this.#opts.tls.verifyClient(socket).spiffeId.id;
-    } catch (err) {
-      // attachServer's gate already destroyed it; this keeps the failure counted.
-      this.#opts.observer?.handshakeFailed?.('inbound', err);
-      socket.destroy();
-      return;
-    }
     let decision: AuthorizationDecision;
     try {
       decision = this.#opts.authorizer.authorize({ peer, port: port.appPort });
