@@ -23,10 +23,13 @@ webhook would, and prints the manifests on stdout (same order, multi-document YA
 
 Pods and the pod templates of Deployment, StatefulSet, DaemonSet, ReplicaSet,
 ReplicationController, Job and CronJob are injected; List items are visited; every other
-kind passes through unchanged. A pod template is injected unless it opts out
-(annotation meshlet.io/inject: disabled) — the namespace label the webhook relies on is
-assumed. Already injected, hostNetwork and excluded-namespace templates are left as they are.
-What happened to each template is reported on stderr.
+kind passes through unchanged. A pod template is injected unless it opts out — annotation
+meshlet.io/inject: disabled (the webhook's own check) or label meshlet.io/inject: disabled
+on the template (the webhook's objectSelector never sends such pods) — the namespace label
+the webhook relies on is assumed. Already injected, hostNetwork and excluded-namespace
+templates are left as they are. What happened to each template is reported on stderr, with
+warnings about what will not work once injected (e.g. a probe that cannot be moved to the
+sidecar's admin port).
 
 Reads FILE, or stdin when FILE is - or absent.
 

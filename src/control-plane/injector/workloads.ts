@@ -1,4 +1,12 @@
-import { applyJsonPatch, injectPod, type InjectionSettings, type Pod } from './patch/index.ts';
+import { ANNOTATIONS, applyJsonPatch, injectPod, type InjectionSettings, type Pod } from './patch/index.ts';
+
+/**
+ * The label opt-out: the webhook's objectSelector (deploy/injector/mutating-webhook.yaml,
+ * `meshlet.io/inject NotIn [disabled]`) never sends a pod so labelled to the injector, so
+ * `meshlet inject` leaves its template alone too. Same key as the annotation opt-out.
+ */
+export const INJECT_LABEL = ANNOTATIONS.inject;
+export const INJECT_LABEL_OPT_OUT = 'disabled';
 
 /**
  * Offline injection (`meshlet inject`): finds the pod (template) inside any workload manifest,
@@ -54,6 +62,16 @@ function visit(manifest: unknown, defaultNamespace: string, settings: InjectionS
   const metadata = isObject(manifest.metadata) ? manifest.metadata : {};
   const namespace = typeof metadata.namespace === 'string' && metadata.namespace !== '' ? metadata.namespace : defaultNamespace;
   const label = `${kind}/${typeof metadata.name === 'string' ? metadata.name : '(unnamed)'}`;
+  const templateLabels = isObject(template.metadata) && isObject(template.metadata.labels) ? template.metadata.labels : {};
+  if (templateLabels[INJECT_LABEL] === INJECT_LABEL_OPT_OUT) {
+    notes.push(`${label}: skipped (label ${INJECT_LABEL}=${INJECT_LABEL_OPT_OUT} on the pod template: the webhook's objectSelector never sends such pods to the injector)`);
+    return manifest;
+  }
+  // A label on the workload itself is not on its pods: the webhook would inject them.
+  const ownLabels = path.length > 0 && isObject(metadata.labels) ? metadata.labels : {};
+  if (ownLabels[INJECT_LABEL] === INJECT_LABEL_OPT_OUT) {
+    notes.push(`${label}: label ${INJECT_LABEL}=${INJECT_LABEL_OPT_OUT} is on the ${kind}, not on its pod template: the webhook sees only the pods' labels and injects them; move it to ${[...path, 'metadata', 'labels'].join('.')}`);
+  }
   const result = injectPod(template as Pod, namespace, settings);
   for (const w of result.warnings) notes.push(`${label}: ${w}`);
   if (result.outcome === 'skipped') {

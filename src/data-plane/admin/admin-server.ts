@@ -1,11 +1,11 @@
-import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { isIPv4, type AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { negotiateFormat, OPENMETRICS_TEXT, PROMETHEUS_TEXT, renderMetrics } from '../metrics/exposition.ts';
 import type { AppProbe } from '../sidecar/sidecar-env.ts';
 import type { AdminEndpoint, AdminRefusalReason, RequestLog } from '../sidecar/request-log.ts';
 import { AdminMetrics } from './admin-metrics.ts';
+import { probeDeadlineMs, runAppProbe } from './app-health.ts';
 import { ConnectionGuard } from '../../common/net/connection-guard.ts';
 import type { DescriptorDemand } from '../../common/net/descriptor-budget.ts';
 
@@ -57,7 +57,10 @@ export interface AdminServerOptions {
   connections: () => unknown[];
   appProbes?: Readonly<Record<string, AppProbe>>;
   appAddress?: string;
-  /** Probe forwarding timeout; kubelet's own timeout is usually 1 s. */
+  /**
+   * Upper bound on an app probe, in ms. Each probe already gets a little less than its own
+   * kubelet timeout (timeoutSeconds, default 1 s: 800 ms), so kubelet hears the sidecar's answer.
+   */
   probeTimeoutMs?: number;
   /**
    * POST /shutdown from loopback: how a Job's app tells a non-native sidecar to exit.
@@ -167,36 +170,15 @@ export class AdminServer {
     json(res, status, body);
   }
 
-  #appHealth(req: IncomingMessage, res: ServerResponse, path: string): void {
+  #appHealth(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> | void {
     const key = path.slice('/app-health/'.length);
     const probe = this.#probes.get(key);
     if (probe === undefined) return this.#refuse(req, res, path, 'app-health', 'unknown_probe', 404, { error: 'unknown_probe' });
-    const headers: Record<string, string> = { 'user-agent': 'meshlet-probe' };
-    for (const h of probe.headers ?? []) headers[h.name] = h.value;
-    const send = probe.scheme === 'HTTPS' ? httpsRequest : httpRequest;
-    const upstream = send(
-      {
-        host: this.#opts.appAddress ?? '127.0.0.1',
-        port: probe.port,
-        path: probe.path,
-        method: 'GET',
-        headers,
-        timeout: this.#opts.probeTimeoutMs ?? 1_000,
-        // The app's own HTTPS probe targets are self-signed as often as not; kubelet does
-        // not verify them either.
-        rejectUnauthorized: false,
-      },
-      (up) => {
-        up.resume();
-        // Kubelet treats 200-399 as success: pass the app's status through unchanged.
-        up.on('end', () => text(res, up.statusCode ?? 502, `app probe ${key}: ${up.statusCode}\n`));
-      },
-    );
-    upstream.on('timeout', () => upstream.destroy(new Error('timeout')));
-    upstream.on('error', (err) => {
-      if (!res.headersSent) text(res, 503, `app probe ${key} failed: ${err.message}\n`);
+    // The app's HTTP status passes through (kubelet treats 200-399 as success); a gRPC or TCP
+    // check answers 200 or 503. The reason is in the body, never app data.
+    return runAppProbe(probe, this.#opts.appAddress ?? '127.0.0.1', probeDeadlineMs(probe, this.#opts.probeTimeoutMs)).then((a) => {
+      if (!res.headersSent && !res.destroyed) text(res, a.status, `app probe ${key}: ${a.body}\n`);
     });
-    upstream.end();
   }
 }
 

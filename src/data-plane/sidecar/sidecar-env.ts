@@ -107,12 +107,37 @@ export interface OutboundTcpMapping {
   spiffeId?: string;
 }
 
-/** An app HTTP probe the injector moved to the sidecar's admin port (/app-health/<container>/<kind>). */
-export interface AppProbe {
+/**
+ * An app probe the injector moved to the sidecar's admin port (/app-health/<container>/<kind>):
+ * what the sidecar runs against the app over loopback when kubelet asks. `kind` absent means
+ * http (the values written before grpc and tcp existed keep working).
+ */
+export type AppProbe = AppHttpProbe | AppGrpcProbe | AppTcpProbe;
+
+interface AppProbeCommon {
   port: number;
+  /** The original probe's timeoutSeconds (absent: kubelet's default, 1 s): the sidecar answers before kubelet gives up. */
+  timeoutSeconds?: number;
+}
+
+/** GET <scheme>://127.0.0.1:<port><path>; the app's status passes through. */
+export interface AppHttpProbe extends AppProbeCommon {
+  kind?: 'http';
   path: string;
   scheme: 'HTTP' | 'HTTPS';
   headers?: { name: string; value: string }[];
+}
+
+/** grpc.health.v1.Health/Check over h2c: 200 only for SERVING. */
+export interface AppGrpcProbe extends AppProbeCommon {
+  kind: 'grpc';
+  /** HealthCheckRequest.service; absent: "" (the server as a whole). */
+  service?: string;
+}
+
+/** A TCP connect: 200 when it connects. */
+export interface AppTcpProbe extends AppProbeCommon {
+  kind: 'tcp';
 }
 
 /** `APP_PORT[:LISTEN_PORT][/PROTOCOL]`, e.g. `8080/http`, `9090:15101/grpc`, `5432/tcp`. */
@@ -187,13 +212,20 @@ function appProbes(raw: string): Record<string, AppProbe> {
   } catch {
     throw new FieldError('must be a JSON object');
   }
-  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new FieldError('must be a JSON object of probe name -> {port, path, scheme}');
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new FieldError('must be a JSON object of probe name -> {kind, port, …}');
   for (const [name, probe] of Object.entries(parsed as Record<string, AppProbe>)) {
     if (!/^[a-z0-9-]+\/(liveness|readiness|startup)$/.test(name)) throw new FieldError(`probe key ${JSON.stringify(name)} must be <container>/<liveness|readiness|startup>`);
-    if (typeof probe?.port !== 'number' || typeof probe.path !== 'string' || !probe.path.startsWith('/')) {
-      throw new FieldError(`probe ${name} needs a numeric port and a path starting with /`);
+    if (!probe || typeof probe !== 'object' || Array.isArray(probe)) throw new FieldError(`probe ${name} must be an object`);
+    const kind = probe.kind ?? 'http';
+    if (kind !== 'http' && kind !== 'grpc' && kind !== 'tcp') throw new FieldError(`probe ${name}: kind must be http, grpc or tcp`);
+    if (!Number.isInteger(probe.port) || probe.port < 1 || probe.port > 65535) throw new FieldError(`probe ${name} needs a port 1-65535`);
+    if (probe.timeoutSeconds !== undefined && (!Number.isInteger(probe.timeoutSeconds) || probe.timeoutSeconds < 1)) throw new FieldError(`probe ${name}: timeoutSeconds must be a positive integer`);
+    if (probe.kind === 'grpc') {
+      if (probe.service !== undefined && typeof probe.service !== 'string') throw new FieldError(`probe ${name}: service must be a string`);
+    } else if (probe.kind === undefined || probe.kind === 'http') {
+      if (typeof probe.path !== 'string' || !probe.path.startsWith('/')) throw new FieldError(`probe ${name} needs a numeric port and a path starting with /`);
+      if (probe.scheme !== 'HTTP' && probe.scheme !== 'HTTPS') throw new FieldError(`probe ${name}: scheme must be HTTP or HTTPS`);
     }
-    if (probe.scheme !== 'HTTP' && probe.scheme !== 'HTTPS') throw new FieldError(`probe ${name}: scheme must be HTTP or HTTPS`);
   }
   return parsed as Record<string, AppProbe>;
 }
@@ -230,7 +262,7 @@ export const SIDECAR_ENV = {
   outboundTcp: { name: 'MESHLET_OUTBOUND_TCP', default: '', description: 'opaque TCP destinations: LISTEN_PORT=HOST:PORT[@SPIFFE_ID]; the app dials 127.0.0.1:LISTEN_PORT and gets mTLS to the peer sidecar', parse: list(outboundTcpEntry) },
   adminPort: { name: 'MESHLET_ADMIN_PORT', default: '15020', description: 'admin port: /live /ready /metrics /connections /app-health/…', parse: port },
   adminAddress: { name: 'MESHLET_ADMIN_ADDRESS', default: '0.0.0.0', description: 'admin listen address (kubelet probes and Prometheus reach it on the pod IP)', parse: text },
-  appProbes: { name: 'MESHLET_APP_PROBES', default: '{}', description: "JSON: the app's original HTTP probes, by <container>/<kind>, served at /app-health/<container>/<kind>", parse: appProbes },
+  appProbes: { name: 'MESHLET_APP_PROBES', default: '{}', description: "JSON: the app's original probes (kind http | grpc | tcp), by <container>/<kind>, served at /app-health/<container>/<kind>", parse: appProbes },
   adminConnections: { name: 'MESHLET_ADMIN_CONNECTIONS', default: 'loopback', description: 'who may read /connections (who talks to whom): loopback (kubectl exec / port-forward) | network (also the pod IP)', parse: oneOf('loopback', 'network') },
   adminShutdown: { name: 'MESHLET_ADMIN_SHUTDOWN', default: 'false', description: 'serve POST /shutdown (loopback callers only) so an app can stop the sidecar, e.g. a Job without native sidecars', parse: bool },
 

@@ -98,8 +98,9 @@ describe('POST /mutate', () => {
   it('passes probe warnings to kubectl', async () => {
     const { json } = await post(port, ca, JSON.stringify(podReview(loadPod('every-probe-kind'))));
     expect(json.response.patchType).toBe('JSONPatch');
-    expect(json.response.warnings).toHaveLength(2);
-    expect(json.response.warnings[0]).toContain('grpc probe on meshed port 9090');
+    // grpc and tcpSocket probes are moved to the admin port now; the probe with host cannot be.
+    expect(json.response.warnings).toHaveLength(1);
+    expect(json.response.warnings[0]).toContain('readinessProbe.httpGet has host status.example.com: not rewritten');
   });
 
   it.each([

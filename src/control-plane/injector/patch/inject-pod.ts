@@ -8,7 +8,7 @@ import type { JsonPatchOp } from './json-patch.ts';
 import { pointer } from './json-pointer.ts';
 import { ADMIN_PORT, ADMIN_PORT_NAME, INIT_CONTAINER, PROXY_CONTAINER } from './pod-layout.ts';
 import type { Pod } from './pod-shape.ts';
-import { planProbes } from './probes.ts';
+import { initContainerProbeWarnings, planProbes } from './probes.ts';
 import type { InjectionSettings } from './settings.ts';
 import { SIDECAR_ENV, type IdentitySourceKind } from '../../../data-plane/sidecar/sidecar-env.ts';
 
@@ -60,7 +60,9 @@ export function injectPod(pod: Pod, namespace: string, settings: InjectionSettin
   checkPodOverrides(pod.metadata?.annotations, annotations, settings);
   const containers = pod.spec.containers;
   const inbound = planInboundPorts(containers, annotations);
-  const probes = planProbes(containers, new Set(inbound.map((p) => p.appPort)));
+  const probePorts = { skipped: new Set(annotations.skipInboundPorts), listen: new Set(inbound.map((p) => p.listenPort)) };
+  const probes = planProbes(containers, probePorts);
+  probes.warnings.push(...initContainerProbeWarnings(pod.spec.initContainers ?? [], probePorts));
   const volumes = meshletVolumes(annotations.policyConfigMap, annotations.identitySource ?? DEFAULT_IDENTITY_SOURCE);
   const plan: MeshPlan = { inbound, volumes, appProbes: probes.appProbes, annotations, native: annotations.nativeSidecar ?? settings.nativeSidecar };
   return { outcome: 'injected', patch: buildPatch(pod, plan, probes.rewrites, settings), warnings: probes.warnings };
