@@ -1,4 +1,5 @@
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { AppMetricsFailure } from './app-metrics.ts';
 import type { AdminEndpoint, AdminRefusalReason } from '../sidecar/request-log.ts';
 
 /** The refusals the admin port can make, as (endpoint, reason) label pairs; each series starts at 0. */
@@ -13,6 +14,9 @@ export const ADMIN_REFUSALS: readonly (readonly [AdminEndpoint, AdminRefusalReas
 ];
 
 const NAME = 'meshlet_admin_refusals_total';
+const APP_METRICS_FAILURES = 'meshlet_app_metrics_failures_total';
+const APP_METRICS_UP = 'meshlet_app_metrics_up';
+const APP_METRICS_REASONS: readonly AppMetricsFailure[] = ['refused', 'timeout', 'status', 'too_large', 'openmetrics'];
 
 /**
  * meshlet_admin_refusals_total{endpoint, reason}: admin requests refused — /connections or
@@ -22,6 +26,10 @@ const NAME = 'meshlet_admin_refusals_total';
  */
 export class AdminMetrics {
   readonly refusals: Counter<'endpoint' | 'reason'>;
+  /** meshlet_app_metrics_failures_total{reason}: scrapes of /metrics/merged that could not include the app's metrics. */
+  readonly appMetricsFailures: Counter<'reason'>;
+  /** meshlet_app_metrics_up{target}: 1 when the last /metrics/merged scrape included the app's metrics. */
+  readonly appMetricsUp: Gauge<'target'>;
 
   constructor(registry: Registry) {
     // One admin server per registry in the sidecar; tests may build several on one registry.
@@ -35,6 +43,32 @@ export class AdminMetrics {
         registers: [registry],
       });
     for (const [endpoint, reason] of ADMIN_REFUSALS) this.refusals.inc({ endpoint, reason }, 0);
+    this.appMetricsFailures =
+      (registry.getSingleMetric(APP_METRICS_FAILURES) as Counter<'reason'> | undefined) ??
+      new Counter({
+        name: APP_METRICS_FAILURES,
+        help: "Scrapes of /metrics/merged served without the app's metrics, by reason (refused, timeout, status, too_large, openmetrics).",
+        labelNames: ['reason'],
+        registers: [registry],
+      });
+    this.appMetricsUp =
+      (registry.getSingleMetric(APP_METRICS_UP) as Gauge<'target'> | undefined) ??
+      new Gauge({
+        name: APP_METRICS_UP,
+        help: "1 when the last scrape of /metrics/merged included the app's own metrics (target PORT/PATH), else 0.",
+        labelNames: ['target'],
+        registers: [registry],
+      });
+  }
+
+  /** A sidecar that merges the app's metrics exports every reason from 0 (rate() sees the first failure); one that does not, none. */
+  mergesAppMetrics(): void {
+    for (const reason of APP_METRICS_REASONS) this.appMetricsFailures.inc({ reason }, 0);
+  }
+
+  appMetricsFailed(reason: AppMetricsFailure): void {
+    if (!APP_METRICS_REASONS.includes(reason)) return;
+    this.appMetricsFailures.inc({ reason });
   }
 
   refused(endpoint: AdminEndpoint, reason: AdminRefusalReason): void {

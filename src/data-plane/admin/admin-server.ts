@@ -4,6 +4,7 @@ import type { Registry } from 'prom-client';
 import { negotiateFormat, OPENMETRICS_TEXT, PROMETHEUS_TEXT, renderMetrics } from '../metrics/exposition.ts';
 import type { AppProbe } from '../sidecar/sidecar-env.ts';
 import type { AdminEndpoint, AdminRefusalReason, RequestLog } from '../sidecar/request-log.ts';
+import { fetchAppMetrics, mergeExpositions, scrapeTimeoutMs, targetLabel, type AppMetricsTarget } from './app-metrics.ts';
 import { AdminMetrics } from './admin-metrics.ts';
 import { probeDeadlineMs, runAppProbe } from './app-health.ts';
 import { ConnectionGuard } from '../../common/net/connection-guard.ts';
@@ -57,6 +58,8 @@ export interface AdminServerOptions {
   connections: () => unknown[];
   appProbes?: Readonly<Record<string, AppProbe>>;
   appAddress?: string;
+  /** The app's own metrics endpoint, served merged with the sidecar's at /metrics/merged (app-metrics.ts); absent: that path is 404. */
+  appMetrics?: AppMetricsTarget | null;
   /**
    * Upper bound on an app probe, in ms. Each probe already gets a little less than its own
    * kubelet timeout (timeoutSeconds, default 1 s: 800 ms), so kubelet hears the sidecar's answer.
@@ -98,6 +101,7 @@ export class AdminServer {
     this.#opts = opts;
     this.#probes = new Map(Object.entries(opts.appProbes ?? {}));
     this.#metrics = new AdminMetrics(opts.registry);
+    if (opts.appMetrics) this.#metrics.mergesAppMetrics();
     this.server = createServer(ConnectionGuard.httpServerOptions(opts.headersTimeoutMs ?? ADMIN_HEADERS_TIMEOUT_MS), (req, res) => {
       this.#route(req, res).catch((err: Error) => {
         if (!res.headersSent) json(res, 500, { error: 'internal', message: err.message });
@@ -140,6 +144,18 @@ export class AdminServer {
       res.end(body);
       return;
     }
+    if (path === '/metrics/merged' && this.#opts.appMetrics) {
+      // The app's families, then the sidecar's (text format: two formats cannot be concatenated).
+      const target = this.#opts.appMetrics;
+      const app = await fetchAppMetrics(target, scrapeTimeoutMs(req.headers['x-prometheus-scrape-timeout-seconds']), this.#opts.appAddress ?? '127.0.0.1');
+      if (!app.ok) this.#metrics.appMetricsFailed(app.reason);
+      // Set before rendering: this scrape reports its own fetch.
+      this.#metrics.appMetricsUp.set({ target: targetLabel(target) }, app.ok ? 1 : 0);
+      const own = await renderMetrics(this.#opts.registry, 'text');
+      res.writeHead(200, { 'content-type': PROMETHEUS_TEXT });
+      res.end(mergeExpositions(app, own));
+      return;
+    }
     if (path === '/connections') {
       if ((this.#opts.connectionsAccess ?? 'loopback') === 'loopback' && !isLoopbackAddress(req.socket.remoteAddress)) {
         return this.#refuse(req, res, path, 'connections', 'not_loopback', 403, {
@@ -150,7 +166,7 @@ export class AdminServer {
       return json(res, 200, { connections: this.#opts.connections() });
     }
     if (path.startsWith('/app-health/')) return this.#appHealth(req, res, path);
-    const paths = ['/live', '/ready', '/metrics', '/connections', '/app-health/<container>/<kind>', ...(this.#opts.onShutdown ? ['/shutdown'] : [])];
+    const paths = ['/live', '/ready', '/metrics', ...(this.#opts.appMetrics ? ['/metrics/merged'] : []), '/connections', '/app-health/<container>/<kind>', ...(this.#opts.onShutdown ? ['/shutdown'] : [])];
     return this.#refuse(req, res, path, 'other', 'not_found', 404, { error: 'not_found', paths });
   }
 

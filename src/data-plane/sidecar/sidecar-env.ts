@@ -1,3 +1,4 @@
+import { parseAppMetricsTarget, type AppMetricsTarget } from '../admin/app-metrics.ts';
 import { DEFAULT_TRUST_DOMAIN, workloadSpiffeId, parseSpiffeId } from '../../common/identity/spiffe-id.ts';
 import { DEFAULT_POLICIES, type DefaultPolicy, type PortProtocol } from '../policy/types.ts';
 import { MESH_DEFAULT_POLICY } from '../policy/default-policy.ts';
@@ -60,6 +61,8 @@ export interface SidecarConfig {
   adminPort: number;
   adminAddress: string;
   appProbes: Record<string, AppProbe>;
+  /** The app's own metrics (port + path) merged into /metrics/merged; null: not merged. */
+  appMetrics: AppMetricsTarget | null;
   /** Who may read /connections: loopback callers only (default) or the network too. */
   adminConnections: 'loopback' | 'network';
   /** POST /shutdown from loopback; off by default (an SSRF in the app must not stop the sidecar). */
@@ -205,6 +208,15 @@ function plaintextDestination(raw: string): PlaintextDestination {
   return out;
 }
 
+function appMetricsField(raw: string): AppMetricsTarget | null {
+  if (raw === '') return null;
+  try {
+    return parseAppMetricsTarget(raw);
+  } catch (err) {
+    throw new FieldError((err as Error).message);
+  }
+}
+
 function appProbes(raw: string): Record<string, AppProbe> {
   let parsed: unknown;
   try {
@@ -263,6 +275,7 @@ export const SIDECAR_ENV = {
   adminPort: { name: 'MESHLET_ADMIN_PORT', default: '15020', description: 'admin port: /live /ready /metrics /connections /app-health/…', parse: port },
   adminAddress: { name: 'MESHLET_ADMIN_ADDRESS', default: '0.0.0.0', description: 'admin listen address (kubelet probes and Prometheus reach it on the pod IP)', parse: text },
   appProbes: { name: 'MESHLET_APP_PROBES', default: '{}', description: "JSON: the app's original probes (kind http | grpc | tcp), by <container>/<kind>, served at /app-health/<container>/<kind>", parse: appProbes },
+  appMetrics: { name: 'MESHLET_APP_METRICS', default: '', description: "the app's own Prometheus endpoint as PORT/PATH (e.g. 9102/metrics), served merged with the sidecar's at /metrics/merged on the admin port; empty: not merged", parse: appMetricsField },
   adminConnections: { name: 'MESHLET_ADMIN_CONNECTIONS', default: 'loopback', description: 'who may read /connections (who talks to whom): loopback (kubectl exec / port-forward) | network (also the pod IP)', parse: oneOf('loopback', 'network') },
   adminShutdown: { name: 'MESHLET_ADMIN_SHUTDOWN', default: 'false', description: 'serve POST /shutdown (loopback callers only) so an app can stop the sidecar, e.g. a Job without native sidecars', parse: bool },
 
@@ -341,6 +354,7 @@ export function readSidecarConfig(env: Env): Readonly<SidecarConfig> {
     adminPort: v('adminPort'),
     adminAddress: v('adminAddress'),
     appProbes: v('appProbes'),
+    appMetrics: v('appMetrics'),
     adminConnections: v('adminConnections'),
     adminShutdown: v('adminShutdown'),
     policyDir: v('policyDir'),

@@ -119,6 +119,7 @@ export class Sidecar {
       registry: this.metrics.registry,
       connections: () => this.connections.list(),
       appProbes: config.appProbes,
+      appMetrics: config.appMetrics,
       appAddress: config.appAddress,
       connectionsAccess: config.adminConnections,
       requestLog: this.#requestLog,

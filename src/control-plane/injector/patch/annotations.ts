@@ -23,6 +23,7 @@ export const ANNOTATIONS = {
   logLevel: 'meshlet.io/log-level',
   identitySource: 'meshlet.io/identity-source',
   policyConfigMap: 'meshlet.io/policy-configmap',
+  mergeMetrics: 'meshlet.io/merge-metrics',
 } as const;
 
 /** What a pod's annotations ask for; absent annotations are undefined (the settings decide). */
@@ -40,6 +41,8 @@ export interface PodAnnotations {
   logLevel?: LogLevel;
   identitySource?: IdentitySourceKind;
   policyConfigMap?: string;
+  /** false: the app's own prometheus.io annotations are left as they are (metrics-merge.ts). */
+  mergeMetrics?: boolean;
 }
 
 /**
@@ -112,6 +115,7 @@ export function parsePodAnnotations(annotations: Readonly<Record<string, unknown
     logLevel: read(ANNOTATIONS.logLevel, oneOf(...LOG_LEVELS)),
     identitySource: read(ANNOTATIONS.identitySource, oneOf(...IDENTITY_SOURCES)),
     policyConfigMap: read(ANNOTATIONS.policyConfigMap, configMapName),
+    mergeMetrics: read(ANNOTATIONS.mergeMetrics, (raw) => oneOf('true', 'false')(raw) === 'true'),
   };
   if (problems.length > 0) throw new PodRefusedError('INJECTOR_ANNOTATION_INVALID', problems);
   return parsed;

@@ -22,6 +22,8 @@ export interface MeshPlan {
   inbound: InboundPortPlan[];
   volumes: MeshletVolumePlan;
   appProbes: Record<string, AppProbe>;
+  /** MESHLET_APP_METRICS (`PORT/PATH`) when the app's metrics are merged, else null. */
+  appMetrics: string | null;
   annotations: PodAnnotations;
   native: boolean;
 }
@@ -57,6 +59,7 @@ export function proxyContainer(plan: MeshPlan, settings: InjectionSettings): Rec
     value(SIDECAR_ENV.defaultPolicy.name, a.defaultPolicy ?? settings.defaultPolicy),
     value(SIDECAR_ENV.logLevel.name, a.logLevel ?? SIDECAR_ENV.logLevel.default),
     value(SIDECAR_ENV.appProbes.name, JSON.stringify(plan.appProbes)),
+    ...(plan.appMetrics === null ? [] : [value(SIDECAR_ENV.appMetrics.name, plan.appMetrics)]),
   ];
   const r = a.resources;
   const requests = { cpu: r.cpuRequest ?? DEFAULT_PROXY_RESOURCES.cpuRequest, memory: r.memoryRequest ?? DEFAULT_PROXY_RESOURCES.memoryRequest };

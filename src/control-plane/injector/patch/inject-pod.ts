@@ -1,3 +1,4 @@
+import { planMetrics, type MetricsPlan } from './metrics-merge.ts';
 import { ANNOTATIONS, parsePodAnnotations } from './annotations.ts';
 import { iptablesInitContainer, proxyContainer, type MeshPlan } from './containers.ts';
 import { PodRefusedError } from './errors.ts';
@@ -21,8 +22,6 @@ export type InjectionResult =
   | { outcome: 'injected'; patch: JsonPatchOp[]; warnings: string[] }
   | { outcome: 'skipped'; reason: SkipReason; message: string; warnings: string[] };
 
-const PROMETHEUS_SCRAPE = 'prometheus.io/scrape';
-const PROMETHEUS_ANNOTATIONS: Readonly<Record<string, string>> = { [PROMETHEUS_SCRAPE]: 'true', 'prometheus.io/port': String(ADMIN_PORT), 'prometheus.io/path': '/metrics' };
 
 /** The value of meshlet.io/status: what was added, so a reader (or a later uninject) knows. */
 export interface InjectionStatus {
@@ -64,11 +63,14 @@ export function injectPod(pod: Pod, namespace: string, settings: InjectionSettin
   const probes = planProbes(containers, probePorts);
   probes.warnings.push(...initContainerProbeWarnings(pod.spec.initContainers ?? [], probePorts));
   const volumes = meshletVolumes(annotations.policyConfigMap, annotations.identitySource ?? DEFAULT_IDENTITY_SOURCE);
-  const plan: MeshPlan = { inbound, volumes, appProbes: probes.appProbes, annotations, native: annotations.nativeSidecar ?? settings.nativeSidecar };
-  return { outcome: 'injected', patch: buildPatch(pod, plan, probes.rewrites, settings), warnings: probes.warnings };
+  // Prometheus scrapes plaintext: a scrape of an intercepted port goes through the sidecar (metrics-merge.ts).
+  const metrics = planMetrics(pod.metadata?.annotations, annotations.mergeMetrics ?? true, (p) => !probePorts.skipped.has(p) && !probePorts.listen.has(p));
+  if (metrics.kind === 'keep' && metrics.warning !== null) probes.warnings.push(metrics.warning);
+  const plan: MeshPlan = { inbound, volumes, appProbes: probes.appProbes, appMetrics: metrics.kind === 'merge' ? metrics.appMetrics : null, annotations, native: annotations.nativeSidecar ?? settings.nativeSidecar };
+  return { outcome: 'injected', patch: buildPatch(pod, plan, probes.rewrites, metrics, settings), warnings: probes.warnings };
 }
 
-function buildPatch(pod: Pod, plan: MeshPlan, rewrites: ReturnType<typeof planProbes>['rewrites'], settings: InjectionSettings): JsonPatchOp[] {
+function buildPatch(pod: Pod, plan: MeshPlan, rewrites: ReturnType<typeof planProbes>['rewrites'], metrics: MetricsPlan, settings: InjectionSettings): JsonPatchOp[] {
   const ops: JsonPatchOp[] = [];
   const spec = pod.spec;
   const proxy = proxyContainer(plan, settings);
@@ -103,9 +105,10 @@ function buildPatch(pod: Pod, plan: MeshPlan, rewrites: ReturnType<typeof planPr
   else for (const v of volumes) ops.push({ op: 'add', path: pointer('spec', 'volumes', '-'), value: v });
 
   const added: Record<string, string> = { [ANNOTATIONS.status]: JSON.stringify(status) };
-  // Prometheus' kubernetes_sd scrape config (deploy/monitoring) finds sidecars by these. A pod
-  // that already declares its own scrape target keeps it: its app's metrics are not ours to move.
-  if (pod.metadata?.annotations?.[PROMETHEUS_SCRAPE] === undefined) Object.assign(added, PROMETHEUS_ANNOTATIONS);
+  // Prometheus' kubernetes_sd scrape config (deploy/monitoring) finds pods by these: the
+  // sidecar's own /metrics when the pod names no scrape target; the merged endpoint when the
+  // app's own target is one the sidecar intercepts ('add' replaces an existing member, RFC 6902 §4.1).
+  if (metrics.kind !== 'keep') Object.assign(added, metrics.annotations);
   if (!pod.metadata) ops.push({ op: 'add', path: pointer('metadata'), value: { annotations: added } });
   else if (!pod.metadata.annotations) ops.push({ op: 'add', path: pointer('metadata', 'annotations'), value: added });
   else for (const [k, v] of Object.entries(added)) ops.push({ op: 'add', path: pointer('metadata', 'annotations', k), value: v });
