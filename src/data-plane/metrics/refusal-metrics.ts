@@ -1,5 +1,6 @@
 import { Counter, type Registry } from 'prom-client';
 import { PROXY_ERROR_CATALOG } from '../proxy/http/errors.ts';
+import { TCP_REFUSAL_CATALOG } from '../proxy/tcp/tcp-refusals.ts';
 import { DIRECTIONS, OVERFLOW_LABEL, type Direction } from './label-values.ts';
 
 /**
@@ -8,8 +9,8 @@ import { DIRECTIONS, OVERFLOW_LABEL, type Direction } from './label-values.ts';
  */
 export const UNDECLARED_PORT_REFUSAL = 'MESHLET_UNDECLARED_PORT';
 
-/** The bounded set of `code` label values: the proxy's error catalog, plus undeclared ports. */
-export const REFUSAL_CODES: readonly string[] = [...Object.keys(PROXY_ERROR_CATALOG), UNDECLARED_PORT_REFUSAL];
+/** The bounded set of `code` label values: the proxy's error catalog and the opaque-TCP one (undeclared ports, passthrough denials). */
+export const REFUSAL_CODES: readonly string[] = [...new Set([...Object.keys(PROXY_ERROR_CATALOG), ...Object.keys(TCP_REFUSAL_CATALOG), UNDECLARED_PORT_REFUSAL])];
 const KNOWN = new Set(REFUSAL_CODES);
 
 /**

@@ -30,6 +30,13 @@ export interface ProxyTimeouts {
    * once the response head went out. Active streams (gRPC streaming included) are never cut.
    */
   readonly streamIdleMs: number;
+  /**
+   * Transparent outbound interception: how long the first bytes of a redirected connection are
+   * awaited to tell HTTP, HTTP/2, TLS and anything else apart (detect/first-bytes.ts). Clients
+   * of those send at once; a connection silent this long is a server-speaks-first protocol and
+   * is passed through as opaque TCP (known server-first ports skip the wait).
+   */
+  readonly protocolDetectMs: number;
 }
 
 export interface ProxyLimits {
@@ -79,6 +86,9 @@ export const DEFAULT_PROXY_SETTINGS: ProxySettings = Object.freeze({
     queueWaitMs: 1_000,
     // Envoy's stream_idle_timeout default (5 min).
     streamIdleMs: 300_000,
+    // Clients that speak first do so within the first round trip; a server-first protocol on a
+    // port not known to be one pays this once per connection (Linkerd waits 10 s).
+    protocolDetectMs: 1_000,
   }),
   limits: Object.freeze({
     maxHeaderBytes: 16 * 1024,

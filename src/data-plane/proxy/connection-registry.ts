@@ -26,6 +26,13 @@ export interface ConnectionSnapshot {
   openedAt: string;
   ageSeconds: number;
   tlsVersion: string | null;
+  /**
+   * Outbound connections the sidecar passed through untouched (transparent interception of the
+   * app's own TLS or non-HTTP TCP): what they carry (`tls` | `opaque`), where the app was going
+   * (the original destination, `host:port`) and, for TLS, the server name the app asked for.
+   * null on every other connection.
+   */
+  passthrough: { protocol: 'tls' | 'opaque'; destination: string; sni: string | null } | null;
 }
 
 export class TrackedConnection {
@@ -40,6 +47,7 @@ export class TrackedConnection {
   readonly remotePort: number;
   peerIdentity: string | null = null;
   tlsVersion: string | null = null;
+  passthrough: ConnectionSnapshot['passthrough'] = null;
   requests = 0;
   /**
    * socket.bytesRead / bytesWritten when the previous request observed on this connection
@@ -80,6 +88,7 @@ export class TrackedConnection {
       openedAt: new Date(this.openedAtMs).toISOString(),
       ageSeconds: (now - this.openedAtMs) / 1000,
       tlsVersion: this.tlsVersion,
+      passthrough: this.passthrough,
     };
   }
 }

@@ -86,6 +86,9 @@ export interface SidecarConfig {
   /** Unset: half of maxConnectionsPerUpstream. */
   maxInFlightPerCaller: number | undefined;
   streamIdleTimeoutMs: number;
+  protocolDetectTimeoutMs: number;
+  /** The app's own TLS and non-HTTP TCP, transparently redirected: passed through to its destination (allow) or refused (deny). */
+  outboundPassthrough: 'allow' | 'deny';
   h2MaxConcurrentStreams: number;
   h2MaxPrematureResets: number;
   /** Connection exhaustion (issue 11 item 1; docs/proxy.md "Connection limits"): caps per listener and the descriptor reserve. */
@@ -294,6 +297,8 @@ export const SIDECAR_ENV = {
   maxPendingPerUpstream: { name: 'MESHLET_MAX_PENDING_PER_UPSTREAM', default: String(PROXY_LIMITS.maxPendingPerUpstream), description: 'requests that may wait for a busy next hop\'s connection; more are refused at once (503 MESHLET_UPSTREAM_BUSY)', parse: positiveInt },
   upstreamQueueTimeoutMs: { name: 'MESHLET_UPSTREAM_QUEUE_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.queueWaitMs), description: 'longest wait for a connection to a busy next hop (then 503 MESHLET_UPSTREAM_QUEUE_TIMEOUT)', parse: durationField },
   maxInFlightPerCaller: { name: 'MESHLET_MAX_IN_FLIGHT_PER_CALLER', default: '', description: 'requests one caller identity may have in flight to one app port (more: 503 MESHLET_CALLER_LIMIT); default half of MESHLET_MAX_CONNECTIONS_PER_UPSTREAM', parse: (raw: string) => (raw === '' ? undefined : positiveInt(raw)) },
+  protocolDetectTimeoutMs: { name: 'MESHLET_PROTOCOL_DETECT_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.protocolDetectMs), description: "transparent outbound: how long a redirected connection's first bytes are awaited to tell HTTP, HTTP/2 and TLS from other TCP; a client silent this long is passed through as opaque TCP (server-speaks-first)", parse: durationField },
+  outboundPassthrough: { name: 'MESHLET_OUTBOUND_PASSTHROUGH', default: 'allow', description: "transparent outbound: the app's own TLS and non-HTTP TCP go to their original destination untouched (allow) or are refused, counted as MESHLET_PASSTHROUGH_DENIED (deny)", parse: oneOf('allow', 'deny') },
   streamIdleTimeoutMs: { name: 'MESHLET_STREAM_IDLE_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.streamIdleMs), description: 'a request or stream on which no byte moved either way for this long is cancelled (408/504, or a reset once the response began)', parse: durationField },
   h2MaxConcurrentStreams: { name: 'MESHLET_MAX_CONCURRENT_STREAMS', default: String(PROXY_LIMITS.h2MaxConcurrentStreams), description: 'concurrent streams per HTTP/2 connection the sidecar serves (SETTINGS_MAX_CONCURRENT_STREAMS)', parse: positiveInt },
   h2MaxPrematureResets: { name: 'MESHLET_MAX_PREMATURE_RESETS', default: String(PROXY_LIMITS.h2MaxPrematureResets), description: 'HTTP/2 rapid reset: GOAWAY once a connection has had this many streams reset before their response and they are over half of its streams', parse: positiveInt },
@@ -372,6 +377,8 @@ export function readSidecarConfig(env: Env): Readonly<SidecarConfig> {
     upstreamQueueTimeoutMs: v('upstreamQueueTimeoutMs'),
     maxInFlightPerCaller: v('maxInFlightPerCaller'),
     streamIdleTimeoutMs: v('streamIdleTimeoutMs'),
+    protocolDetectTimeoutMs: v('protocolDetectTimeoutMs'),
+    outboundPassthrough: v('outboundPassthrough'),
     h2MaxConcurrentStreams: v('h2MaxConcurrentStreams'),
     h2MaxPrematureResets: v('h2MaxPrematureResets'),
     maxInboundConnections: v('maxInboundConnections'),

@@ -1,3 +1,4 @@
+import { originalDstAvailable } from '../proxy/original-dst/original-dst.ts';
 import type { Logger } from 'pino';
 import type { SidecarConfig } from './sidecar-env.ts';
 import type { IdentitySnapshot, SvidSource } from '../identity/svid.ts';
@@ -100,6 +101,7 @@ export class Sidecar {
         drainMs: config.drainTimeoutMs,
         queueWaitMs: config.upstreamQueueTimeoutMs,
         streamIdleMs: config.streamIdleTimeoutMs,
+        protocolDetectMs: config.protocolDetectTimeoutMs,
       },
       limits: {
         maxHeaderBytes: config.maxHeaderBytes,
@@ -214,7 +216,13 @@ export class Sidecar {
       registry: this.connections,
       observer,
       guard: this.#guards.outbound,
+      // Only connections iptables redirected are classified; an app using the listener as
+      // HTTP_PROXY (explicit mode) is HTTP as always.
+      transparent: { passthrough: c.outboundPassthrough },
+      tcpObserver: this.metrics.observer,
     });
+    const addon = originalDstAvailable();
+    if (!addon.ok) this.#log.warn({ event: 'original_dst_unavailable', reason: addon.reason }, "transparent interception of the app's own TLS and non-HTTP TCP is off: the original-destination addon did not load (HTTP is not affected)");
     this.#opaqueOut = new OpaqueTcpOutbound({
       tls,
       listeners: c.outboundTcp.map((m) => ({

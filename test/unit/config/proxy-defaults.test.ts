@@ -30,6 +30,7 @@ describe('one default for each proxy timeout and limit', () => {
       drainMs: c.drainTimeoutMs,
       queueWaitMs: c.upstreamQueueTimeoutMs,
       streamIdleMs: c.streamIdleTimeoutMs,
+      protocolDetectMs: c.protocolDetectTimeoutMs,
     }).toEqual(t);
     expect({
       maxHeaderBytes: c.maxHeaderBytes,

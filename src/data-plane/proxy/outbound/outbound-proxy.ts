@@ -10,6 +10,11 @@ import type { ClientTls } from '../tls-dependency.ts';
 import type { ProxyObserver } from '../proxy-observer.ts';
 import type { DestinationConfig } from './destination-table.ts';
 import { RouteStep } from './route.ts';
+import { passThrough, type PassthroughContext } from './passthrough.ts';
+import { detectProtocol } from '../detect/first-bytes.ts';
+import { SERVER_FIRST_PORTS } from '../detect/port-protocol.ts';
+import { originalDestination, type OriginalDestination } from '../original-dst/original-dst.ts';
+import type { TcpObserver } from '../tcp/tcp-refusals.ts';
 import { listenOn } from '../../../common/net/listen.ts';
 import { ConnectionGuard, DEFAULT_MAX_CONNECTIONS } from '../../../common/net/connection-guard.ts';
 
@@ -47,6 +52,18 @@ export interface OutboundProxyOptions {
    * timeouts.requestHeadersMs.
    */
   readonly guard?: ConnectionGuard;
+  /**
+   * Transparent interception (the iptables REDIRECT of the app's outbound TCP): each connection's
+   * original destination is read (original-dst/, the native addon) and its first bytes decide
+   * — HTTP/1.x and HTTP/2 go through the request pipeline as always; the app's own TLS and any
+   * other protocol are passed through to the original destination untouched (passthrough.ts),
+   * or refused with `passthrough: 'deny'`. Off (the default for a bare OutboundProxy, and in
+   * explicit HTTP_PROXY mode): every connection is HTTP. A connection that was not redirected
+   * (the app dialled the listener itself) is HTTP either way.
+   */
+  readonly transparent?: { readonly passthrough: 'allow' | 'deny'; readonly serverFirstPorts?: ReadonlySet<number> };
+  /** Hears passthrough connections and their refusals (metrics). */
+  readonly tcpObserver?: PassthroughContext['observer'];
 }
 
 export const DEFAULT_OUTBOUND_PORT = 15001;
@@ -122,10 +139,49 @@ export class OutboundProxy {
     return cut;
   }
 
+  /**
+   * The accept → detect step of transparent interception: a known server-first port is opaque
+   * at once; otherwise the first bytes decide within timeouts.protocolDetectMs (a client that
+   * stays silent that long is waiting for its server: opaque). HTTP goes to the pipeline;
+   * TLS and opaque TCP to the original destination, untouched.
+   */
+  #classify(socket: net.Socket, conn: TrackedConnection, dst: OriginalDestination): void {
+    const transparent = this.#opts.transparent!;
+    const { requestHeadersMs, protocolDetectMs } = this.#settings.timeouts;
+    const setupDone = this.#guard.deadline(socket, requestHeadersMs);
+    const pass = (protocol: 'tls' | 'opaque', sni: string | null): void => {
+      setupDone();
+      if (transparent.passthrough === 'deny') {
+        this.#opts.tcpObserver?.refused?.('outbound', 'MESHLET_PASSTHROUGH_DENIED');
+        socket.destroy();
+        return;
+      }
+      passThrough(socket, conn, dst, protocol, sni, { registry: this.registry, connectMs: this.#settings.timeouts.connectMs, ...(this.#opts.tcpObserver ? { observer: this.#opts.tcpObserver } : {}) });
+    };
+    if ((transparent.serverFirstPorts ?? SERVER_FIRST_PORTS).has(dst.port)) return pass('opaque', null);
+    void detectProtocol(socket, Math.min(protocolDetectMs, requestHeadersMs)).then((d) => {
+      if (socket.destroyed) return;
+      if (d.protocol === 'h2') {
+        setupDone();
+        this.#serving.serveH2(socket, (stream, _headers, _flags, raw) => this.#pipeline.stream(stream, raw, conn));
+      } else if (d.protocol === 'http1') {
+        setupDone();
+        this.#tracked.set(socket, conn);
+        this.#serving.serveHttp1(socket);
+      } else if (d.reason === 'closed') {
+        socket.destroy();
+      } else {
+        pass(d.protocol, d.sni ?? null);
+      }
+    });
+  }
+
   #onConnection(socket: net.Socket): void {
     this.#serving.accept(socket);
     const conn = this.registry.track('outbound', 'accepted', socket);
     socket.on('error', () => socket.destroy());
+    const redirected = this.#opts.transparent === undefined ? null : redirectedTo(socket);
+    if (redirected !== null) return this.#classify(socket, conn, redirected);
     // A silent connection is closed by the guard; bytes end its deadline (then the HTTP/1.1 head
     // timeout or the HTTP/2 idle timeout applies).
     const detected = this.#guard.deadline(socket, this.#settings.timeouts.requestHeadersMs);
@@ -140,4 +196,21 @@ export class OutboundProxy {
       }
     });
   }
+}
+
+/**
+ * Where a transparently redirected connection was going, or null when the app dialled the
+ * listener itself (explicit mode) or the kernel has no record of a redirect. An addon that
+ * cannot load makes every connection HTTP (the sidecar said so at start).
+ */
+function redirectedTo(socket: net.Socket): OriginalDestination | null {
+  let dst: OriginalDestination | null;
+  try {
+    dst = originalDestination(socket);
+  } catch {
+    return null;
+  }
+  if (dst === null) return null;
+  const local = socket.localAddress?.replace(/^::ffff:/, '');
+  return dst.port === socket.localPort && dst.address === local ? null : dst;
 }
