@@ -1,3 +1,4 @@
+import { protocolFromServicePort } from '../../../data-plane/proxy/detect/port-protocol.ts';
 import { INBOUND_LISTEN_BASE } from '../../../data-plane/sidecar/sidecar-env.ts';
 import type { PortProtocol } from '../../../data-plane/policy/types.ts';
 import type { PodAnnotations } from './annotations.ts';
@@ -58,19 +59,51 @@ export function planInboundPorts(containers: readonly Container[], annotations: 
 }
 
 /**
- * appProtocol first (the field Kubernetes made for this), then the Istio-style port name
- * convention (`grpc`, `grpc-web`, `tcp-db`), else HTTP: the sidecar reads HTTP/1.1 and h2c.
+ * App ports that, unnamed, are almost never plain HTTP: a database or broker protocol, or the
+ * app's own TLS (webhook servers, kube-rbac-proxy, HTTPS). Parsing them as HTTP breaks the app
+ * (issue 14: redis, Cassandra, webhook servers); served as opaque TCP they stay mTLS-authenticated
+ * with a per-connection policy decision. A name or appProtocol that says HTTP wins over the list.
+ */
+export const WELL_KNOWN_OPAQUE_PORTS: ReadonlySet<number> = new Set([
+  443, 6443, 8443, 9443, // the app's own TLS: HTTPS, API-server-style and controller-runtime webhook servers
+  2181, // ZooKeeper
+  3306, // MySQL
+  4222, // NATS
+  5432, // PostgreSQL
+  5672, // AMQP (RabbitMQ)
+  6379, // Redis
+  7000, 7001, 9042, // Cassandra (inter-node, TLS inter-node, CQL)
+  9092, // Kafka
+  11211, // memcached
+  27017, // MongoDB
+]);
+
+/**
+ * appProtocol first (the field Kubernetes made for this), then the port name, both read as
+ * Istio reads Service ports (`grpc`, `grpc-web`, `http2`, `https`, `tls-…`, `tcp-db`, `redis`,
+ * `mysql`, `mongo`…; src/data-plane/proxy/detect/port-protocol.ts); a port neither names is
+ * `tcp` when it is a well-known non-HTTP port, else HTTP (HTTP/1.1 and h2c).
  */
 function protocolOf(p: ContainerPort): PortProtocol {
-  const app = p.appProtocol?.toLowerCase();
-  if (app === 'grpc') return 'grpc';
-  if (app === 'tcp') return 'tcp';
-  if (app !== undefined) return 'http';
-  const name = p.name?.toLowerCase() ?? '';
-  if (name.startsWith('grpc')) return 'grpc';
-  if (name === 'tcp' || name.startsWith('tcp-')) return 'tcp';
-  return 'http';
+  const decision = protocolFromServicePort({ port: p.containerPort, ...(p.name ? { name: p.name } : {}), ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}) }, NO_SERVER_FIRST);
+  switch (decision) {
+    case 'grpc':
+    case 'h2c':
+      // The app speaks HTTP/2 on loopback: every stream goes to it as HTTP/2.
+      return 'grpc';
+    case 'http':
+      return 'http';
+    case 'tls':
+    case 'tcp':
+    case 'server-first':
+      return 'tcp';
+    case 'detect':
+      return WELL_KNOWN_OPAQUE_PORTS.has(p.containerPort) ? 'tcp' : 'http';
+  }
 }
+
+/** Inbound, a server-first protocol is opaque like any other TCP: the port number alone decides nothing more here. */
+const NO_SERVER_FIRST: ReadonlySet<number> = new Set();
 
 /** `8080:15100/http,9090:15101/grpc`: listen ports written out, so sidecar and iptables agree without counting. */
 export function formatInboundPorts(ports: readonly InboundPortPlan[]): string {
