@@ -95,12 +95,18 @@ describe.skipIf(skip)('deploy/ on a real API server', () => {
     }
   });
 
-  it('RBAC: meshlet-identity may create TokenReviews and read no Secrets; the injector may do nothing', async () => {
+  it('RBAC: meshlet-identity may create TokenReviews and read Pods, Services and EndpointSlices (discovery), nothing else; the injector may do nothing', async () => {
     const cp = cluster();
     const canI = async (as: string, ...what: string[]) => (await cp.kubectl(['auth', 'can-i', ...what, `--as=system:serviceaccount:meshlet-system:${as}`])).stdout.trim();
     expect(await canI('meshlet-identity', 'create', 'tokenreviews.authentication.k8s.io')).toBe('yes');
     expect(await canI('meshlet-identity', 'get', 'secrets', '-n', 'meshlet-system')).toBe('no');
-    expect(await canI('meshlet-identity', 'list', 'pods', '--all-namespaces')).toBe('no');
+    // Discovery (docs/discovery.md): read-only, cluster-wide.
+    for (const resource of ['pods', 'services', 'endpointslices.discovery.k8s.io']) {
+      for (const verb of ['get', 'list', 'watch']) expect(await canI('meshlet-identity', verb, resource, '--all-namespaces'), `${verb} ${resource}`).toBe('yes');
+    }
+    expect(await canI('meshlet-identity', 'update', 'pods', '-n', 'default')).toBe('no');
+    expect(await canI('meshlet-identity', 'list', 'configmaps', '--all-namespaces')).toBe('no');
+    expect(await canI('meshlet-identity', 'list', 'endpoints', '--all-namespaces')).toBe('no');
     expect(await canI('meshlet-injector', 'create', 'tokenreviews.authentication.k8s.io')).toBe('no');
     expect(await canI('meshlet-injector', 'get', 'secrets', '-n', 'meshlet-system')).toBe('no');
   });

@@ -1,5 +1,6 @@
 import { DEFAULT_TRUST_DOMAIN, parseSpiffeId } from '../../common/identity/spiffe-id.ts';
-import { absolutePath, deepFreeze, durationField, EnvReader, FieldError, hostPort, LOG_LEVEL_ENV, oneOf, positiveInt, text, trustDomain, type Env, type EnvVar } from '../../common/config/env.ts';
+import { absolutePath, deepFreeze, durationField, EnvReader, FieldError, hostPort, list, LOG_LEVEL_ENV, oneOf, positiveInt, text, trustDomain, type Env, type EnvVar } from '../../common/config/env.ts';
+import { ipCidr } from '../injector/iptables/ip-cidr.ts';
 import { formatDuration } from '../../common/config/duration.ts';
 import type { LogLevel } from '../../common/log/logger.ts';
 import { IDENTITY_CONNECTION_DEFAULTS } from './server.ts';
@@ -39,6 +40,17 @@ export interface IdentityServiceConfig {
   handshakeTimeoutMs: number;
   /** A connection with no call in flight is closed after this (grpc.max_connection_idle_ms). */
   idleTimeoutMs: number;
+  /** Discovery (docs/discovery.md): watch the API and serve Resolve on the Certify listener. */
+  discovery: boolean;
+  /** The cluster's DNS domain, for Service names (svc.ns.svc.<domain>). */
+  clusterDomain: string;
+  /** Pod and service CIDRs: an address in them that nothing has is `unknown` (refused), not `external`. */
+  podCidrs: string[];
+  serviceCidrs: string[];
+  discoveryRateBurst: number;
+  discoveryRateRefillMs: number;
+  /** A watch down for longer than this makes Resolve answer UNAVAILABLE (stale view). */
+  discoveryMaxStalenessMs: number;
   logLevel: LogLevel;
 }
 
@@ -70,6 +82,14 @@ function optionalSpiffeId(raw: string): string {
   }
 }
 
+function dnsDomain(raw: string): string {
+  const d = raw.toLowerCase().replace(/\.$/, '');
+  if (d.length > 253 || !d.split('.').every((l) => /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(l))) throw new FieldError('must be a DNS domain (e.g. cluster.local)');
+  return d;
+}
+
+const cidrList = list(ipCidr);
+
 const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
 export const IDENTITY_ENV = {
@@ -94,6 +114,13 @@ export const IDENTITY_ENV = {
   maxConnections: { name: 'MESHLET_IDENTITY_MAX_CONNECTIONS', default: String(IDENTITY_CONNECTION_DEFAULTS.maxConnections), description: 'open Certify connections at most; more are closed at accept and counted (lowered at start to fit the open-files limit)', parse: positiveInt },
   handshakeTimeoutMs: { name: 'MESHLET_IDENTITY_HANDSHAKE_TIMEOUT', default: formatDuration(IDENTITY_CONNECTION_DEFAULTS.handshakeTimeoutMs), description: 'a connection that has not finished its TLS handshake this long after accept is closed', parse: durationField },
   idleTimeoutMs: { name: 'MESHLET_IDENTITY_IDLE_TIMEOUT', default: formatDuration(IDENTITY_CONNECTION_DEFAULTS.idleTimeoutMs), description: 'a connection with no call in flight this long is closed (the client reconnects on its next call)', parse: durationField },
+  discovery: { name: 'MESHLET_DISCOVERY', default: 'off', description: 'on: watch Pods, Services and EndpointSlices and answer sidecars\' Resolve calls on the Certify listener (docs/discovery.md); needs MESHLET_POD_CIDRS and MESHLET_SERVICE_CIDRS', parse: oneOf('off', 'on') },
+  clusterDomain: { name: 'MESHLET_CLUSTER_DOMAIN', default: 'cluster.local', description: 'discovery: the cluster\'s DNS domain (kubelet --cluster-domain)', parse: dnsDomain },
+  podCidrs: { name: 'MESHLET_POD_CIDRS', default: '', description: 'discovery: the pod CIDRs, comma-separated (an address in them that no Pod has is refused, not sent to egress)', parse: cidrList },
+  serviceCidrs: { name: 'MESHLET_SERVICE_CIDRS', default: '', description: 'discovery: the service CIDRs (kube-apiserver --service-cluster-ip-range), comma-separated', parse: cidrList },
+  discoveryRateBurst: { name: 'MESHLET_DISCOVERY_RATE_BURST', default: '200', description: 'discovery: Resolve calls one caller (SPIFFE ID and address) may make at once', parse: positiveInt },
+  discoveryRateRefillMs: { name: 'MESHLET_DISCOVERY_RATE_REFILL', default: '50ms', description: 'discovery: one more Resolve call per caller after each such interval', parse: durationField },
+  discoveryMaxStalenessMs: { name: 'MESHLET_DISCOVERY_MAX_STALENESS', default: '1m', description: 'discovery: a watch down for longer than this makes Resolve answer UNAVAILABLE (the sidecar\'s fail-closed rule applies)', parse: durationField },
   logLevel: LOG_LEVEL_ENV,
 } satisfies Record<string, EnvVar<unknown>>;
 
@@ -127,8 +154,20 @@ export function readIdentityConfig(env: Env): Readonly<IdentityServiceConfig> {
     maxConnections: v('maxConnections'),
     handshakeTimeoutMs: v('handshakeTimeoutMs'),
     idleTimeoutMs: v('idleTimeoutMs'),
+    discovery: v('discovery') === 'on',
+    clusterDomain: v('clusterDomain'),
+    podCidrs: v('podCidrs'),
+    serviceCidrs: v('serviceCidrs'),
+    discoveryRateBurst: v('discoveryRateBurst'),
+    discoveryRateRefillMs: v('discoveryRateRefillMs'),
+    discoveryMaxStalenessMs: v('discoveryMaxStalenessMs'),
     logLevel: v('logLevel'),
   };
+  if (config.discovery) {
+    // Without the cluster's ranges an unknown in-cluster address would look external: refuse to start.
+    if (config.podCidrs?.length === 0) r.problem(IDENTITY_ENV.podCidrs.name, 'required when MESHLET_DISCOVERY=on: the pod CIDRs (e.g. 10.244.0.0/16)');
+    if (config.serviceCidrs?.length === 0) r.problem(IDENTITY_ENV.serviceCidrs.name, 'required when MESHLET_DISCOVERY=on: the service CIDRs (e.g. 10.96.0.0/12)');
+  }
   const certSet = (env[IDENTITY_ENV.tlsCertFile.name] ?? '') !== '';
   const keySet = (env[IDENTITY_ENV.tlsKeyFile.name] ?? '') !== '';
   if (certSet !== keySet) {

@@ -1,4 +1,7 @@
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { WATCH_RESTART_REASONS, WATCHED_RESOURCES, type ClusterWatchMetrics } from '../discovery/cluster-watch.ts';
+import { DISCOVERY_REFUSAL_REASONS, type DiscoveryMetrics } from '../discovery/discovery-service.ts';
+import { RESOLUTION_KINDS } from '../discovery/mesh-view.ts';
 import { REFUSAL_REASONS, type RefusalReason } from './errors.ts';
 
 /**
@@ -29,6 +32,50 @@ export function promCertifyMetrics(registry: Registry): CertifyMetrics {
   for (const reason of REFUSAL_REASONS) refused.labels(reason).inc(0);
   return {
     onIssued: () => issued.inc(),
+    onRefused: (reason) => refused.labels(reason).inc(),
+  };
+}
+
+/**
+ * Discovery (docs/discovery.md): the watched objects, watch restarts, Resolve answers by kind
+ * and refusals by reason. Registered only when MESHLET_DISCOVERY=on. Every label value is from
+ * a fixed list and starts at 0.
+ */
+export function promDiscoveryMetrics(registry: Registry): DiscoveryMetrics & ClusterWatchMetrics {
+  const objects = new Gauge({
+    name: 'meshlet_discovery_objects',
+    help: 'Objects the discovery watch holds, by resource (pods, services, endpointslices).',
+    labelNames: ['resource'],
+    registers: [registry],
+  });
+  const restarts = new Counter({
+    name: 'meshlet_discovery_watch_restarts_total',
+    help: 'Discovery watches started again, by resource and reason (closed: the server ended it; expired: 410 Gone, re-listed; error: failed, re-listed after a backoff).',
+    labelNames: ['resource', 'reason'],
+    registers: [registry],
+  });
+  const resolves = new Counter({
+    name: 'meshlet_discovery_resolves_total',
+    help: 'Resolve answers, by kind (meshed, unmeshed, mixed, external, unknown).',
+    labelNames: ['kind'],
+    registers: [registry],
+  });
+  const refused = new Counter({
+    name: 'meshlet_discovery_resolves_refused_total',
+    help: 'Resolve calls refused, by reason.',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  for (const r of WATCHED_RESOURCES) {
+    objects.labels(r).set(0);
+    for (const reason of WATCH_RESTART_REASONS) restarts.labels(r, reason).inc(0);
+  }
+  for (const k of RESOLUTION_KINDS) resolves.labels(k).inc(0);
+  for (const reason of DISCOVERY_REFUSAL_REASONS) refused.labels(reason).inc(0);
+  return {
+    objects: (resource, count) => objects.labels(resource).set(count),
+    restart: (resource, reason) => restarts.labels(resource, reason).inc(),
+    onResolved: (kind) => resolves.labels(kind).inc(),
     onRefused: (reason) => refused.labels(reason).inc(),
   };
 }

@@ -10,7 +10,11 @@ import { MeshletError } from '../../common/errors/meshlet-error.ts';
 import { MountedDirWatcher } from '../../common/volume/mounted-dir-watcher.ts';
 import { readCa } from './ca.ts';
 import type { IdentityServiceConfig } from './config.ts';
-import { promCertifyMetrics } from './metrics.ts';
+import { promCertifyMetrics, promDiscoveryMetrics } from './metrics.ts';
+import { ClusterWatch } from '../discovery/cluster-watch.ts';
+import { DiscoveryService } from '../discovery/discovery-service.ts';
+import { MeshView } from '../discovery/mesh-view.ts';
+import { buildTrustBundles } from '../../data-plane/identity/trust-bundle.ts';
 import { TokenBucketLimiter } from './rate-limit.ts';
 import { IdentityServer } from './server.ts';
 import { RotatingServerCredentials, SelfIssuedServingIdentity } from './serving-identity.ts';
@@ -95,7 +99,17 @@ export async function startIdentityProcess(config: Readonly<IdentityServiceConfi
   if (budget.clamped) logger.warn({ event: 'connection_caps_lowered', openFilesLimit: budget.limit, reserve: budget.reserve, caps: describeClamp(demands, budget) }, 'connection caps lowered to fit the open-files limit');
   const listeners = new ListenerMetrics(registry);
   const connections = { maxConnections: budget.caps.get('identity')!, handshakeTimeoutMs: config.handshakeTimeoutMs, idleTimeoutMs: config.idleTimeoutMs, observer: listeners };
-  const server = new IdentityServer({ ca, authenticator, credentials, svidTtlMs: config.svidTtlMs, rateLimiter, metrics: promCertifyMetrics(registry), connections, logger });
+  let discovery: { service: DiscoveryService; watch: ClusterWatch; close: () => Promise<void> } | undefined;
+  if (config.discovery) {
+    try {
+      discovery = await startDiscovery(config, ca.trustDomain, ca.bundlePem, registry, logger);
+    } catch (err) {
+      for (const c of cleanups) await c();
+      throw err;
+    }
+    cleanups.push(discovery.close);
+  }
+  const server = new IdentityServer({ ca, authenticator, credentials, svidTtlMs: config.svidTtlMs, rateLimiter, metrics: promCertifyMetrics(registry), connections, logger, ...(discovery ? { discovery: discovery.service } : {}) });
   let port: number;
   try {
     port = await server.listen(config.listen.host, config.listen.port);
@@ -110,12 +124,14 @@ export async function startIdentityProcess(config: Readonly<IdentityServiceConfi
     admin = new AdminServer({
       registry,
       connections: () => [],
-      readiness: () => ({ ready: true, checks: { ca: { ok: true, detail: ca.trustDomain }, listener: { ok: true, detail: `:${port}` } } }),
+      // Discovery is reported, not required: Certify must keep working while the API watch is down
+      // (sidecars then get UNAVAILABLE from Resolve and apply their fail-closed rule).
+      readiness: () => ({ ready: true, checks: { ca: { ok: true, detail: ca.trustDomain }, listener: { ok: true, detail: `:${port}` }, ...(discovery ? { discovery: discoveryCheck(discovery.watch) } : {}) } }),
       guard: new ConnectionGuard({ listener: 'admin', maxConnections: budget.caps.get('admin')!, observer: listeners }),
     });
     adminPort = (await admin.listen(config.adminListen.port, config.adminListen.host)).port;
   }
-  logger.info({ event: 'started', port, adminPort, trustDomain: ca.trustDomain, auth: authenticator.kind, svidTtlMs: config.svidTtlMs }, 'meshlet identity started');
+  logger.info({ event: 'started', port, adminPort, trustDomain: ca.trustDomain, auth: authenticator.kind, svidTtlMs: config.svidTtlMs, discovery: config.discovery }, 'meshlet identity started');
 
   return {
     port,
@@ -127,6 +143,39 @@ export async function startIdentityProcess(config: Readonly<IdentityServiceConfi
       for (const c of cleanups) await c();
     },
   };
+}
+
+/** The cluster watch and the Resolve service (docs/discovery.md), with the API client settings TokenReview uses. */
+async function startDiscovery(config: Readonly<IdentityServiceConfig>, trustDomain: string, bundlePem: string, registry: Registry, logger: Logger): Promise<{ service: DiscoveryService; watch: ClusterWatch; close: () => Promise<void> }> {
+  let caPem: string;
+  try {
+    caPem = await readFile(config.apiCaFile, 'utf8');
+  } catch (err) {
+    throw new IdentityStartupError(`cannot read the Kubernetes API CA file ${config.apiCaFile}: ${(err as Error).message}`, { cause: err });
+  }
+  const metrics = promDiscoveryMetrics(registry);
+  const view = new MeshView({ trustDomain, clusterDomain: config.clusterDomain, clusterCidrs: [...config.podCidrs, ...config.serviceCidrs] });
+  const watch = new ClusterWatch({ apiServerUrl: config.apiServerUrl, caPem, tokenPath: config.apiTokenFile, view, maxStalenessMs: config.discoveryMaxStalenessMs, metrics, logger });
+  const bundles = buildTrustBundles({ [trustDomain]: bundlePem });
+  const limiter = new TokenBucketLimiter({ burst: config.discoveryRateBurst, refillPerSecond: 1000 / config.discoveryRateRefillMs });
+  const sweep = setInterval(() => limiter.sweep(), 60_000);
+  sweep.unref();
+  const service = new DiscoveryService({ view, bundles: () => bundles, freshness: () => watch.fresh(), rateLimiter: limiter, metrics, logger });
+  watch.start();
+  void watch.whenSynced().then(() => logger.info({ event: 'discovery_synced', ...view.counts }, 'discovery: Pods, Services and EndpointSlices listed'));
+  return {
+    service,
+    watch,
+    close: async () => {
+      clearInterval(sweep);
+      await watch.close();
+    },
+  };
+}
+
+function discoveryCheck(watch: ClusterWatch): { ok: boolean; detail: string } {
+  const fresh = watch.fresh();
+  return { ok: true, detail: fresh.ok ? 'synced' : `${fresh.reason}: ${fresh.detail}` };
 }
 
 async function buildAuthenticator(config: Readonly<IdentityServiceConfig>): Promise<TokenAuthenticator> {

@@ -8,6 +8,7 @@ import { Certifier, type CertifierOptions } from './certify.ts';
 import { CertifyError } from './errors.ts';
 import { identityServiceDefinition, type CertifyRequestMessage, type CertifyResponseMessage } from '../../data-plane/identity/proto/meshlet-identity.ts';
 import type { RotatingServerCredentials } from './serving-identity.ts';
+import type { DiscoveryService } from '../discovery/discovery-service.ts';
 
 /**
  * The gRPC face of the identity service: `meshlet.identity.v1.Identity/Certify` over TLS.
@@ -32,6 +33,12 @@ export interface IdentityServerOptions extends CertifierOptions {
   maxMessageBytes?: number;
   /** Connection limits of the Certify listener; each has a documented default (IDENTITY_CONNECTION_DEFAULTS). */
   connections?: Partial<IdentityConnectionLimits> & { observer?: ListenerObserver };
+  /**
+   * meshlet.discovery.v1.Discovery/Resolve on the same listener (docs/discovery.md). With it,
+   * the TLS listener asks every client for a certificate but does not require one (Certify's
+   * callers have no SVID yet); Resolve verifies the chain itself.
+   */
+  discovery?: DiscoveryService;
   logger?: Logger;
 }
 
@@ -64,6 +71,7 @@ export class IdentityServer {
   readonly #limits: IdentityConnectionLimits;
   readonly #guard: ConnectionGuard;
   readonly #front: net.Server;
+  readonly #discovery: DiscoveryService | undefined;
   #stopWatching: (() => void) | undefined;
 
   constructor(options: IdentityServerOptions) {
@@ -103,6 +111,11 @@ export class IdentityServer {
         void this.#certify(call, callback);
       },
     });
+    this.#discovery = options.discovery;
+    if (this.#discovery) {
+      const { definition: discovery, implementation } = this.#discovery.grpcService();
+      this.#server.addService(discovery, implementation);
+    }
   }
 
   async #certify(
@@ -151,8 +164,12 @@ export class IdentityServer {
       ...secure,
       ALPNProtocols: GRPC_ALPN,
       handshakeTimeout: this.#limits.handshakeTimeoutMs,
+      // Discovery callers authenticate with their SVID; Certify callers have none yet. Node
+      // must not judge the certificate (its verdict is not SPIFFE's): Resolve does.
+      ...(this.#discovery ? { requestCert: true, rejectUnauthorized: false } : {}),
     });
     this.#guard.closeFailedHandshakes(tlsServer);
+    this.#discovery?.callers.attach(tlsServer);
     // A new serving certificate (RotatingServerCredentials.update) reaches the next handshakes.
     const follow = (next: tls.SecureContextOptions | null): void => {
       if (next !== null) tlsServer.setSecureContext(next);

@@ -165,9 +165,13 @@ describe('deploy/ manifests', () => {
     }
   });
 
-  it('RBAC is least privilege: the CA may only create TokenReviews, the injector has no API access', () => {
+  it('RBAC is least privilege: the CA may only create TokenReviews and read Pods, Services, EndpointSlices (discovery), the injector has no API access', () => {
     expect(base('ClusterRole', 'meshlet-identity-tokenreview').rules).toEqual([{ apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] }]);
-    expect(docs.filter((d) => ['Role', 'RoleBinding', 'ClusterRole', 'ClusterRoleBinding'].includes(d.obj.kind)).map((d) => d.obj.metadata.name)).toEqual(['meshlet-identity-tokenreview', 'meshlet-identity-tokenreview']);
+    expect(base('ClusterRole', 'meshlet-identity-discovery').rules).toEqual([
+      { apiGroups: [''], resources: ['pods', 'services'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] },
+    ]);
+    expect(docs.filter((d) => ['Role', 'RoleBinding', 'ClusterRole', 'ClusterRoleBinding'].includes(d.obj.kind)).map((d) => d.obj.metadata.name)).toEqual(['meshlet-identity-tokenreview', 'meshlet-identity-tokenreview', 'meshlet-identity-discovery', 'meshlet-identity-discovery']);
     expect(base('ServiceAccount', 'meshlet-injector').automountServiceAccountToken).toBe(false);
   });
 

@@ -6,7 +6,7 @@ import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { promInjectorMetrics } from '../../../src/control-plane/injector/metrics.ts';
-import { promCertifyMetrics } from '../../../src/control-plane/identity-service/metrics.ts';
+import { promCertifyMetrics, promDiscoveryMetrics } from '../../../src/control-plane/identity-service/metrics.ts';
 import { SidecarMetrics } from '../../../src/data-plane/metrics/sidecar-metrics.ts';
 import { AdminMetrics } from '../../../src/data-plane/admin/admin-metrics.ts';
 
@@ -20,6 +20,7 @@ async function registered(): Promise<Map<string, string>> {
   new AdminMetrics(sidecar.registry);
   const control = new Registry();
   promCertifyMetrics(control);
+  promDiscoveryMetrics(control);
   promInjectorMetrics(control);
   const out = new Map<string, string>();
   for (const m of [...(await sidecar.registry.getMetricsAsJSON()), ...(await control.getMetricsAsJSON())]) out.set(m.name, String(m.type));
