@@ -15,6 +15,8 @@ export interface MeshedPodSpec {
   namespace: string;
   serviceAccount: string;
   labels?: Record<string, string>;
+  /** Pod annotations (meshlet.io/permissive-ports, …), read by `meshlet inject` as the webhook would. */
+  annotations?: Record<string, string>;
   /** containerPorts the pod spec declares (the injector fronts exactly these); a name `grpc…` makes it a gRPC port. */
   declaredPorts: (number | { containerPort: number; name: string })[];
   /** HTTP ports the echo app listens on; may include ports the spec does not declare. Default: declaredPorts but grpcPort. None: no app. */
@@ -54,7 +56,7 @@ export function podManifest(spec: MeshedPodSpec): string {
   return stringify({
     apiVersion: 'v1',
     kind: 'Pod',
-    metadata: { name: spec.name, namespace: spec.namespace, labels: spec.labels ?? { app: spec.name } },
+    metadata: { name: spec.name, namespace: spec.namespace, labels: spec.labels ?? { app: spec.name }, ...(spec.annotations ? { annotations: spec.annotations } : {}) },
     spec: { serviceAccountName: spec.serviceAccount, containers: [container] },
   });
 }
