@@ -22,12 +22,14 @@ import { grpcUnary } from './scenarios/grpc-unary.ts';
 import { httpFixedRate, httpSaturation } from './scenarios/http-keepalive.ts';
 import { runMicroBenches } from './scenarios/micro.ts';
 import { newConnections } from './scenarios/new-connections.ts';
+import { tcpOpaque } from './scenarios/tcp-opaque.ts';
 
 const HELP = `Usage: npm run bench -- [flags]     (or: node bench/run.ts [flags])
 
 Measures the latency one hop adds — direct vs meshlet (outbound sidecar -> mTLS -> inbound
-sidecar) vs an nginx mTLS pair with the same certificates — under autocannon load, plus the
-micro-benchmarks. Writes results.json, results.md and latency.svg to --out.
+sidecar) vs an nginx mTLS pair with the same certificates — under autocannon load, opaque TCP
+through the same pair vs nginx's stream proxy, plus the micro-benchmarks. Writes
+results.json, results.md and latency.svg to --out.
 
 Flags:
   --quick               everything tiny (1 round, 1 s runs, one rate, micro-benchmarks at their
@@ -35,13 +37,14 @@ Flags:
   --micro               only the micro-benchmarks (every src/**/*.bench.ts and
                         bench/micro/*.ts, each its own process), printed on stdout (no result files)
   --no-micro            skip the micro-benchmarks
-  --scenarios LIST      comma-separated subset of: http-rate, http-saturation, new-connections, grpc-unary
+  --scenarios LIST      comma-separated subset of: http-rate, http-saturation, new-connections, grpc-unary,
+                        tcp-opaque (round trips on persistent connections and new connections)
   --rounds N            interleaved repetitions of every run; medians are reported (default 3)
   --seconds S           length of each measured run (default 5)
   --warmup S            warm-up before each measured run (default 1)
   --rates LIST          fixed rates in req/s for the HTTP keep-alive scenario (default 500,1000,2000)
   --connections N       autocannon keep-alive connections (default 16)
-  --concurrency N       callers of the gRPC and new-connection scenarios (default 8)
+  --concurrency N       callers of the gRPC and new-connection scenarios, connections of tcp-opaque (default 8)
   --metrics on|off      sidecar metrics (off sets MESHLET_REQUEST_METRICS=false; issue 6's comparison)
   --out DIR             where the results go (default bench/results; with --quick a temp directory,
                         never bench/results)
@@ -70,7 +73,11 @@ async function refreshReadme(summary: string): Promise<void> {
   log('refreshed the results summary in bench/README.md');
 }
 
-const SCENARIOS = ['http-rate', 'http-saturation', 'new-connections', 'grpc-unary'] as const;
+const SCENARIOS = ['http-rate', 'http-saturation', 'new-connections', 'grpc-unary', 'tcp-opaque'] as const;
+
+/** Item 3 of issue 14's bench line, decided not to build: the bench says so in every result file. */
+const TLS_PASSTHROUGH_NOTE =
+  'not measured: the sidecar passes the app\'s own TLS through only for connections iptables REDIRECTed to it (it reads SO_ORIGINAL_DST); the bench runs on loopback without network namespaces or iptables rules, so there is no redirected connection to measure (bench/README.md, "What is not measured")';
 
 function usage(message: string): never {
   throw new BenchError('BENCH_USAGE', `${message}\n\n${HELP}`);
@@ -215,7 +222,7 @@ async function main(): Promise<number> {
   const scenarios: ScenarioResult[] = [];
   const peaks: ProcessPeak[] = [];
   let topology: Topology | null = null;
-  let topologyInfo: BenchResults['topology'] = { upstream: 'not started (--micro)', nginx: 'not started (--micro)', meshlet: { note: 'not started (--micro)', policyCheck: null } };
+  let topologyInfo: BenchResults['topology'] = { upstream: 'not started (--micro)', nginx: 'not started (--micro)', nginxStream: 'not started (--micro)', tlsPassthrough: TLS_PASSTHROUGH_NOTE, meshlet: { note: 'not started (--micro)', policyCheck: null } };
   let profiles: SidecarProfile[] | null = null;
   const work = await mkdtemp(join(os.tmpdir(), 'meshlet-bench-'));
   const stopAll = async () => {
@@ -236,12 +243,14 @@ async function main(): Promise<number> {
       topologyInfo = {
         upstream: topology.upstream.note,
         nginx: topology.nginx.note,
+        nginxStream: topology.nginxStream.note,
+        tlsPassthrough: TLS_PASSTHROUGH_NOTE,
         meshlet: { note: topology.meshlet.note, policyCheck: { path: DENIED_PATH, status } },
       };
       if (flags.hold) {
-        const { http, grpc, connect } = topology;
+        const { http, grpc, connect, tcp } = topology;
         const strip = <T extends { procs: unknown }>(xs: T[]) => xs.map(({ procs, ...rest }) => ({ ...rest, pids: procs }));
-        process.stdout.write(`${JSON.stringify({ meshlet: topology.meshlet, http: strip(http), grpc: strip(grpc), connect: strip(connect) }, null, 2)}\n`);
+        process.stdout.write(`${JSON.stringify({ meshlet: topology.meshlet, http: strip(http), grpc: strip(grpc), connect: strip(connect), tcp: strip(tcp), nginxStream: topology.nginxStream }, null, 2)}\n`);
         log('--hold: everything is up; Ctrl-C stops it');
         await new Promise((resolve) => process.once('SIGINT', resolve));
         return 0;
@@ -251,6 +260,7 @@ async function main(): Promise<number> {
       const watched = new Map<number, ProcessPeak>();
       for (const t of [...topology.http, ...topology.connect]) for (const p of t.procs) if (!watched.has(p.pid)) watched.set(p.pid, { process: `${t.name}/${p.role}`, peakRssBytes: 0, atReadyBytes: 0, afterScenario: {} });
       for (const t of topology.grpc.filter((g) => g.name === 'nginx')) for (const p of t.procs) watched.set(p.pid, { process: `nginx-grpc/${p.role}`, peakRssBytes: 0, atReadyBytes: 0, afterScenario: {} });
+      for (const t of topology.tcp.filter((g) => g.name === 'nginx')) for (const p of t.procs) watched.set(p.pid, { process: `nginx-stream/${p.role}`, peakRssBytes: 0, atReadyBytes: 0, afterScenario: {} });
       for (const [pid, peak] of watched) peak.atReadyBytes = peakRssBytes(pid);
       const done = (s: ScenarioResult) => {
         scenarios.push(s);
@@ -270,6 +280,7 @@ async function main(): Promise<number> {
       }
       if (flags.scenarios.has('new-connections')) done(await newConnections(topology.connect, options));
       if (flags.scenarios.has('grpc-unary')) done(await grpcUnary(topology.grpc, options));
+      if (flags.scenarios.has('tcp-opaque')) for (const s of await tcpOpaque(topology.tcp, options, topology.nginxStream.note)) done(s);
       peaks.push(...watched.values());
       const pids = topology.meshlet.pids;
       await topology.stop();

@@ -11,7 +11,7 @@ export const DENIED_PATH = '/admin/settings';
  * is decided against a compiled policy (not an allow-all shortcut). Validated here with the
  * sidecar's own parser, so a bench with a broken policy fails at once, not as 403s under load.
  */
-export function benchPolicyYaml(opts: { serverServiceAccount: string; clientId: string; httpPort: number; grpcPort: number }): string {
+export function benchPolicyYaml(opts: { serverServiceAccount: string; clientId: string; httpPort: number; grpcPort: number; tcpPort: number }): string {
   const yaml = `apiVersion: policy.meshlet.io/v1alpha1
 kind: AuthorizationPolicy
 metadata:
@@ -24,6 +24,7 @@ spec:
       ports:
         - { port: ${opts.httpPort}, protocol: http }
         - { port: ${opts.grpcPort}, protocol: grpc }
+        - { port: ${opts.tcpPort}, protocol: tcp }
       routes:
         - name: bench
           port: ${opts.httpPort}
@@ -46,6 +47,9 @@ spec:
         - name: echo
           port: ${opts.grpcPort}
           grpc: { service: ${ECHO_SERVICE} }
+          callers: [{ spiffeId: "${opts.clientId}" }]
+        - name: tcp-echo
+          port: ${opts.tcpPort}
           callers: [{ spiffeId: "${opts.clientId}" }]
 `;
   const parsed = parsePolicy(yaml, 'bench policy');

@@ -21,6 +21,10 @@ export interface MeshletPair {
   outboundPort: number;
   /** The server pod's mTLS listener for the HTTP app port (the new-connection scenario dials it). */
   inboundHttpPort: number;
+  /** The client pod's opaque TCP listener (MESHLET_OUTBOUND_TCP): the app dials it, plain TCP. */
+  outboundTcpPort: number;
+  /** The server pod's `tcp` inbound port (mTLS in, the TCP echo app behind it). */
+  inboundTcpPort: number;
   client: BenchProcess;
   server: BenchProcess;
   adminPorts: { client: number; server: number };
@@ -32,6 +36,8 @@ export interface MeshletPairOptions {
   pki: { client: SvidFiles; server: SvidFiles };
   httpAppPort: number;
   grpcAppPort: number;
+  /** The opaque TCP app (an echo server), declared `tcp` on the server pod. */
+  tcpAppPort: number;
   /** Per-request metrics; `false` sets MESHLET_REQUEST_METRICS=false (issue 6's on/off comparison). */
   metrics: boolean;
   nodeArgs: string[];
@@ -67,12 +73,12 @@ function sidecarEnv(common: Record<string, string>, own: Record<string, string>)
  * fails the bench (BENCH_SIDECAR_NOT_STARTED, with the sidecar's stderr): there is no stand-in.
  */
 export async function startMeshletPair(o: MeshletPairOptions): Promise<MeshletPair> {
-  const [clientOut, clientAdmin, clientCatchAll, serverOut, serverAdmin, serverCatchAll, serverHttp, serverGrpc] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
+  const [clientOut, clientAdmin, clientCatchAll, clientTcp, serverOut, serverAdmin, serverCatchAll, serverHttp, serverGrpc, serverTcp] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
   const serverPolicyDir = join(o.work, 'server-policy');
   const clientPolicyDir = join(o.work, 'client-policy');
   await mkdir(serverPolicyDir, { recursive: true });
   await mkdir(clientPolicyDir, { recursive: true });
-  await writeFile(join(serverPolicyDir, 'policy.yaml'), benchPolicyYaml({ serverServiceAccount: 'server', clientId: BENCH_IDS.client, httpPort: o.httpAppPort, grpcPort: o.grpcAppPort }));
+  await writeFile(join(serverPolicyDir, 'policy.yaml'), benchPolicyYaml({ serverServiceAccount: 'server', clientId: BENCH_IDS.client, httpPort: o.httpAppPort, grpcPort: o.grpcAppPort, tcpPort: o.tcpAppPort }));
   const common = {
     MESHLET_NAMESPACE: 'bench',
     MESHLET_IDENTITY_SOURCE: 'files',
@@ -80,7 +86,7 @@ export async function startMeshletPair(o: MeshletPairOptions): Promise<MeshletPa
     MESHLET_LOG_LEVEL: 'warn',
     ...(o.metrics ? {} : { MESHLET_REQUEST_METRICS: 'false' }),
   };
-  const inbound = [`${o.httpAppPort}:${serverHttp}/http`, `${o.grpcAppPort}:${serverGrpc}/grpc`];
+  const inbound = [`${o.httpAppPort}:${serverHttp}/http`, `${o.grpcAppPort}:${serverGrpc}/grpc`, `${o.tcpAppPort}:${serverTcp}/tcp`];
   const server = startProcess('meshlet sidecar (server pod)', process.execPath, [...o.nodeArgs, join(REPO, 'bin', 'meshlet.js'), 'sidecar'], {
     env: sidecarEnv(common, {
       MESHLET_SERVICE_ACCOUNT: 'server',
@@ -105,6 +111,8 @@ export async function startMeshletPair(o: MeshletPairOptions): Promise<MeshletPa
       MESHLET_POLICY_DIR: clientPolicyDir,
       MESHLET_DESTINATION_ADDRESSES: `${MESH_HTTP_AUTHORITY}=127.0.0.1:${serverHttp},${MESH_GRPC_AUTHORITY}=127.0.0.1:${serverGrpc}`,
       MESHLET_DESTINATION_IDENTITIES: `${MESH_HTTP_AUTHORITY}=${BENCH_IDS.server},${MESH_GRPC_AUTHORITY}=${BENCH_IDS.server}`,
+      // Opaque TCP: an explicit mapping (docs/proxy-tcp.md), the server pod's SPIFFE ID pinned.
+      MESHLET_OUTBOUND_TCP: `${clientTcp}=127.0.0.1:${serverTcp}@${BENCH_IDS.server}`,
     }),
   });
   const stop = async () => {
@@ -121,6 +129,8 @@ export async function startMeshletPair(o: MeshletPairOptions): Promise<MeshletPa
     note: `two \`meshlet sidecar\` processes: files identity, per-route policy from a mounted directory, metrics ${metricsNote}`,
     outboundPort: clientOut,
     inboundHttpPort: serverHttp,
+    outboundTcpPort: clientTcp,
+    inboundTcpPort: serverTcp,
     client,
     server,
     adminPorts: { client: clientAdmin, server: serverAdmin },

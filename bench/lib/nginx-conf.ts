@@ -2,10 +2,11 @@ import { join } from 'node:path';
 import type { SvidFiles } from './bench-pki.ts';
 
 /**
- * nginx configurations of the bench: the upstream (1 KB body), the HTTP peer pair and the gRPC
- * peer pair. Each is a single process (master_process off, one worker) so its CPU time is one
- * /proc entry; both pairs speak TLS 1.3 mTLS between their two processes with the same SVID
- * files meshlet uses, and keep their upstream connection pools alive.
+ * nginx configurations of the bench: the upstream (1 KB body), the HTTP peer pair, the gRPC
+ * peer pair and the stream (opaque TCP) pair. Each is a single process (master_process off,
+ * one worker) so its CPU time is one /proc entry; every pair speaks TLS 1.3 mTLS between its
+ * two processes with the same SVID files meshlet uses; the HTTP and gRPC pairs keep their
+ * upstream connection pools alive (a stream proxy has none: one peer connection per client's).
  */
 
 const ONE_KB = 'x'.repeat(1024);
@@ -142,6 +143,60 @@ export function nginxGrpcInboundConf(dir: string, port: number, appPort: number,
     ssl_verify_client on;
     ssl_protocols TLSv1.3;
     location / { grpc_pass grpc://app; }
+  }
+}
+`;
+}
+
+/**
+ * The opaque TCP pair: nginx's stream proxy (ngx_stream_module; Debian ships it dynamic, in
+ * libnginx-mod-stream, so `loadModule` is the .so to load, or null when it is built in).
+ */
+function streamHead(dir: string, name: string, loadModule: string | null): string {
+  return `${loadModule ? `load_module ${loadModule};\n` : ''}${processHead(dir, name)}`;
+}
+
+/**
+ * The client side of the TCP pair: plain TCP in, mTLS out — what meshlet's MESHLET_OUTBOUND_TCP
+ * listener does. A stream proxy has no connection pool: every client connection is one TLS
+ * connection to the peer, as in meshlet.
+ */
+export function nginxStreamOutboundConf(dir: string, port: number, peerPort: number, files: SvidFiles, loadModule: string | null): string {
+  return `${streamHead(dir, 'stream-out', loadModule)}
+stream {
+  server {
+    listen 127.0.0.1:${port};
+    tcp_nodelay on;
+    proxy_pass 127.0.0.1:${peerPort};
+    proxy_ssl on;
+    proxy_ssl_certificate ${files.svid};
+    proxy_ssl_certificate_key ${files.key};
+    proxy_ssl_trusted_certificate ${files.bundle};
+    proxy_ssl_protocols TLSv1.3;
+    # meshlet's opaque outbound makes a full handshake for every connection (no session
+    # resumption); nginx's default would resume, so the new-connection figures would compare
+    # a resumed handshake with a full one. Off: the same work on both sides.
+    proxy_ssl_session_reuse off;
+    # As in the HTTP pair: nginx can only check DNS names, SVIDs carry a SPIFFE URI SAN only.
+    proxy_ssl_verify off;
+  }
+}
+`;
+}
+
+/** The server side of the TCP pair: mTLS in (client certificate required), plain TCP to the app. */
+export function nginxStreamInboundConf(dir: string, port: number, appPort: number, files: SvidFiles, loadModule: string | null): string {
+  return `${streamHead(dir, 'stream-in', loadModule)}
+stream {
+  server {
+    listen 127.0.0.1:${port} ssl;
+    tcp_nodelay on;
+    ssl_certificate ${files.svid};
+    ssl_certificate_key ${files.key};
+    ssl_client_certificate ${files.bundle};
+    ssl_verify_client on;
+    ssl_protocols TLSv1.3;
+    proxy_pass 127.0.0.1:${appPort};
   }
 }
 `;

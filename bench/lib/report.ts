@@ -24,7 +24,15 @@ export interface BenchResults {
   quick: boolean;
   machine: MachineInfo;
   settings: Record<string, unknown>;
-  topology: { upstream: string; nginx: string; meshlet: { note: string; policyCheck: PolicyCheck | null } };
+  topology: {
+    upstream: string;
+    nginx: string;
+    /** nginx's stream proxy pair (the opaque TCP peer), or `nginx stream module not available: <reason>`. */
+    nginxStream: string;
+    /** The TLS-passthrough hop: why it is not measured. */
+    tlsPassthrough: string;
+    meshlet: { note: string; policyCheck: PolicyCheck | null };
+  };
   /** Scenario id -> figures; the headline (issue 5's targets) is `headline`. */
   headline: string;
   scenarios: Record<string, ScenarioResult>;
@@ -85,6 +93,8 @@ export function markdownReport(r: BenchResults): string {
     `- Upstream: ${r.topology.upstream}.`,
     `- meshlet: ${meshletLine(r)}.`,
     `- nginx: ${r.topology.nginx}.`,
+    `- nginx stream (opaque TCP scenarios): ${r.topology.nginxStream}.`,
+    `- TLS passthrough hop: ${r.topology.tlsPassthrough}.`,
     `- Each figure is the median of ${String(r.settings.rounds)} interleaved runs; latency in µs from hrtime-timed requests (HDR histogram); "added" = target minus direct at the same percentile.`,
     '',
   ];

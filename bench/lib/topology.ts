@@ -1,10 +1,11 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeBenchPki, type SvidFiles } from './bench-pki.ts';
 import { BENCH_PATH } from './bench-policy.ts';
 import { freePort, startProcess, stopProcess, waitForPort, type BenchProcess } from './child-process.ts';
-import { nginxGrpcInboundConf, nginxGrpcOutboundConf, nginxInboundConf, nginxOutboundConf, upstreamConf } from './nginx-conf.ts';
+import { nginxGrpcInboundConf, nginxGrpcOutboundConf, nginxInboundConf, nginxOutboundConf, nginxStreamInboundConf, nginxStreamOutboundConf, upstreamConf } from './nginx-conf.ts';
 import { MESH_GRPC_AUTHORITY, MESH_HTTP_AUTHORITY, startMeshletPair, type MeshletPair } from './meshlet-pair.ts';
 import type { HttpEndpoint } from './http-sampler.ts';
 import type { ProxyProcess } from './process-usage.ts';
@@ -37,13 +38,23 @@ export interface ConnectTarget {
   procs: ProxyProcess[];
 }
 
+/** The opaque TCP scenarios dial `port` with plain TCP, as an app dials its sidecar's mapped port. */
+export interface TcpTarget {
+  name: TargetName;
+  port: number;
+  procs: ProxyProcess[];
+}
+
 export interface Topology {
   upstream: { kind: 'nginx' | 'node'; note: string };
   nginx: { available: boolean; path: string | null; note: string };
+  /** nginx's stream module (the peer of the opaque TCP scenarios): whether it ran, and why not. */
+  nginxStream: { available: boolean; note: string };
   meshlet: { note: string; pids: { client: number; server: number }; adminPorts: MeshletPair['adminPorts'] };
   http: HttpTarget[];
   grpc: GrpcTarget[];
   connect: ConnectTarget[];
+  tcp: TcpTarget[];
   stop(): Promise<void>;
 }
 
@@ -57,6 +68,31 @@ async function startNginxProcess(nginx: string, dir: string, name: string, conf:
   const file = join(dir, `${name}.conf`);
   await writeFile(file, conf);
   return startProcess(`nginx ${name}`, nginx, ['-c', file, '-p', dir, '-e', join(dir, `${name}.error.log`)]);
+}
+
+const STREAM_MODULE = 'ngx_stream_module.so';
+
+/**
+ * Whether this nginx can run a `stream {}` block: built in (`--with-stream`), or built
+ * `--with-stream=dynamic` with the module file present (Debian: libnginx-mod-stream) — then
+ * `loadModule` is the file to `load_module`. Otherwise `reason` says what is missing.
+ */
+export function nginxStreamModule(nginx: string): { loadModule: string | null } | { reason: string } {
+  // `nginx -V` prints the configure arguments on stderr.
+  const v = spawnSync(nginx, ['-V'], { encoding: 'utf8' }).stderr ?? '';
+  if (/--with-stream(\s|$)/.test(v)) return { loadModule: null };
+  if (!/--with-stream=dynamic/.test(v)) return { reason: `${nginx} is built without the stream module (no --with-stream in nginx -V)` };
+  const dirs = [/--modules-path=(\S+)/.exec(v)?.[1], '/usr/lib/nginx/modules', '/usr/lib64/nginx/modules', '/usr/share/nginx/modules', '/etc/nginx/modules'].filter((d): d is string => !!d);
+  const found = dirs.map((d) => join(d, STREAM_MODULE)).find((f) => existsSync(f));
+  if (!found) return { reason: `${nginx} is built --with-stream=dynamic but ${STREAM_MODULE} is not installed (looked in ${[...new Set(dirs)].join(', ')}; Debian: apt-get install libnginx-mod-stream, which .ci/run installs)` };
+  return { loadModule: found };
+}
+
+/** `nginx -t` on a configuration: null when nginx accepts it, else its complaint (e.g. a module built for another nginx). */
+function nginxConfigError(nginx: string, dir: string, file: string): string | null {
+  const r = spawnSync(nginx, ['-t', '-q', '-c', file, '-p', dir, '-e', join(dir, 'stream-check.error.log')], { encoding: 'utf8' });
+  if (r.status === 0) return null;
+  return (r.stderr || r.error?.message || `exit ${r.status}`).trim().split('\n').filter(Boolean).slice(-2).join(' ');
 }
 
 export interface TopologyOptions {
@@ -84,7 +120,7 @@ export async function startTopology(o: TopologyOptions): Promise<Topology> {
     const nginx = findNginx();
     const nginxDir = join(o.work, 'nginx');
     await mkdir(nginxDir, { recursive: true });
-    const [httpApp, grpcApp, nginxOut, nginxIn, nginxGrpcOut, nginxGrpcIn] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
+    const [httpApp, grpcApp, tcpApp, nginxOut, nginxIn, nginxGrpcOut, nginxGrpcIn, nginxStreamOut, nginxStreamIn] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
 
     let upstreamKind: 'nginx' | 'node';
     let upstream: BenchProcess;
@@ -98,10 +134,12 @@ export async function startTopology(o: TopologyOptions): Promise<Topology> {
     started.push(upstream);
     const grpcUpstream = startProcess('grpc upstream', process.execPath, [join(import.meta.dirname, 'grpc-upstream-process.ts'), String(grpcApp)]);
     started.push(grpcUpstream);
-    await Promise.all([waitForPort(upstream, httpApp), waitForPort(grpcUpstream, grpcApp)]);
-    o.log(`upstream: ${upstreamKind} on ${httpApp} (1 KB body); gRPC echo (grpc-js) on ${grpcApp}`);
+    const tcpUpstream = startProcess('tcp echo upstream', process.execPath, [join(import.meta.dirname, 'tcp-echo-process.ts'), String(tcpApp)]);
+    started.push(tcpUpstream);
+    await Promise.all([waitForPort(upstream, httpApp), waitForPort(grpcUpstream, grpcApp), waitForPort(tcpUpstream, tcpApp)]);
+    o.log(`upstream: ${upstreamKind} on ${httpApp} (1 KB body); gRPC echo (grpc-js) on ${grpcApp}; TCP echo (node:net) on ${tcpApp}`);
 
-    meshlet = await startMeshletPair({ work: join(o.work, 'meshlet'), pki, httpAppPort: httpApp, grpcAppPort: grpcApp, metrics: o.metrics, nodeArgs: o.sidecarNodeArgs });
+    meshlet = await startMeshletPair({ work: join(o.work, 'meshlet'), pki, httpAppPort: httpApp, grpcAppPort: grpcApp, tcpAppPort: tcpApp, metrics: o.metrics, nodeArgs: o.sidecarNodeArgs });
     o.log(`meshlet: ${meshlet.note}`);
     const meshProcs: ProxyProcess[] = [
       { role: 'outbound', pid: meshlet.client.pid },
@@ -119,6 +157,10 @@ export async function startTopology(o: TopologyOptions): Promise<Topology> {
     const connect: ConnectTarget[] = [
       { name: 'direct', port: httpApp, tls: null, hostHeader: `127.0.0.1:${httpApp}`, procs: [] },
       { name: 'meshlet', port: meshlet.inboundHttpPort, tls: pki.client, hostHeader: MESH_HTTP_AUTHORITY, procs: [{ role: 'inbound', pid: meshlet.server.pid }] },
+    ];
+    const tcp: TcpTarget[] = [
+      { name: 'direct', port: tcpApp, procs: [] },
+      { name: 'meshlet', port: meshlet.outboundTcpPort, procs: meshProcs },
     ];
 
     let nginxNote: string;
@@ -149,13 +191,45 @@ export async function startTopology(o: TopologyOptions): Promise<Topology> {
       nginxNote = 'nginx is MISSING on this machine: no peer figures. `apt-get install nginx-light` provides it (.ci/run installs it).';
     }
     o.log(`nginx: ${nginxNote}`);
+
+    let streamNote: string;
+    const stream = nginx ? nginxStreamModule(nginx) : { reason: 'nginx is missing (apt-get install nginx-light libnginx-mod-stream)' };
+    let streamReason = 'reason' in stream ? stream.reason : null;
+    if (nginx && 'loadModule' in stream) {
+      const inConf = nginxStreamInboundConf(nginxDir, nginxStreamIn, tcpApp, pki.server, stream.loadModule);
+      const outConf = nginxStreamOutboundConf(nginxDir, nginxStreamOut, nginxStreamIn, pki.client, stream.loadModule);
+      await writeFile(join(nginxDir, 'stream-check.conf'), inConf);
+      streamReason = nginxConfigError(nginx, nginxDir, join(nginxDir, 'stream-check.conf'));
+      if (streamReason === null) {
+        const sin = await startNginxProcess(nginx, nginxDir, 'stream-in', inConf);
+        const sout = await startNginxProcess(nginx, nginxDir, 'stream-out', outConf);
+        started.push(sin, sout);
+        await Promise.all([waitForPort(sin, nginxStreamIn), waitForPort(sout, nginxStreamOut)]);
+        tcp.push({
+          name: 'nginx',
+          port: nginxStreamOut,
+          procs: [
+            { role: 'outbound', pid: sout.pid },
+            { role: 'inbound', pid: sin.pid },
+          ],
+        });
+      }
+    }
+    if (streamReason === null) {
+      streamNote = `stream proxy pair (${'loadModule' in stream && stream.loadModule ? `load_module ${stream.loadModule}` : 'stream module built in'}): plain TCP in, TLS 1.3 mTLS with the same SVID files between the two, plain TCP to the echo app; one process each (master_process off, 1 worker); full handshake per connection (proxy_ssl_session_reuse off, as meshlet does not resume)`;
+    } else {
+      streamNote = `nginx stream module not available: ${streamReason}`;
+    }
+    o.log(`nginx stream: ${streamNote}`);
     return {
       upstream: { kind: upstreamKind, note: upstreamKind === 'nginx' ? 'nginx returning a 1 KB body' : 'node:http server returning a 1 KB body (nginx missing)' },
       nginx: { available: nginx !== null, path: nginx, note: nginxNote },
+      nginxStream: { available: streamReason === null, note: streamNote },
       meshlet: { note: meshlet.note, pids: { client: meshlet.client.pid, server: meshlet.server.pid }, adminPorts: meshlet.adminPorts },
       http,
       grpc,
       connect,
+      tcp,
       stop,
     };
   } catch (err) {

@@ -14,7 +14,6 @@ export interface MtlsServerOptions {
   readonly alpn?: readonly string[];
   /** Opaque TCP keeps half-closed streams (a client that shuts down its write side still reads). */
   readonly allowHalfOpen?: boolean;
-  readonly noDelay?: boolean;
   /** A connection whose handshake ended and whose client SVID verified: the caller's SPIFFE ID. */
   onVerified(socket: tls.TLSSocket, peer: string): void;
 }
@@ -31,7 +30,8 @@ export function createMtlsServer(o: MtlsServerOptions): { server: tls.Server; de
   const server = tls.createServer({
     ...o.tls.serverOptions(o.alpn ? { ALPNProtocols: [...o.alpn] } : undefined),
     handshakeTimeout: o.settings.timeouts.tlsHandshakeMs,
-    noDelay: o.noDelay ?? true,
+    // Every accepted leg: a reply must never wait for the peer's delayed ACK (~40 ms).
+    noDelay: true,
     ...(o.allowHalfOpen ? { allowHalfOpen: true } : {}),
   });
   const detachTls = o.tls.attachServer(server);
