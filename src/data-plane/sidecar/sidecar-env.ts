@@ -9,6 +9,7 @@ import { DEFAULT_LOG_LIMITS, TOTAL_FACTOR } from '../../common/log/log-limiter.t
 import { ADMIN_MAX_CONNECTIONS } from '../admin/admin-server.ts';
 import { formatDuration } from '../../common/config/duration.ts';
 import { absolutePath, bool, deepFreeze, durationField, EnvReader, FieldError, hostPort, k8sName, list, LOG_LEVEL_ENV, oneOf, port, positiveInt, text, trustDomain, type Env, type EnvVar } from '../../common/config/env.ts';
+import { parseCidr } from '../discovery/cluster-scope.ts';
 
 /**
  * The sidecar's configuration: the contract between the injector (which writes these
@@ -96,6 +97,18 @@ export interface SidecarConfig {
   maxOutboundConnections: number;
   maxAdminConnections: number;
   fdReserve: number;
+
+  /** Discovery (docs/discovery.md "The sidecar client"): ask the identity service which destinations are meshed. Not yet used by the proxies. */
+  discovery: 'off' | 'on';
+  /** How long a meshed or mixed answer is used. */
+  discoveryTtlMs: number;
+  /** How long an unmeshed or external answer is used. */
+  discoveryUnmeshedTtlMs: number;
+  discoveryTimeoutMs: number;
+  discoveryCacheSize: number;
+  clusterDomain: string;
+  podCidrs: string[];
+  serviceCidrs: string[];
 
   logLevel: LogLevel;
   accessLog: boolean;
@@ -246,6 +259,31 @@ function appProbes(raw: string): Record<string, AppProbe> {
 }
 
 const portList = list(port);
+
+/** Discovery answers are used at most this long: well inside the control plane's staleness bound (MESHLET_DISCOVERY_MAX_STALENESS, 1m). */
+export const DISCOVERY_MAX_TTL_MS = 30_000;
+
+function discoveryTtl(raw: string): number {
+  const ms = durationField(raw);
+  if (ms <= 0 || ms > DISCOVERY_MAX_TTL_MS) throw new FieldError(`must be more than 0 and at most ${formatDuration(DISCOVERY_MAX_TTL_MS)} (an answer must expire well inside the control plane's 1m staleness bound, so a pod that turns meshed is not sent plaintext for long)`);
+  return ms;
+}
+
+function cidr(raw: string): string {
+  try {
+    parseCidr(raw);
+  } catch (err) {
+    throw new FieldError((err as Error).message);
+  }
+  return raw;
+}
+
+function clusterDomainField(raw: string): string {
+  const d = raw.toLowerCase().replace(/\.$/, '');
+  if (d.length > 253 || !d.split('.').every((l) => /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(l))) throw new FieldError('must be a DNS domain (e.g. cluster.local)');
+  return d;
+}
+
 const PROXY_TIMEOUTS = DEFAULT_PROXY_SETTINGS.timeouts;
 const PROXY_LIMITS = DEFAULT_PROXY_SETTINGS.limits;
 
@@ -306,6 +344,15 @@ export const SIDECAR_ENV = {
   maxOutboundConnections: { name: 'MESHLET_MAX_OUTBOUND_CONNECTIONS', default: '1024', description: 'open connections on the outbound listener, and on each MESHLET_OUTBOUND_TCP listener; more are closed at accept and counted', parse: positiveInt },
   maxAdminConnections: { name: 'MESHLET_MAX_ADMIN_CONNECTIONS', default: String(ADMIN_MAX_CONNECTIONS), description: 'open connections on the admin port; more are closed at accept and counted', parse: positiveInt },
   fdReserve: { name: 'MESHLET_FD_RESERVE', default: '256', description: 'file descriptors kept free beyond the connection caps (SVID rotation, policy reload, logs); caps that do not fit the open-files limit are lowered at start', parse: positiveInt },
+
+  discovery: { name: 'MESHLET_DISCOVERY', default: 'off', description: 'on: ask the identity service (MESHLET_CA_ADDRESS, with this pod\'s SVID) which destinations are meshed and as whom (docs/discovery.md); needs MESHLET_POD_CIDRS and MESHLET_SERVICE_CIDRS. Built, not yet used by the outbound proxy', parse: oneOf('off', 'on') },
+  discoveryTtlMs: { name: 'MESHLET_DISCOVERY_TTL', default: '10s', description: 'discovery: how long a meshed or mixed answer is used (at most 30s)', parse: discoveryTtl },
+  discoveryUnmeshedTtlMs: { name: 'MESHLET_DISCOVERY_UNMESHED_TTL', default: '10s', description: 'discovery: how long an unmeshed or external answer is used (at most 30s: a pod that turns meshed must not get plaintext for long)', parse: discoveryTtl },
+  discoveryTimeoutMs: { name: 'MESHLET_DISCOVERY_TIMEOUT', default: '1s', description: 'discovery: deadline of one Resolve call (a connection to an uncached destination waits for it)', parse: durationField },
+  discoveryCacheSize: { name: 'MESHLET_DISCOVERY_CACHE_SIZE', default: '4096', description: 'discovery: destinations (host, port) whose answers are kept; least recently used dropped first', parse: positiveInt },
+  clusterDomain: { name: 'MESHLET_CLUSTER_DOMAIN', default: 'cluster.local', description: "discovery: the cluster's DNS domain (names under it are in the cluster)", parse: clusterDomainField },
+  podCidrs: { name: 'MESHLET_POD_CIDRS', default: '', description: 'discovery: the pod CIDRs, comma-separated; with no answer from discovery, destinations in them are refused instead of sent to the egress rules', parse: list(cidr) },
+  serviceCidrs: { name: 'MESHLET_SERVICE_CIDRS', default: '', description: 'discovery: the service CIDRs, comma-separated (as MESHLET_POD_CIDRS)', parse: list(cidr) },
 
   logLevel: LOG_LEVEL_ENV,
   accessLog: { name: 'MESHLET_ACCESS_LOG', default: 'false', description: 'log every request (JSON) when true', parse: bool },
@@ -385,6 +432,14 @@ export function readSidecarConfig(env: Env): Readonly<SidecarConfig> {
     maxOutboundConnections: v('maxOutboundConnections'),
     maxAdminConnections: v('maxAdminConnections'),
     fdReserve: v('fdReserve'),
+    discovery: v('discovery'),
+    discoveryTtlMs: v('discoveryTtlMs'),
+    discoveryUnmeshedTtlMs: v('discoveryUnmeshedTtlMs'),
+    discoveryTimeoutMs: v('discoveryTimeoutMs'),
+    discoveryCacheSize: v('discoveryCacheSize'),
+    clusterDomain: v('clusterDomain'),
+    podCidrs: v('podCidrs') ?? [],
+    serviceCidrs: v('serviceCidrs') ?? [],
     logLevel: v('logLevel'),
     accessLog: v('accessLog'),
     logLimitRate: v('logLimitRate'),
@@ -410,6 +465,11 @@ export function readSidecarConfig(env: Env): Readonly<SidecarConfig> {
   for (const m of config.outboundTcp) claim(m.listenPort, `outbound TCP listener for ${m.host}:${m.port}`, SIDECAR_ENV.outboundTcp.name);
   for (const p of permissive) {
     if (!inboundPorts.some((e) => e.appPort === p)) r.problem(SIDECAR_ENV.permissivePorts.name, `port ${p} is not one of MESHLET_INBOUND_PORTS`);
+  }
+  if (config.discovery === 'on') {
+    // Without them an in-cluster address would look external when discovery cannot answer.
+    if (config.podCidrs.length === 0) r.problem(SIDECAR_ENV.podCidrs.name, 'required when MESHLET_DISCOVERY=on');
+    if (config.serviceCidrs.length === 0) r.problem(SIDECAR_ENV.serviceCidrs.name, 'required when MESHLET_DISCOVERY=on');
   }
   r.done();
   return deepFreeze(config);

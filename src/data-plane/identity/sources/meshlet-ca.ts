@@ -9,7 +9,7 @@ import type { IdentitySnapshot, SnapshotListener, SvidSource } from '../svid.ts'
 import { x509 } from '../x509-library.ts';
 import { Backoff, type BackoffOptions } from './backoff.ts';
 import { SourceListeners } from './source-listeners.ts';
-import { buildSnapshot, leafSpiffeId } from './svid-material.ts';
+import { buildSnapshot, checkServerSpiffeId } from './svid-material.ts';
 
 /**
  * The sidecar's client of `meshlet identity`: it generates an ECDSA P-256 key in memory
@@ -301,13 +301,3 @@ export class MeshletCaSource implements SvidSource {
   }
 }
 
-/** checkServerIdentity for a server known by its SPIFFE ID (no hostname check, as SPIFFE says). */
-function checkServerSpiffeId(expected: string, cert: PeerCertificate): Error | undefined {
-  try {
-    const id = leafSpiffeId(new X509Certificate(cert.raw), 'the identity service certificate');
-    if (id.id !== expected) return new Error(`the identity service presented ${id.id}, expected ${expected}`);
-    return undefined;
-  } catch (err) {
-    return err as Error;
-  }
-}

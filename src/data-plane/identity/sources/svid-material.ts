@@ -1,4 +1,5 @@
-import type { KeyObject, X509Certificate } from 'node:crypto';
+import { X509Certificate, type KeyObject } from 'node:crypto';
+import type { PeerCertificate } from 'node:tls';
 import { MeshletError } from '../../../common/errors/meshlet-error.ts';
 import { parseSpiffeId, validateTrustDomain, type SpiffeId } from '../../../common/identity/spiffe-id.ts';
 import type { IdentitySnapshot, X509Svid } from '../svid.ts';
@@ -136,4 +137,15 @@ export function sameSnapshot(a: IdentitySnapshot | undefined, b: IdentitySnapsho
   if (a.bundles.size !== b.bundles.size) return false;
   for (const [td, pem] of a.bundles) if (b.bundles.get(td) !== pem) return false;
   return true;
+}
+
+/** checkServerIdentity for a server known by its SPIFFE ID (no hostname check, as SPIFFE says). */
+export function checkServerSpiffeId(expected: string, cert: PeerCertificate): Error | undefined {
+  try {
+    const id = leafSpiffeId(new X509Certificate(cert.raw), 'the identity service certificate');
+    if (id.id !== expected) return new Error(`the identity service presented ${id.id}, expected ${expected}`);
+    return undefined;
+  } catch (err) {
+    return err as Error;
+  }
 }
