@@ -1,3 +1,4 @@
+import { createDiscovery, type Discovery } from '../discovery/create-discovery.ts';
 import { originalDstAvailable } from '../proxy/original-dst/original-dst.ts';
 import type { Logger } from 'pino';
 import type { SidecarConfig } from './sidecar-env.ts';
@@ -69,6 +70,7 @@ export class Sidecar {
   readonly #guards: SidecarGuards;
   #source: SvidSource | undefined;
   #tls: MeshTls | undefined;
+  #discovery: Discovery | undefined;
   #policy: PolicyStore | undefined;
   #inbound: InboundProxy | undefined;
   #outbound: OutboundProxy | undefined;
@@ -159,6 +161,9 @@ export class Sidecar {
     }
     this.#log.info({ event: 'svid_loaded', source: source.kind, spiffeId: first.svid.spiffeId.id, notAfter: first.svid.notAfter }, 'SVID loaded');
     const tls = (this.#tls = new MeshTls(source));
+    // MESHLET_DISCOVERY=on: what the control plane knows of each destination (docs/discovery.md);
+    // undefined when off (grpc-js then never loads).
+    const discovery = (this.#discovery = await createDiscovery(c, source));
 
     const labels = await readPodLabels(c.podLabelsFile);
     const policy = new PolicyStore({
@@ -218,7 +223,7 @@ export class Sidecar {
       guard: this.#guards.outbound,
       // Only connections iptables redirected are classified; an app using the listener as
       // HTTP_PROXY (explicit mode) is HTTP as always.
-      transparent: { passthrough: c.outboundPassthrough },
+      transparent: { passthrough: c.outboundPassthrough, ...(discovery ? { discovery } : {}) },
       tcpObserver: this.metrics.observer,
     });
     const addon = originalDstAvailable();
@@ -270,6 +275,7 @@ export class Sidecar {
       for (const d of this.#detach.splice(0)) d();
       this.#policy?.close();
       this.#tls?.close();
+      await this.#discovery?.close();
       await this.#source?.close();
       await this.#admin.close();
       this.#requestLog.close();

@@ -11,6 +11,9 @@ import type { ProxyObserver } from '../proxy-observer.ts';
 import type { DestinationConfig } from './destination-table.ts';
 import { RouteStep } from './route.ts';
 import { passThrough, type PassthroughContext } from './passthrough.ts';
+import { meshTcp } from './mesh-tcp.ts';
+import { decide, type OutboundDecision } from '../../discovery/decide.ts';
+import type { Resolution } from '../../discovery/resolution.ts';
 import { detectProtocol } from '../detect/first-bytes.ts';
 import { SERVER_FIRST_PORTS } from '../detect/port-protocol.ts';
 import { originalDestination, type OriginalDestination } from '../original-dst/original-dst.ts';
@@ -61,7 +64,19 @@ export interface OutboundProxyOptions {
    * explicit HTTP_PROXY mode): every connection is HTTP. A connection that was not redirected
    * (the app dialled the listener itself) is HTTP either way.
    */
-  readonly transparent?: { readonly passthrough: 'allow' | 'deny'; readonly serverFirstPorts?: ReadonlySet<number> };
+  readonly transparent?: {
+    readonly passthrough: 'allow' | 'deny';
+    readonly serverFirstPorts?: ReadonlySet<number>;
+    /**
+     * The control plane's discovery (src/data-plane/discovery/): for the app's own TLS and
+     * other TCP, where the original destination stands — meshed (carried over mTLS to it,
+     * mesh-tcp.ts), unmeshed (passed through), outside (egress: `passthrough`), or unknown
+     * (refused, MESHLET_UNKNOWN_DESTINATION). Absent: every such connection is egress.
+     */
+    readonly discovery?: { resolve(destination: { host: string; port: number }): Resolution | Promise<Resolution> };
+    /** Reads a connection's original destination; default the native addon. Tests replace it where no iptables redirect can run. */
+    readonly originalDestination?: (socket: net.Socket) => OriginalDestination | null;
+  };
   /** Hears passthrough connections and their refusals (metrics). */
   readonly tcpObserver?: PassthroughContext['observer'];
 }
@@ -151,12 +166,11 @@ export class OutboundProxy {
     const setupDone = this.#guard.deadline(socket, requestHeadersMs);
     const pass = (protocol: 'tls' | 'opaque', sni: string | null): void => {
       setupDone();
-      if (transparent.passthrough === 'deny') {
-        this.#opts.tcpObserver?.refused?.('outbound', 'MESHLET_PASSTHROUGH_DENIED');
-        socket.destroy();
-        return;
-      }
-      passThrough(socket, conn, dst, protocol, sni, { registry: this.registry, connectMs: this.#settings.timeouts.connectMs, ...(this.#opts.tcpObserver ? { observer: this.#opts.tcpObserver } : {}) });
+      const discovery = transparent.discovery;
+      if (discovery === undefined) return this.#act(socket, conn, dst, protocol, sni, EGRESS);
+      const answer = discovery.resolve({ host: dst.address, port: dst.port });
+      if (answer instanceof Promise) void answer.then((r) => this.#act(socket, conn, dst, protocol, sni, decide(r)));
+      else this.#act(socket, conn, dst, protocol, sni, decide(answer));
     };
     if ((transparent.serverFirstPorts ?? SERVER_FIRST_PORTS).has(dst.port)) return pass('opaque', null);
     void detectProtocol(socket, Math.min(protocolDetectMs, requestHeadersMs)).then((d) => {
@@ -176,11 +190,43 @@ export class OutboundProxy {
     });
   }
 
+  /** What discovery's answer means for one TLS or opaque connection (docs/discovery.md, the sidecar's table). */
+  #act(socket: net.Socket, conn: TrackedConnection, dst: OriginalDestination, protocol: 'tls' | 'opaque', sni: string | null, d: OutboundDecision): void {
+    if (socket.destroyed) return;
+    const observer = this.#opts.tcpObserver;
+    const passCtx = { registry: this.registry, connectMs: this.#settings.timeouts.connectMs, ...(observer ? { observer } : {}) };
+    switch (d.action) {
+      case 'mtls':
+        return meshTcp(socket, conn, { address: dst.address, port: dst.port, identities: d.identities }, this.#opts.tls, this.#hopContext, observer);
+      case 'endpoints': {
+        // A Service with meshed and unmeshed endpoints: dial one endpoint ourselves (kube-proxy
+        // would choose after our mTLS-or-not decision), spread at random.
+        const e = d.endpoints[Math.floor(Math.random() * d.endpoints.length)]!;
+        if (e.then.action === 'mtls') return meshTcp(socket, conn, { address: e.address, port: e.port, identities: e.then.identities }, this.#opts.tls, this.#hopContext, observer);
+        return passThrough(socket, conn, { address: e.address, port: e.port, family: e.address.includes(':') ? 6 : 4 }, protocol, sni, passCtx);
+      }
+      case 'plaintext':
+        return passThrough(socket, conn, dst, protocol, sni, passCtx);
+      case 'egress':
+        if (this.#opts.transparent!.passthrough === 'deny') {
+          observer?.refused?.('outbound', 'MESHLET_PASSTHROUGH_DENIED');
+          socket.destroy();
+          return;
+        }
+        return passThrough(socket, conn, dst, protocol, sni, passCtx);
+      case 'refuse':
+        observer?.refused?.('outbound', 'MESHLET_UNKNOWN_DESTINATION');
+        socket.destroy();
+        return;
+    }
+  }
+
   #onConnection(socket: net.Socket): void {
     this.#serving.accept(socket);
     const conn = this.registry.track('outbound', 'accepted', socket);
     socket.on('error', () => socket.destroy());
-    const redirected = this.#opts.transparent === undefined ? null : redirectedTo(socket);
+    const transparent = this.#opts.transparent;
+    const redirected = transparent === undefined ? null : transparent.originalDestination ? transparent.originalDestination(socket) : redirectedTo(socket);
     if (redirected !== null) return this.#classify(socket, conn, redirected);
     // A silent connection is closed by the guard; bytes end its deadline (then the HTTP/1.1 head
     // timeout or the HTTP/2 idle timeout applies).
@@ -214,3 +260,6 @@ function redirectedTo(socket: net.Socket): OriginalDestination | null {
   const local = socket.localAddress?.replace(/^::ffff:/, '');
   return dst.port === socket.localPort && dst.address === local ? null : dst;
 }
+
+/** No discovery: the app's own TLS and other TCP are egress (passthrough rules). */
+const EGRESS: OutboundDecision = { action: 'egress' };

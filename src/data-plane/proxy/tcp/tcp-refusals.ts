@@ -15,6 +15,7 @@ export const TCP_REFUSAL_CATALOG = {
   MESHLET_UPSTREAM_TLS_FAILED: 'the mTLS handshake with the peer sidecar failed',
   MESHLET_UPSTREAM_TLS_TIMEOUT: 'the mTLS handshake did not finish within timeouts.tlsHandshakeMs',
   MESHLET_UPSTREAM_IDENTITY_REJECTED: 'the peer sidecar presented an identity the destination does not expect',
+  MESHLET_UNKNOWN_DESTINATION: "outbound, transparent: discovery says the original destination is in the cluster but cannot say whether it is meshed (unknown, or discovery unavailable): refused rather than risk plaintext to a meshed pod",
   MESHLET_PASSTHROUGH_DENIED: "outbound: the app's own TLS or non-HTTP TCP to its original destination, refused because MESHLET_OUTBOUND_PASSTHROUGH is deny",
   MESHLET_INTERNAL: 'an unexpected failure inside the sidecar (e.g. the authorizer threw)',
 } as const satisfies Partial<Record<ProxyErrorCode, string>> & Record<string, string>;

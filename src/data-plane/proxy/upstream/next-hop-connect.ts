@@ -44,13 +44,14 @@ export type NextHopConnected = (err: ProxyError | null, socket: net.Socket | nul
 export type TrackedNextHopConnected = (err: ProxyError | null, conn: TrackedConnection | null) => void;
 
 /**
- * THE way to make a connection to an HTTP next hop — used by the HTTP/1.1 pool (http1-pool.ts),
- * the HTTP/2 session pool and Upgrade tunnels (through http/next-hop-socket.ts): connectNextHop,
+ * THE way to make a tracked connection to a next hop — used by the HTTP/1.1 pool (http1-pool.ts),
+ * the HTTP/2 session pool, Upgrade tunnels (through http/next-hop-socket.ts) and transparent
+ * opaque TCP to a meshed destination (outbound/mesh-tcp.ts, half-open kept): connectNextHop,
  * then the connection is tracked in /connections ONCE, as `originated`, with the TLS version and
  * the verified server identity filled in the same tick (before the registry's onOpened hears of
  * it), and handed over as that TrackedConnection (its `socket` is the connection).
  */
-export function connectTrackedNextHop(target: UpstreamTarget, { settings, registry, direction }: NextHopContext, done: TrackedNextHopConnected): void {
+export function connectTrackedNextHop(target: UpstreamTarget, { settings, registry, direction }: NextHopContext, done: TrackedNextHopConnected, socketOptions: { allowHalfOpen?: boolean } = {}): void {
   connectNextHop(target, settings.timeouts, (err, socket) => {
     if (err !== null || socket === null) {
       done(err ?? new ProxyError('MESHLET_INTERNAL', `${target.label}: connected without a socket`), null);
@@ -62,7 +63,7 @@ export function connectTrackedNextHop(target: UpstreamTarget, { settings, regist
       conn.peerIdentity = originatedPeer(target, socket);
     }
     done(null, conn);
-  });
+  }, socketOptions);
 }
 
 /**
