@@ -32,6 +32,10 @@ describe('injector settings from the environment', () => {
       failureMode: 'allow',
       excludedNamespaces: ['kube-system', 'infra'],
       allowedPodOverrides: ['meshlet.io/skip-outbound-cidrs', 'meshlet.io/opaque-ports'],
+      discovery: 'off',
+      clusterDomain: 'cluster.local',
+      podCidrs: [],
+      serviceCidrs: [],
     });
     expect(Object.isFrozen(s)).toBe(true);
   });

@@ -60,6 +60,14 @@ export function proxyContainer(plan: MeshPlan, settings: InjectionSettings): Rec
     value(SIDECAR_ENV.logLevel.name, a.logLevel ?? SIDECAR_ENV.logLevel.default),
     value(SIDECAR_ENV.appProbes.name, JSON.stringify(plan.appProbes)),
     ...(plan.appMetrics === null ? [] : [value(SIDECAR_ENV.appMetrics.name, plan.appMetrics)]),
+    ...(settings.discovery === 'on'
+      ? [
+          value(SIDECAR_ENV.discovery.name, 'on'),
+          value(SIDECAR_ENV.clusterDomain.name, settings.clusterDomain),
+          value(SIDECAR_ENV.podCidrs.name, settings.podCidrs.join(',')),
+          value(SIDECAR_ENV.serviceCidrs.name, settings.serviceCidrs.join(',')),
+        ]
+      : []),
   ];
   const r = a.resources;
   const requests = { cpu: r.cpuRequest ?? DEFAULT_PROXY_RESOURCES.cpuRequest, memory: r.memoryRequest ?? DEFAULT_PROXY_RESOURCES.memoryRequest };

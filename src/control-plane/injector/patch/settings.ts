@@ -24,6 +24,11 @@ export interface InjectionSettings {
   excludedNamespaces: readonly string[];
   /** The annotations that weaken enforcement which pods may set (all by default); a pod with any other is refused. */
   allowedPodOverrides: readonly WeakeningAnnotation[];
+  /** Discovery (docs/discovery.md), written into every sidecar: on/off, and what the cluster is. */
+  discovery: 'off' | 'on';
+  clusterDomain: string;
+  podCidrs: readonly string[];
+  serviceCidrs: readonly string[];
 }
 
 export const DEFAULT_IMAGE = 'ghcr.io/meshlet/meshlet:0.1.0';
@@ -43,6 +48,11 @@ export const INJECTION_ENV = {
     description: `annotations that weaken enforcement which pods may set: all | none | a comma-separated list of ${WEAKENING_ANNOTATIONS.join(', ')}; a pod carrying another one is refused`,
     parse: parsePodOverrides,
   },
+  // The sidecar's own variables, set once for the mesh and written into every sidecar.
+  discovery: SIDECAR_ENV.discovery,
+  clusterDomain: SIDECAR_ENV.clusterDomain,
+  podCidrs: SIDECAR_ENV.podCidrs,
+  serviceCidrs: SIDECAR_ENV.serviceCidrs,
 } satisfies Record<string, EnvVar<unknown>>;
 
 /** Reads INJECTION_ENV from `env`; throws ConfigError listing every bad variable. */
@@ -65,7 +75,16 @@ export function readInjectionSettingsWith(r: EnvReader): Readonly<InjectionSetti
     failureMode: r.read(INJECTION_ENV.failureMode),
     excludedNamespaces: r.read(INJECTION_ENV.excludedNamespaces),
     allowedPodOverrides: r.read(INJECTION_ENV.allowedPodOverrides),
+    discovery: r.read(INJECTION_ENV.discovery),
+    clusterDomain: r.read(INJECTION_ENV.clusterDomain),
+    podCidrs: r.read(INJECTION_ENV.podCidrs) ?? [],
+    serviceCidrs: r.read(INJECTION_ENV.serviceCidrs) ?? [],
   };
+  if (settings.discovery === 'on') {
+    // Every injected sidecar would refuse to start without them (sidecar-env.ts): refuse here, once.
+    if (settings.podCidrs.length === 0) r.problem(INJECTION_ENV.podCidrs.name, 'required when MESHLET_DISCOVERY=on');
+    if (settings.serviceCidrs.length === 0) r.problem(INJECTION_ENV.serviceCidrs.name, 'required when MESHLET_DISCOVERY=on');
+  }
   return deepFreeze(settings);
 }
 
