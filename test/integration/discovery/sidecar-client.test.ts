@@ -7,7 +7,6 @@
 // call; the identity service down (unavailable, the cached answers still served until their
 // TTL) and back (recovery).
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:https';
 import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,7 +22,8 @@ import type { Resolution } from '../../../src/data-plane/discovery/resolution.ts
 import type { IdentitySnapshot } from '../../../src/data-plane/identity/svid.ts';
 import { MeshletCaSource } from '../../../src/data-plane/identity/sources/meshlet-ca.ts';
 import { readSidecarConfig } from '../../../src/data-plane/sidecar/sidecar-env.ts';
-import { loopbackServerCert, makeCa, startFakeIssuer, TRUST_DOMAIN, type FakeIssuer } from '../identity-service/support.ts';
+import { startKubeApiStandIn, type KubeApiStandIn } from '../../support/kube-api-stand-in.ts';
+import { makeCa, startFakeIssuer, TRUST_DOMAIN, type FakeIssuer } from '../identity-service/support.ts';
 
 const id = (ns: string, sa: string) => `spiffe://${TRUST_DOMAIN}/ns/${ns}/sa/${sa}`;
 
@@ -70,20 +70,6 @@ const CLUSTER: Record<string, unknown[]> = {
   ],
 };
 
-/** List answers CLUSTER; a watch is held open (nothing changes). */
-async function fakeApi(token: string): Promise<{ url: string; caPem: string; server: Server }> {
-  const tls = await loopbackServerCert();
-  const server = createServer({ cert: tls.certPem, key: tls.keyPem }, (req, res) => {
-    const url = new URL(req.url!, 'https://x');
-    if (req.headers.authorization !== `Bearer ${token}`) return void res.writeHead(401).end();
-    if (url.searchParams.get('watch') === '1') return void res.writeHead(200, { 'content-type': 'application/json' }).flushHeaders();
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ kind: 'List', metadata: { resourceVersion: '1' }, items: CLUSTER[url.pathname] ?? [] }));
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`, caPem: tls.certPem, server };
-}
-
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createTcpServer();
@@ -110,7 +96,7 @@ async function until<T>(get: () => Promise<T>, ok: (t: T) => boolean, what: stri
 describe('the sidecar discovery client against the identity service', () => {
   let dir: string;
   let issuer: FakeIssuer;
-  let api: Awaited<ReturnType<typeof fakeApi>>;
+  let api: KubeApiStandIn;
   let identityEnv: Record<string, string>;
   let identity: RunningIdentityService | undefined;
   let address: string;
@@ -122,7 +108,7 @@ describe('the sidecar discovery client against the identity service', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'meshlet-discovery-client-'));
     issuer = await startFakeIssuer();
-    api = await fakeApi('watch-token');
+    api = await startKubeApiStandIn({ token: 'watch-token', objects: CLUSTER });
     const { ca } = await makeCa();
     bundlePem = ca.bundlePem;
     await writeCa(join(dir, 'ca'), ca);
@@ -176,8 +162,7 @@ describe('the sidecar discovery client against the identity service', () => {
     await discovery?.close();
     await source?.close();
     await identity?.close(1_000);
-    api?.server.closeAllConnections();
-    await new Promise((r) => api?.server.close(r));
+    await api?.close();
     await issuer?.close();
     await rm(dir, { recursive: true, force: true });
   });

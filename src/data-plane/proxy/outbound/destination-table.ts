@@ -97,6 +97,8 @@ export class DestinationTable {
   readonly #mesh = new Map<string, MeshDestination>();
   readonly #plaintext: CompiledRule[];
   readonly #memo = new Map<string, Route | null>();
+  /** The same, without mesh by default (discovery decides what nothing configures). */
+  readonly #memoConfigured = new Map<string, Route | null>();
   readonly #defaultMesh: DefaultMesh | null;
   readonly #identities = new Map<string, string>();
 
@@ -126,20 +128,26 @@ export class DestinationTable {
     return [...this.#mesh.values()];
   }
 
-  /** The route for an authority, or null: refuse. */
-  resolve(authority: string): Route | null {
-    const memo = this.#memo.get(authority);
-    if (memo !== undefined) return memo;
+  /**
+   * The route for an authority, or null: refuse — or, with `discovery`, ask discovery. What is
+   * configured comes first: a mesh destination, a plaintext rule, an explicit identity for the
+   * name (MESHLET_DESTINATION_IDENTITIES); then, only without discovery, mesh by default.
+   */
+  resolve(authority: string, discovery = false): Route | null {
+    const memo = discovery ? this.#memoConfigured : this.#memo;
+    const known = memo.get(authority);
+    if (known !== undefined) return known;
     const parsed = parseAuthority(authority);
     let route: Route | null = null;
     if (parsed !== null) {
-      const destination = this.#mesh.get(`${parsed.host}:${parsed.port}`);
+      const key = `${parsed.host}:${parsed.port}`;
+      const destination = this.#mesh.get(key);
       if (destination) route = { kind: 'mesh', destination, host: parsed.host, port: parsed.port };
       else if (this.#plaintext.some((r) => ruleMatches(r, parsed.host, parsed.port))) route = { kind: 'plaintext', host: parsed.host, port: parsed.port };
-      else if (this.#defaultMesh !== null) route = { kind: 'mesh', destination: this.#dialAsNamed(parsed.host, parsed.port), host: parsed.host, port: parsed.port };
+      else if (this.#defaultMesh !== null && (!discovery || this.#identities.has(key))) route = { kind: 'mesh', destination: this.#dialAsNamed(parsed.host, parsed.port), host: parsed.host, port: parsed.port };
     }
-    if (this.#memo.size >= MAX_MEMO) this.#memo.clear();
-    this.#memo.set(authority, route);
+    if (memo.size >= MAX_MEMO) memo.clear();
+    memo.set(authority, route);
     return route;
   }
 

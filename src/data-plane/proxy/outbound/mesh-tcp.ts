@@ -21,7 +21,7 @@ export interface MeshTcpTarget {
  * none) to the original destination — the peer pod's iptables bring it to its sidecar, which
  * authorizes the connection and splices to its app. The server must be one of `identities`
  * (one: pinned in the handshake; several: same trust domain in the handshake, then the
- * verified ID checked against the list). Never plaintext: any failure closes the app's
+ * verified ID checked against the list: UpstreamTarget.acceptPeer). Never plaintext: any failure closes the app's
  * connection, counted with the catalog code of the failure.
  */
 export function meshTcp(client: net.Socket, clientConn: TrackedConnection, target: MeshTcpTarget, tls: ClientTls, ctx: NextHopContext, observer: TcpObserver | undefined): void {
@@ -44,18 +44,13 @@ export function meshTcp(client: net.Socket, clientConn: TrackedConnection, targe
       // Asked per connection: a rotated SVID is used from the next one on.
       tlsOptions: () => tls.connectOptions(expected),
       ...(tls.verifyServer ? { peerIdentity: (s: tls.TLSSocket) => tls.verifyServer!(s).spiffeId.id } : {}),
+      acceptPeer: (id: string) => allowed.has(id),
       handshakeFailed: (err: Error) => observer?.handshakeFailed?.('outbound', err),
     },
     ctx,
     (err, upstream) => {
       if (err !== null || upstream === null) {
         observer?.refused?.('outbound', err === null ? 'MESHLET_INTERNAL' : tcpRefusalCode(err));
-        client.destroy();
-        return;
-      }
-      if (upstream.peerIdentity === null || !allowed.has(upstream.peerIdentity)) {
-        observer?.refused?.('outbound', 'MESHLET_UPSTREAM_IDENTITY_REJECTED');
-        upstream.socket.destroy();
         client.destroy();
         return;
       }

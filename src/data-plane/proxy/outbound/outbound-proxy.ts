@@ -68,10 +68,12 @@ export interface OutboundProxyOptions {
     readonly passthrough: 'allow' | 'deny';
     readonly serverFirstPorts?: ReadonlySet<number>;
     /**
-     * The control plane's discovery (src/data-plane/discovery/): for the app's own TLS and
-     * other TCP, where the original destination stands — meshed (carried over mTLS to it,
-     * mesh-tcp.ts), unmeshed (passed through), outside (egress: `passthrough`), or unknown
-     * (refused, MESHLET_UNKNOWN_DESTINATION). Absent: every such connection is egress.
+     * The control plane's discovery (src/data-plane/discovery/), asked for what nothing
+     * configured names: for the app's own TLS and other TCP, where the original destination
+     * stands — meshed (carried over mTLS to it, mesh-tcp.ts), unmeshed (passed through),
+     * outside (egress: `passthrough`), or unknown (refused, MESHLET_UNKNOWN_DESTINATION); for
+     * HTTP, the same for the Host it names (route.ts). Absent: TLS and TCP are egress, HTTP
+     * follows the configured routes only.
      */
     readonly discovery?: { resolve(destination: { host: string; port: number }): Resolution | Promise<Resolution> };
     /** Reads a connection's original destination; default the native addon. Tests replace it where no iptables redirect can run. */
@@ -103,7 +105,8 @@ export class OutboundProxy {
     this.#settings = opts.settings ?? resolveProxySettings();
     this.registry = opts.registry ?? new ConnectionRegistry();
     this.#hopContext = { settings: this.#settings, registry: this.registry, direction: 'outbound' };
-    this.#route = new RouteStep(opts.destinations, opts.tls, this.#hopContext, (err) => this.#opts.observer?.handshakeFailed?.('outbound', err));
+    const discovery = opts.transparent?.discovery;
+    this.#route = new RouteStep(opts.destinations, opts.tls, this.#hopContext, (err) => this.#opts.observer?.handshakeFailed?.('outbound', err), discovery ? { resolve: (d) => discovery.resolve(d), egress: opts.transparent!.passthrough } : undefined);
     const pipeline = new RequestPipeline({
       direction: 'outbound',
       settings: this.#settings,

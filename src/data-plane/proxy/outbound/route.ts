@@ -9,7 +9,19 @@ import type { DecideStep, Decision, Destination } from '../pipeline/request-pipe
 import type { Http1Head, StreamHead } from '../pipeline/request-head.ts';
 import { createUpstreamPool } from '../upstream/upstream-pool.ts';
 import type { ClientTls } from '../tls-dependency.ts';
-import { DestinationTable, type DestinationConfig, type MeshDestination, type Route } from './destination-table.ts';
+import { DestinationTable, parseAuthority, type DestinationConfig, type MeshDestination, type Route } from './destination-table.ts';
+import { decide as decideDestination } from '../../discovery/decide.ts';
+import type { Resolution } from '../../discovery/resolution.ts';
+
+/** What the route step asks of discovery (src/data-plane/discovery/): a cached answer, or a promise of one; never rejects. */
+export interface RouteDiscovery {
+  resolve(destination: { host: string; port: number }): Resolution | Promise<Resolution>;
+  /** Outside the cluster: plaintext to it (allow) or refused (deny) — MESHLET_OUTBOUND_PASSTHROUGH. */
+  readonly egress: 'allow' | 'deny';
+}
+
+/** Destinations discovery made, kept for their pools; the oldest are closed past this many. */
+const MAX_DISCOVERED = 1024;
 
 /**
  * The outbound deciding step: which destination a request names, and whether the sidecar may
@@ -26,14 +38,19 @@ export class RouteStep implements DecideStep {
   /** Keyed by `mesh:host:port` / `plain:host:port`. */
   readonly #destinations = new Map<string, OutboundDestination>();
 
-  constructor(config: DestinationConfig, tls: ClientTls, hopContext: NextHopContext, handshakeFailed: (err: Error) => void) {
+  readonly #discovery: RouteDiscovery | undefined;
+  /** Keyed by what discovery said (`mtls:host:port:ids`, `plain:host:port`), insertion-ordered for eviction. */
+  readonly #discovered = new Map<string, OutboundDestination>();
+
+  constructor(config: DestinationConfig, tls: ClientTls, hopContext: NextHopContext, handshakeFailed: (err: Error) => void, discovery?: RouteDiscovery) {
     this.#table = new DestinationTable(config);
     this.#tls = tls;
     this.#hopContext = hopContext;
     this.#handshakeFailed = handshakeFailed;
+    this.#discovery = discovery;
   }
 
-  decide(head: Http1Head | StreamHead, _conn: TrackedConnection): Decision | ProxyError {
+  decide(head: Http1Head | StreamHead, _conn: TrackedConnection): Decision | ProxyError | Promise<Decision | ProxyError> {
     let authority = head.authority;
     let path = head.target;
     if (head.protocol === 'http1' && path.charCodeAt(0) !== 47 /* '/' */) {
@@ -44,16 +61,87 @@ export class RouteStep implements DecideStep {
     if (authority === '') {
       return new ProxyError('MESHLET_MISSING_HOST', head.protocol === 'h2' ? 'the stream names no destination (no :authority, no Host)' : 'the request names no destination (no Host header, no absolute URI)');
     }
-    const route = this.#table.resolve(authority);
-    if (route === null) {
+    const discovery = this.#discovery;
+    const route = this.#table.resolve(authority, discovery !== undefined);
+    if (route !== null) return { destination: this.#destination(route), path, route: undefined, authz: 'none', identity: null };
+    const parsed = discovery === undefined ? null : parseAuthority(authority);
+    if (parsed === null) {
       return new ProxyError('MESHLET_UNKNOWN_DESTINATION', `${authority} is not a known mesh destination nor a configured plaintext destination; refused (the sidecar never sends plaintext on its own)`);
     }
-    return { destination: this.#destination(route), path, route: undefined, authz: 'none', identity: null };
+    // Nothing configured names it: what the control plane knows decides (docs/discovery.md).
+    const answer = discovery!.resolve(parsed);
+    return answer instanceof Promise ? answer.then((r) => this.#fromDiscovery(r, parsed.host, parsed.port, path)) : this.#fromDiscovery(answer, parsed.host, parsed.port, path);
+  }
+
+  #fromDiscovery(r: Resolution, host: string, port: number, path: string): Decision | ProxyError {
+    const d = decideDestination(r);
+    let destination: OutboundDestination;
+    switch (d.action) {
+      case 'mtls':
+        destination = this.#discoveredMesh(host, port, d.identities);
+        break;
+      case 'endpoints': {
+        // A Service with meshed and unmeshed endpoints: one endpoint, dialled directly.
+        const e = d.endpoints[Math.floor(Math.random() * d.endpoints.length)]!;
+        destination = e.then.action === 'mtls' ? this.#discoveredMesh(e.address, e.port, e.then.identities) : this.#discoveredPlain(e.address, e.port);
+        break;
+      }
+      case 'plaintext':
+        destination = this.#discoveredPlain(host, port);
+        break;
+      case 'egress':
+        if (this.#discovery!.egress === 'deny') return new ProxyError('MESHLET_UNKNOWN_DESTINATION', `${host}:${port} is outside the cluster and MESHLET_OUTBOUND_PASSTHROUGH is deny; refused`);
+        destination = this.#discoveredPlain(host, port);
+        break;
+      case 'refuse':
+        return new ProxyError('MESHLET_UNKNOWN_DESTINATION', `${host}:${port}: ${d.detail}; refused rather than risk plaintext to a meshed destination (${d.reason})`);
+    }
+    return { destination, path, route: undefined, authz: 'none', identity: null };
+  }
+
+  /** mTLS to a destination discovery says is meshed: one identity pinned, several checked after the handshake. */
+  #discoveredMesh(host: string, port: number, identities: readonly string[]): OutboundDestination {
+    const key = `mtls:${host}:${port}:${identities.join(',')}`;
+    const known = this.#discovered.get(key);
+    if (known !== undefined) return known;
+    const first = identities[0]!;
+    const expected = identities.length === 1 ? { spiffeId: first } : { trustDomains: [new URL(first).host] };
+    const allowed = new Set(identities);
+    const tls = this.#tls;
+    const target = (alpn: string): NextHopTarget => ({
+      label: `meshed destination ${host}:${port} (${identities.join('|')})`,
+      host,
+      port,
+      tlsOptions: () => tls.connectOptions(expected, { ALPNProtocols: [alpn] }),
+      ...(tls.verifyServer ? { peerIdentity: (s) => tls.verifyServer!(s).spiffeId.id } : {}),
+      acceptPeer: (id) => allowed.has(id),
+      handshakeFailed: this.#handshakeFailed,
+    });
+    return this.#keep(key, new OutboundDestination(target('http/1.1'), target('h2'), this.#hopContext));
+  }
+
+  /** Plaintext to an unmeshed in-cluster destination, or outside the cluster (egress). */
+  #discoveredPlain(host: string, port: number): OutboundDestination {
+    const key = `plain:${host}:${port}`;
+    const known = this.#discovered.get(key);
+    if (known !== undefined) return known;
+    const target: NextHopTarget = { label: `unmeshed destination ${host}:${port}`, host, port };
+    return this.#keep(key, new OutboundDestination(target, target, this.#hopContext));
+  }
+
+  #keep(key: string, d: OutboundDestination): OutboundDestination {
+    if (this.#discovered.size >= MAX_DISCOVERED) {
+      const [oldestKey, oldest] = this.#discovered.entries().next().value!;
+      this.#discovered.delete(oldestKey);
+      void oldest.close();
+    }
+    this.#discovered.set(key, d);
+    return d;
   }
 
   /** Every destination used so far (drain closes their pools). */
   destinations(): Iterable<OutboundDestination> {
-    return this.#destinations.values();
+    return [...this.#destinations.values(), ...this.#discovered.values()];
   }
 
   #destination(route: Route): OutboundDestination {

@@ -56,7 +56,8 @@ export interface Decision {
  * A refusal is returned, never thrown.
  */
 export interface DecideStep {
-  decide(head: Http1Head | StreamHead, conn: TrackedConnection): Decision | ProxyError;
+  /** Synchronous whenever it can be (a configured route, a cached discovery answer); a promise only when it must ask. Never rejects. */
+  decide(head: Http1Head | StreamHead, conn: TrackedConnection): Decision | ProxyError | Promise<Decision | ProxyError>;
 }
 
 export interface RequestPipelineOptions {
@@ -122,6 +123,13 @@ export class RequestPipeline implements ForwardingProxy {
     const finished = this.#observer?.requestFinished;
     const observation = finished === undefined ? null : new ExchangeObservation(res, conn, finished, this.#direction, this.#initialPeer(conn), head.method);
     const decision = head.refusal ?? this.#decide.decide(head, conn);
+    if (decision instanceof Promise) return void decision.then((d) => this.#requestDecided(req, res, conn, head, observation, d));
+    this.#requestDecided(req, res, conn, head, observation, decision);
+  }
+
+  #requestDecided(req: http.IncomingMessage, res: http.ServerResponse, conn: TrackedConnection, head: Http1Head, observation: ExchangeObservation | null, decision: Decision | ProxyError): void {
+    // Decided after a wait (discovery): the client may have gone meanwhile.
+    if (res.destroyed) return;
     observation?.decided(decision);
     if (decision instanceof ProxyError) return this.answers.http1(res, decision);
     if (decision.identity !== null) head.forward.headers.push(PEER_IDENTITY_HEADER, decision.identity);
@@ -140,6 +148,12 @@ export class RequestPipeline implements ForwardingProxy {
     }
     const head = readHttp1Head(req, this.#maxHeaderCount);
     const decision = head.refusal ?? this.#decide.decide(head, conn);
+    if (decision instanceof Promise) return void decision.then((d) => this.#upgradeDecided(socket, headBytes, head, upgrade, d));
+    this.#upgradeDecided(socket, headBytes, head, upgrade, decision);
+  }
+
+  #upgradeDecided(socket: Duplex, headBytes: Buffer, head: Http1Head, upgrade: string, decision: Decision | ProxyError): void {
+    if (socket.destroyed) return;
     if (decision instanceof ProxyError) return this.answers.upgrade(socket, decision);
     if (decision.identity !== null) head.forward.headers.push(PEER_IDENTITY_HEADER, decision.identity);
     const tunnel = decision.destination.tunnel;
@@ -155,6 +169,13 @@ export class RequestPipeline implements ForwardingProxy {
     const finished = this.#observer?.requestFinished;
     const observation = finished === undefined ? null : new StreamObservation(stream, finished, this.#direction, this.#initialPeer(conn), head.method, grpc);
     const decision = head.refusal ?? this.#decide.decide(head, conn);
+    if (decision instanceof Promise) return void decision.then((d) => this.#streamDecided(stream, conn, head, observation, d));
+    this.#streamDecided(stream, conn, head, observation, decision);
+  }
+
+  #streamDecided(stream: http2.ServerHttp2Stream, conn: TrackedConnection, head: StreamHead, observation: StreamObservation | null, decision: Decision | ProxyError): void {
+    if (stream.destroyed || stream.closed) return;
+    const grpc = head.grpc;
     observation?.decided(decision);
     if (decision instanceof ProxyError) return this.answers.stream(stream, decision, grpc);
     const identity = decision.identity === null ? null : { name: PEER_IDENTITY_HEADER, value: decision.identity };

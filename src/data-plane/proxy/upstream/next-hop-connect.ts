@@ -16,6 +16,12 @@ export interface UpstreamTarget {
   /** With tlsOptions: the server's verified SPIFFE ID once connected, for /connections and metric labels. */
   readonly peerIdentity?: (socket: tls.TLSSocket) => string | null;
   /**
+   * With tlsOptions and peerIdentity: the verified server identity must pass this, else the
+   * connection fails as MESHLET_UPSTREAM_IDENTITY_REJECTED — for a destination served by
+   * several exact identities (discovery), where the handshake can only pin the trust domain.
+   */
+  readonly acceptPeer?: (spiffeId: string) => boolean;
+  /**
    * With tlsOptions: hears every failed handshake with this hop (the raw error: a rejected
    * server SVID, an unknown CA, an alert, the handshake timeout) once per connection attempt —
    * meshlet_tls_handshake_failures_total{direction="outbound"}.
@@ -103,6 +109,12 @@ export function connectNextHop(
   );
   const established = (): void => {
     if (settled) return;
+    if (target.tlsOptions && target.acceptPeer) {
+      const id = originatedPeer(target, socket);
+      if (id === null || !target.acceptPeer(id)) {
+        return fail(new ProxyError('MESHLET_UPSTREAM_IDENTITY_REJECTED', `peer at ${where} presented ${id ?? 'no verified identity'}, not one of the identities expected there`));
+      }
+    }
     settled = true;
     clearTimeout(timer);
     socket.off('error', fail);
