@@ -5,7 +5,8 @@
 // 6379), hears "meshed, spiffe://…/sa/cache", and carries the bytes inside mTLS to it; the node
 // DNATs the VIP to the cache pod, whose injected rules hand port 6379 (opaque TCP: the injector's
 // WELL_KNOWN_OPAQUE_PORTS) to its sidecar, which authorizes the caller by policy and splices to
-// redis-server on loopback.
+// redis-server on loopback. The same app's plain HTTP to `legacy.shop`, a pod outside the mesh,
+// is answered "unmeshed" by discovery and goes in plaintext.
 //
 // Where things run (the network-namespace cluster, docs/e2e.md):
 //
@@ -38,11 +39,14 @@ import { runCommandSync } from '../../src/dev/netns/command-runner.ts';
 import { startKubeApiStandIn, type KubeApiStandIn } from '../support/kube-api-stand-in.ts';
 import { Cluster, e2eSkipped, mustRun, type Pod, type PodProcess, type Service } from './harness/index.ts';
 import { AdminScrape } from './support/admin-scrape.ts';
+import { callFrom } from './support/app-calls.ts';
 import { APP_UID, startMeshedPod, type MeshedPod } from './support/meshed-pod.ts';
 import { SvidVolumes } from './support/svid-volume.ts';
 import { tcpdumpAvailable, WireCapture } from './support/wire-capture.ts';
 
 const REDIS_PORT = 6379;
+/** An HTTP app outside the mesh (no sidecar): legacy.shop:80 -> 8080. */
+const LEGACY_PORT = 8080;
 const IDENTITY_PORT = 8443;
 const IDENTITY_ADMIN_PORT = 9090;
 const API_TOKEN = 'identity-watch-token';
@@ -85,10 +89,28 @@ function podObject(p: Pod, o: { serviceAccount: string; meshed: boolean; labels:
   };
 }
 
-/** What the identity service's watch sees: the three meshed pods, itself, Service redis.shop and its EndpointSlice. */
-function clusterObjects(pods: { cache: Pod; app: Pod; intruder: Pod; identity: Pod }, redis: Service): Record<string, unknown[]> {
+/** A Service and its EndpointSlice, as the API holds them (one ready endpoint). */
+function serviceObjects(svc: Service, pod: Pod, port: { name: string; port: number; targetPort: number }) {
+  return {
+    service: {
+      metadata: { name: svc.name, namespace: svc.namespace, resourceVersion: '1' },
+      spec: { type: 'ClusterIP', clusterIP: svc.vip, clusterIPs: [svc.vip], selector: { app: pod.name }, ports: [{ name: port.name, protocol: 'TCP', port: port.port, targetPort: port.targetPort }] },
+    },
+    slice: {
+      metadata: { name: `${svc.name}-q9w2e`, namespace: svc.namespace, resourceVersion: '1', labels: { 'kubernetes.io/service-name': svc.name } },
+      addressType: 'IPv4',
+      ports: [{ name: port.name, protocol: 'TCP', port: port.targetPort }],
+      endpoints: [{ addresses: [pod.ip], conditions: { ready: true }, targetRef: { kind: 'Pod', name: pod.name, namespace: pod.namespace } }],
+    },
+  };
+}
+
+/** What the identity service's watch sees: the three meshed pods, itself, Service redis.shop and its EndpointSlice, and the unmeshed legacy.shop. */
+function clusterObjects(pods: { cache: Pod; app: Pod; intruder: Pod; identity: Pod; legacy: Pod }, redis: Service, legacy: Service): Record<string, unknown[]> {
+  const legacyObjects = serviceObjects(legacy, pods.legacy, { name: 'http', port: 80, targetPort: LEGACY_PORT });
   return {
     '/api/v1/pods': [
+      podObject(pods.legacy, { serviceAccount: 'legacy', meshed: false, labels: { app: 'legacy' }, ports: [{ name: 'http', containerPort: LEGACY_PORT }] }),
       podObject(pods.cache, { serviceAccount: 'cache', meshed: true, labels: { app: 'cache' }, ports: [{ name: 'redis', containerPort: REDIS_PORT }] }),
       podObject(pods.app, { serviceAccount: 'app', meshed: true, labels: { app: 'app' } }),
       podObject(pods.intruder, { serviceAccount: 'intruder', meshed: true, labels: { app: 'intruder' } }),
@@ -99,6 +121,7 @@ function clusterObjects(pods: { cache: Pod; app: Pod; intruder: Pod; identity: P
         metadata: { name: redis.name, namespace: redis.namespace, resourceVersion: '1' },
         spec: { type: 'ClusterIP', clusterIP: redis.vip, clusterIPs: [redis.vip], selector: { app: 'cache' }, ports: [{ name: 'tcp-redis', protocol: 'TCP', port: REDIS_PORT, targetPort: REDIS_PORT }] },
       },
+      legacyObjects.service,
     ],
     '/apis/discovery.k8s.io/v1/endpointslices': [
       {
@@ -106,7 +129,8 @@ function clusterObjects(pods: { cache: Pod; app: Pod; intruder: Pod; identity: P
         addressType: 'IPv4',
         ports: [{ name: 'tcp-redis', protocol: 'TCP', port: REDIS_PORT }],
         endpoints: [{ addresses: [pods.cache.ip], conditions: { ready: true }, targetRef: { kind: 'Pod', name: pods.cache.name, namespace: pods.cache.namespace } }],
-      },
+      },,
+      legacyObjects.slice
     ],
   };
 }
@@ -155,6 +179,8 @@ describe.skipIf(e2eSkipped('redis between meshed pods (network-namespace pods)')
   let cluster: Cluster;
   let api: KubeApiStandIn;
   let identityPod: Pod;
+  let legacyPod: Pod;
+  let legacy: Service;
   let identity: PodProcess;
   let cache: MeshedPod;
   let app: MeshedPod;
@@ -200,9 +226,14 @@ describe.skipIf(e2eSkipped('redis between meshed pods (network-namespace pods)')
     app = await startMeshedPod(cluster, svids, { name: 'app', namespace: 'shop', serviceAccount: 'app', declaredPorts: [], sidecarEnv: discoveryEnv });
     intruder = await startMeshedPod(cluster, svids, { name: 'intruder', namespace: 'shop', serviceAccount: 'intruder', declaredPorts: [], sidecarEnv: discoveryEnv });
     redis = await cluster.addService({ name: 'redis', namespace: 'shop', pod: cache.pod, ports: [{ port: REDIS_PORT, targetPort: REDIS_PORT }] });
+    // A pod outside the mesh in the same namespace: no sidecar, plain HTTP.
+    legacyPod = await cluster.addPod('legacy', { namespace: 'shop' });
+    const legacyApp = legacyPod.spawnNode('test/e2e/apps/echo-app.ts', ['legacy', String(LEGACY_PORT)], { uid: APP_UID, label: 'legacy-app' });
+    await legacyApp.waitForPort(LEGACY_PORT);
+    legacy = await cluster.addService({ name: 'legacy', namespace: 'shop', pod: legacyPod, ports: [{ port: 80, targetPort: LEGACY_PORT }] });
 
     // The API server as the identity service's watch sees it, now that every address is known.
-    api = await startKubeApiStandIn({ token: API_TOKEN, host: cluster.hostIp!, objects: clusterObjects({ cache: cache.pod, app: app.pod, intruder: intruder.pod, identity: identityPod }, redis) });
+    api = await startKubeApiStandIn({ token: API_TOKEN, host: cluster.hostIp!, objects: clusterObjects({ cache: cache.pod, app: app.pod, intruder: intruder.pod, identity: identityPod, legacy: legacyPod }, redis, legacy) });
     const identityDir = await cluster.volumeDir('identity');
     await writeCa(join(identityDir, 'ca'), svids.ca);
     await writeFile(join(identityDir, 'api-token'), `${API_TOKEN}\n`);
@@ -292,5 +323,11 @@ describe.skipIf(e2eSkipped('redis between meshed pods (network-namespace pods)')
     expect(delta('meshlet_authz_decisions_total', { caller: INTRUDER_ID, result: 'deny' })).toBe(1);
     expect(delta('meshlet_proxy_refusals_total', { direction: 'inbound', code: 'MESHLET_DENIED' })).toBe(1);
     expect(delta('meshlet_authz_decisions_total', { result: 'allow' })).toBe(0);
+  });
+
+  it('plain HTTP to an unmeshed pod by Service name: discovery says unmeshed, the sidecar sends it in plaintext (no identity header)', async () => {
+    const [r] = await callFrom(app.pod, ['http://legacy.shop/plain']);
+    expect(r?.status, JSON.stringify(r)).toBe(200);
+    expect(JSON.parse(r!.body)).toMatchObject({ app: 'legacy', path: '/plain', peer: null });
   });
 });
