@@ -1,3 +1,4 @@
+import { parseServerFirstPorts, SERVER_FIRST_PORTS } from '../proxy/detect/port-protocol.ts';
 import { parseAppMetricsTarget, type AppMetricsTarget } from '../admin/app-metrics.ts';
 import { DEFAULT_TRUST_DOMAIN, workloadSpiffeId, parseSpiffeId } from '../../common/identity/spiffe-id.ts';
 import { DEFAULT_POLICIES, type DefaultPolicy, type PortProtocol } from '../policy/types.ts';
@@ -90,6 +91,8 @@ export interface SidecarConfig {
   protocolDetectTimeoutMs: number;
   /** The app's own TLS and non-HTTP TCP, transparently redirected: passed through to its destination (allow) or refused (deny). */
   outboundPassthrough: 'allow' | 'deny';
+  /** Transparent outbound: ports whose connections skip detection (server speaks first). */
+  serverFirstPorts: ReadonlySet<number>;
   h2MaxConcurrentStreams: number;
   h2MaxPrematureResets: number;
   /** Connection exhaustion (issue 11 item 1; docs/proxy.md "Connection limits"): caps per listener and the descriptor reserve. */
@@ -224,6 +227,16 @@ function plaintextDestination(raw: string): PlaintextDestination {
   return out;
 }
 
+function serverFirstPortsField(raw: string): ReadonlySet<number> {
+  // An empty variable reads as unset (the default list); `none` is the empty list.
+  if (raw.trim() === 'none') return new Set();
+  try {
+    return parseServerFirstPorts(raw);
+  } catch (err) {
+    throw new FieldError((err as Error).message);
+  }
+}
+
 function appMetricsField(raw: string): AppMetricsTarget | null {
   if (raw === '') return null;
   try {
@@ -336,6 +349,7 @@ export const SIDECAR_ENV = {
   upstreamQueueTimeoutMs: { name: 'MESHLET_UPSTREAM_QUEUE_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.queueWaitMs), description: 'longest wait for a connection to a busy next hop (then 503 MESHLET_UPSTREAM_QUEUE_TIMEOUT)', parse: durationField },
   maxInFlightPerCaller: { name: 'MESHLET_MAX_IN_FLIGHT_PER_CALLER', default: '', description: 'requests one caller identity may have in flight to one app port (more: 503 MESHLET_CALLER_LIMIT); default half of MESHLET_MAX_CONNECTIONS_PER_UPSTREAM', parse: (raw: string) => (raw === '' ? undefined : positiveInt(raw)) },
   protocolDetectTimeoutMs: { name: 'MESHLET_PROTOCOL_DETECT_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.protocolDetectMs), description: "transparent outbound: how long a redirected connection's first bytes are awaited to tell HTTP, HTTP/2 and TLS from other TCP; a client silent this long is passed through as opaque TCP (server-speaks-first)", parse: durationField },
+  serverFirstPorts: { name: 'MESHLET_SERVER_FIRST_PORTS', default: [...SERVER_FIRST_PORTS].join(','), description: 'transparent outbound: destination ports whose protocol the server speaks first (SMTP, MySQL…): passed through as opaque TCP at once, no detection wait; the list replaces the default (the pod annotation meshlet.io/server-first-ports sets it); none: detect on every port', parse: serverFirstPortsField },
   outboundPassthrough: { name: 'MESHLET_OUTBOUND_PASSTHROUGH', default: 'allow', description: "transparent outbound: the app's own TLS and non-HTTP TCP go to their original destination untouched (allow) or are refused, counted as MESHLET_PASSTHROUGH_DENIED (deny)", parse: oneOf('allow', 'deny') },
   streamIdleTimeoutMs: { name: 'MESHLET_STREAM_IDLE_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.streamIdleMs), description: 'a request or stream on which no byte moved either way for this long is cancelled (408/504, or a reset once the response began)', parse: durationField },
   h2MaxConcurrentStreams: { name: 'MESHLET_MAX_CONCURRENT_STREAMS', default: String(PROXY_LIMITS.h2MaxConcurrentStreams), description: 'concurrent streams per HTTP/2 connection the sidecar serves (SETTINGS_MAX_CONCURRENT_STREAMS)', parse: positiveInt },
@@ -426,6 +440,7 @@ export function readSidecarConfig(env: Env): Readonly<SidecarConfig> {
     streamIdleTimeoutMs: v('streamIdleTimeoutMs'),
     protocolDetectTimeoutMs: v('protocolDetectTimeoutMs'),
     outboundPassthrough: v('outboundPassthrough'),
+    serverFirstPorts: v('serverFirstPorts'),
     h2MaxConcurrentStreams: v('h2MaxConcurrentStreams'),
     h2MaxPrematureResets: v('h2MaxPrematureResets'),
     maxInboundConnections: v('maxInboundConnections'),

@@ -223,7 +223,7 @@ export class Sidecar {
       guard: this.#guards.outbound,
       // Only connections iptables redirected are classified; an app using the listener as
       // HTTP_PROXY (explicit mode) is HTTP as always.
-      transparent: { passthrough: c.outboundPassthrough, ...(discovery ? { discovery } : {}) },
+      transparent: { passthrough: c.outboundPassthrough, serverFirstPorts: c.serverFirstPorts, ...(discovery ? { discovery } : {}) },
       tcpObserver: this.metrics.observer,
     });
     const addon = originalDstAvailable();

@@ -99,3 +99,53 @@ describe('transparent TCP with discovery', () => {
     expect(refused.at(-1)).toBe('MESHLET_UNKNOWN_DESTINATION');
   });
 });
+
+describe('server-first destinations skip the detection wait', () => {
+  // A proxy whose detection would wait a minute: a server-first protocol only works if it is not asked to.
+  let slow: OutboundProxy;
+  let slowPort: number;
+  let greeter: import('node:net').Server;
+  let greeterPort: number;
+  let declared: Resolution;
+  beforeAll(async () => {
+    const net = await import('node:net');
+    greeter = net.createServer((s) => s.end('220 ready\r\n'));
+    await new Promise<void>((r) => greeter.listen(0, '127.0.0.1', r));
+    greeterPort = (greeter.address() as import('node:net').AddressInfo).port;
+    slow = new OutboundProxy({
+      tls: meshTlsFor(mesh.pki.svids.frontend),
+      destinations: { mesh: [] },
+      listenPort: 0,
+      settings: resolveProxySettings({ timeouts: { protocolDetectMs: 60_000 } }),
+      transparent: { passthrough: 'allow', serverFirstPorts: new Set([1]), discovery: { resolve: () => declared }, originalDestination: () => ({ address: '127.0.0.1', port: greeterPort, family: 4 }) },
+    });
+    await slow.start();
+    slowPort = slow.boundPort();
+  });
+  afterAll(async () => {
+    await slow?.drain();
+    greeter?.close();
+  });
+
+  /** A client that says nothing and reads what the server says. */
+  async function greeting(): Promise<string> {
+    const net = await import('node:net');
+    return new Promise((resolve, reject) => {
+      const s = net.connect(slowPort, '127.0.0.1');
+      let text = '';
+      s.on('data', (d) => (text += d.toString('latin1')));
+      s.on('close', () => resolve(text));
+      s.on('error', reject);
+    });
+  }
+
+  it('the Service declares the port server-first (appProtocol / port name): the greeting comes at once', async () => {
+    declared = { kind: 'unmeshed', protocol: 'server-first', endpoints: [], endpointsTruncated: false, service: 'smtp.shop', reason: '' };
+    expect(await greeting()).toBe('220 ready\r\n');
+  });
+
+  it('the Service declares plain TCP: the same', async () => {
+    declared = { kind: 'unmeshed', protocol: 'tcp', endpoints: [], endpointsTruncated: false, service: 'legacy-db.shop', reason: '' };
+    expect(await greeting()).toBe('220 ready\r\n');
+  });
+});

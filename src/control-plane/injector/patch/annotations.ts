@@ -1,3 +1,4 @@
+import { parseServerFirstPorts } from '../../../data-plane/proxy/detect/port-protocol.ts';
 import { IDENTITY_SOURCES, type IdentitySourceKind } from '../../../data-plane/sidecar/sidecar-env.ts';
 import { FieldError, isK8sName, list, oneOf, port } from '../../../common/config/env.ts';
 import { DEFAULT_POLICIES, type DefaultPolicy } from '../../../data-plane/policy/types.ts';
@@ -24,6 +25,7 @@ export const ANNOTATIONS = {
   identitySource: 'meshlet.io/identity-source',
   policyConfigMap: 'meshlet.io/policy-configmap',
   mergeMetrics: 'meshlet.io/merge-metrics',
+  serverFirstPorts: 'meshlet.io/server-first-ports',
 } as const;
 
 /** What a pod's annotations ask for; absent annotations are undefined (the settings decide). */
@@ -43,6 +45,8 @@ export interface PodAnnotations {
   policyConfigMap?: string;
   /** false: the app's own prometheus.io annotations are left as they are (metrics-merge.ts). */
   mergeMetrics?: boolean;
+  /** Replaces the sidecar's default list of server-speaks-first destination ports (written as MESHLET_SERVER_FIRST_PORTS). */
+  serverFirstPorts?: ReadonlySet<number>;
 }
 
 /**
@@ -116,6 +120,7 @@ export function parsePodAnnotations(annotations: Readonly<Record<string, unknown
     identitySource: read(ANNOTATIONS.identitySource, oneOf(...IDENTITY_SOURCES)),
     policyConfigMap: read(ANNOTATIONS.policyConfigMap, configMapName),
     mergeMetrics: read(ANNOTATIONS.mergeMetrics, (raw) => oneOf('true', 'false')(raw) === 'true'),
+    serverFirstPorts: read(ANNOTATIONS.serverFirstPorts, parseServerFirstPorts),
   };
   if (problems.length > 0) throw new PodRefusedError('INJECTOR_ANNOTATION_INVALID', problems);
   return parsed;

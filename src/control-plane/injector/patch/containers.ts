@@ -58,6 +58,7 @@ export function proxyContainer(plan: MeshPlan, settings: InjectionSettings): Rec
     value(SIDECAR_ENV.policyDir.name, VOLUMES.policy.mountPath),
     value(SIDECAR_ENV.defaultPolicy.name, a.defaultPolicy ?? settings.defaultPolicy),
     value(SIDECAR_ENV.logLevel.name, a.logLevel ?? SIDECAR_ENV.logLevel.default),
+    ...(a.serverFirstPorts === undefined ? [] : [value(SIDECAR_ENV.serverFirstPorts.name, a.serverFirstPorts.size === 0 ? 'none' : [...a.serverFirstPorts].join(','))]),
     value(SIDECAR_ENV.appProbes.name, JSON.stringify(plan.appProbes)),
     ...(plan.appMetrics === null ? [] : [value(SIDECAR_ENV.appMetrics.name, plan.appMetrics)]),
     ...(settings.discovery === 'on'

@@ -158,24 +158,33 @@ export class OutboundProxy {
   }
 
   /**
-   * The accept → detect step of transparent interception: a known server-first port is opaque
-   * at once; otherwise the first bytes decide within timeouts.protocolDetectMs (a client that
-   * stays silent that long is waiting for its server: opaque). HTTP goes to the pipeline;
-   * TLS and opaque TCP to the original destination, untouched.
+   * The accept → detect step of transparent interception. With discovery, the original
+   * destination is looked up first (a cached answer costs nothing), so a port its Service
+   * declares server-first or plain TCP (appProtocol, port name: detect/port-protocol.ts) skips
+   * the wait, as does a known server-first port (MESHLET_SERVER_FIRST_PORTS); otherwise the
+   * first bytes decide within timeouts.protocolDetectMs (a client silent that long is waiting
+   * for its server: opaque). HTTP goes to the pipeline; TLS and opaque TCP where discovery's
+   * answer says (#act), or to the original destination untouched without discovery.
    */
   #classify(socket: net.Socket, conn: TrackedConnection, dst: OriginalDestination): void {
+    const setupDone = this.#guard.deadline(socket, this.#settings.timeouts.requestHeadersMs);
+    const discovery = this.#opts.transparent!.discovery;
+    if (discovery === undefined) return this.#detect(socket, conn, dst, setupDone, undefined);
+    const answer = discovery.resolve({ host: dst.address, port: dst.port });
+    if (answer instanceof Promise) void answer.then((r) => this.#detect(socket, conn, dst, setupDone, r));
+    else this.#detect(socket, conn, dst, setupDone, answer);
+  }
+
+  #detect(socket: net.Socket, conn: TrackedConnection, dst: OriginalDestination, setupDone: () => void, answer: Resolution | undefined): void {
+    if (socket.destroyed) return;
     const transparent = this.#opts.transparent!;
     const { requestHeadersMs, protocolDetectMs } = this.#settings.timeouts;
-    const setupDone = this.#guard.deadline(socket, requestHeadersMs);
     const pass = (protocol: 'tls' | 'opaque', sni: string | null): void => {
       setupDone();
-      const discovery = transparent.discovery;
-      if (discovery === undefined) return this.#act(socket, conn, dst, protocol, sni, EGRESS);
-      const answer = discovery.resolve({ host: dst.address, port: dst.port });
-      if (answer instanceof Promise) void answer.then((r) => this.#act(socket, conn, dst, protocol, sni, decide(r)));
-      else this.#act(socket, conn, dst, protocol, sni, decide(answer));
+      this.#act(socket, conn, dst, protocol, sni, answer === undefined ? EGRESS : decide(answer));
     };
-    if ((transparent.serverFirstPorts ?? SERVER_FIRST_PORTS).has(dst.port)) return pass('opaque', null);
+    const declared = answer !== undefined && 'protocol' in answer ? answer.protocol : undefined;
+    if (declared === 'server-first' || declared === 'tcp' || (transparent.serverFirstPorts ?? SERVER_FIRST_PORTS).has(dst.port)) return pass('opaque', null);
     void detectProtocol(socket, Math.min(protocolDetectMs, requestHeadersMs)).then((d) => {
       if (socket.destroyed) return;
       if (d.protocol === 'h2') {
