@@ -46,3 +46,21 @@ describe('inbound port protocol', () => {
     expect(protocolOf({ containerPort: 8080, name: 'http' }, { 'meshlet.io/opaque-ports': '8080' })).toBe('tcp');
   });
 });
+
+describe('meshlet.io/port-protocols', () => {
+  it.each([
+    ['8080=tcp', { containerPort: 8080, name: 'http' }, 'tcp'],
+    ['8443=tls', { containerPort: 8443, name: 'http-alt' }, 'tcp'],
+    ['6379=http', { containerPort: 6379 }, 'http'],
+    ['9000=grpc', { containerPort: 9000 }, 'grpc'],
+    ['9000=h2c', { containerPort: 9000 }, 'grpc'],
+    ['6379=detect', { containerPort: 6379 }, 'tcp'],
+    ['3307=server-first', { containerPort: 3307 }, 'tcp'],
+  ] as [string, ContainerPort, string][])('%s on %j -> %s', (annotation, port, protocol) => {
+    expect(protocolOf(port, { 'meshlet.io/port-protocols': annotation })).toBe(protocol);
+  });
+
+  it('a port the pod does not mesh is refused, naming the annotation', () => {
+    expect(() => protocolOf({ containerPort: 8080 }, { 'meshlet.io/port-protocols': '9999=tcp' })).toThrow(/meshlet\.io\/port-protocols: port 9999/);
+  });
+});

@@ -1,4 +1,4 @@
-import { parseServerFirstPorts } from '../../../data-plane/proxy/detect/port-protocol.ts';
+import { parsePortProtocols, parseServerFirstPorts, type PortProtocolDecision } from '../../../data-plane/proxy/detect/port-protocol.ts';
 import { IDENTITY_SOURCES, type IdentitySourceKind } from '../../../data-plane/sidecar/sidecar-env.ts';
 import { FieldError, isK8sName, list, oneOf, port } from '../../../common/config/env.ts';
 import { DEFAULT_POLICIES, type DefaultPolicy } from '../../../data-plane/policy/types.ts';
@@ -26,6 +26,7 @@ export const ANNOTATIONS = {
   policyConfigMap: 'meshlet.io/policy-configmap',
   mergeMetrics: 'meshlet.io/merge-metrics',
   serverFirstPorts: 'meshlet.io/server-first-ports',
+  portProtocols: 'meshlet.io/port-protocols',
 } as const;
 
 /** What a pod's annotations ask for; absent annotations are undefined (the settings decide). */
@@ -47,6 +48,8 @@ export interface PodAnnotations {
   mergeMetrics?: boolean;
   /** Replaces the sidecar's default list of server-speaks-first destination ports (written as MESHLET_SERVER_FIRST_PORTS). */
   serverFirstPorts?: ReadonlySet<number>;
+  /** A protocol per app port, over its name and appProtocol (inbound-ports.ts). */
+  portProtocols: ReadonlyMap<number, PortProtocolDecision>;
 }
 
 /**
@@ -121,6 +124,7 @@ export function parsePodAnnotations(annotations: Readonly<Record<string, unknown
     policyConfigMap: read(ANNOTATIONS.policyConfigMap, configMapName),
     mergeMetrics: read(ANNOTATIONS.mergeMetrics, (raw) => oneOf('true', 'false')(raw) === 'true'),
     serverFirstPorts: read(ANNOTATIONS.serverFirstPorts, parseServerFirstPorts),
+    portProtocols: read(ANNOTATIONS.portProtocols, parsePortProtocols) ?? new Map(),
   };
   if (problems.length > 0) throw new PodRefusedError('INJECTOR_ANNOTATION_INVALID', problems);
   return parsed;

@@ -1,4 +1,4 @@
-import { protocolFromServicePort } from '../../../data-plane/proxy/detect/port-protocol.ts';
+import { protocolFromServicePort, type PortProtocolDecision } from '../../../data-plane/proxy/detect/port-protocol.ts';
 import { INBOUND_LISTEN_BASE } from '../../../data-plane/sidecar/sidecar-env.ts';
 import type { PortProtocol } from '../../../data-plane/policy/types.ts';
 import type { PodAnnotations } from './annotations.ts';
@@ -51,11 +51,20 @@ export function planInboundPorts(containers: readonly Container[], annotations: 
   }
   if (annotationProblems.length > 0) throw new PodRefusedError('INJECTOR_ANNOTATION_INVALID', annotationProblems);
 
-  return meshed.map((d, i) => ({
-    appPort: d.port.containerPort,
-    listenPort: INBOUND_LISTEN_BASE + i,
-    protocol: opaque.has(d.port.containerPort) ? 'tcp' : protocolOf(d.port),
-  }));
+  for (const p of annotations.portProtocols.keys()) {
+    if (!meshedPorts.has(p)) annotationProblems.push(`annotation meshlet.io/port-protocols: port ${p} is not a meshed containerPort of the pod (declared TCP ports, minus meshlet.io/skip-inbound-ports)`);
+  }
+  if (annotationProblems.length > 0) throw new PodRefusedError('INJECTOR_ANNOTATION_INVALID', annotationProblems);
+
+  return meshed.map((d, i) => {
+    const port = d.port.containerPort;
+    const declared = annotations.portProtocols.get(port);
+    return {
+      appPort: port,
+      listenPort: INBOUND_LISTEN_BASE + i,
+      protocol: opaque.has(port) ? 'tcp' : declared !== undefined && declared !== 'detect' ? fromDecision(declared, port) : protocolOf(d.port),
+    };
+  });
 }
 
 /**
@@ -86,6 +95,11 @@ export const WELL_KNOWN_OPAQUE_PORTS: ReadonlySet<number> = new Set([
  */
 function protocolOf(p: ContainerPort): PortProtocol {
   const decision = protocolFromServicePort({ port: p.containerPort, ...(p.name ? { name: p.name } : {}), ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}) }, NO_SERVER_FIRST);
+  return fromDecision(decision, p.containerPort);
+}
+
+/** A protocol decision (port-protocol.ts) as the inbound port protocol the sidecar serves. */
+function fromDecision(decision: PortProtocolDecision, port: number): PortProtocol {
   switch (decision) {
     case 'grpc':
     case 'h2c':
@@ -98,7 +112,7 @@ function protocolOf(p: ContainerPort): PortProtocol {
     case 'server-first':
       return 'tcp';
     case 'detect':
-      return WELL_KNOWN_OPAQUE_PORTS.has(p.containerPort) ? 'tcp' : 'http';
+      return WELL_KNOWN_OPAQUE_PORTS.has(port) ? 'tcp' : 'http';
   }
 }
 

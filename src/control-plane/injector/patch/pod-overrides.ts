@@ -24,6 +24,10 @@ const WEAKENINGS = {
   [ANNOTATIONS.skipOutboundCidrs]: (p) => (p.skipOutboundCidrs.length > 0 ? `the app would reach ${p.skipOutboundCidrs.join(', ')} without the sidecar` : undefined),
   [ANNOTATIONS.permissivePorts]: (p) => (p.permissivePorts.length > 0 ? `port(s) ${p.permissivePorts.join(', ')} would accept plaintext callers without an identity` : undefined),
   [ANNOTATIONS.opaquePorts]: (p) => (p.opaquePorts.length > 0 ? `policy on port(s) ${p.opaquePorts.join(', ')} would match callers only, never methods or paths` : undefined),
+  [ANNOTATIONS.portProtocols]: (p) => {
+    const opaque = [...p.portProtocols].filter(([, proto]) => proto === 'tcp' || proto === 'tls' || proto === 'server-first').map(([port]) => port);
+    return opaque.length > 0 ? `policy on port(s) ${opaque.join(', ')} would match callers only, never methods or paths` : undefined;
+  },
   [ANNOTATIONS.defaultPolicy]: (p, s) =>
     p.defaultPolicy !== undefined && POLICY_STRICTNESS[p.defaultPolicy] < POLICY_STRICTNESS[s.defaultPolicy]
       ? `the default policy "${p.defaultPolicy}" is weaker than the mesh default "${s.defaultPolicy}"`
