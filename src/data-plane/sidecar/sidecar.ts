@@ -209,6 +209,8 @@ export class Sidecar {
       registry: this.connections,
       observer,
       guard: this.#guards.inbound,
+      // A meshed caller's own TLS to an HTTP port (discovery carries it in mTLS without ALPN).
+      opaque: { authorizer, observer: this.metrics.observer },
     });
     this.#outbound = new OutboundProxy({
       tls,

@@ -13,6 +13,10 @@ import { AppPort } from './app-port.ts';
 import { AuthorizeStep } from './authorize.ts';
 import { acceptPermissive } from './permissive-accept.ts';
 import { createMtlsServer } from './mtls-server.ts';
+import { detectProtocol } from '../detect/first-bytes.ts';
+import { authorizeAndSplice } from '../tcp/app-splice.ts';
+import type { ConnectionAuthorizer } from '../tcp/connection-authorizer.ts';
+import type { TcpObserver } from '../tcp/tcp-refusals.ts';
 import { listenOn } from '../../../common/net/listen.ts';
 import { ConnectionGuard, DEFAULT_MAX_CONNECTIONS } from '../../../common/net/connection-guard.ts';
 
@@ -60,6 +64,16 @@ export interface InboundProxyOptions {
    * DEFAULT_MAX_CONNECTIONS per port, refusals not counted. Setup deadlines come from `settings`.
    */
   readonly guard?: ConnectionGuard;
+  /**
+   * The app's own TLS on an HTTP port: an mTLS caller that negotiated no ALPN (meshlet's outbound
+   * sends h2 or http/1.1 for HTTP, none for what it carries opaquely to a meshed destination)
+   * and whose first bytes inside are a TLS ClientHello is authorized once for the connection
+   * (caller and port) and spliced to the app (tcp/app-splice.ts) — the app terminates its own
+   * TLS. Nothing else is ever spliced on an HTTP port: bytes that are not a ClientHello, or
+   * silence, stay HTTP, so no prefix an app's HTTP parser might skip (a CRLF) can carry a
+   * request past header sanitizing and per-request policy. Absent: every such connection is HTTP.
+   */
+  readonly opaque?: { readonly authorizer: ConnectionAuthorizer; readonly observer?: TcpObserver };
 }
 
 /** Offered on every mTLS listener: HTTP/2 first (multiplexing, gRPC), HTTP/1.1 for the rest. */
@@ -116,7 +130,12 @@ export class InboundProxy {
       });
       // The listener's handlers need the listener; they only run once it exists.
       let l!: PortListener;
-      const onSecure = (socket: tls.TLSSocket, peer: string): void => this.#serve(socket, peer, socket.getProtocol() ?? null, socket.alpnProtocol === 'h2' ? 'h2' : 'http1', l);
+      const onSecure = (socket: tls.TLSSocket, peer: string): void => {
+        const alpn = socket.alpnProtocol;
+        if (alpn === 'h2') return this.#serve(socket, peer, socket.getProtocol() ?? null, 'h2', l);
+        if (alpn === 'http/1.1' || this.#opts.opaque === undefined) return this.#serve(socket, peer, socket.getProtocol() ?? null, 'http1', l);
+        this.#detectInside(socket, peer, l);
+      };
       const { front, detachTls } = port.permissive
         ? this.#permissiveFront(serving, onSecure, (socket, protocol) => this.#serve(socket, null, null, protocol, l))
         : this.#strictFront(serving, onSecure);
@@ -185,6 +204,23 @@ export class InboundProxy {
   /** The mTLS step of one port (mtls-server.ts), offering ALPN h2 then http/1.1. */
   #tlsServer(onSecure: (socket: tls.TLSSocket, peer: string) => void): { server: tls.Server; detachTls: () => void } {
     return createMtlsServer({ tls: this.#opts.tls, settings: this.#settings, guard: this.#guard, observer: this.#opts.observer, alpn: INBOUND_ALPN, onVerified: onSecure });
+  }
+
+  /** No ALPN: a TLS ClientHello inside the mTLS is the app's own TLS (spliced); anything else is HTTP as always. */
+  #detectInside(socket: tls.TLSSocket, peer: string, l: PortListener): void {
+    const opaque = this.#opts.opaque!;
+    void detectProtocol(socket, this.#settings.timeouts.protocolDetectMs).then((d) => {
+      if (socket.destroyed) return;
+      if (d.reason === 'closed') return void socket.destroy();
+      if (d.protocol !== 'tls') return this.#serve(socket, peer, socket.getProtocol() ?? null, d.protocol === 'h2' ? 'h2' : 'http1', l);
+      authorizeAndSplice(socket, peer, l.port.appPort, {
+        authorizer: opaque.authorizer,
+        appHost: this.#opts.appHost ?? '127.0.0.1',
+        settings: this.#settings,
+        registry: this.registry,
+        ...(opaque.observer ? { observer: opaque.observer } : {}),
+      });
+    });
   }
 
   #serve(socket: net.Socket, peer: string | null, tlsVersion: string | null, protocol: 'h2' | 'http1', l: PortListener): void {

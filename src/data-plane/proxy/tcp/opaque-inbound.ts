@@ -2,15 +2,12 @@ import type * as tls from 'node:tls';
 import type * as net from 'node:net';
 import { resolveProxySettings, type ProxySettings } from '../config.ts';
 import { ConnectionRegistry } from '../connection-registry.ts';
-import type { ProxyError } from '../http/errors.ts';
 import type { ServerTls } from '../tls-dependency.ts';
-import { connectNextHop } from '../upstream/next-hop-connect.ts';
-import type { AuthorizationDecision } from '../request-authorizer.ts';
 import type { ConnectionAuthorizer } from './connection-authorizer.ts';
-import { spliceSockets } from './byte-splice.ts';
 import { TcpSessionSet } from './tcp-session-set.ts';
-import { tcpRefusalCode, type TcpObserver, type TcpRefusalCode } from './tcp-refusals.ts';
+import type { TcpObserver } from './tcp-refusals.ts';
 import { createMtlsServer } from '../inbound/mtls-server.ts';
+import { authorizeAndSplice } from './app-splice.ts';
 import { listenOn } from '../../../common/net/listen.ts';
 import { ConnectionGuard, DEFAULT_MAX_CONNECTIONS } from '../../../common/net/connection-guard.ts';
 
@@ -38,10 +35,6 @@ export interface OpaqueTcpProxyOptions {
    */
   readonly guard?: ConnectionGuard;
 }
-
-// Dead peers on long-lived opaque connections (a database session idle for hours) are found
-// by TCP keepalive, not by an idle timeout: an L4 proxy cannot know what idleness means.
-const KEEPALIVE_DELAY_MS = 60_000;
 
 interface PortListener {
   readonly port: OpaqueTcpPort;
@@ -110,49 +103,15 @@ export class OpaqueTcpProxy {
     return this.#sessions.drain(this.#settings.timeouts.drainMs);
   }
 
-  #refuse(socket: net.Socket, code: TcpRefusalCode): void {
-    this.#opts.observer?.refused?.('inbound', code);
-    socket.destroy();
-  }
-
   #onVerified(socket: tls.TLSSocket, peer: string, port: OpaqueTcpPort): void {
-    // Until the app leg exists, an error (a reset by the caller) must not be unhandled.
-    socket.on('error', () => socket.destroy());
-    let decision: AuthorizationDecision;
-    try {
-      decision = this.#opts.authorizer.authorize({ peer, port: port.appPort });
-    } catch {
-      return this.#refuse(socket, 'MESHLET_INTERNAL');
-    }
-    if (decision.decision !== 'allow') return this.#refuse(socket, 'MESHLET_DENIED');
-
-    socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
-    const conn = this.registry.track('inbound', 'accepted', socket);
-    conn.peerIdentity = peer;
-    conn.tlsVersion = socket.getProtocol() ?? null;
-    // Hold the caller's bytes until the app leg exists (they wait in the kernel and TLS buffers).
-    socket.pause();
-    const session = this.#sessions.open(socket);
-    socket.once('close', () => {
-      if (session.length === 1) this.#sessions.close(session);
+    authorizeAndSplice(socket, peer, port.appPort, {
+      authorizer: this.#opts.authorizer,
+      appHost: this.#appHost,
+      settings: this.#settings,
+      registry: this.registry,
+      sessions: this.#sessions,
+      ...(this.#opts.observer ? { observer: this.#opts.observer } : {}),
     });
-    const label = `app port ${port.appPort}`;
-    connectNextHop({ label, host: this.#appHost, port: port.appPort }, this.#settings.timeouts, (err: ProxyError | null, app) => {
-      if (err !== null || app === null) {
-        this.#sessions.close(session);
-        return this.#refuse(socket, err === null ? 'MESHLET_INTERNAL' : tcpRefusalCode(err));
-      }
-      if (socket.destroyed) {
-        app.destroy();
-        this.#sessions.close(session);
-        return;
-      }
-      session.push(app);
-      app.setKeepAlive(true, KEEPALIVE_DELAY_MS);
-      const appConn = this.registry.track('inbound', 'originated', app);
-      appConn.peerIdentity = peer;
-      spliceSockets(socket, app, () => this.#sessions.close(session));
-      socket.resume();
-    }, { allowHalfOpen: true });
   }
+
 }
