@@ -1,4 +1,5 @@
-import type { SidecarConfig } from './sidecar-env.ts';
+import type { PlaintextDestination, SidecarConfig } from './sidecar-env.ts';
+import { EgressRules } from '../proxy/outbound/egress-rules.ts';
 import type { DestinationConfig, MeshDestination, PlaintextRule } from '../proxy/outbound/destination-table.ts';
 import type { ExpectedPeer } from '../proxy/tls-dependency.ts';
 
@@ -19,12 +20,18 @@ export function destinationConfig(c: Readonly<SidecarConfig>): DestinationConfig
     const colon = authority.lastIndexOf(':');
     mesh.push({ host: authority.slice(0, colon), port: Number(authority.slice(colon + 1)), address, expected: expectedFor(authority) });
   }
-  const plaintext: PlaintextRule[] = c.plaintextDestinations.map((d) => ({
-    ...(d.host ? { hosts: [d.host] } : {}),
-    ...(d.cidr ? { cidrs: [d.cidr] } : {}),
-    ...(d.port ? { ports: [d.port] } : {}),
-  }));
+  const plaintext = c.plaintextDestinations.map(asRule);
   // Mesh by default: any other destination is dialed as named, over mTLS, and must prove the
   // identity listed for it or belong to an accepted trust domain. Never plaintext on its own.
   return { mesh, plaintext, defaultMesh: { expected: { trustDomains: c.acceptedTrustDomains }, identities: Object.fromEntries(c.destinationIdentities) } };
+}
+
+/** One HOST[:PORT] or CIDR[:PORT] entry as a destination rule. */
+function asRule(d: PlaintextDestination): PlaintextRule {
+  return { ...(d.host ? { hosts: [d.host] } : {}), ...(d.cidr ? { cidrs: [d.cidr] } : {}), ...(d.port ? { ports: [d.port] } : {}) };
+}
+
+/** MESHLET_EGRESS_DENY, then MESHLET_EGRESS_ALLOW, then MESHLET_OUTBOUND_PASSTHROUGH (egress-rules.ts). */
+export function egressRules(c: Readonly<SidecarConfig>): EgressRules {
+  return new EgressRules(c.outboundPassthrough, c.egressAllow.map(asRule), c.egressDeny.map(asRule));
 }

@@ -91,6 +91,9 @@ export interface SidecarConfig {
   protocolDetectTimeoutMs: number;
   /** The app's own TLS and non-HTTP TCP, transparently redirected: passed through to its destination (allow) or refused (deny). */
   outboundPassthrough: 'allow' | 'deny';
+  /** Egress rules over outboundPassthrough: deny wins, then allow, then the default. */
+  egressAllow: PlaintextDestination[];
+  egressDeny: PlaintextDestination[];
   /** Transparent outbound: ports whose connections skip detection (server speaks first). */
   serverFirstPorts: ReadonlySet<number>;
   h2MaxConcurrentStreams: number;
@@ -350,6 +353,8 @@ export const SIDECAR_ENV = {
   maxInFlightPerCaller: { name: 'MESHLET_MAX_IN_FLIGHT_PER_CALLER', default: '', description: 'requests one caller identity may have in flight to one app port (more: 503 MESHLET_CALLER_LIMIT); default half of MESHLET_MAX_CONNECTIONS_PER_UPSTREAM', parse: (raw: string) => (raw === '' ? undefined : positiveInt(raw)) },
   protocolDetectTimeoutMs: { name: 'MESHLET_PROTOCOL_DETECT_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.protocolDetectMs), description: "transparent outbound: how long a redirected connection's first bytes are awaited to tell HTTP, HTTP/2 and TLS from other TCP; a client silent this long is passed through as opaque TCP (server-speaks-first)", parse: durationField },
   serverFirstPorts: { name: 'MESHLET_SERVER_FIRST_PORTS', default: [...SERVER_FIRST_PORTS].join(','), description: 'transparent outbound: destination ports whose protocol the server speaks first (SMTP, MySQL…): passed through as opaque TCP at once, no detection wait; the list replaces the default (the pod annotation meshlet.io/server-first-ports sets it); none: detect on every port', parse: serverFirstPortsField },
+  egressAllow: { name: 'MESHLET_EGRESS_ALLOW', default: '', description: 'egress (outside the cluster, or any passthrough without discovery) always allowed to these: HOST (or *.suffix, matched against the HTTP Host or TLS SNI) or CIDR (the address), each with an optional :PORT', parse: list(plaintextDestination) },
+  egressDeny: { name: 'MESHLET_EGRESS_DENY', default: '', description: 'egress always refused to these (wins over MESHLET_EGRESS_ALLOW): same syntax', parse: list(plaintextDestination) },
   outboundPassthrough: { name: 'MESHLET_OUTBOUND_PASSTHROUGH', default: 'allow', description: "transparent outbound: the app's own TLS and non-HTTP TCP go to their original destination untouched (allow) or are refused, counted as MESHLET_PASSTHROUGH_DENIED (deny)", parse: oneOf('allow', 'deny') },
   streamIdleTimeoutMs: { name: 'MESHLET_STREAM_IDLE_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.streamIdleMs), description: 'a request or stream on which no byte moved either way for this long is cancelled (408/504, or a reset once the response began)', parse: durationField },
   h2MaxConcurrentStreams: { name: 'MESHLET_MAX_CONCURRENT_STREAMS', default: String(PROXY_LIMITS.h2MaxConcurrentStreams), description: 'concurrent streams per HTTP/2 connection the sidecar serves (SETTINGS_MAX_CONCURRENT_STREAMS)', parse: positiveInt },
@@ -440,6 +445,8 @@ export function readSidecarConfig(env: Env): Readonly<SidecarConfig> {
     streamIdleTimeoutMs: v('streamIdleTimeoutMs'),
     protocolDetectTimeoutMs: v('protocolDetectTimeoutMs'),
     outboundPassthrough: v('outboundPassthrough'),
+    egressAllow: v('egressAllow') ?? [],
+    egressDeny: v('egressDeny') ?? [],
     serverFirstPorts: v('serverFirstPorts'),
     h2MaxConcurrentStreams: v('h2MaxConcurrentStreams'),
     h2MaxPrematureResets: v('h2MaxPrematureResets'),

@@ -20,7 +20,7 @@ import { resolveProxySettings, type ProxySettings } from '../proxy/config.ts';
 import { createIdentitySource } from './identity-source.ts';
 import { readPodLabels } from './pod-labels.ts';
 import { PolicyAuthorizer } from './policy-authorizer.ts';
-import { destinationConfig } from './destinations.ts';
+import { destinationConfig, egressRules } from './destinations.ts';
 import { KERNEL_HAS_IPV6, sidecarConnectionGuards, type SidecarGuards } from './connection-guards.ts';
 
 /**
@@ -225,7 +225,7 @@ export class Sidecar {
       guard: this.#guards.outbound,
       // Only connections iptables redirected are classified; an app using the listener as
       // HTTP_PROXY (explicit mode) is HTTP as always.
-      transparent: { passthrough: c.outboundPassthrough, serverFirstPorts: c.serverFirstPorts, ...(discovery ? { discovery } : {}) },
+      transparent: { passthrough: c.outboundPassthrough, egress: egressRules(c), serverFirstPorts: c.serverFirstPorts, ...(discovery ? { discovery } : {}) },
       tcpObserver: this.metrics.observer,
     });
     const addon = originalDstAvailable();

@@ -149,3 +149,34 @@ describe('server-first destinations skip the detection wait', () => {
     expect(await greeting()).toBe('220 ready\r\n');
   });
 });
+
+describe('egress rules on passthrough (no discovery)', () => {
+  let ruled: OutboundProxy;
+  let ruledPort: number;
+  let to: OriginalDestination;
+  const denied: string[] = [];
+  beforeAll(async () => {
+    const { EgressRules } = await import('../../../src/data-plane/proxy/outbound/egress-rules.ts');
+    ruled = new OutboundProxy({
+      tls: meshTlsFor(mesh.pki.svids.frontend),
+      destinations: { mesh: [] },
+      listenPort: 0,
+      settings: resolveProxySettings({ timeouts: { protocolDetectMs: 200 } }),
+      transparent: { passthrough: 'allow', egress: new EgressRules('allow', [], [{ cidrs: ['127.0.0.1/32'], ports: [plainApp.port] }]), originalDestination: () => to },
+      tcpObserver: { refused: (_d, code) => denied.push(code) },
+    });
+    await ruled.start();
+    ruledPort = ruled.boundPort();
+  });
+  afterAll(async () => {
+    await ruled?.drain();
+  });
+
+  it('a destination a deny rule names is closed and counted; another one passes', async () => {
+    to = { address: '127.0.0.1', port: plainApp.port, family: 4 };
+    expect((await converse(ruledPort, payload)).received.length).toBe(0);
+    expect(denied.at(-1)).toBe('MESHLET_PASSTHROUGH_DENIED');
+    to = { address: '127.0.0.1', port: mesh.app.port, family: 4 };
+    expect((await converse(ruledPort, payload)).received.equals(payload)).toBe(true);
+  });
+});

@@ -60,7 +60,7 @@ export class DestinationConfigError extends MeshletError {
   }
 }
 
-interface CompiledRule {
+export interface CompiledRule {
   readonly hosts: readonly string[] | null;
   readonly cidrs: net.BlockList | null;
   readonly ports: ReadonlySet<number> | null;
@@ -164,7 +164,7 @@ function requireExpected(expected: ExpectedPeer, what: string): void {
   }
 }
 
-function compileRule(rule: PlaintextRule, i: number): CompiledRule {
+export function compileRule(rule: PlaintextRule, i: number): CompiledRule {
   if (!rule.hosts?.length && !rule.cidrs?.length) {
     throw new DestinationConfigError(`plaintext rule ${i} names neither hosts nor cidrs (a rule for "everything" is not allowed)`);
   }
@@ -188,7 +188,7 @@ function compileRule(rule: PlaintextRule, i: number): CompiledRule {
   };
 }
 
-function ruleMatches(rule: CompiledRule, host: string, port: number): boolean {
+export function ruleMatches(rule: CompiledRule, host: string, port: number): boolean {
   if (rule.ports !== null && !rule.ports.has(port)) return false;
   if (rule.hosts !== null && !rule.hosts.some((h) => (h.startsWith('*.') ? host.endsWith(h.slice(1)) : h === host))) return false;
   if (rule.cidrs !== null) {

@@ -12,6 +12,7 @@ import type { DestinationConfig } from './destination-table.ts';
 import { RouteStep } from './route.ts';
 import { passThrough, type PassthroughContext } from './passthrough.ts';
 import { meshTcp } from './mesh-tcp.ts';
+import { EgressRules } from './egress-rules.ts';
 import { decide, type OutboundDecision } from '../../discovery/decide.ts';
 import type { Resolution } from '../../discovery/resolution.ts';
 import { detectProtocol } from '../detect/first-bytes.ts';
@@ -66,6 +67,8 @@ export interface OutboundProxyOptions {
    */
   readonly transparent?: {
     readonly passthrough: 'allow' | 'deny';
+    /** Allow/deny rules by host, CIDR and port over `passthrough` (egress-rules.ts); absent: `passthrough` alone. */
+    readonly egress?: EgressRules;
     readonly serverFirstPorts?: ReadonlySet<number>;
     /**
      * The control plane's discovery (src/data-plane/discovery/), asked for what nothing
@@ -91,6 +94,7 @@ export class OutboundProxy {
   readonly #settings: ProxySettings;
   readonly #hopContext: NextHopContext;
   readonly #route: RouteStep;
+  readonly #egress: EgressRules | null;
   readonly #pipeline: RequestPipeline;
   readonly #front: net.Server;
   /** The [::1] twin of #front (ipv6LoopbackHost), same handler, same guard. */
@@ -106,7 +110,9 @@ export class OutboundProxy {
     this.registry = opts.registry ?? new ConnectionRegistry();
     this.#hopContext = { settings: this.#settings, registry: this.registry, direction: 'outbound' };
     const discovery = opts.transparent?.discovery;
-    this.#route = new RouteStep(opts.destinations, opts.tls, this.#hopContext, (err) => this.#opts.observer?.handshakeFailed?.('outbound', err), discovery ? { resolve: (d) => discovery.resolve(d), egress: opts.transparent!.passthrough } : undefined);
+    this.#egress = opts.transparent === undefined ? null : (opts.transparent.egress ?? new EgressRules(opts.transparent.passthrough));
+    const egress = this.#egress;
+    this.#route = new RouteStep(opts.destinations, opts.tls, this.#hopContext, (err) => this.#opts.observer?.handshakeFailed?.('outbound', err), discovery && egress ? { resolve: (d) => discovery.resolve(d), egress } : undefined);
     const pipeline = new RequestPipeline({
       direction: 'outbound',
       settings: this.#settings,
@@ -220,7 +226,7 @@ export class OutboundProxy {
       case 'plaintext':
         return passThrough(socket, conn, dst, protocol, sni, passCtx);
       case 'egress':
-        if (this.#opts.transparent!.passthrough === 'deny') {
+        if (this.#egress!.decide({ address: dst.address, port: dst.port, name: sni }).action === 'deny') {
           observer?.refused?.('outbound', 'MESHLET_PASSTHROUGH_DENIED');
           socket.destroy();
           return;

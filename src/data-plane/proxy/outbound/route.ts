@@ -12,12 +12,13 @@ import type { ClientTls } from '../tls-dependency.ts';
 import { DestinationTable, parseAuthority, type DestinationConfig, type MeshDestination, type Route } from './destination-table.ts';
 import { decide as decideDestination } from '../../discovery/decide.ts';
 import type { Resolution } from '../../discovery/resolution.ts';
+import type { EgressRules } from './egress-rules.ts';
 
 /** What the route step asks of discovery (src/data-plane/discovery/): a cached answer, or a promise of one; never rejects. */
 export interface RouteDiscovery {
   resolve(destination: { host: string; port: number }): Resolution | Promise<Resolution>;
-  /** Outside the cluster: plaintext to it (allow) or refused (deny) — MESHLET_OUTBOUND_PASSTHROUGH. */
-  readonly egress: 'allow' | 'deny';
+  /** Outside the cluster: plaintext to it or refused, by the egress rules (MESHLET_EGRESS_*, MESHLET_OUTBOUND_PASSTHROUGH). */
+  readonly egress: Pick<EgressRules, 'decide'>;
 }
 
 /** Destinations discovery made, kept for their pools; the oldest are closed past this many. */
@@ -90,7 +91,10 @@ export class RouteStep implements DecideStep {
         destination = this.#discoveredPlain(host, port);
         break;
       case 'egress':
-        if (this.#discovery!.egress === 'deny') return new ProxyError('MESHLET_UNKNOWN_DESTINATION', `${host}:${port} is outside the cluster and MESHLET_OUTBOUND_PASSTHROUGH is deny; refused`);
+        {
+          const verdict = this.#discovery!.egress.decide({ address: host, port, name: host });
+          if (verdict.action === 'deny') return new ProxyError('MESHLET_UNKNOWN_DESTINATION', `${host}:${port} is outside the cluster and the egress rules deny it (${verdict.why}); refused`);
+        }
         destination = this.#discoveredPlain(host, port);
         break;
       case 'refuse':
