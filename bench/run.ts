@@ -23,6 +23,7 @@ import { httpFixedRate, httpSaturation } from './scenarios/http-keepalive.ts';
 import { runMicroBenches } from './scenarios/micro.ts';
 import { newConnections } from './scenarios/new-connections.ts';
 import { tcpOpaque } from './scenarios/tcp-opaque.ts';
+import { tlsPassthrough } from './scenarios/tls-passthrough.ts';
 
 const HELP = `Usage: npm run bench -- [flags]     (or: node bench/run.ts [flags])
 
@@ -33,12 +34,15 @@ results.json, results.md and latency.svg to --out.
 
 Flags:
   --quick               everything tiny (1 round, 1 s runs, one rate, micro-benchmarks at their
-                        @bench-quick-args sizes): proves the pipeline
+                        @bench-quick-args sizes; tls-passthrough only when named): proves the pipeline
   --micro               only the micro-benchmarks (every src/**/*.bench.ts and
                         bench/micro/*.ts, each its own process), printed on stdout (no result files)
   --no-micro            skip the micro-benchmarks
   --scenarios LIST      comma-separated subset of: http-rate, http-saturation, new-connections, grpc-unary,
-                        tcp-opaque (round trips on persistent connections and new connections)
+                        tcp-opaque (round trips on persistent connections and new connections),
+                        tls-passthrough (the app's own TLS through an iptables-intercepting sidecar,
+                        in network-namespace pods: root + iptables, else recorded as skipped;
+                        not in --quick unless named)
   --rounds N            interleaved repetitions of every run; medians are reported (default 3)
   --seconds S           length of each measured run (default 5)
   --warmup S            warm-up before each measured run (default 1)
@@ -73,11 +77,12 @@ async function refreshReadme(summary: string): Promise<void> {
   log('refreshed the results summary in bench/README.md');
 }
 
-const SCENARIOS = ['http-rate', 'http-saturation', 'new-connections', 'grpc-unary', 'tcp-opaque'] as const;
+const SCENARIOS = ['http-rate', 'http-saturation', 'new-connections', 'grpc-unary', 'tcp-opaque', 'tls-passthrough'] as const;
+/** Scenarios of the loopback topology (the meshlet pair, nginx, the upstreams); tls-passthrough builds its own pods. */
+const LOOPBACK_SCENARIOS: readonly string[] = SCENARIOS.filter((s) => s !== 'tls-passthrough');
 
-/** Item 3 of issue 14's bench line, decided not to build: the bench says so in every result file. */
-const TLS_PASSTHROUGH_NOTE =
-  'not measured: the sidecar passes the app\'s own TLS through only for connections iptables REDIRECTed to it (it reads SO_ORIGINAL_DST); the bench runs on loopback without network namespaces or iptables rules, so there is no redirected connection to measure (bench/README.md, "What is not measured")';
+/** topology.tlsPassthrough when the scenario was not selected (--quick leaves it out: pods + a sidecar start). */
+const TLS_PASSTHROUGH_NOT_SELECTED = 'not measured: scenario tls-passthrough not selected (--scenarios tls-passthrough runs it; --quick leaves it out)';
 
 function usage(message: string): never {
   throw new BenchError('BENCH_USAGE', `${message}\n\n${HELP}`);
@@ -117,7 +122,8 @@ function parseFlags(argv: string[]) {
     usage((err as Error).message);
   }
   if (parsed.metrics !== 'on' && parsed.metrics !== 'off') usage(`--metrics must be on or off (got ${JSON.stringify(parsed.metrics)})`);
-  const scenarios = parsed.scenarios ? parsed.scenarios.split(',').map((s) => s.trim()) : [...SCENARIOS];
+  // --quick leaves tls-passthrough out unless named: it builds network-namespace pods and a sidecar.
+  const scenarios = parsed.scenarios ? parsed.scenarios.split(',').map((s) => s.trim()) : SCENARIOS.filter((s) => !(parsed.quick && s === 'tls-passthrough'));
   for (const s of scenarios) if (!(SCENARIOS as readonly string[]).includes(s)) usage(`unknown scenario ${JSON.stringify(s)}; known: ${SCENARIOS.join(', ')}`);
   const quick = parsed.quick;
   const out = parsed.out === undefined ? (quick ? QUICK_OUT : DEFAULT_OUT) : resolve(parsed.out);
@@ -222,7 +228,7 @@ async function main(): Promise<number> {
   const scenarios: ScenarioResult[] = [];
   const peaks: ProcessPeak[] = [];
   let topology: Topology | null = null;
-  let topologyInfo: BenchResults['topology'] = { upstream: 'not started (--micro)', nginx: 'not started (--micro)', nginxStream: 'not started (--micro)', tlsPassthrough: TLS_PASSTHROUGH_NOTE, meshlet: { note: 'not started (--micro)', policyCheck: null } };
+  let topologyInfo: BenchResults['topology'] = { upstream: 'not started (--micro)', nginx: 'not started (--micro)', nginxStream: 'not started (--micro)', tlsPassthrough: TLS_PASSTHROUGH_NOT_SELECTED, meshlet: { note: 'not started (--micro)', policyCheck: null } };
   let profiles: SidecarProfile[] | null = null;
   const work = await mkdtemp(join(os.tmpdir(), 'meshlet-bench-'));
   const stopAll = async () => {
@@ -232,7 +238,11 @@ async function main(): Promise<number> {
   };
   if (!flags.hold) process.once('SIGINT', () => void stopAll().then(() => process.exit(130)));
   try {
-    if (!flags.microOnly) {
+    const loopback = flags.hold || [...flags.scenarios].some((s) => LOOPBACK_SCENARIOS.includes(s));
+    if (!flags.microOnly && !loopback) {
+      topologyInfo = { upstream: 'not started (no loopback scenario selected)', nginx: 'not started (no loopback scenario selected)', nginxStream: 'not started (no loopback scenario selected)', tlsPassthrough: TLS_PASSTHROUGH_NOT_SELECTED, meshlet: { note: 'not started (no loopback scenario selected)', policyCheck: null } };
+    }
+    if (!flags.microOnly && loopback) {
       const sidecarNodeArgs = (process.env.BENCH_SIDECAR_NODE_ARGS ?? '').split(' ').filter(Boolean);
       if (flags.profileDir) {
         await mkdir(flags.profileDir, { recursive: true });
@@ -244,7 +254,7 @@ async function main(): Promise<number> {
         upstream: topology.upstream.note,
         nginx: topology.nginx.note,
         nginxStream: topology.nginxStream.note,
-        tlsPassthrough: TLS_PASSTHROUGH_NOTE,
+        tlsPassthrough: TLS_PASSTHROUGH_NOT_SELECTED,
         meshlet: { note: topology.meshlet.note, policyCheck: { path: DENIED_PATH, status } },
       };
       if (flags.hold) {
@@ -287,6 +297,13 @@ async function main(): Promise<number> {
       topology = null;
       // A sidecar writes its profile when it exits, named CPU.<date>.<time>.<pid>.<tid>.<n>.cpuprofile.
       if (flags.profileDir) profiles = await readProfiles(flags.profileDir, { [pids.client]: 'meshlet/outbound', [pids.server]: 'meshlet/inbound' });
+    }
+    // After the loopback topology is stopped: its idle processes must not share the cores.
+    if (!flags.microOnly && flags.scenarios.has('tls-passthrough')) {
+      const passthrough = await tlsPassthrough({ ...options, metrics: flags.metrics });
+      topologyInfo.tlsPassthrough = passthrough.note;
+      scenarios.push(...passthrough.scenarios);
+      if (passthrough.peak) peaks.push(passthrough.peak);
     }
     const micro = flags.micro || flags.microOnly ? await runMicroBenches({ quick: flags.quick, log }) : null;
 

@@ -29,7 +29,7 @@ export interface BenchResults {
     nginx: string;
     /** nginx's stream proxy pair (the opaque TCP peer), or `nginx stream module not available: <reason>`. */
     nginxStream: string;
-    /** The TLS-passthrough hop: why it is not measured. */
+    /** The TLS-passthrough hop (scenario tls-passthrough): what ran (`measured: …`), `skipped: <reason>` (no root / iptables), or `not measured: …` (not selected). */
     tlsPassthrough: string;
     meshlet: { note: string; policyCheck: PolicyCheck | null };
   };
@@ -77,6 +77,8 @@ function scenarioTable(s: ScenarioResult): string {
     lines.push(`| ${name} | ${n0(f.latencyUs.p50Us)} | ${n0(f.latencyUs.p90Us)} | ${n0(f.latencyUs.p99Us)} | ${n0(f.latencyUs.p999Us)} | ${added.join(' | ')} | ${n0(f.operationsPerSec)} | ${f.errors} | ${cpu} | ${ac} |`);
   }
   const r = s.ratios;
+  // No nginx in this scenario (tls-passthrough: nginx cannot read SO_ORIGINAL_DST; the method says why): no row of n/a.
+  if (!s.targets.nginx) return lines.join('\n');
   lines.push(`| **meshlet / nginx** | | | | | ${ratio(r.addedP50)} | ${ratio(r.addedP90)} | ${ratio(r.addedP99)} | ${ratio(r.addedP999)} | ${ratio(r.operationsPerSec)} | | | |`);
   return lines.join('\n');
 }

@@ -1,5 +1,6 @@
 import * as net from 'node:net';
 import { runClosedLoop } from '../lib/closed-loop.ts';
+import { connectRoundTripClose, EchoConnection } from '../lib/echo-client.ts';
 import { cpuPer1k, cpuSnapshot } from '../lib/process-usage.ts';
 import { compareTargets, summarizeRuns, type RunSample, type ScenarioResult } from '../lib/figures.ts';
 import { interleave } from '../lib/interleave.ts';
@@ -23,100 +24,15 @@ import type { TcpTarget } from '../lib/topology.ts';
  *   two proxies (neither resumes sessions) and one policy decision in meshlet.
  */
 
-/** 1 KB, not all one byte, so an echo that reorders or drops bytes is caught. */
-const MESSAGE = Buffer.from(Array.from({ length: 1024 }, (_, i) => (i * 7 + 13) & 0xff));
-
-/** One persistent connection: one message in flight at a time, resolved when all of it came back. */
-class EchoConnection {
-  readonly #socket: net.Socket;
-  readonly #received = Buffer.allocUnsafe(MESSAGE.length);
-  #got = 0;
-  #pending: { resolve: () => void; reject: (err: Error) => void } | null = null;
-  #failed: Error | null = null;
-
-  constructor(socket: net.Socket) {
-    this.#socket = socket;
-    socket.on('data', (c: Buffer) => this.#onData(c));
-    socket.on('error', (err) => this.#fail(err));
-    socket.on('close', () => this.#fail(new Error('connection closed by the other side')));
-  }
-
-  static open(port: number): Promise<EchoConnection> {
-    return new Promise((resolve, reject) => {
-      const socket = net.connect({ host: '127.0.0.1', port, noDelay: true });
-      socket.once('error', reject);
-      socket.once('connect', () => {
-        socket.off('error', reject);
-        resolve(new EchoConnection(socket));
-      });
-    });
-  }
-
-  roundTrip(): Promise<void> {
-    if (this.#failed) return Promise.reject(this.#failed);
-    return new Promise((resolve, reject) => {
-      this.#got = 0;
-      this.#pending = { resolve, reject };
-      this.#socket.write(MESSAGE);
-    });
-  }
-
-  #onData(c: Buffer): void {
-    if (!this.#pending || this.#got + c.length > MESSAGE.length) return this.#fail(new Error('the echo sent bytes nobody asked for'));
-    c.copy(this.#received, this.#got);
-    this.#got += c.length;
-    if (this.#got < MESSAGE.length) return;
-    const p = this.#pending;
-    this.#pending = null;
-    if (this.#received.equals(MESSAGE)) p.resolve();
-    else p.reject(new Error('the echo returned different bytes'));
-  }
-
-  #fail(err: Error): void {
-    this.#failed ??= err;
-    const p = this.#pending;
-    this.#pending = null;
-    p?.reject(err);
-    this.#socket.destroy();
-  }
-
-  close(): void {
-    this.#failed ??= new Error('closed');
-    this.#socket.end();
-  }
-}
-
-/** Connect, send 1 KB, read it back, send FIN and wait for the other side's: one full connection. */
-function connectRoundTripClose(port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: '127.0.0.1', port, noDelay: true });
-    const received = Buffer.allocUnsafe(MESSAGE.length);
-    let got = 0;
-    let bad: string | null = null;
-    socket.once('connect', () => socket.write(MESSAGE));
-    socket.on('data', (c: Buffer) => {
-      if (got + c.length > MESSAGE.length) {
-        bad = 'the echo sent bytes nobody asked for';
-        return void socket.destroy();
-      }
-      c.copy(received, got);
-      got += c.length;
-      if (got === MESSAGE.length) socket.end();
-    });
-    socket.once('error', reject);
-    socket.once('close', () => {
-      if (bad) reject(new Error(bad));
-      else if (got !== MESSAGE.length) reject(new Error(`closed after ${got} of ${MESSAGE.length} echoed bytes`));
-      else if (!received.equals(MESSAGE)) reject(new Error('the echo returned different bytes'));
-      else resolve();
-    });
-  });
+/** A plain TCP connection to the echo (through the proxy, or direct). */
+function tcp(port: number): net.Socket {
+  return net.connect({ host: '127.0.0.1', port, noDelay: true });
 }
 
 async function measureRoundTrips(t: TcpTarget, o: RunOptions, seconds: number): Promise<RunSample> {
   let conns: EchoConnection[];
   try {
-    conns = await Promise.all(Array.from({ length: o.concurrency }, () => EchoConnection.open(t.port)));
+    conns = await Promise.all(Array.from({ length: o.concurrency }, () => EchoConnection.open(tcp(t.port), 'connect')));
     // Untimed: the first bytes of a connection through a proxy pay for its peer connection (mTLS handshake).
     await Promise.all(conns.map((c) => c.roundTrip()));
   } catch (err) {
@@ -146,7 +62,7 @@ async function measureRoundTrips(t: TcpTarget, o: RunOptions, seconds: number): 
 
 async function measureNewConnections(t: TcpTarget, o: RunOptions, seconds: number): Promise<RunSample> {
   const before = cpuSnapshot(t.procs);
-  const r = await runClosedLoop(o.concurrency, seconds, () => connectRoundTripClose(t.port));
+  const r = await runClosedLoop(o.concurrency, seconds, () => connectRoundTripClose(tcp(t.port), 'connect'));
   const cpu = cpuPer1k(before, cpuSnapshot(t.procs), r.operations);
   const latency = r.histogram.summary();
   r.histogram.destroy();
