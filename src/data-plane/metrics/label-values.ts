@@ -16,6 +16,8 @@ export const OVERFLOW_LABEL = 'other';
 
 /** The peer of a plaintext caller (PERMISSIVE port). */
 export const UNAUTHENTICATED_PEER = 'unauthenticated';
+/** Outbound: a plaintext destination discovery says is an unmeshed in-cluster service (or outside the cluster). */
+export const UNMESHED_PEER = 'unmeshed';
 /** The peer is not known (e.g. an outbound connection before routing). */
 export const UNKNOWN_PEER = 'unknown';
 

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OutboundProxy } from '../../../src/data-plane/proxy/outbound/outbound-proxy.ts';
+import { ConnectionRegistry } from '../../../src/data-plane/proxy/connection-registry.ts';
 import { resolveProxySettings } from '../../../src/data-plane/proxy/config.ts';
 import type { Resolution } from '../../../src/data-plane/discovery/resolution.ts';
 import type { OriginalDestination } from '../../../src/data-plane/proxy/original-dst/original-dst.ts';
@@ -20,6 +21,8 @@ let plainApp: EchoApp;
 let outbound: OutboundProxy;
 let port: number;
 const refused: string[] = [];
+/** The peer of every connection the outbound proxy originated, as its registry heard of it. */
+const originatedPeers: (string | null)[] = [];
 /** What the fake original destination and discovery say, per test. */
 let dst: OriginalDestination;
 let answer: Resolution;
@@ -38,6 +41,9 @@ beforeAll(async () => {
       originalDestination: () => dst,
     },
     tcpObserver: { refused: (_d, code) => refused.push(code) },
+    registry: new ConnectionRegistry((c) => {
+      if (c.role === 'originated') originatedPeers.push(c.peerIdentity);
+    }),
   });
   await outbound.start();
   port = outbound.boundPort();
@@ -75,8 +81,11 @@ describe('transparent TCP with discovery', () => {
   it('unmeshed: passed through in the clear to the original destination', async () => {
     dst = { address: '127.0.0.1', port: plainApp.port, family: 4 };
     answer = { kind: 'unmeshed', protocol: 'tcp', endpoints: [], endpointsTruncated: false, service: 'legacy.shop', reason: '' };
+    const before = originatedPeers.length;
     const r = await converse(port, payload);
     expect(r.received.equals(payload)).toBe(true);
+    // The leg to it is labelled as what discovery said (/connections, the `peer` metric label).
+    expect(originatedPeers.slice(before)).toEqual(['unmeshed']);
   });
 
   it('never plaintext to a meshed destination: the same plain echo app, said to be meshed, gets no byte', async () => {

@@ -72,6 +72,8 @@ describe.each([false, true])('HTTP routed by discovery (answer after a wait: %s)
   it('unmeshed: plaintext to it', async () => {
     const r = await get(`127.0.0.1:${plainPort}`, '/p');
     expect(r).toMatchObject({ status: 200, body: 'plain saw /p peer=none' });
+    // Labelled as what discovery said it is (the `peer` metric label, /connections).
+    expect(outbound.registry.list().some((c) => c.role === 'originated' && c.remotePort === plainPort && c.peerIdentity === 'unmeshed')).toBe(true);
   });
 
   it('unknown: 502 MESHLET_UNKNOWN_DESTINATION, nothing sent', async () => {

@@ -13,6 +13,7 @@ import { RouteStep } from './route.ts';
 import { passThrough, type PassthroughContext } from './passthrough.ts';
 import { meshTcp } from './mesh-tcp.ts';
 import { EgressRules } from './egress-rules.ts';
+import { UNMESHED_PEER } from '../../metrics/label-values.ts';
 import { decide, type OutboundDecision } from '../../discovery/decide.ts';
 import type { Resolution } from '../../discovery/resolution.ts';
 import { detectProtocol } from '../detect/first-bytes.ts';
@@ -221,10 +222,10 @@ export class OutboundProxy {
         // would choose after our mTLS-or-not decision), spread at random.
         const e = d.endpoints[Math.floor(Math.random() * d.endpoints.length)]!;
         if (e.then.action === 'mtls') return meshTcp(socket, conn, { address: e.address, port: e.port, identities: e.then.identities }, this.#opts.tls, this.#hopContext, observer);
-        return passThrough(socket, conn, { address: e.address, port: e.port, family: e.address.includes(':') ? 6 : 4 }, protocol, sni, passCtx);
+        return passThrough(socket, conn, { address: e.address, port: e.port, family: e.address.includes(':') ? 6 : 4 }, protocol, sni, { ...passCtx, peer: UNMESHED_PEER });
       }
       case 'plaintext':
-        return passThrough(socket, conn, dst, protocol, sni, passCtx);
+        return passThrough(socket, conn, dst, protocol, sni, { ...passCtx, peer: UNMESHED_PEER });
       case 'egress':
         if (this.#egress!.decide({ address: dst.address, port: dst.port, name: sni }).action === 'deny') {
           observer?.refused?.('outbound', 'MESHLET_PASSTHROUGH_DENIED');

@@ -11,6 +11,8 @@ export interface PassthroughContext {
   readonly registry: ConnectionRegistry;
   readonly connectMs: number;
   readonly observer?: TcpObserver & { passthrough?(protocol: PassthroughProtocol): void };
+  /** What /connections and the `peer` metric label say of the destination (`unmeshed` when discovery said so); default none. */
+  readonly peer?: string;
 }
 
 /**
@@ -50,6 +52,7 @@ export function passThrough(client: net.Socket, clientConn: TrackedConnection, d
     upstream.off('error', failed);
     const conn = ctx.registry.track('outbound', 'originated', upstream);
     conn.passthrough = clientConn.passthrough;
+    if (ctx.peer !== undefined) conn.peerIdentity = ctx.peer;
     ctx.observer?.passthrough?.(protocol);
     spliceSockets(client, upstream, noop);
     client.resume();

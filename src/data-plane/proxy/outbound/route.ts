@@ -13,6 +13,7 @@ import { DestinationTable, parseAuthority, type DestinationConfig, type MeshDest
 import { decide as decideDestination } from '../../discovery/decide.ts';
 import type { Resolution } from '../../discovery/resolution.ts';
 import type { EgressRules } from './egress-rules.ts';
+import { UNMESHED_PEER } from '../../metrics/label-values.ts';
 
 /** What the route step asks of discovery (src/data-plane/discovery/): a cached answer, or a promise of one; never rejects. */
 export interface RouteDiscovery {
@@ -95,7 +96,7 @@ export class RouteStep implements DecideStep {
           const verdict = this.#discovery!.egress.decide({ address: host, port, name: host });
           if (verdict.action === 'deny') return new ProxyError('MESHLET_UNKNOWN_DESTINATION', `${host}:${port} is outside the cluster and the egress rules deny it (${verdict.why}); refused`);
         }
-        destination = this.#discoveredPlain(host, port);
+        destination = this.#discoveredPlain(host, port, true);
         break;
       case 'refuse':
         return new ProxyError('MESHLET_UNKNOWN_DESTINATION', `${host}:${port}: ${d.detail}; refused rather than risk plaintext to a meshed destination (${d.reason})`);
@@ -124,12 +125,12 @@ export class RouteStep implements DecideStep {
     return this.#keep(key, new OutboundDestination(target('http/1.1'), target('h2'), this.#hopContext));
   }
 
-  /** Plaintext to an unmeshed in-cluster destination, or outside the cluster (egress). */
-  #discoveredPlain(host: string, port: number): OutboundDestination {
-    const key = `plain:${host}:${port}`;
+  /** Plaintext to an unmeshed in-cluster destination (`peer` label `unmeshed`), or outside the cluster (egress: `unauthenticated`). */
+  #discoveredPlain(host: string, port: number, egress = false): OutboundDestination {
+    const key = `${egress ? 'egress' : 'plain'}:${host}:${port}`;
     const known = this.#discovered.get(key);
     if (known !== undefined) return known;
-    const target: NextHopTarget = { label: `unmeshed destination ${host}:${port}`, host, port };
+    const target: NextHopTarget = egress ? { label: `egress destination ${host}:${port}`, host, port } : { label: `unmeshed destination ${host}:${port}`, host, port, plaintextPeer: UNMESHED_PEER };
     return this.#keep(key, new OutboundDestination(target, target, this.#hopContext));
   }
 

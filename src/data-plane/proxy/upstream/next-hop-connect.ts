@@ -21,6 +21,8 @@ export interface UpstreamTarget {
    * several exact identities (discovery), where the handshake can only pin the trust domain.
    */
   readonly acceptPeer?: (spiffeId: string) => boolean;
+  /** Without tlsOptions: what /connections and the `peer` metric label say of this plaintext hop (`unmeshed`); default none (null). */
+  readonly plaintextPeer?: string;
   /**
    * With tlsOptions: hears every failed handshake with this hop (the raw error: a rejected
    * server SVID, an unknown CA, an alert, the handshake timeout) once per connection attempt —
@@ -67,6 +69,8 @@ export function connectTrackedNextHop(target: UpstreamTarget, { settings, regist
     if (target.tlsOptions) {
       conn.tlsVersion = (socket as tls.TLSSocket).getProtocol() ?? null;
       conn.peerIdentity = originatedPeer(target, socket);
+    } else if (target.plaintextPeer !== undefined) {
+      conn.peerIdentity = target.plaintextPeer;
     }
     done(null, conn);
   }, socketOptions);
