@@ -199,3 +199,10 @@ export function list<T>(item: (raw: string) => T, describeEntry = (entry: string
 
 /** MESHLET_LOG_LEVEL, the same for every meshlet process. */
 export const LOG_LEVEL_ENV = { name: 'MESHLET_LOG_LEVEL', default: 'info', description: LOG_LEVELS.join(' | '), parse: oneOf(...LOG_LEVELS) } satisfies EnvVar<LogLevel>;
+
+/** A DNS domain (the cluster's: `cluster.local`), lower-cased, without a trailing dot. */
+export function dnsDomain(raw: string): string {
+  const d = raw.toLowerCase().replace(/\.$/, '');
+  if (d.length > 253 || !d.split('.').every((l) => /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(l))) throw new FieldError('must be a DNS domain (e.g. cluster.local)');
+  return d;
+}

@@ -1,5 +1,5 @@
 import { DEFAULT_TRUST_DOMAIN, parseSpiffeId } from '../../common/identity/spiffe-id.ts';
-import { absolutePath, deepFreeze, durationField, EnvReader, FieldError, hostPort, list, LOG_LEVEL_ENV, oneOf, positiveInt, text, trustDomain, type Env, type EnvVar } from '../../common/config/env.ts';
+import { absolutePath, deepFreeze, dnsDomain, durationField, EnvReader, FieldError, hostPort, list, LOG_LEVEL_ENV, oneOf, positiveInt, text, trustDomain, type Env, type EnvVar } from '../../common/config/env.ts';
 import { ipCidr } from '../injector/iptables/ip-cidr.ts';
 import { formatDuration } from '../../common/config/duration.ts';
 import type { LogLevel } from '../../common/log/logger.ts';
@@ -82,11 +82,6 @@ function optionalSpiffeId(raw: string): string {
   }
 }
 
-function dnsDomain(raw: string): string {
-  const d = raw.toLowerCase().replace(/\.$/, '');
-  if (d.length > 253 || !d.split('.').every((l) => /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(l))) throw new FieldError('must be a DNS domain (e.g. cluster.local)');
-  return d;
-}
 
 const cidrList = list(ipCidr);
 

@@ -9,7 +9,7 @@ import type { LogLevel } from '../../common/log/logger.ts';
 import { DEFAULT_LOG_LIMITS, TOTAL_FACTOR } from '../../common/log/log-limiter.ts';
 import { ADMIN_MAX_CONNECTIONS } from '../admin/admin-server.ts';
 import { formatDuration } from '../../common/config/duration.ts';
-import { absolutePath, bool, deepFreeze, durationField, EnvReader, FieldError, hostPort, k8sName, list, LOG_LEVEL_ENV, oneOf, port, positiveInt, text, trustDomain, type Env, type EnvVar } from '../../common/config/env.ts';
+import { absolutePath, bool, deepFreeze, dnsDomain, durationField, EnvReader, FieldError, hostPort, k8sName, list, LOG_LEVEL_ENV, oneOf, port, positiveInt, text, trustDomain, type Env, type EnvVar } from '../../common/config/env.ts';
 import { parseCidr } from '../discovery/cluster-scope.ts';
 
 /**
@@ -294,11 +294,6 @@ function cidr(raw: string): string {
   return raw;
 }
 
-function clusterDomainField(raw: string): string {
-  const d = raw.toLowerCase().replace(/\.$/, '');
-  if (d.length > 253 || !d.split('.').every((l) => /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(l))) throw new FieldError('must be a DNS domain (e.g. cluster.local)');
-  return d;
-}
 
 const PROXY_TIMEOUTS = DEFAULT_PROXY_SETTINGS.timeouts;
 const PROXY_LIMITS = DEFAULT_PROXY_SETTINGS.limits;
@@ -369,7 +364,7 @@ export const SIDECAR_ENV = {
   discoveryUnmeshedTtlMs: { name: 'MESHLET_DISCOVERY_UNMESHED_TTL', default: '10s', description: 'discovery: how long an unmeshed or external answer is used (at most 30s: a pod that turns meshed must not get plaintext for long)', parse: discoveryTtl },
   discoveryTimeoutMs: { name: 'MESHLET_DISCOVERY_TIMEOUT', default: '1s', description: 'discovery: deadline of one Resolve call (a connection to an uncached destination waits for it)', parse: durationField },
   discoveryCacheSize: { name: 'MESHLET_DISCOVERY_CACHE_SIZE', default: '4096', description: 'discovery: destinations (host, port) whose answers are kept; least recently used dropped first', parse: positiveInt },
-  clusterDomain: { name: 'MESHLET_CLUSTER_DOMAIN', default: 'cluster.local', description: "discovery: the cluster's DNS domain (names under it are in the cluster)", parse: clusterDomainField },
+  clusterDomain: { name: 'MESHLET_CLUSTER_DOMAIN', default: 'cluster.local', description: "discovery: the cluster's DNS domain (names under it are in the cluster)", parse: dnsDomain },
   podCidrs: { name: 'MESHLET_POD_CIDRS', default: '', description: 'discovery: the pod CIDRs, comma-separated; with no answer from discovery, destinations in them are refused instead of sent to the egress rules', parse: list(cidr) },
   serviceCidrs: { name: 'MESHLET_SERVICE_CIDRS', default: '', description: 'discovery: the service CIDRs, comma-separated (as MESHLET_POD_CIDRS)', parse: list(cidr) },
 

@@ -1,11 +1,11 @@
 import type * as net from 'node:net';
-import type * as tls from 'node:tls';
 import type { TrackedConnection } from '../connection-registry.ts';
 import type { NextHopContext } from '../http/next-hop-socket.ts';
 import { spliceSockets } from '../tcp/byte-splice.ts';
 import { tcpRefusalCode, type TcpObserver } from '../tcp/tcp-refusals.ts';
 import type { ClientTls } from '../tls-dependency.ts';
 import { connectTrackedNextHop } from '../upstream/next-hop-connect.ts';
+import { meshTarget, pinnedTo } from './mesh-target.ts';
 
 export interface MeshTcpTarget {
   readonly address: string;
@@ -25,28 +25,16 @@ export interface MeshTcpTarget {
  * connection, counted with the catalog code of the failure.
  */
 export function meshTcp(client: net.Socket, clientConn: TrackedConnection, target: MeshTcpTarget, tls: ClientTls, ctx: NextHopContext, observer: TcpObserver | undefined): void {
-  const [first] = target.identities;
-  if (first === undefined) {
+  const pin = pinnedTo(target.identities);
+  if (pin === null) {
     observer?.refused?.('outbound', 'MESHLET_UNKNOWN_DESTINATION');
     client.destroy();
     return;
   }
-  const trustDomain = new URL(first).host;
-  const expected = target.identities.length === 1 ? { spiffeId: first } : { trustDomains: [trustDomain] };
-  const allowed = new Set(target.identities);
   client.allowHalfOpen = true;
   client.pause();
   connectTrackedNextHop(
-    {
-      label: `meshed destination ${target.address}:${target.port} (${target.identities.join('|')}, opaque TCP)`,
-      host: target.address,
-      port: target.port,
-      // Asked per connection: a rotated SVID is used from the next one on.
-      tlsOptions: () => tls.connectOptions(expected),
-      ...(tls.verifyServer ? { peerIdentity: (s: tls.TLSSocket) => tls.verifyServer!(s).spiffeId.id } : {}),
-      acceptPeer: (id: string) => allowed.has(id),
-      handshakeFailed: (err: Error) => observer?.handshakeFailed?.('outbound', err),
-    },
+    meshTarget(tls, { label: `meshed destination ${target.address}:${target.port} (${target.identities.join('|')}, opaque TCP)`, host: target.address, port: target.port }, pin, null, (err) => observer?.handshakeFailed?.('outbound', err)),
     ctx,
     (err, upstream) => {
       if (err !== null || upstream === null) {

@@ -13,6 +13,7 @@ import { DestinationTable, parseAuthority, type DestinationConfig, type MeshDest
 import { decide as decideDestination } from '../../discovery/decide.ts';
 import type { Resolution } from '../../discovery/resolution.ts';
 import type { EgressRules } from './egress-rules.ts';
+import { meshTarget, pinnedTo } from './mesh-target.ts';
 import { UNMESHED_PEER } from '../../metrics/label-values.ts';
 
 /** What the route step asks of discovery (src/data-plane/discovery/): a cached answer, or a promise of one; never rejects. */
@@ -109,20 +110,10 @@ export class RouteStep implements DecideStep {
     const key = `mtls:${host}:${port}:${identities.join(',')}`;
     const known = this.#discovered.get(key);
     if (known !== undefined) return known;
-    const first = identities[0]!;
-    const expected = identities.length === 1 ? { spiffeId: first } : { trustDomains: [new URL(first).host] };
-    const allowed = new Set(identities);
-    const tls = this.#tls;
-    const target = (alpn: string): NextHopTarget => ({
-      label: `meshed destination ${host}:${port} (${identities.join('|')})`,
-      host,
-      port,
-      tlsOptions: () => tls.connectOptions(expected, { ALPNProtocols: [alpn] }),
-      ...(tls.verifyServer ? { peerIdentity: (s) => tls.verifyServer!(s).spiffeId.id } : {}),
-      acceptPeer: (id) => allowed.has(id),
-      handshakeFailed: this.#handshakeFailed,
-    });
-    return this.#keep(key, new OutboundDestination(target('http/1.1'), target('h2'), this.#hopContext));
+    // decide() only answers mtls with at least one identity.
+    const pin = pinnedTo(identities)!;
+    const where = { label: `meshed destination ${host}:${port} (${identities.join('|')})`, host, port };
+    return this.#keep(key, new OutboundDestination(meshTarget(this.#tls, where, pin, 'http/1.1', this.#handshakeFailed), meshTarget(this.#tls, where, pin, 'h2', this.#handshakeFailed), this.#hopContext));
   }
 
   /** Plaintext to an unmeshed in-cluster destination (`peer` label `unmeshed`), or outside the cluster (egress: `unauthenticated`). */
@@ -161,18 +152,9 @@ export class RouteStep implements DecideStep {
 
   #mesh(d: MeshDestination): OutboundDestination {
     const who = d.expected.spiffeId ?? `trust domain ${d.expected.trustDomains?.join('|')}`;
-    const label = `peer sidecar for ${d.host}:${d.port} (${who})`;
-    const tls = this.#tls;
-    // Asked per NEW connection, so a rotated SVID is used from the next connection on.
-    const target = (alpn: string): NextHopTarget => ({
-      label,
-      host: d.address.host,
-      port: d.address.port,
-      tlsOptions: () => tls.connectOptions(d.expected, { ALPNProtocols: [alpn] }),
-      ...(tls.verifyServer ? { peerIdentity: (s) => tls.verifyServer!(s).spiffeId.id } : {}),
-      handshakeFailed: this.#handshakeFailed,
-    });
-    return new OutboundDestination(target('http/1.1'), target('h2'), this.#hopContext);
+    const where = { label: `peer sidecar for ${d.host}:${d.port} (${who})`, host: d.address.host, port: d.address.port };
+    const pin = { expected: d.expected };
+    return new OutboundDestination(meshTarget(this.#tls, where, pin, 'http/1.1', this.#handshakeFailed), meshTarget(this.#tls, where, pin, 'h2', this.#handshakeFailed), this.#hopContext);
   }
 
   #plain(host: string, port: number): OutboundDestination {

@@ -5,6 +5,7 @@ import { ConnectionRegistry } from '../connection-registry.ts';
 import type { ClientTls, ExpectedPeer } from '../tls-dependency.ts';
 import { connectNextHop } from '../upstream/next-hop-connect.ts';
 import { spliceSockets } from './byte-splice.ts';
+import { meshTarget } from '../outbound/mesh-target.ts';
 import { TcpSessionSet } from './tcp-session-set.ts';
 import { tcpRefusalCode, type TcpObserver } from './tcp-refusals.ts';
 import { listenOn } from '../../../common/net/listen.ts';
@@ -106,15 +107,13 @@ export class OpaqueTcpOutbound {
     });
     const { destination } = mapping;
     const who = destination.expected.spiffeId ?? `trust domain ${destination.expected.trustDomains?.join('|')}`;
-    const target = {
-      label: `peer sidecar for ${nameOf(mapping)} (${who}, opaque TCP)`,
-      host: destination.host,
-      port: destination.port,
-      // Asked per connection, so a rotated SVID is used from the next connection on. No ALPN:
-      // the peer's opaque listener offers none.
-      tlsOptions: () => this.#opts.tls.connectOptions(destination.expected),
-      handshakeFailed: (err: Error) => this.#opts.observer?.handshakeFailed?.('outbound', err),
-    };
+    const target = meshTarget(
+      this.#opts.tls,
+      { label: `peer sidecar for ${nameOf(mapping)} (${who}, opaque TCP)`, host: destination.host, port: destination.port },
+      { expected: destination.expected },
+      null,
+      (err) => this.#opts.observer?.handshakeFailed?.('outbound', err),
+    );
     connectNextHop(target, this.#settings.timeouts, (err, peer) => {
       if (err !== null || peer === null) {
         this.#sessions.close(session);
