@@ -49,10 +49,10 @@ export const INJECTION_ENV = {
     parse: parsePodOverrides,
   },
   // The sidecar's own variables, set once for the mesh and written into every sidecar.
-  discovery: SIDECAR_ENV.discovery,
-  clusterDomain: SIDECAR_ENV.clusterDomain,
-  podCidrs: SIDECAR_ENV.podCidrs,
-  serviceCidrs: SIDECAR_ENV.serviceCidrs,
+  discovery: { ...SIDECAR_ENV.discovery, description: 'on: written into every sidecar with the three below, so each asks the identity service which destinations are meshed (docs/discovery.md); needs MESHLET_POD_CIDRS and MESHLET_SERVICE_CIDRS' },
+  clusterDomain: { ...SIDECAR_ENV.clusterDomain, description: "the cluster's DNS domain, written into every sidecar with discovery on" },
+  podCidrs: { ...SIDECAR_ENV.podCidrs, description: 'the pod CIDRs, comma-separated, written into every sidecar with discovery on' },
+  serviceCidrs: { ...SIDECAR_ENV.serviceCidrs, description: 'the service CIDRs, comma-separated, written into every sidecar with discovery on' },
 } satisfies Record<string, EnvVar<unknown>>;
 
 /** Reads INJECTION_ENV from `env`; throws ConfigError listing every bad variable. */
