@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// The published entry point. meshlet runs its TypeScript sources directly through
-// Node 24's type stripping (DESIGN.md: no build step), so this file only hands over.
+// The published entry point. In a clone meshlet runs its TypeScript sources directly through
+// Node 24's type stripping, so this file only hands over; `npm run build` writes a copy of it
+// to dist/bin/meshlet.js that imports the compiled CLI instead (scripts/build-dist.mjs).
 // It is plain JavaScript that any Node can parse, and imports no .ts before checking the
 // version: an older Node would otherwise die with ERR_UNKNOWN_FILE_EXTENSION.
 const MIN_NODE_MAJOR = 24;

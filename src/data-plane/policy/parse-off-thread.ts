@@ -33,7 +33,8 @@ export interface OffThreadParseResult {
   transient: boolean;
 }
 
-const WORKER_URL = new URL('./parse-worker.ts', import.meta.url);
+// The worker is a sibling module: .ts in the sources, .js in the built artifact (scripts/build-dist.mjs).
+const WORKER_URL = new URL(`./parse-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
 
 export function parsePolicyOffThread(text: string, source: string | undefined, options: OffThreadParseOptions = {}): Promise<OffThreadParseResult> {
   const minBytes = options.minBytes ?? OFF_THREAD_PARSE_DEFAULTS.minBytes;

@@ -189,7 +189,10 @@ describe('deploy/ manifests', () => {
   it('the Dockerfile builds the image the manifests assume', () => {
     const dockerfile = readFileSync(join(DEPLOY, 'Dockerfile'), 'utf8');
     expect(dockerfile).toMatch(/^FROM node:24-slim$/m);
-    expect(dockerfile).toMatch(/npm ci --omit=dev/);
+    // The image runs the production artifact (scripts/build-dist.mjs) with production dependencies only.
+    expect(dockerfile).toMatch(/node scripts\/build-dist\.mjs/);
+    expect(dockerfile).toMatch(/npm prune --omit=dev/);
+    expect(dockerfile).toMatch(/^COPY --from=build \/app\/dist\/ \.\/$/m);
     expect(dockerfile).toMatch(/install -y --no-install-recommends iptables/);
     expect(dockerfile).toMatch(new RegExp(`^USER ${PROXY_UID}:${PROXY_UID}$`, 'm'));
     // The postStart hook of the regular-container sidecar execs IMAGE_CLI: it must be the entry point.

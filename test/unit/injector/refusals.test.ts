@@ -30,6 +30,8 @@ describe('refused pods', () => {
     ['meshlet.io/default-policy', 'allow-all', 'must be one of deny, all-authenticated, audit'],
     ['meshlet.io/proxy-cpu-request', '100 m', 'is not a Kubernetes quantity'],
     ['meshlet.io/proxy-memory-limit', '1GB', 'is not a Kubernetes quantity'],
+    ['meshlet.io/proxy-memory-limit', '64Mi', 'is below 96Mi, the least the sidecar runs in'],
+    ['meshlet.io/proxy-memory-limit', '500m', 'is not a memory quantity in bytes'],
     ['meshlet.io/log-level', 'verbose', 'must be one of fatal, error, warn, info, debug, trace'],
     ['meshlet.io/identity-source', 'spire', 'must be one of meshlet-ca, workload-api, files'],
     ['meshlet.io/policy-configmap', 'Orders_Policy', 'is not a ConfigMap name'],

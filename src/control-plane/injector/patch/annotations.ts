@@ -1,3 +1,4 @@
+import { MIN_PROXY_MEMORY_LIMIT_MIB, memoryQuantityBytes } from './heap-settings.ts';
 import { parsePortProtocols, parseServerFirstPorts, type PortProtocolDecision } from '../../../data-plane/proxy/detect/port-protocol.ts';
 import { IDENTITY_SOURCES, type IdentitySourceKind } from '../../../data-plane/sidecar/sidecar-env.ts';
 import { FieldError, isK8sName, list, oneOf, port } from '../../../common/config/env.ts';
@@ -72,6 +73,14 @@ function quantity(raw: string): string {
   return raw;
 }
 
+/** The sidecar's memory limit: a quantity the V8 heap can be sized from (heap-settings.ts). */
+function proxyMemoryLimit(raw: string): string {
+  const bytes = memoryQuantityBytes(quantity(raw));
+  if (bytes === null) throw new FieldError('is not a memory quantity in bytes (e.g. 256Mi, 1Gi)');
+  if (bytes < MIN_PROXY_MEMORY_LIMIT_MIB * 1024 * 1024) throw new FieldError(`is below ${MIN_PROXY_MEMORY_LIMIT_MIB}Mi, the least the sidecar runs in (docs/performance.md)`);
+  return raw;
+}
+
 function configMapName(raw: string): string {
   if (!isK8sName(raw)) throw new FieldError('is not a ConfigMap name (lowercase a-z 0-9 - ., at most 253)');
   return raw;
@@ -117,7 +126,7 @@ export function parsePodAnnotations(annotations: Readonly<Record<string, unknown
       cpuRequest: read(ANNOTATIONS.proxyCpuRequest, quantity),
       cpuLimit: read(ANNOTATIONS.proxyCpuLimit, quantity),
       memoryRequest: read(ANNOTATIONS.proxyMemoryRequest, quantity),
-      memoryLimit: read(ANNOTATIONS.proxyMemoryLimit, quantity),
+      memoryLimit: read(ANNOTATIONS.proxyMemoryLimit, proxyMemoryLimit),
     },
     logLevel: read(ANNOTATIONS.logLevel, oneOf(...LOG_LEVELS)),
     identitySource: read(ANNOTATIONS.identitySource, oneOf(...IDENTITY_SOURCES)),

@@ -15,6 +15,7 @@ import {
   VOLUMES,
 } from './pod-layout.ts';
 import type { InjectionSettings } from './settings.ts';
+import { memoryQuantityBytes, proxyRuntimeEnv } from './heap-settings.ts';
 import type { MeshletVolumePlan } from './volumes.ts';
 
 /** What the two injected containers are built from. */
@@ -43,7 +44,13 @@ function portEnv(plan: MeshPlan): EnvEntry[] {
 
 export function proxyContainer(plan: MeshPlan, settings: InjectionSettings): Record<string, unknown> {
   const a = plan.annotations;
+  const r = a.resources;
+  const memoryLimit = r.memoryLimit ?? DEFAULT_PROXY_RESOURCES.memoryLimit;
+  // annotations.ts refused a limit that is not a byte quantity; the default is one.
+  const memoryLimitBytes = memoryQuantityBytes(memoryLimit) ?? 0;
   const env: EnvEntry[] = [
+    // Node's flags (the V8 heap sized from the memory limit) and glibc's arena cap: heap-settings.ts.
+    ...Object.entries(proxyRuntimeEnv(memoryLimitBytes)).map(([name, v]) => value(name, v)),
     value(SIDECAR_ENV.trustDomain.name, settings.trustDomain),
     fromField(SIDECAR_ENV.namespace.name, 'metadata.namespace'),
     fromField(SIDECAR_ENV.serviceAccount.name, 'spec.serviceAccountName'),
@@ -70,9 +77,8 @@ export function proxyContainer(plan: MeshPlan, settings: InjectionSettings): Rec
         ]
       : []),
   ];
-  const r = a.resources;
   const requests = { cpu: r.cpuRequest ?? DEFAULT_PROXY_RESOURCES.cpuRequest, memory: r.memoryRequest ?? DEFAULT_PROXY_RESOURCES.memoryRequest };
-  const limits: Record<string, string> = { memory: r.memoryLimit ?? DEFAULT_PROXY_RESOURCES.memoryLimit };
+  const limits: Record<string, string> = { memory: memoryLimit };
   if (r.cpuLimit) limits.cpu = r.cpuLimit;
   const adminGet = (path: string) => ({ httpGet: { path, port: ADMIN_PORT, scheme: 'HTTP' } });
 

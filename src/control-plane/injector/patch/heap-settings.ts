@@ -1,0 +1,87 @@
+/**
+ * The sidecar's V8 heap, sized from its container's memory limit (docs/performance.md,
+ * "Memory"). Without these flags V8 sizes its heap from the machine, not the container: a
+ * node with 24 GB lets the old generation of a 256Mi sidecar grow to gigabytes before it
+ * collects hard, and the kernel OOM-kills the pod first. With them, V8 collects before the
+ * limit and a runaway heap is a clean V8 out-of-memory exit that kubelet restarts.
+ */
+
+const MIB = 1024 * 1024;
+
+/**
+ * What the process needs besides the V8 heap: code, OpenSSL contexts and per-connection TLS
+ * buffers, libuv, Node's own native state. Measured: a bare Node 24 that has loaded tls,
+ * http and http2 is 54 MB resident with a 4 MB heap (docs/performance.md).
+ */
+export const NON_HEAP_RESERVE_MIB = 48;
+
+/** Below this limit the sidecar cannot hold its code and a working heap: the injector refuses it. */
+export const MIN_PROXY_MEMORY_LIMIT_MIB = 96;
+
+export interface HeapSettings {
+  /** --max-old-space-size, MiB. */
+  maxOldSpaceMib: number;
+  /** --max-semi-space-size, MiB (the young generation is 3 semi-spaces). */
+  maxSemiSpaceMib: number;
+}
+
+/**
+ * Old space gets what the limit leaves after the non-heap reserve and the young generation,
+ * with a quarter of the limit kept as headroom (V8 may overshoot its limit while it collects;
+ * the kernel does not wait). Semi-spaces stay small: a request's garbage dies young, and a
+ * smaller young generation trades a few more (sub-millisecond) scavenges for tens of MB of
+ * resident memory (bench figures in docs/performance.md).
+ */
+export function heapSettingsFor(memoryLimitBytes: number): HeapSettings {
+  const limitMib = Math.floor(memoryLimitBytes / MIB);
+  const maxSemiSpaceMib = limitMib >= 1024 ? 4 : limitMib >= 512 ? 2 : 1;
+  const usable = Math.floor(limitMib * 0.75) - NON_HEAP_RESERVE_MIB - 3 * maxSemiSpaceMib;
+  return { maxOldSpaceMib: Math.max(16, usable), maxSemiSpaceMib };
+}
+
+/** The NODE_OPTIONS value the injector sets on the sidecar container (and the bench runs with). */
+export function proxyNodeOptions(memoryLimitBytes: number): string {
+  const h = heapSettingsFor(memoryLimitBytes);
+  return `--max-old-space-size=${h.maxOldSpaceMib} --max-semi-space-size=${h.maxSemiSpaceMib}`;
+}
+
+/**
+ * glibc's malloc keeps up to 8 arenas per core, and every thread that allocates (the main
+ * thread, V8's GC helpers, libuv's pool) may end up holding one, each with its own free
+ * memory that the others cannot reuse. Two arenas: measured on the bench's new-connection and
+ * gRPC scenarios, 5-8 MB less resident memory per sidecar at the same throughput.
+ */
+export const PROXY_MALLOC_ARENA_MAX = 2;
+
+/** The environment the injector sets on the sidecar container, and the bench runs the sidecars with. */
+export function proxyRuntimeEnv(memoryLimitBytes: number): { NODE_OPTIONS: string; MALLOC_ARENA_MAX: string } {
+  return { NODE_OPTIONS: proxyNodeOptions(memoryLimitBytes), MALLOC_ARENA_MAX: String(PROXY_MALLOC_ARENA_MAX) };
+}
+
+const SUFFIX: Record<string, number> = {
+  '': 1,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  P: 1e15,
+  E: 1e18,
+  Ki: 1024,
+  Mi: MIB,
+  Gi: 1024 * MIB,
+  Ti: 1024 ** 4,
+  Pi: 1024 ** 5,
+  Ei: 1024 ** 6,
+};
+
+/**
+ * Bytes of a memory quantity (`256Mi`, `0.5Gi`, `300M`, `1e9`); null for what is not one
+ * (`m` is millibytes, never a sensible memory limit). The caller has checked the syntax.
+ */
+export function memoryQuantityBytes(quantity: string): number | null {
+  const m = /^\+?(\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d+))?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/.exec(quantity);
+  if (!m) return null;
+  const base = Number(m[1]) * 10 ** Number(m[2] ?? 0);
+  const bytes = base * (SUFFIX[m[3] ?? ''] ?? NaN);
+  return Number.isFinite(bytes) ? Math.floor(bytes) : null;
+}
