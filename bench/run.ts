@@ -11,17 +11,20 @@ import { BenchError } from './lib/bench-error.ts';
 import { DENIED_PATH } from './lib/bench-policy.ts';
 import { formatSelfTime, topSelfTime } from './lib/cpu-profile.ts';
 import { checkIssueTargets, type ProcessPeak } from './lib/issue-targets.ts';
-import { peakRssBytes } from './lib/process-usage.ts';
-import { markdownReport, readmeSummary, type BenchResults, type MachineInfo, type SidecarProfile } from './lib/report.ts';
+import { peakRssBytes, rssBytes } from './lib/process-usage.ts';
+import { markdownReport, readmeSummary, runSummary, type BenchResults, type MachineInfo, type SidecarProfile } from './lib/report.ts';
 import type { RunOptions } from './lib/run-options.ts';
 import type { ScenarioResult } from './lib/figures.ts';
 import { latencyChartSvg } from './lib/svg-chart.ts';
 import { LoadGenerator } from './lib/load.ts';
+import { prepareSidecarRuntime, type SidecarRuntime } from './lib/sidecar-runtime.ts';
 import { findNginx, startTopology, type Topology } from './lib/topology.ts';
 import { grpcUnary } from './scenarios/grpc-unary.ts';
 import { httpFixedRate, httpSaturation } from './scenarios/http-keepalive.ts';
+import { idleConnections, MAX_IDLE_CONNECTIONS, type IdleConnectionsResult } from './scenarios/idle-connections.ts';
 import { runMicroBenches } from './scenarios/micro.ts';
 import { newConnections } from './scenarios/new-connections.ts';
+import { soak, type SoakResult } from './scenarios/soak.ts';
 import { tcpOpaque } from './scenarios/tcp-opaque.ts';
 import { tlsPassthrough } from './scenarios/tls-passthrough.ts';
 
@@ -29,8 +32,11 @@ const HELP = `Usage: npm run bench -- [flags]     (or: node bench/run.ts [flags]
 
 Measures the latency one hop adds — direct vs meshlet (outbound sidecar -> mTLS -> inbound
 sidecar) vs an nginx mTLS pair with the same certificates — under autocannon load, opaque TCP
-through the same pair vs nginx's stream proxy, plus the micro-benchmarks. Writes
-results.json, results.md and latency.svg to --out.
+through the same pair vs nginx's stream proxy, the sidecars' memory over a soak and per idle
+connection, plus the micro-benchmarks. The sidecars run the production artifact (built first:
+npm run build -> dist/bin/meshlet.js) with the NODE_OPTIONS the injector sets. Writes
+results.json, results.md and latency.svg to --out, and ends with a one-screen summary of
+issue 15's targets.
 
 Flags:
   --quick               everything tiny (1 round, 1 s runs, one rate, micro-benchmarks at their
@@ -38,11 +44,17 @@ Flags:
   --micro               only the micro-benchmarks (every src/**/*.bench.ts and
                         bench/micro/*.ts, each its own process), printed on stdout (no result files)
   --no-micro            skip the micro-benchmarks
-  --scenarios LIST      comma-separated subset of: http-rate, http-saturation, new-connections, grpc-unary,
-                        tcp-opaque (round trips on persistent connections and new connections),
-                        tls-passthrough (the app's own TLS through an iptables-intercepting sidecar,
-                        in network-namespace pods: root + iptables, else recorded as skipped;
-                        not in --quick unless named)
+  --scenarios LIST      comma-separated subset of: soak, http-rate, http-saturation, new-connections,
+                        grpc-unary, tcp-opaque (round trips on persistent connections and new
+                        connections), idle-connections, tls-passthrough (the app's own TLS through
+                        an iptables-intercepting sidecar, in network-namespace pods: root +
+                        iptables, else recorded as skipped; not in --quick unless named)
+  --sources             run the sidecars from the TypeScript sources (bin/meshlet.js) instead of
+                        the production artifact (dist/bin/meshlet.js, built first); same NODE_OPTIONS
+  --soak-seconds S      length of the soak at 1,000 req/s, after its own warm-up (default 600,
+                        warm-up 60; --quick: 20, warm-up 5)
+  --idle-connections N  connections held idle per measurement of idle-connections (default 1000,
+                        at most ${MAX_IDLE_CONNECTIONS}: the sidecar's per-listener cap is 1,024; --quick: 250)
   --rounds N            interleaved repetitions of every run; medians are reported (default 3)
   --seconds S           length of each measured run (default 5)
   --warmup S            warm-up before each measured run (default 1)
@@ -58,7 +70,8 @@ Flags:
                         (for strace/perf by hand); measures nothing
   -h, --help            this text
 
-Environment: BENCH_SIDECAR_NODE_ARGS="…" adds node flags to both sidecars.
+Environment: BENCH_SIDECAR_NODE_ARGS="…" adds node flags to both sidecars (on the command line,
+after NODE_OPTIONS: they win).
 `;
 
 const DEFAULT_OUT = join(import.meta.dirname, 'results');
@@ -77,7 +90,10 @@ async function refreshReadme(summary: string): Promise<void> {
   log('refreshed the results summary in bench/README.md');
 }
 
-const SCENARIOS = ['http-rate', 'http-saturation', 'new-connections', 'grpc-unary', 'tcp-opaque', 'tls-passthrough'] as const;
+/** In run order: the soak first, on sidecars fresh from /ready (no earlier load has sized their heaps); idle-connections last (it opens connections on purpose, the peak RSS target is read before it). */
+const SCENARIOS = ['soak', 'http-rate', 'http-saturation', 'new-connections', 'grpc-unary', 'tcp-opaque', 'idle-connections', 'tls-passthrough'] as const;
+/** The soak's steady rate (issue 15). */
+const SOAK_RATE = 1000;
 /** Scenarios of the loopback topology (the meshlet pair, nginx, the upstreams); tls-passthrough builds its own pods. */
 const LOOPBACK_SCENARIOS: readonly string[] = SCENARIOS.filter((s) => s !== 'tls-passthrough');
 
@@ -112,6 +128,9 @@ function parseFlags(argv: string[]) {
         connections: { type: 'string' },
         concurrency: { type: 'string' },
         metrics: { type: 'string', default: 'on' },
+        sources: { type: 'boolean', default: false },
+        'soak-seconds': { type: 'string' },
+        'idle-connections': { type: 'string' },
         out: { type: 'string' },
         profile: { type: 'string' },
         hold: { type: 'boolean', default: false },
@@ -129,6 +148,8 @@ function parseFlags(argv: string[]) {
   const out = parsed.out === undefined ? (quick ? QUICK_OUT : DEFAULT_OUT) : resolve(parsed.out);
   if (quick && out === DEFAULT_OUT) usage('--quick never writes into bench/results (its figures would replace the full run\'s): give another --out');
   const rates = (parsed.rates ?? (quick ? '500' : '500,1000,2000')).split(',').map((r) => positive('rates', r, 0));
+  const idle = Math.round(positive('idle-connections', parsed['idle-connections'], quick ? 250 : 1000));
+  if (idle > MAX_IDLE_CONNECTIONS) usage(`--idle-connections is at most ${MAX_IDLE_CONNECTIONS} (got ${idle}): the sidecar closes connections beyond its per-listener cap (MESHLET_MAX_INBOUND_CONNECTIONS / MESHLET_MAX_OUTBOUND_CONNECTIONS, 1,024 by default, pooled peer connections included)`);
   return {
     help: parsed.help,
     quick,
@@ -138,7 +159,19 @@ function parseFlags(argv: string[]) {
     out,
     profileDir: parsed.profile ?? null,
     hold: parsed.hold,
+    sources: parsed.sources,
     scenarios: new Set(scenarios),
+    soak: {
+      rate: SOAK_RATE,
+      seconds: positive('soak-seconds', parsed['soak-seconds'], quick ? 20 : 600),
+      // 30–60 s of the same load first (issue 15): the JIT settled, the pools and the heap sized for the load.
+      warmupSeconds: quick ? 5 : 60,
+    },
+    idle: {
+      connections: idle,
+      // Long enough for the last handshakes' garbage to be young garbage; far below the sidecar's 60 s idle timeout.
+      settleSeconds: quick ? 2 : 5,
+    },
     run: {
       rounds: Math.round(positive('rounds', parsed.rounds, quick ? 1 : 3)),
       seconds: positive('seconds', parsed.seconds, quick ? 1 : 5),
@@ -228,8 +261,10 @@ async function main(): Promise<number> {
   const scenarios: ScenarioResult[] = [];
   const peaks: ProcessPeak[] = [];
   let topology: Topology | null = null;
-  let topologyInfo: BenchResults['topology'] = { upstream: 'not started (--micro)', nginx: 'not started (--micro)', nginxStream: 'not started (--micro)', tlsPassthrough: TLS_PASSTHROUGH_NOT_SELECTED, meshlet: { note: 'not started (--micro)', policyCheck: null } };
+  let topologyInfo: BenchResults['topology'] = { upstream: 'not started (--micro)', nginx: 'not started (--micro)', nginxStream: 'not started (--micro)', tlsPassthrough: TLS_PASSTHROUGH_NOT_SELECTED, meshlet: { note: 'not started (--micro)', runtime: 'not started (--micro)', policyCheck: null } };
   let profiles: SidecarProfile[] | null = null;
+  let soakResult: SoakResult | null = null;
+  let idleResult: IdleConnectionsResult | null = null;
   const work = await mkdtemp(join(os.tmpdir(), 'meshlet-bench-'));
   const stopAll = async () => {
     await topology?.stop();
@@ -239,23 +274,25 @@ async function main(): Promise<number> {
   if (!flags.hold) process.once('SIGINT', () => void stopAll().then(() => process.exit(130)));
   try {
     const loopback = flags.hold || [...flags.scenarios].some((s) => LOOPBACK_SCENARIOS.includes(s));
+    // Every sidecar the bench starts (the loopback pair, the passthrough pod's) runs what the injected container runs.
+    const runtime: SidecarRuntime | null = !flags.microOnly && (loopback || flags.scenarios.has('tls-passthrough')) ? prepareSidecarRuntime({ sources: flags.sources, log }) : null;
     if (!flags.microOnly && !loopback) {
-      topologyInfo = { upstream: 'not started (no loopback scenario selected)', nginx: 'not started (no loopback scenario selected)', nginxStream: 'not started (no loopback scenario selected)', tlsPassthrough: TLS_PASSTHROUGH_NOT_SELECTED, meshlet: { note: 'not started (no loopback scenario selected)', policyCheck: null } };
+      topologyInfo = { upstream: 'not started (no loopback scenario selected)', nginx: 'not started (no loopback scenario selected)', nginxStream: 'not started (no loopback scenario selected)', tlsPassthrough: TLS_PASSTHROUGH_NOT_SELECTED, meshlet: { note: 'not started (no loopback scenario selected)', runtime: runtime?.note ?? 'not started', policyCheck: null } };
     }
-    if (!flags.microOnly && loopback) {
+    if (runtime && loopback) {
       const sidecarNodeArgs = (process.env.BENCH_SIDECAR_NODE_ARGS ?? '').split(' ').filter(Boolean);
       if (flags.profileDir) {
         await mkdir(flags.profileDir, { recursive: true });
         sidecarNodeArgs.push('--cpu-prof', `--cpu-prof-dir=${flags.profileDir}`);
       }
-      topology = await startTopology({ work, metrics: flags.metrics, sidecarNodeArgs, log });
+      topology = await startTopology({ work, metrics: flags.metrics, sidecarRuntime: runtime, sidecarNodeArgs, log });
       const status = await checkPolicyEnforced(topology);
       topologyInfo = {
         upstream: topology.upstream.note,
         nginx: topology.nginx.note,
         nginxStream: topology.nginxStream.note,
         tlsPassthrough: TLS_PASSTHROUGH_NOT_SELECTED,
-        meshlet: { note: topology.meshlet.note, policyCheck: { path: DENIED_PATH, status } },
+        meshlet: { note: topology.meshlet.note, runtime: topology.meshlet.runtime, policyCheck: { path: DENIED_PATH, status } },
       };
       if (flags.hold) {
         const { http, grpc, connect, tcp } = topology;
@@ -265,24 +302,38 @@ async function main(): Promise<number> {
         await new Promise((resolve) => process.once('SIGINT', resolve));
         return 0;
       }
-      // Every proxy process once, named by target and role; VmHWM is read after each scenario
-      // so the report shows in which scenario the memory peak was reached.
+      // Every proxy process once, named by target and role; VmHWM and VmRSS are read after each
+      // scenario so the report shows in which scenario the memory peak was reached, and what
+      // each process holds once a load stops.
       const watched = new Map<number, ProcessPeak>();
-      for (const t of [...topology.http, ...topology.connect]) for (const p of t.procs) if (!watched.has(p.pid)) watched.set(p.pid, { process: `${t.name}/${p.role}`, peakRssBytes: 0, atReadyBytes: 0, afterScenario: {} });
-      for (const t of topology.grpc.filter((g) => g.name === 'nginx')) for (const p of t.procs) watched.set(p.pid, { process: `nginx-grpc/${p.role}`, peakRssBytes: 0, atReadyBytes: 0, afterScenario: {} });
-      for (const t of topology.tcp.filter((g) => g.name === 'nginx')) for (const p of t.procs) watched.set(p.pid, { process: `nginx-stream/${p.role}`, peakRssBytes: 0, atReadyBytes: 0, afterScenario: {} });
-      for (const [pid, peak] of watched) peak.atReadyBytes = peakRssBytes(pid);
-      const done = (s: ScenarioResult) => {
-        scenarios.push(s);
+      const watch = (pid: number, process: string) => watched.set(pid, { process, peakRssBytes: 0, atReadyBytes: 0, idleRssBytes: 0, afterScenario: {}, rssAfterScenario: {} });
+      for (const t of [...topology.http, ...topology.connect]) for (const p of t.procs) if (!watched.has(p.pid)) watch(p.pid, `${t.name}/${p.role}`);
+      for (const t of topology.grpc.filter((g) => g.name === 'nginx')) for (const p of t.procs) watch(p.pid, `nginx-grpc/${p.role}`);
+      for (const t of topology.tcp.filter((g) => g.name === 'nginx')) for (const p of t.procs) watch(p.pid, `nginx-stream/${p.role}`);
+      for (const [pid, peak] of watched) {
+        peak.atReadyBytes = peakRssBytes(pid);
+        peak.idleRssBytes = rssBytes(pid);
+      }
+      const recordMemory = (id: string) => {
         for (const [pid, peak] of watched) {
           // A proxy that died mid-run is the finding, not a missing /proc file.
-          if (!existsSync(`/proc/${pid}/status`)) throw new BenchError('BENCH_PROCESS_EXITED', `${peak.process} (pid ${pid}) exited during scenario ${s.id}`);
+          if (!existsSync(`/proc/${pid}/status`)) throw new BenchError('BENCH_PROCESS_EXITED', `${peak.process} (pid ${pid}) exited during scenario ${id}`);
           peak.peakRssBytes = peakRssBytes(pid);
-          peak.afterScenario[s.id] = peak.peakRssBytes;
+          peak.afterScenario[id] = peak.peakRssBytes;
+          peak.rssAfterScenario[id] = rssBytes(pid);
         }
       };
+      const done = (s: ScenarioResult) => {
+        scenarios.push(s);
+        recordMemory(s.id);
+      };
+      const meshletHttp = topology.http.find((t) => t.name === 'meshlet')!;
       const load = new LoadGenerator();
       try {
+        if (flags.scenarios.has('soak')) {
+          soakResult = await soak(meshletHttp, options, load, flags.soak);
+          recordMemory('soak');
+        }
         if (flags.scenarios.has('http-rate')) for (const rate of options.rates) done(await httpFixedRate(topology.http, options, load, rate));
         if (flags.scenarios.has('http-saturation')) done(await httpSaturation(topology.http, options, load));
       } finally {
@@ -291,6 +342,10 @@ async function main(): Promise<number> {
       if (flags.scenarios.has('new-connections')) done(await newConnections(topology.connect, options));
       if (flags.scenarios.has('grpc-unary')) done(await grpcUnary(topology.grpc, options));
       if (flags.scenarios.has('tcp-opaque')) for (const s of await tcpOpaque(topology.tcp, options, topology.nginxStream.note)) done(s);
+      if (flags.scenarios.has('idle-connections')) {
+        idleResult = await idleConnections(topology.http, topology.connect, options, flags.idle.connections, flags.idle.settleSeconds);
+        recordMemory('idle-connections');
+      }
       peaks.push(...watched.values());
       const pids = topology.meshlet.pids;
       await topology.stop();
@@ -299,8 +354,8 @@ async function main(): Promise<number> {
       if (flags.profileDir) profiles = await readProfiles(flags.profileDir, { [pids.client]: 'meshlet/outbound', [pids.server]: 'meshlet/inbound' });
     }
     // After the loopback topology is stopped: its idle processes must not share the cores.
-    if (!flags.microOnly && flags.scenarios.has('tls-passthrough')) {
-      const passthrough = await tlsPassthrough({ ...options, metrics: flags.metrics });
+    if (runtime && flags.scenarios.has('tls-passthrough')) {
+      const passthrough = await tlsPassthrough({ ...options, metrics: flags.metrics, runtime });
       topologyInfo.tlsPassthrough = passthrough.note;
       scenarios.push(...passthrough.scenarios);
       if (passthrough.peak) peaks.push(passthrough.peak);
@@ -308,18 +363,20 @@ async function main(): Promise<number> {
     const micro = flags.micro || flags.microOnly ? await runMicroBenches({ quick: flags.quick, log }) : null;
 
     const midRate = options.rates[Math.floor((options.rates.length - 1) / 2)]!;
-    // Issue 5's targets are judged on the middle fixed rate: below saturation for every target.
+    // Issue 15's CPU target is judged on the middle fixed rate: below saturation for every target.
     const headline = scenarios.some((s) => s.id === `http-rate-${midRate}`) ? `http-rate-${midRate}` : (scenarios.find((s) => s.id.startsWith('http-rate-'))?.id ?? 'none');
     const results: BenchResults = {
       generatedAt: new Date().toISOString(),
       quick: flags.quick,
       machine,
-      settings: { ...flags.run, metrics: flags.metrics ? 'on' : 'off', scenarios: [...flags.scenarios] },
+      settings: { ...flags.run, metrics: flags.metrics ? 'on' : 'off', sidecars: flags.sources ? 'sources' : 'artifact', scenarios: [...flags.scenarios], soak: flags.soak, idleConnections: flags.idle },
       topology: topologyInfo,
       headline,
       scenarios: Object.fromEntries(scenarios.map((s) => [s.id, s])),
+      soak: soakResult,
+      idleConnections: idleResult,
       peakRss: peaks,
-      issueTargets: checkIssueTargets(scenarios, headline, peaks),
+      issueTargets: checkIssueTargets(scenarios, headline, peaks, { soak: soakResult, idle: idleResult }),
       micro,
       profiles,
     };
@@ -337,7 +394,10 @@ async function main(): Promise<number> {
     // A full run into bench/results refreshes the README's summary, so the two never disagree.
     if (!flags.quick && flags.out === DEFAULT_OUT) await refreshReadme(readmeSummary(results));
     log(`wrote ${join(flags.out, 'results.json')}, results.md, latency.svg`);
-    return microFailures(micro);
+    const exit = microFailures(micro);
+    // The last thing on the terminal: every target, met or not, on one screen.
+    process.stdout.write(`\n${runSummary(results)}`);
+    return exit;
   } finally {
     await stopAll();
   }

@@ -13,6 +13,12 @@ export type BenchErrorCode =
   | 'BENCH_NOT_READY'
   /** A target failed its warm-up (errors, or no request answered): its figures would be meaningless. */
   | 'BENCH_WARMUP_FAILED'
+  /** `npm run build` (scripts/build-dist.mjs) failed: there is no production artifact to measure (--sources runs the TypeScript sources). */
+  | 'BENCH_BUILD_FAILED'
+  /** The open-files limit (ulimit -n) of the bench or a proxy is too low for --idle-connections. */
+  | 'BENCH_FD_LIMIT'
+  /** A connection of the idle-connection scenario failed, or the proxy closed it before the figures were read. */
+  | 'BENCH_IDLE_CONNECTION_FAILED'
   /** A bad flag on the command line. */
   | 'BENCH_USAGE';
 

@@ -29,10 +29,41 @@ const CHUNKED_END = Buffer.from('\r\n0\r\n\r\n');
 const EMPTY_CHUNKED_BODY = Buffer.from('0\r\n\r\n');
 
 /** The last-chunk marker ends the body (no trailers: neither upstream sends any). */
-function chunkedComplete(buf: Buffer, bodyStart: number): boolean {
+export function chunkedComplete(buf: Buffer, bodyStart: number): boolean {
   const body = buf.length - bodyStart;
   if (body === EMPTY_CHUNKED_BODY.length) return buf.subarray(bodyStart).equals(EMPTY_CHUNKED_BODY);
   return body > CHUNKED_END.length && buf.subarray(buf.length - CHUNKED_END.length).equals(CHUNKED_END);
+}
+
+/**
+ * One HTTP/1.1 response read off a keep-alive socket chunk by chunk: `push` says when its
+ * last body byte is in (Content-Length, chunked, or no body). Enough for the bench's own
+ * upstreams, not a general parser.
+ */
+export class ResponseReader {
+  status = 0;
+  #buf: Buffer | null = null;
+  #bodyStart = -1;
+  #contentLength = -1;
+  #chunked = false;
+
+  push(chunk: Buffer): boolean {
+    const buf = (this.#buf = this.#buf === null ? chunk : Buffer.concat([this.#buf, chunk]));
+    if (this.#bodyStart < 0) {
+      const end = buf.indexOf(HEADER_END);
+      if (end < 0) return false;
+      this.#bodyStart = end + 4;
+      const head = buf.toString('latin1', 0, end);
+      this.status = Number(head.slice(9, 12));
+      const cl = /\r\ncontent-length:\s*(\d+)/i.exec(head);
+      if (cl) this.#contentLength = Number(cl[1]);
+      else this.#chunked = /\r\ntransfer-encoding:\s*chunked/i.test(head);
+      if (!cl && !this.#chunked) this.#contentLength = 0;
+    }
+    const complete = this.#chunked ? chunkedComplete(buf, this.#bodyStart) : buf.length - this.#bodyStart >= this.#contentLength;
+    if (complete) this.#buf = null;
+    return complete;
+  }
 }
 
 export class HttpSampler {
@@ -93,11 +124,7 @@ export class HttpSampler {
     return this.#connect().then(
       (socket) =>
         new Promise((resolve, reject) => {
-          let buf: Buffer | null = null;
-          let bodyStart = -1;
-          let status = 0;
-          let contentLength = -1;
-          let chunked = false;
+          const response = new ResponseReader();
           const cleanup = () => {
             socket.off('data', onData);
             socket.off('close', onClose);
@@ -107,20 +134,8 @@ export class HttpSampler {
             reject(new Error('connection closed mid-response'));
           };
           const onData = (chunk: Buffer) => {
-            buf = buf === null ? chunk : Buffer.concat([buf, chunk]);
-            if (bodyStart < 0) {
-              const end = buf.indexOf(HEADER_END);
-              if (end < 0) return;
-              bodyStart = end + 4;
-              const head = buf.toString('latin1', 0, end);
-              status = Number(head.slice(9, 12));
-              const cl = /\r\ncontent-length:\s*(\d+)/i.exec(head);
-              if (cl) contentLength = Number(cl[1]);
-              else chunked = /\r\ntransfer-encoding:\s*chunked/i.test(head);
-              if (!cl && !chunked) contentLength = 0;
-            }
-            const complete = chunked ? chunkedComplete(buf, bodyStart) : buf.length - bodyStart >= contentLength;
-            if (!complete) return;
+            if (!response.push(chunk)) return;
+            const status = response.status;
             const nanos = process.hrtime.bigint() - started;
             cleanup();
             resolve({ status, nanos });

@@ -4,8 +4,7 @@ import { BENCH_IDS, type SvidFiles } from './bench-pki.ts';
 import { benchPolicyYaml } from './bench-policy.ts';
 import { freePort, startProcess, stopProcess, waitUntil, type BenchProcess } from './child-process.ts';
 import { BenchError } from './bench-error.ts';
-
-const REPO = join(import.meta.dirname, '..', '..');
+import type { SidecarRuntime } from './sidecar-runtime.ts';
 
 /** How the destination is named by the client app, as in a cluster: the Host the outbound routes by. */
 export const MESH_HTTP_AUTHORITY = 'upstream:80';
@@ -40,6 +39,9 @@ export interface MeshletPairOptions {
   tcpAppPort: number;
   /** Per-request metrics; `false` sets MESHLET_REQUEST_METRICS=false (issue 6's on/off comparison). */
   metrics: boolean;
+  /** The artifact (or --sources) and the injector's NODE_OPTIONS: what the injected container runs. */
+  runtime: SidecarRuntime;
+  /** Extra node flags on the command line (BENCH_SIDECAR_NODE_ARGS, --profile): after NODE_OPTIONS, so they win. */
   nodeArgs: string[];
 }
 
@@ -68,6 +70,11 @@ function sidecarEnv(common: Record<string, string>, own: Record<string, string>)
   return { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/', ...common, ...own };
 }
 
+/** Node flags the bench adds beyond the container's NODE_OPTIONS: the report says so (such figures are not the pod's). */
+function extraFlagsNote(o: MeshletPairOptions): string {
+  return o.nodeArgs.length ? `; node flags added by the bench: ${o.nodeArgs.join(' ')} (BENCH_SIDECAR_NODE_ARGS / --profile)` : '';
+}
+
 /**
  * Starts the pair and waits until both answer /ready. A sidecar that exits or never gets ready
  * fails the bench (BENCH_SIDECAR_NOT_STARTED, with the sidecar's stderr): there is no stand-in.
@@ -84,10 +91,12 @@ export async function startMeshletPair(o: MeshletPairOptions): Promise<MeshletPa
     MESHLET_IDENTITY_SOURCE: 'files',
     MESHLET_ADMIN_ADDRESS: '127.0.0.1',
     MESHLET_LOG_LEVEL: 'warn',
+    // As the injector sets them on the sidecar container: V8's heap sized for the memory limit, two malloc arenas.
+    ...o.runtime.env,
     ...(o.metrics ? {} : { MESHLET_REQUEST_METRICS: 'false' }),
   };
   const inbound = [`${o.httpAppPort}:${serverHttp}/http`, `${o.grpcAppPort}:${serverGrpc}/grpc`, `${o.tcpAppPort}:${serverTcp}/tcp`];
-  const server = startProcess('meshlet sidecar (server pod)', process.execPath, [...o.nodeArgs, join(REPO, 'bin', 'meshlet.js'), 'sidecar'], {
+  const server = startProcess('meshlet sidecar (server pod)', process.execPath, [...o.nodeArgs, o.runtime.entry, 'sidecar'], {
     env: sidecarEnv(common, {
       MESHLET_SERVICE_ACCOUNT: 'server',
       MESHLET_POD_NAME: 'bench-server',
@@ -100,7 +109,7 @@ export async function startMeshletPair(o: MeshletPairOptions): Promise<MeshletPa
       MESHLET_POLICY_DIR: serverPolicyDir,
     }),
   });
-  const client = startProcess('meshlet sidecar (client pod)', process.execPath, [...o.nodeArgs, join(REPO, 'bin', 'meshlet.js'), 'sidecar'], {
+  const client = startProcess('meshlet sidecar (client pod)', process.execPath, [...o.nodeArgs, o.runtime.entry, 'sidecar'], {
     env: sidecarEnv(common, {
       MESHLET_SERVICE_ACCOUNT: 'client',
       MESHLET_POD_NAME: 'bench-client',
@@ -126,7 +135,7 @@ export async function startMeshletPair(o: MeshletPairOptions): Promise<MeshletPa
   }
   const metricsNote = o.metrics ? 'on' : 'per-request metrics off (MESHLET_REQUEST_METRICS=false)';
   return {
-    note: `two \`meshlet sidecar\` processes: files identity, per-route policy from a mounted directory, metrics ${metricsNote}`,
+    note: `two \`meshlet sidecar\` processes: files identity, per-route policy from a mounted directory, metrics ${metricsNote}${extraFlagsNote(o)}`,
     outboundPort: clientOut,
     inboundHttpPort: serverHttp,
     outboundTcpPort: clientTcp,

@@ -15,6 +15,7 @@ import type { PodProcess } from '../../src/dev/netns/pod-process.ts';
 import { BenchError } from './bench-error.ts';
 import type { LatencySummary } from './latency-histogram.ts';
 import type { ProxyProcess } from './process-usage.ts';
+import type { SidecarRuntime } from './sidecar-runtime.ts';
 
 // The TLS-passthrough hop needs what the loopback topology cannot give: a connection iptables
 // REDIRECTed to the sidecar, which reads its original destination (SO_ORIGINAL_DST). So this
@@ -31,7 +32,6 @@ import type { ProxyProcess } from './process-usage.ts';
 // two paths is the sidecar's hop (REDIRECT → classify the ClientHello → dial the original
 // destination → splice).
 
-const MESHLET = 'bin/meshlet.js';
 const CLIENT = 'bench/lib/tls-client-process.ts';
 const ECHO = 'bench/lib/tls-echo-process.ts';
 const APP_UID = 1000;
@@ -84,7 +84,9 @@ function driver(proc: PodProcess, serverIp: string): PassthroughTarget['run'] {
   };
 }
 
-export async function startPassthroughPods(o: { metrics: boolean; log: (line: string) => void }): Promise<PassthroughPods> {
+export async function startPassthroughPods(o: { metrics: boolean; runtime: SidecarRuntime; log: (line: string) => void }): Promise<PassthroughPods> {
+  // The init container and the sidecar run what the image runs: the artifact (or --sources).
+  const entry = o.runtime.entry;
   const cluster = await Cluster.create({ hostAccess: false });
   try {
     const ca = await createRootCa({ trustDomain: TRUST_DOMAIN });
@@ -119,7 +121,7 @@ export async function startPassthroughPods(o: { metrics: boolean; log: (line: st
       kubeletWrite(policyDir!, {}),
       kubeletWrite(podinfoDir!, { labels: 'app="client"\n' }),
     ]);
-    const initRun = await pod.execNode(MESHLET, init.args, { env: init.env, uid: init.uid, gid: init.gid, label: init.name });
+    const initRun = await pod.execNode(entry, init.args, { env: init.env, uid: init.uid, gid: init.gid, label: init.name });
     if (initRun.code !== 0) throw new BenchError('BENCH_SIDECAR_NOT_STARTED', `init container ${init.name} (${init.args.join(' ')}) exited ${initRun.code}: ${initRun.stderr.trim()}`);
     const env: Record<string, string> = {
       ...mountEnv(proxy, { 'meshlet-policy': policyDir!, 'meshlet-podinfo': podinfoDir! }),
@@ -128,7 +130,9 @@ export async function startPassthroughPods(o: { metrics: boolean; log: (line: st
       MESHLET_LOG_LEVEL: 'warn',
       ...(o.metrics ? {} : { MESHLET_REQUEST_METRICS: 'false' }),
     };
-    const sidecar = pod.spawnNode(MESHLET, proxy.args, { env, uid: proxy.uid, gid: proxy.gid, label: proxy.name });
+    // The injected container's own runtime variables when the injector sets them, else the bench's (the same function's).
+    for (const [name, value] of Object.entries(o.runtime.env)) env[name] ??= value;
+    const sidecar = pod.spawnNode(entry, proxy.args, { env, uid: proxy.uid, gid: proxy.gid, label: proxy.name });
     try {
       await sidecar.waitForLine('meshlet sidecar: ready', { timeoutMs: 60_000 });
     } catch (err) {
@@ -154,7 +158,7 @@ export async function startPassthroughPods(o: { metrics: boolean; log: (line: st
       targets,
       sidecarPid: sidecar.pid,
       redirectedConnections,
-      note: `network-namespace pods (src/dev/netns, iptables ${cluster.iptables.backend}): the meshed client pod as injected (\`${init.args.join(' ')}\` as its init container, \`meshlet sidecar\` under uid ${uid}, files identity, metrics ${o.metrics ? 'on' : 'off'}), the app under uid ${APP_UID}; the TLS echo server (node:tls, TLS 1.3, server certificate ${new X509Certificate(own.certChainPem).subjectAltName ?? ''}) in an unmeshed pod, dialled by pod IP with SNI ${TLS_ECHO_SNI}; direct: the same app in a pod without rules`,
+      note: `network-namespace pods (src/dev/netns, iptables ${cluster.iptables.backend}): the meshed client pod as injected (\`${init.args.join(' ')}\` as its init container, \`meshlet sidecar\` under uid ${uid}, files identity, metrics ${o.metrics ? 'on' : 'off'}, NODE_OPTIONS="${env.NODE_OPTIONS}"), the app under uid ${APP_UID}; the TLS echo server (node:tls, TLS 1.3, server certificate ${new X509Certificate(own.certChainPem).subjectAltName ?? ''}) in an unmeshed pod, dialled by pod IP with SNI ${TLS_ECHO_SNI}; direct: the same app in a pod without rules`,
       stop: () => cluster.destroy({ graceMs: 3_000 }),
     };
   } catch (err) {

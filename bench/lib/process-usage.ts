@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
 // What one proxy process costs: CPU seconds (utime + stime, read from /proc/<pid>/stat before
 // and after a run — the load generator shares the two cores, so wall-clock throughput alone
@@ -18,6 +18,31 @@ export function cpuSeconds(pid: number): number {
 export function peakRssBytes(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) * 1024 : 0;
+}
+
+/** Resident set size in bytes now: VmRSS of /proc/<pid>/status (what the soak and idle-connection figures follow). */
+export function rssBytes(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+/** Sockets the process holds open (its /proc/<pid>/fd links to `socket:[…]`): listeners and connections. */
+export function socketCount(pid: number): number {
+  let n = 0;
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      if (readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('socket:')) n++;
+    } catch {
+      // Closed between the listing and the readlink.
+    }
+  }
+  return n;
+}
+
+/** The soft open-files limit (ulimit -n) of a process, from /proc/<pid>/limits; `self` for this one. */
+export function openFilesLimit(pid: number | 'self'): number {
+  const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'));
+  return !m || m[1] === 'unlimited' ? Infinity : Number(m[1]);
 }
 
 /** A proxy process a target's traffic crosses, by role ("outbound", "inbound"). */

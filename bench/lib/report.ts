@@ -1,6 +1,10 @@
 import type { ScenarioResult, TargetFigures } from './figures.ts';
 import type { ProcessPeak, TargetCheck } from './issue-targets.ts';
 import type { MicroResults } from '../scenarios/micro.ts';
+import type { IdleConnectionsResult } from '../scenarios/idle-connections.ts';
+import type { SoakResult } from '../scenarios/soak.ts';
+import { PEAK_EXCLUDES } from './issue-targets.ts';
+import { consoleSummary, targetsMarkdown, tally } from './target-summary.ts';
 
 /** Where and how the figures were made: part of every result file, so no figure travels without it. */
 export interface MachineInfo {
@@ -31,11 +35,16 @@ export interface BenchResults {
     nginxStream: string;
     /** The TLS-passthrough hop (scenario tls-passthrough): what ran (`measured: …`), `skipped: <reason>` (no root / iptables), or `not measured: …` (not selected). */
     tlsPassthrough: string;
-    meshlet: { note: string; policyCheck: PolicyCheck | null };
+    /** `runtime`: what the sidecars ran (the artifact or --sources) with which NODE_OPTIONS. */
+    meshlet: { note: string; runtime: string; policyCheck: PolicyCheck | null };
   };
-  /** Scenario id -> figures; the headline (issue 5's targets) is `headline`. */
+  /** Scenario id -> figures; the headline (the CPU target's rate) is `headline`. */
   headline: string;
   scenarios: Record<string, ScenarioResult>;
+  /** The soak (meshlet only): RSS over minutes at a steady rate; null when not run. */
+  soak: SoakResult | null;
+  /** Memory per idle connection, meshlet and nginx; null when not run. */
+  idleConnections: IdleConnectionsResult | null;
   peakRss: ProcessPeak[];
   issueTargets: TargetCheck[];
   micro: MicroResults | null;
@@ -83,6 +92,78 @@ function scenarioTable(s: ScenarioResult): string {
   return lines.join('\n');
 }
 
+const mib = (b: number) => (b / 1048576).toFixed(1);
+const delta = (b: number) => `${b >= 0 ? '+' : ''}${mib(b)}`;
+
+function measuredAnything(r: BenchResults): boolean {
+  return Object.keys(r.scenarios).length > 0 || r.soak !== null || r.idleConnections !== null;
+}
+
+function soakSection(k: SoakResult): string[] {
+  const roles = Object.keys(k.rss);
+  // About ten rows (one a minute of a 10-minute soak): the shape of the curve, not 60 lines of it.
+  const step = Math.max(1, Math.ceil((k.samples.length - 1) / 10));
+  const shown = k.samples.filter((_, i) => i % step === 0 || i === k.samples.length - 1);
+  return [
+    `### Soak: the meshlet pair at ${k.rate} req/s for ${k.seconds} s (\`soak\`)`,
+    '',
+    k.method + '.',
+    '',
+    '| sidecar | RSS start MiB | RSS end MiB | growth | max MiB |',
+    '|---|---:|---:|---:|---:|',
+    ...roles.map((role) => {
+      const x = k.rss[role]!;
+      return `| meshlet/${role} | ${mib(x.startBytes)} | ${mib(x.endBytes)} | ${x.growthPercent >= 0 ? '+' : ''}${x.growthPercent.toFixed(1)} % | ${mib(x.maxBytes)} |`;
+    }),
+    '',
+    `${n0(k.requests)} requests, ${n0(k.requestsPerSec)} req/s achieved, ${k.errors} errors; autocannon p50 / p99 ${k.latencyMs.p50} / ${k.latencyMs.p99} ms; CPU s / 1k: ${Object.entries(k.cpuSecondsPer1k).map(([role, v]) => `${role} ${v.toFixed(3)}`).join(', ')}.`,
+    '',
+    `| t (s) | ${roles.map((role) => `${role} MiB`).join(' | ')} |`,
+    `|---:|${roles.map(() => '---:').join('|')}|`,
+    ...shown.map((x) => `| ${x.t.toFixed(0)} | ${roles.map((role) => mib(x.rss[role]!)).join(' | ')} |`),
+    '',
+  ];
+}
+
+/** The process that holds the N connections of a measurement: its figure is the per-connection cost. */
+const holds = (path: string, role: string) => (path === 'outbound' ? role === 'outbound' : role === 'inbound');
+
+function idleSection(i: IdleConnectionsResult): string[] {
+  const rows = i.measurements.flatMap((m) =>
+    Object.entries(m.processes).map(([role, f]) => `| ${m.target} | ${m.path} | ${m.target}/${role} | ${mib(f.rssBeforeBytes)} | ${mib(f.rssAfterBytes)} | ${delta(f.rssAfterBytes - f.rssBeforeBytes)} | ${holds(m.path, role) ? `**${f.mibPer1k.toFixed(1)}**` : f.mibPer1k.toFixed(1)} | ${f.socketsBefore} → ${f.socketsAfter} | ${m.openSeconds.toFixed(1)} |`),
+  );
+  return [
+    `### Memory of idle keep-alive connections (\`idle-connections\`, ${i.connections} per measurement)`,
+    '',
+    i.method + '.',
+    'Per 1,000 = (after − before) / connections × 1,000, in bold for the process that holds the connections: the outbound on `outbound`, the inbound on `inbound-mtls` (on `outbound` the inbound holds only the pooled mTLS connections: its socket count says how many).',
+    '',
+    '| target | connections to | process | RSS before MiB | RSS after MiB | Δ MiB | MiB per 1,000 | sockets | open s |',
+    '|---|---|---|---:|---:|---:|---:|---|---:|',
+    ...rows,
+    '',
+  ];
+}
+
+function memoryTables(r: BenchResults): string[] {
+  // Every scenario a memory reading was taken after (soak and idle-connections included), in run order.
+  const ids = [...new Set(r.peakRss.flatMap((p) => Object.keys(p.afterScenario)))];
+  const row = (p: ProcessPeak, first: number, per: Record<string, number>) => `| ${p.process} | ${mib(first)} | ${ids.map((id) => (per[id] !== undefined ? mib(per[id]!) : '')).join(' | ')} |`;
+  const head = (first: string) => [`| process | ${first} | ${ids.join(' | ')} |`, `|---|---:|${ids.map(() => '---:').join('|')}|`];
+  return [
+    '## Peak RSS (VmHWM, MiB) of each proxy process, after each scenario',
+    '',
+    ...head('ready, idle'),
+    ...r.peakRss.map((p) => row(p, p.atReadyBytes, p.afterScenario)),
+    '',
+    '## RSS (VmRSS, MiB) of each proxy process, after each scenario',
+    '',
+    ...head('ready, idle'),
+    ...r.peakRss.map((p) => row(p, p.idleRssBytes, p.rssAfterScenario)),
+    '',
+  ];
+}
+
 export function markdownReport(r: BenchResults): string {
   const m = r.machine;
   const out = [
@@ -94,6 +175,7 @@ export function markdownReport(r: BenchResults): string {
     '',
     `- Upstream: ${r.topology.upstream}.`,
     `- meshlet: ${meshletLine(r)}.`,
+    `- meshlet sidecars run: ${r.topology.meshlet.runtime}.`,
     `- nginx: ${r.topology.nginx}.`,
     `- nginx stream (opaque TCP scenarios): ${r.topology.nginxStream}.`,
     `- TLS passthrough hop: ${r.topology.tlsPassthrough}.`,
@@ -101,24 +183,21 @@ export function markdownReport(r: BenchResults): string {
     '',
   ];
   // --micro measures no scenario: no empty tables for it.
-  if (Object.keys(r.scenarios).length > 0) {
+  if (measuredAnything(r)) {
     out.push(
-      `## Issue 5 targets (on \`${r.headline}\`; reported, not asserted)`,
+      `## Summary: issue 15 targets (reported, not asserted)`,
       '',
-      '| target | limit | measured | met | from |',
-      '|---|---|---|---|---|',
-      ...r.issueTargets.map((c) => `| ${c.target} | ${c.limit} | ${c.measured} | ${c.met === null ? 'n/a' : c.met ? 'met' : '**not met**'} | ${c.scenario} |`),
+      `Sidecars: ${r.topology.meshlet.runtime}. CPU is judged on \`${r.headline}\`; the peak RSS over every scenario but ${PEAK_EXCLUDES} (which opens connections on purpose: its cost is the per-1,000 figure). ${tally(r.issueTargets)}.`,
       '',
-      '## Scenarios',
-      '',
-      ...Object.values(r.scenarios).flatMap((s) => [scenarioTable(s), '']),
-      '## Peak RSS (VmHWM, MB) of each proxy process, after each scenario',
-      '',
-      `| process | ready, idle | ${Object.keys(r.scenarios).join(' | ')} |`,
-      `|---|---:|${Object.keys(r.scenarios).map(() => '---:').join('|')}|`,
-      ...r.peakRss.map((p) => `| ${p.process} | ${(p.atReadyBytes / 1048576).toFixed(1)} | ${Object.keys(r.scenarios).map((id) => (p.afterScenario[id] !== undefined ? (p.afterScenario[id]! / 1048576).toFixed(1) : '')).join(' | ')} |`),
+      ...targetsMarkdown(r.issueTargets),
       '',
     );
+    // In run order: the soak first, idle-connections after the latency scenarios.
+    out.push('## Scenarios', '');
+    if (r.soak) out.push(...soakSection(r.soak));
+    out.push(...Object.values(r.scenarios).flatMap((s) => [scenarioTable(s), '']));
+    if (r.idleConnections) out.push(...idleSection(r.idleConnections));
+    out.push(...memoryTables(r));
   }
   if (r.profiles) {
     out.push('## CPU profiles (--profile: top functions by self time)', '');
@@ -140,7 +219,7 @@ export function markdownReport(r: BenchResults): string {
 }
 
 /**
- * The short form for bench/README.md: where and when, issue 5's targets, and one line per
+ * The short form for bench/README.md: where and when, issue 15's targets, and one line per
  * scenario (added latency of each proxy, the ratio, throughput, CPU per 1,000 of each sidecar).
  */
 export function readmeSummary(r: BenchResults): string {
@@ -148,11 +227,11 @@ export function readmeSummary(r: BenchResults): string {
   const lines = [
     `Run of ${r.generatedAt.slice(0, 16).replace('T', ' ')} UTC on ${m.cpus} × ${m.cpuModel} (${m.memoryGb} GB), Linux ${m.kernel}, node ${m.node}, ${m.nginx ?? 'nginx missing'}; medians of ${String(r.settings.rounds)} interleaved runs. ${m.note} Full tables: [results/results.md](results/results.md), chart: [results/latency.svg](results/latency.svg).`,
     '',
-    `meshlet: ${meshletLine(r)}.`,
+    `meshlet: ${meshletLine(r)}. Sidecars run: ${r.topology.meshlet.runtime}.`,
     '',
-    `| issue 5 target (on \`${r.headline}\`) | limit | measured | met |`,
-    '|---|---|---|---|',
-    ...r.issueTargets.map((c) => `| ${c.target} | ${c.limit} | ${c.measured} | ${c.met === null ? 'n/a' : c.met ? 'met' : '**not met**'} |`),
+    `Issue 15 targets (CPU on \`${r.headline}\`): ${tally(r.issueTargets)}.`,
+    '',
+    ...targetsMarkdown(r.issueTargets),
     '',
     '| scenario | meshlet added p50 / p99 µs | nginx added p50 / p99 µs | meshlet/nginx p50, p99 | meshlet / nginx / direct per s | meshlet CPU s/1k (per sidecar) |',
     '|---|---|---|---|---|---|',
@@ -166,7 +245,24 @@ export function readmeSummary(r: BenchResults): string {
     const cpu = mt ? Object.entries(mt.cpuSecondsPer1k).map(([role, v]) => `${role} ${v.toFixed(3)}`).join(', ') : '—';
     lines.push(`| ${s.id} | ${added(mt)} | ${added(nt)} | ${ratio(s.ratios.addedP50)}, ${ratio(s.ratios.addedP99)} | ${rate(mt)} / ${rate(nt)} / ${rate(dt)} ${s.unit} | ${cpu} |`);
   }
-  const peak = r.peakRss.filter((p) => p.process.startsWith('meshlet/')).map((p) => `${p.process} ${(p.atReadyBytes / 1048576).toFixed(0)} MB idle, ${(p.peakRssBytes / 1048576).toFixed(0)} MB peak`);
-  if (peak.length) lines.push('', `Sidecar memory (VmHWM): ${peak.join('; ')}.`);
+  const peak = r.peakRss.filter((p) => p.process.startsWith('meshlet/')).map((p) => `${p.process} ${mib(p.idleRssBytes)} MiB idle (VmRSS), ${mib(p.peakRssBytes)} MiB peak (VmHWM, whole run)`);
+  if (peak.length) lines.push('', `Sidecar memory: ${peak.join('; ')}.`);
+  if (r.soak) lines.push('', `Soak (${r.soak.seconds} s at ${r.soak.rate} req/s): ${Object.entries(r.soak.rss).map(([role, x]) => `meshlet/${role} ${mib(x.startBytes)} → ${mib(x.endBytes)} MiB (${x.growthPercent >= 0 ? '+' : ''}${x.growthPercent.toFixed(1)} %)`).join(', ')}; ${n0(r.soak.requestsPerSec)} req/s achieved, ${r.soak.errors} errors.`);
+  if (r.idleConnections) {
+    const per = r.idleConnections.measurements.map((x) => {
+      const role = x.path === 'outbound' ? 'outbound' : 'inbound';
+      return `${x.target}/${role} ${x.processes[role]?.mibPer1k.toFixed(1) ?? 'n/a'} MiB (${x.path})`;
+    });
+    lines.push('', `Memory per 1,000 idle keep-alive connections: ${per.join(', ')}.`);
+  }
   return lines.join('\n');
+}
+
+/** The one-screen summary a run ends with on the terminal. */
+export function runSummary(r: BenchResults): string {
+  return consoleSummary({
+    title: `meshlet bench — issue 15 targets${r.quick ? ' (--quick: tiny runs, the figures only prove the pipeline)' : ''}; ${r.generatedAt.slice(0, 16).replace('T', ' ')} UTC, node ${r.machine.node}, ${r.machine.nginx ?? 'nginx missing'}`,
+    lines: [`sidecars: ${r.topology.meshlet.runtime}`, `CPU judged on ${r.headline === 'none' ? 'the middle fixed rate (not run)' : r.headline}; peak RSS = VmHWM over every scenario before ${PEAK_EXCLUDES}; reported, not asserted`],
+    checks: r.issueTargets,
+  });
 }

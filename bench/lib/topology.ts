@@ -9,6 +9,7 @@ import { nginxGrpcInboundConf, nginxGrpcOutboundConf, nginxInboundConf, nginxOut
 import { MESH_GRPC_AUTHORITY, MESH_HTTP_AUTHORITY, startMeshletPair, type MeshletPair } from './meshlet-pair.ts';
 import type { HttpEndpoint } from './http-sampler.ts';
 import type { ProxyProcess } from './process-usage.ts';
+import type { SidecarRuntime } from './sidecar-runtime.ts';
 
 export type TargetName = 'direct' | 'meshlet' | 'nginx';
 
@@ -50,7 +51,7 @@ export interface Topology {
   nginx: { available: boolean; path: string | null; note: string };
   /** nginx's stream module (the peer of the opaque TCP scenarios): whether it ran, and why not. */
   nginxStream: { available: boolean; note: string };
-  meshlet: { note: string; pids: { client: number; server: number }; adminPorts: MeshletPair['adminPorts'] };
+  meshlet: { note: string; runtime: string; pids: { client: number; server: number }; adminPorts: MeshletPair['adminPorts'] };
   http: HttpTarget[];
   grpc: GrpcTarget[];
   connect: ConnectTarget[];
@@ -98,6 +99,8 @@ function nginxConfigError(nginx: string, dir: string, file: string): string | nu
 export interface TopologyOptions {
   work: string;
   metrics: boolean;
+  /** What the sidecars run: the artifact (or the sources) and the injector's NODE_OPTIONS. */
+  sidecarRuntime: SidecarRuntime;
   /** Extra node flags for the sidecars (e.g. --cpu-prof). */
   sidecarNodeArgs: string[];
   log: (line: string) => void;
@@ -139,8 +142,9 @@ export async function startTopology(o: TopologyOptions): Promise<Topology> {
     await Promise.all([waitForPort(upstream, httpApp), waitForPort(grpcUpstream, grpcApp), waitForPort(tcpUpstream, tcpApp)]);
     o.log(`upstream: ${upstreamKind} on ${httpApp} (1 KB body); gRPC echo (grpc-js) on ${grpcApp}; TCP echo (node:net) on ${tcpApp}`);
 
-    meshlet = await startMeshletPair({ work: join(o.work, 'meshlet'), pki, httpAppPort: httpApp, grpcAppPort: grpcApp, tcpAppPort: tcpApp, metrics: o.metrics, nodeArgs: o.sidecarNodeArgs });
+    meshlet = await startMeshletPair({ work: join(o.work, 'meshlet'), pki, httpAppPort: httpApp, grpcAppPort: grpcApp, tcpAppPort: tcpApp, metrics: o.metrics, runtime: o.sidecarRuntime, nodeArgs: o.sidecarNodeArgs });
     o.log(`meshlet: ${meshlet.note}`);
+    o.log(`meshlet sidecars run: ${o.sidecarRuntime.note}`);
     const meshProcs: ProxyProcess[] = [
       { role: 'outbound', pid: meshlet.client.pid },
       { role: 'inbound', pid: meshlet.server.pid },
@@ -225,7 +229,7 @@ export async function startTopology(o: TopologyOptions): Promise<Topology> {
       upstream: { kind: upstreamKind, note: upstreamKind === 'nginx' ? 'nginx returning a 1 KB body' : 'node:http server returning a 1 KB body (nginx missing)' },
       nginx: { available: nginx !== null, path: nginx, note: nginxNote },
       nginxStream: { available: streamReason === null, note: streamNote },
-      meshlet: { note: meshlet.note, pids: { client: meshlet.client.pid, server: meshlet.server.pid }, adminPorts: meshlet.adminPorts },
+      meshlet: { note: meshlet.note, runtime: o.sidecarRuntime.note, pids: { client: meshlet.client.pid, server: meshlet.server.pid }, adminPorts: meshlet.adminPorts },
       http,
       grpc,
       connect,

@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs';
-import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { runClosedLoop } from '../lib/closed-loop.ts';
+import { dialerFor, type Dial } from '../lib/mtls-dial.ts';
 import { cpuPer1k, cpuSnapshot } from '../lib/process-usage.ts';
 import { compareTargets, summarizeRuns, type RunSample, type ScenarioResult } from '../lib/figures.ts';
 import { interleave } from '../lib/interleave.ts';
@@ -17,26 +16,6 @@ import type { ConnectTarget } from '../lib/topology.ts';
  * the policy decision and one upstream request — per second, and in CPU per 1,000 connections
  * of the inbound process. Direct is the same over plain TCP to the upstream.
  */
-type Dial = () => net.Socket;
-
-function dialerFor(t: ConnectTarget): Dial {
-  if (!t.tls) return () => net.connect({ host: '127.0.0.1', port: t.port, noDelay: true });
-  // One SecureContext for every dial: building one per connection (parsing PEM, filling an
-  // X509 store) would make the client, not the server side, the bottleneck.
-  const secureContext = tls.createSecureContext({ cert: readFileSync(t.tls.svid), key: readFileSync(t.tls.key), ca: readFileSync(t.tls.bundle), minVersion: 'TLSv1.3' });
-  const options: tls.ConnectionOptions = {
-    host: '127.0.0.1',
-    port: t.port,
-    secureContext,
-    ALPNProtocols: ['http/1.1'],
-    // No session resumption: every connection is a full handshake, as a new peer's would be.
-    session: undefined,
-    // SVIDs name a SPIFFE ID (URI SAN), not a host: the chain is verified against the bundle, the name is not.
-    checkServerIdentity: () => undefined,
-  };
-  return () => tls.connect(options);
-}
-
 function oneRequest(dial: Dial, hostHeader: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const socket = dial();

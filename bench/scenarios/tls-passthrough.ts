@@ -3,8 +3,9 @@ import { compareTargets, summarizeRuns, type RunSample, type ScenarioResult } fr
 import { interleave } from '../lib/interleave.ts';
 import type { ProcessPeak } from '../lib/issue-targets.ts';
 import { passthroughUnavailable, startPassthroughPods, TLS_ECHO_SNI, type PassthroughTarget } from '../lib/passthrough-pods.ts';
-import { cpuPer1k, cpuSnapshot, peakRssBytes } from '../lib/process-usage.ts';
+import { cpuPer1k, cpuSnapshot, peakRssBytes, rssBytes } from '../lib/process-usage.ts';
 import type { RunOptions } from '../lib/run-options.ts';
+import type { SidecarRuntime } from '../lib/sidecar-runtime.ts';
 
 /**
  * The outbound TLS-passthrough hop (issue 14): an app in a meshed pod speaks its own TLS to a
@@ -37,7 +38,7 @@ async function measure(t: PassthroughTarget, o: RunOptions, mode: 'persistent' |
   return { latency: r.latency, operations: r.operations, operationsPerSec: r.operations / r.elapsedSeconds, errors: r.errors, cpuSecondsPer1k: cpu };
 }
 
-export async function tlsPassthrough(o: RunOptions & { metrics: boolean }): Promise<TlsPassthroughOutcome> {
+export async function tlsPassthrough(o: RunOptions & { metrics: boolean; runtime: SidecarRuntime }): Promise<TlsPassthroughOutcome> {
   const why = passthroughUnavailable();
   if (why !== null) {
     o.log(`tls-passthrough skipped: ${why}`);
@@ -46,7 +47,7 @@ export async function tlsPassthrough(o: RunOptions & { metrics: boolean }): Prom
   o.log('tls-passthrough: starting network-namespace pods (meshed client, direct client, TLS echo outside the mesh)');
   const pods = await startPassthroughPods(o);
   try {
-    const peak: ProcessPeak = { process: 'meshlet-passthrough/outbound', peakRssBytes: 0, atReadyBytes: peakRssBytes(pods.sidecarPid), afterScenario: {} };
+    const peak: ProcessPeak = { process: 'meshlet-passthrough/outbound', peakRssBytes: 0, atReadyBytes: peakRssBytes(pods.sidecarPid), idleRssBytes: rssBytes(pods.sidecarPid), afterScenario: {}, rssAfterScenario: {} };
     const redirectsBefore = await pods.redirectedConnections();
     const scenarios: ScenarioResult[] = [];
     let meshletOperations = 0;
@@ -85,6 +86,7 @@ export async function tlsPassthrough(o: RunOptions & { metrics: boolean }): Prom
       );
       peak.peakRssBytes = peakRssBytes(pods.sidecarPid);
       peak.afterScenario[id] = peak.peakRssBytes;
+      peak.rssAfterScenario[id] = rssBytes(pods.sidecarPid);
     }
     // Proof the meshlet figures crossed the sidecar: every new connection of the measured runs was REDIRECTed.
     const redirected = (await pods.redirectedConnections()) - redirectsBefore;

@@ -29,7 +29,9 @@ describe('npm run bench -- --quick', () => {
   let stderr = '';
   let results: {
     machine: { nginx: string | null };
-    topology: { nginx: string; nginxStream: string; tlsPassthrough: string; meshlet: { note: string; policyCheck: { path: string; status: number } | null } };
+    topology: { nginx: string; nginxStream: string; tlsPassthrough: string; meshlet: { note: string; runtime: string; policyCheck: { path: string; status: number } | null } };
+    soak: { errors: number; requests: number; rss: Record<string, { startBytes: number }> } | null;
+    idleConnections: { measurements: { processes: Record<string, { mibPer1k: number }> }[] } | null;
     headline: string;
     scenarios: Record<string, { targets: Record<string, Figures> }>;
     peakRss: { process: string; peakRssBytes: number }[];
@@ -54,7 +56,7 @@ describe('npm run bench -- --quick', () => {
     for (const f of ['results.json', 'results.md', 'latency.svg']) expect((await stat(join(out, f))).size).toBeGreaterThan(0);
     expect(await readFile(join(out, 'latency.svg'), 'utf8')).toMatch(/^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"[\s\S]*<\/svg>\n$/);
     const md = await readFile(join(out, 'results.md'), 'utf8');
-    expect(md).toContain('## Issue 5 targets');
+    expect(md).toContain('## Summary: issue 15 targets');
     expect(md).toContain('meshlet / nginx');
   });
 
@@ -65,6 +67,8 @@ describe('npm run bench -- --quick', () => {
 
   it('produces figures for every scenario and every target, with zero errors', () => {
     expect(Object.keys(results.scenarios).sort()).toEqual(['grpc-unary', 'http-rate-500', 'http-saturation', 'new-connections', 'tcp-opaque', 'tcp-opaque-new-connections']);
+    // The sidecars ran the production artifact with the injector's runtime environment (issue 15).
+    expect(results.topology.meshlet.runtime).toMatch(/^production artifact: node dist\/bin\/meshlet\.js .*NODE_OPTIONS="--max-old-space-size=\d+ --max-semi-space-size=\d+" MALLOC_ARENA_MAX="2"/);
     // The opaque TCP scenarios' nginx is the stream proxy pair, present only with nginx's stream module.
     const streamMissing = results.topology.nginxStream.startsWith('nginx stream module not available: ');
     for (const [id, s] of Object.entries(results.scenarios)) {
@@ -101,6 +105,23 @@ describe('npm run bench -- --quick', () => {
     // nginx's side ran, or the run says why not; the passthrough hop is said to be unmeasured.
     expect(results.topology.nginxStream).toMatch(/^(stream proxy pair|nginx stream module not available: .+)/);
     expect(results.topology.tlsPassthrough).toMatch(/^not measured: /);
+  });
+
+  it('soaks the meshlet pair at 1,000 req/s with zero errors, sampling both sidecars\' RSS', () => {
+    expect(results.soak).not.toBeNull();
+    expect(results.soak!.errors).toBe(0);
+    expect(results.soak!.requests).toBeGreaterThan(0);
+    expect(Object.keys(results.soak!.rss).sort()).toEqual(['inbound', 'outbound']);
+    for (const r of Object.values(results.soak!.rss)) expect(r.startBytes).toBeGreaterThan(0);
+  });
+
+  it('measures memory per idle connection for each proxy it has', () => {
+    // Through the outbound (app connections) and straight to the inbound (mTLS), for meshlet and nginx.
+    expect(results.idleConnections!.measurements).toHaveLength(nginx ? 4 : 2);
+    for (const m of results.idleConnections!.measurements) {
+      expect(Object.keys(m.processes).length, JSON.stringify(m)).toBeGreaterThan(0);
+      for (const p of Object.values(m.processes)) expect(Number.isFinite(p.mibPer1k), JSON.stringify(m)).toBe(true);
+    }
   });
 
   it('evaluates issue 5 targets against nginx when nginx is on the machine, and says it is missing when not', () => {

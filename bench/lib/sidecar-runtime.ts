@@ -1,0 +1,65 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { DEFAULT_PROXY_RESOURCES } from '../../src/control-plane/injector/patch/containers.ts';
+import { memoryQuantityBytes, proxyRuntimeEnv } from '../../src/control-plane/injector/patch/heap-settings.ts';
+import { BenchError } from './bench-error.ts';
+
+// What the bench's sidecars run: by default exactly what the injected container runs — the
+// production artifact (`npm run build` → dist/bin/meshlet.js) with the environment the
+// injector sets for the default memory limit (NODE_OPTIONS, MALLOC_ARENA_MAX). `--sources`
+// runs bin/meshlet.js (the TypeScript sources through type stripping) with the same
+// environment, so an A/B changes one thing.
+
+const REPO = join(import.meta.dirname, '..', '..');
+const BUILD_SCRIPT = join(REPO, 'scripts', 'build-dist.mjs');
+const ARTIFACT_ENTRY = join(REPO, 'dist', 'bin', 'meshlet.js');
+const SOURCES_ENTRY = join(REPO, 'bin', 'meshlet.js');
+
+export interface SidecarRuntime {
+  kind: 'artifact' | 'sources';
+  /** The script node runs (absolute): dist/bin/meshlet.js or bin/meshlet.js. */
+  entry: string;
+  /** The NODE_OPTIONS value every sidecar gets: the injector's, for the default memory limit. */
+  nodeOptions: string;
+  /** Everything the injector sets for the runtime (NODE_OPTIONS, MALLOC_ARENA_MAX): every sidecar gets it. */
+  env: Record<string, string>;
+  /** The memory limit the NODE_OPTIONS are sized for (the injector's default). */
+  memoryLimit: string;
+  /** One line for the report: what ran, how it was built, with which NODE_OPTIONS. */
+  note: string;
+}
+
+/** The injector's runtime environment for a sidecar with the default memory limit. */
+export function defaultProxyRuntimeEnv(): { env: Record<string, string>; nodeOptions: string; memoryLimit: string } {
+  const memoryLimit = DEFAULT_PROXY_RESOURCES.memoryLimit;
+  const bytes = memoryQuantityBytes(memoryLimit);
+  if (bytes === null) throw new BenchError('BENCH_SIDECAR_NOT_STARTED', `the injector's default memory limit ${JSON.stringify(memoryLimit)} is not a memory quantity`);
+  const env = proxyRuntimeEnv(bytes);
+  return { env, nodeOptions: env.NODE_OPTIONS, memoryLimit };
+}
+
+/**
+ * Builds the artifact (unless `sources`) and says what the sidecars will run. The build is the
+ * script `npm run build` runs, started with the Node the sidecars run on: `npm` itself may not
+ * be on PATH when the bench is started as `node bench/run.ts`. It rebuilds every time — a stale
+ * dist/ would measure yesterday's code — and takes a few seconds.
+ */
+export function prepareSidecarRuntime(o: { sources: boolean; log: (line: string) => void }): SidecarRuntime {
+  const { env, nodeOptions, memoryLimit } = defaultProxyRuntimeEnv();
+  const options = `${Object.entries(env).map(([k, v]) => `${k}="${v}"`).join(' ')} (the injector's, for the default ${memoryLimit} memory limit)`;
+  if (o.sources) {
+    return { kind: 'sources', entry: SOURCES_ENTRY, nodeOptions, env, memoryLimit, note: `TypeScript sources (--sources): node ${relative(REPO, SOURCES_ENTRY)}, ${options}` };
+  }
+  const started = Date.now();
+  o.log(`building the production artifact: node ${relative(REPO, BUILD_SCRIPT)} (npm run build)`);
+  const r = spawnSync(process.execPath, [BUILD_SCRIPT], { cwd: REPO, encoding: 'utf8', timeout: 300_000 });
+  const seconds = ((Date.now() - started) / 1000).toFixed(1);
+  if (r.error || r.status !== 0 || !existsSync(ARTIFACT_ENTRY)) {
+    const output = `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n').slice(-15).join('\n');
+    const why = r.error ? r.error.message : r.status !== 0 ? `exit ${r.status ?? r.signal}` : `it exited 0 but wrote no ${relative(REPO, ARTIFACT_ENTRY)}`;
+    throw new BenchError('BENCH_BUILD_FAILED', `npm run build (${relative(REPO, BUILD_SCRIPT)}) failed (${why}), so there is no production artifact to measure (--sources runs the TypeScript sources instead):\n${output || '(no output)'}`);
+  }
+  o.log(`built ${relative(REPO, ARTIFACT_ENTRY)} in ${seconds} s`);
+  return { kind: 'artifact', entry: ARTIFACT_ENTRY, nodeOptions, env, memoryLimit, note: `production artifact: node ${relative(REPO, ARTIFACT_ENTRY)} (npm run build, fresh for this run), ${options}` };
+}
