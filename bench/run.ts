@@ -34,7 +34,7 @@ Measures the latency one hop adds — direct vs meshlet (outbound sidecar -> mTL
 sidecar) vs an nginx mTLS pair with the same certificates — under autocannon load, opaque TCP
 through the same pair vs nginx's stream proxy, the sidecars' memory over a soak and per idle
 connection, plus the micro-benchmarks. The sidecars run the production artifact (built first:
-npm run build -> dist/bin/meshlet.js) with the NODE_OPTIONS the injector sets. Writes
+npm run build -> dist/bin/meshlet.js) with the Node flags and environment the injector sets. Writes
 results.json, results.md and latency.svg to --out, and ends with a one-screen summary of
 issue 15's targets.
 
@@ -50,7 +50,7 @@ Flags:
                         an iptables-intercepting sidecar, in network-namespace pods: root +
                         iptables, else recorded as skipped; not in --quick unless named)
   --sources             run the sidecars from the TypeScript sources (bin/meshlet.js) instead of
-                        the production artifact (dist/bin/meshlet.js, built first); same NODE_OPTIONS
+                        the production artifact (dist/bin/meshlet.js, built first); same flags
   --soak-seconds S      length of the soak at 1,000 req/s, after its own warm-up (default 600,
                         warm-up 60; --quick: 20, warm-up 5)
   --idle-connections N  connections held idle per measurement of idle-connections (default 1000,
@@ -71,7 +71,7 @@ Flags:
   -h, --help            this text
 
 Environment: BENCH_SIDECAR_NODE_ARGS="…" adds node flags to both sidecars (on the command line,
-after NODE_OPTIONS: they win).
+after the injector's flags: they win).
 `;
 
 const DEFAULT_OUT = join(import.meta.dirname, 'results');

@@ -39,9 +39,9 @@ export interface MeshletPairOptions {
   tcpAppPort: number;
   /** Per-request metrics; `false` sets MESHLET_REQUEST_METRICS=false (issue 6's on/off comparison). */
   metrics: boolean;
-  /** The artifact (or --sources) and the injector's NODE_OPTIONS: what the injected container runs. */
+  /** The artifact (or --sources) and the injector's Node flags and environment: what the injected container runs. */
   runtime: SidecarRuntime;
-  /** Extra node flags on the command line (BENCH_SIDECAR_NODE_ARGS, --profile): after NODE_OPTIONS, so they win. */
+  /** Extra node flags on the command line (BENCH_SIDECAR_NODE_ARGS, --profile): after the injector's flags, so they win. */
   nodeArgs: string[];
 }
 
@@ -70,7 +70,7 @@ function sidecarEnv(common: Record<string, string>, own: Record<string, string>)
   return { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/', ...common, ...own };
 }
 
-/** Node flags the bench adds beyond the container's NODE_OPTIONS: the report says so (such figures are not the pod's). */
+/** Node flags the bench adds beyond the container's command: the report says so (such figures are not the pod's). */
 function extraFlagsNote(o: MeshletPairOptions): string {
   return o.nodeArgs.length ? `; node flags added by the bench: ${o.nodeArgs.join(' ')} (BENCH_SIDECAR_NODE_ARGS / --profile)` : '';
 }
@@ -91,12 +91,12 @@ export async function startMeshletPair(o: MeshletPairOptions): Promise<MeshletPa
     MESHLET_IDENTITY_SOURCE: 'files',
     MESHLET_ADMIN_ADDRESS: '127.0.0.1',
     MESHLET_LOG_LEVEL: 'warn',
-    // As the injector sets them on the sidecar container: V8's heap sized for the memory limit, two malloc arenas.
+    // As the injector sets it on the sidecar container: two malloc arenas (the Node flags are on the command line).
     ...o.runtime.env,
     ...(o.metrics ? {} : { MESHLET_REQUEST_METRICS: 'false' }),
   };
   const inbound = [`${o.httpAppPort}:${serverHttp}/http`, `${o.grpcAppPort}:${serverGrpc}/grpc`, `${o.tcpAppPort}:${serverTcp}/tcp`];
-  const server = startProcess('meshlet sidecar (server pod)', process.execPath, [...o.nodeArgs, o.runtime.entry, 'sidecar'], {
+  const server = startProcess('meshlet sidecar (server pod)', process.execPath, [...o.runtime.nodeFlags, ...o.nodeArgs, o.runtime.entry, 'sidecar'], {
     env: sidecarEnv(common, {
       MESHLET_SERVICE_ACCOUNT: 'server',
       MESHLET_POD_NAME: 'bench-server',
@@ -109,7 +109,7 @@ export async function startMeshletPair(o: MeshletPairOptions): Promise<MeshletPa
       MESHLET_POLICY_DIR: serverPolicyDir,
     }),
   });
-  const client = startProcess('meshlet sidecar (client pod)', process.execPath, [...o.nodeArgs, o.runtime.entry, 'sidecar'], {
+  const client = startProcess('meshlet sidecar (client pod)', process.execPath, [...o.runtime.nodeFlags, ...o.nodeArgs, o.runtime.entry, 'sidecar'], {
     env: sidecarEnv(common, {
       MESHLET_SERVICE_ACCOUNT: 'client',
       MESHLET_POD_NAME: 'bench-client',

@@ -132,7 +132,7 @@ export async function startPassthroughPods(o: { metrics: boolean; runtime: Sidec
     };
     // The injected container's own runtime variables when the injector sets them, else the bench's (the same function's).
     for (const [name, value] of Object.entries(o.runtime.env)) env[name] ??= value;
-    const sidecar = pod.spawnNode(entry, proxy.args, { env, uid: proxy.uid, gid: proxy.gid, label: proxy.name });
+    const sidecar = pod.spawnNode(entry, proxy.args, { nodeFlags: proxy.nodeFlags, env, uid: proxy.uid, gid: proxy.gid, label: proxy.name });
     try {
       await sidecar.waitForLine('meshlet sidecar: ready', { timeoutMs: 60_000 });
     } catch (err) {
@@ -158,7 +158,7 @@ export async function startPassthroughPods(o: { metrics: boolean; runtime: Sidec
       targets,
       sidecarPid: sidecar.pid,
       redirectedConnections,
-      note: `network-namespace pods (src/dev/netns, iptables ${cluster.iptables.backend}): the meshed client pod as injected (\`${init.args.join(' ')}\` as its init container, \`meshlet sidecar\` under uid ${uid}, files identity, metrics ${o.metrics ? 'on' : 'off'}, NODE_OPTIONS="${env.NODE_OPTIONS}"), the app under uid ${APP_UID}; the TLS echo server (node:tls, TLS 1.3, server certificate ${new X509Certificate(own.certChainPem).subjectAltName ?? ''}) in an unmeshed pod, dialled by pod IP with SNI ${TLS_ECHO_SNI}; direct: the same app in a pod without rules`,
+      note: `network-namespace pods (src/dev/netns, iptables ${cluster.iptables.backend}): the meshed client pod as injected (\`${init.args.join(' ')}\` as its init container, \`meshlet sidecar\` under uid ${uid}, files identity, metrics ${o.metrics ? 'on' : 'off'}, node flags "${proxy.nodeFlags.join(' ')}"), the app under uid ${APP_UID}; the TLS echo server (node:tls, TLS 1.3, server certificate ${new X509Certificate(own.certChainPem).subjectAltName ?? ''}) in an unmeshed pod, dialled by pod IP with SNI ${TLS_ECHO_SNI}; direct: the same app in a pod without rules`,
       stop: () => cluster.destroy({ graceMs: 3_000 }),
     };
   } catch (err) {

@@ -35,7 +35,7 @@ export interface BenchResults {
     nginxStream: string;
     /** The TLS-passthrough hop (scenario tls-passthrough): what ran (`measured: …`), `skipped: <reason>` (no root / iptables), or `not measured: …` (not selected). */
     tlsPassthrough: string;
-    /** `runtime`: what the sidecars ran (the artifact or --sources) with which NODE_OPTIONS. */
+    /** `runtime`: what the sidecars ran (the artifact or --sources) with which Node flags and environment. */
     meshlet: { note: string; runtime: string; policyCheck: PolicyCheck | null };
   };
   /** Scenario id -> figures; the headline (the CPU target's rate) is `headline`. */

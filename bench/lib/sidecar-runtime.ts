@@ -2,14 +2,14 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { DEFAULT_PROXY_RESOURCES } from '../../src/control-plane/injector/patch/containers.ts';
-import { memoryQuantityBytes, proxyRuntimeEnv } from '../../src/control-plane/injector/patch/heap-settings.ts';
+import { memoryQuantityBytes, proxyRuntime } from '../../src/control-plane/injector/patch/heap-settings.ts';
 import { BenchError } from './bench-error.ts';
 
 // What the bench's sidecars run: by default exactly what the injected container runs — the
-// production artifact (`npm run build` → dist/bin/meshlet.js) with the environment the
-// injector sets for the default memory limit (NODE_OPTIONS, MALLOC_ARENA_MAX). `--sources`
-// runs bin/meshlet.js (the TypeScript sources through type stripping) with the same
-// environment, so an A/B changes one thing.
+// production artifact (`npm run build` → dist/bin/meshlet.js) with the Node flags and the
+// environment the injector gives the sidecar for the default memory limit (heap flags and one
+// GC thread on the command line, MALLOC_ARENA_MAX). `--sources` runs bin/meshlet.js (the
+// TypeScript sources through type stripping) with the same, so an A/B changes one thing.
 
 const REPO = join(import.meta.dirname, '..', '..');
 const BUILD_SCRIPT = join(REPO, 'scripts', 'build-dist.mjs');
@@ -20,23 +20,22 @@ export interface SidecarRuntime {
   kind: 'artifact' | 'sources';
   /** The script node runs (absolute): dist/bin/meshlet.js or bin/meshlet.js. */
   entry: string;
-  /** The NODE_OPTIONS value every sidecar gets: the injector's, for the default memory limit. */
-  nodeOptions: string;
-  /** Everything the injector sets for the runtime (NODE_OPTIONS, MALLOC_ARENA_MAX): every sidecar gets it. */
+  /** Node's flags before the script, as the injector's command has them for the default memory limit. */
+  nodeFlags: string[];
+  /** The runtime environment the injector sets (MALLOC_ARENA_MAX): every sidecar gets it. */
   env: Record<string, string>;
-  /** The memory limit the NODE_OPTIONS are sized for (the injector's default). */
+  /** The memory limit the Node flags are sized for (the injector's default). */
   memoryLimit: string;
-  /** One line for the report: what ran, how it was built, with which NODE_OPTIONS. */
+  /** One line for the report: what ran, how it was built, with which Node flags and environment. */
   note: string;
 }
 
-/** The injector's runtime environment for a sidecar with the default memory limit. */
-export function defaultProxyRuntimeEnv(): { env: Record<string, string>; nodeOptions: string; memoryLimit: string } {
+/** The injector's Node flags and runtime environment for a sidecar with the default memory limit. */
+export function defaultProxyRuntime(): { env: Record<string, string>; nodeFlags: string[]; memoryLimit: string } {
   const memoryLimit = DEFAULT_PROXY_RESOURCES.memoryLimit;
   const bytes = memoryQuantityBytes(memoryLimit);
   if (bytes === null) throw new BenchError('BENCH_SIDECAR_NOT_STARTED', `the injector's default memory limit ${JSON.stringify(memoryLimit)} is not a memory quantity`);
-  const env = proxyRuntimeEnv(bytes);
-  return { env, nodeOptions: env.NODE_OPTIONS, memoryLimit };
+  return { ...proxyRuntime(bytes), memoryLimit };
 }
 
 /**
@@ -46,10 +45,10 @@ export function defaultProxyRuntimeEnv(): { env: Record<string, string>; nodeOpt
  * dist/ would measure yesterday's code — and takes a few seconds.
  */
 export function prepareSidecarRuntime(o: { sources: boolean; log: (line: string) => void }): SidecarRuntime {
-  const { env, nodeOptions, memoryLimit } = defaultProxyRuntimeEnv();
-  const options = `${Object.entries(env).map(([k, v]) => `${k}="${v}"`).join(' ')} (the injector's, for the default ${memoryLimit} memory limit)`;
+  const { env, nodeFlags, memoryLimit } = defaultProxyRuntime();
+  const options = `node flags "${nodeFlags.join(' ')}", ${Object.entries(env).map(([k, v]) => `${k}="${v}"`).join(' ')} (the injector's, for the default ${memoryLimit} memory limit)`;
   if (o.sources) {
-    return { kind: 'sources', entry: SOURCES_ENTRY, nodeOptions, env, memoryLimit, note: `TypeScript sources (--sources): node ${relative(REPO, SOURCES_ENTRY)}, ${options}` };
+    return { kind: 'sources', entry: SOURCES_ENTRY, nodeFlags, env, memoryLimit, note: `TypeScript sources (--sources): node ${relative(REPO, SOURCES_ENTRY)}, ${options}` };
   }
   const started = Date.now();
   o.log(`building the production artifact: node ${relative(REPO, BUILD_SCRIPT)} (npm run build)`);
@@ -61,5 +60,5 @@ export function prepareSidecarRuntime(o: { sources: boolean; log: (line: string)
     throw new BenchError('BENCH_BUILD_FAILED', `npm run build (${relative(REPO, BUILD_SCRIPT)}) failed (${why}), so there is no production artifact to measure (--sources runs the TypeScript sources instead):\n${output || '(no output)'}`);
   }
   o.log(`built ${relative(REPO, ARTIFACT_ENTRY)} in ${seconds} s`);
-  return { kind: 'artifact', entry: ARTIFACT_ENTRY, nodeOptions, env, memoryLimit, note: `production artifact: node ${relative(REPO, ARTIFACT_ENTRY)} (npm run build, fresh for this run), ${options}` };
+  return { kind: 'artifact', entry: ARTIFACT_ENTRY, nodeFlags, env, memoryLimit, note: `production artifact: node ${relative(REPO, ARTIFACT_ENTRY)} (npm run build, fresh for this run), ${options}` };
 }

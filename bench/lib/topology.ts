@@ -99,7 +99,7 @@ function nginxConfigError(nginx: string, dir: string, file: string): string | nu
 export interface TopologyOptions {
   work: string;
   metrics: boolean;
-  /** What the sidecars run: the artifact (or the sources) and the injector's NODE_OPTIONS. */
+  /** What the sidecars run: the artifact (or the sources) and the injector's Node flags and environment. */
   sidecarRuntime: SidecarRuntime;
   /** Extra node flags for the sidecars (e.g. --cpu-prof). */
   sidecarNodeArgs: string[];

@@ -68,7 +68,7 @@ describe('npm run bench -- --quick', () => {
   it('produces figures for every scenario and every target, with zero errors', () => {
     expect(Object.keys(results.scenarios).sort()).toEqual(['grpc-unary', 'http-rate-500', 'http-saturation', 'new-connections', 'tcp-opaque', 'tcp-opaque-new-connections']);
     // The sidecars ran the production artifact with the injector's runtime environment (issue 15).
-    expect(results.topology.meshlet.runtime).toMatch(/^production artifact: node dist\/bin\/meshlet\.js .*NODE_OPTIONS="--max-old-space-size=\d+ --max-semi-space-size=\d+" MALLOC_ARENA_MAX="2"/);
+    expect(results.topology.meshlet.runtime).toMatch(/^production artifact: node dist\/bin\/meshlet\.js .*node flags "--max-old-space-size=\d+ --max-semi-space-size=\d+ --single-threaded-gc", MALLOC_ARENA_MAX="2"/);
     // The opaque TCP scenarios' nginx is the stream proxy pair, present only with nginx's stream module.
     const streamMissing = results.topology.nginxStream.startsWith('nginx stream module not available: ');
     for (const [id, s] of Object.entries(results.scenarios)) {

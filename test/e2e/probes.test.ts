@@ -110,7 +110,7 @@ describe.skipIf(e2eSkipped('probes e2e (network-namespace pods)'))('probes e2e: 
     const initRun = await pod.execNode('bin/meshlet.js', init.args, { env: init.env, uid: init.uid, gid: init.gid });
     if (initRun.code !== 0) throw new HarnessError('E2E_COMMAND_FAILED', `init container exited ${initRun.code}: ${initRun.stderr}`);
     const sidecarEnv = { ...mountEnv(proxy, { 'meshlet-policy': policyDir!, 'meshlet-podinfo': podinfoDir! }), MESHLET_IDENTITY_SOURCE: 'files', MESHLET_SVID_DIR: svidDir!, MESHLET_LOG_LEVEL: 'warn' };
-    const sidecar = pod.spawnNode('bin/meshlet.js', proxy.args, { env: sidecarEnv, uid: proxy.uid, gid: proxy.gid, label: proxy.name });
+    const sidecar = pod.spawnNode('bin/meshlet.js', proxy.args, { nodeFlags: proxy.nodeFlags, env: sidecarEnv, uid: proxy.uid, gid: proxy.gid, label: proxy.name });
     await sidecar.waitForLine('meshlet sidecar: ready', { timeoutMs: 30_000 });
 
     statusFile = `${appDir}/status`;

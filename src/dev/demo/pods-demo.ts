@@ -110,7 +110,7 @@ export class PodsDemo {
     const initRun = await pod.execNode(MESHLET, init.args, { env: init.env, uid: init.uid, gid: init.gid, label: init.name });
     if (initRun.code !== 0) throw new HarnessError('E2E_COMMAND_FAILED', `${s.name}: init container ${init.name} exited ${initRun.code}: ${initRun.stderr.trim()}`);
     const env: Record<string, string> = { ...mountEnv(proxy, { 'meshlet-policy': policyDir, 'meshlet-podinfo': podinfoDir }), MESHLET_IDENTITY_SOURCE: 'files', MESHLET_SVID_DIR: svidDir, MESHLET_LOG_LEVEL: 'info' };
-    const sidecar = pod.spawnNode(MESHLET, proxy.args, { env, uid: proxy.uid, gid: proxy.gid, label: proxy.name });
+    const sidecar = pod.spawnNode(MESHLET, proxy.args, { nodeFlags: proxy.nodeFlags, env, uid: proxy.uid, gid: proxy.gid, label: proxy.name });
     // What the native sidecar's startupProbe waits for before kubelet starts the app.
     await sidecar.waitForLine('meshlet sidecar: ready', { timeoutMs: 60_000 });
     const app = pod.spawnNode(APP, [s.name, String(DEMO_APP_PORT)], { env: appContainer.env, uid: appContainer.uid ?? APP_UID, label: 'app' });

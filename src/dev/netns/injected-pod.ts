@@ -5,6 +5,8 @@ import { HarnessError } from './errors.ts';
 export interface ContainerRun {
   name: string;
   args: string[];
+  /** Node's flags from an explicit `command: [node, …flags, /app/bin/meshlet.js]` (the sidecar's), else none. */
+  nodeFlags: string[];
   /** Literal values and resolved downward-API fieldRefs; see `mountEnv` for volume paths. */
   env: Record<string, string>;
   /** securityContext.runAsUser/runAsGroup of the container, else of the pod; undefined = root. */
@@ -29,6 +31,7 @@ export interface InjectedPodSpec {
 
 interface K8sContainer {
   name: string;
+  command?: string[];
   args?: string[];
   env?: { name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[];
   ports?: { containerPort: number }[];
@@ -41,6 +44,20 @@ interface K8sPod {
   kind?: string;
   metadata?: { name?: string; namespace?: string; labels?: Record<string, string> };
   spec?: { serviceAccountName?: string; securityContext?: { runAsUser?: number; runAsGroup?: number }; initContainers?: K8sContainer[]; containers?: K8sContainer[] };
+}
+
+/**
+ * The harness runs every meshlet container as `node <flags> <the checkout's meshlet> <args>`:
+ * a command may only be the image's own entry point with Node flags in front of it.
+ */
+function nodeFlagsOf(c: K8sContainer): string[] {
+  if (c.command === undefined) return [];
+  const [node, ...rest] = c.command;
+  const script = rest.pop();
+  if (node !== 'node' || script === undefined || !script.endsWith('/bin/meshlet.js') || rest.some((f) => !f.startsWith('--'))) {
+    throw new HarnessError('E2E_UNSUPPORTED_SPEC', `${c.name}: command ${JSON.stringify(c.command)} is not \`node [--flags] …/bin/meshlet.js\`, which the harness cannot run`);
+  }
+  return rest;
 }
 
 /**
@@ -64,6 +81,7 @@ export function readInjectedPod(manifest: string | object, context: { podIp?: st
   const run = (c: K8sContainer): ContainerRun => ({
     name: c.name,
     args: c.args ?? [],
+    nodeFlags: nodeFlagsOf(c),
     env: Object.fromEntries(
       (c.env ?? []).map((e) => {
         if (e.valueFrom === undefined) return [e.name, e.value ?? ''];

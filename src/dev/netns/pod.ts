@@ -16,6 +16,8 @@ export interface SpawnOptions {
   cwd?: string;
   /** For logs and error messages; default: the command's base name. */
   label?: string;
+  /** spawnNode / execNode: Node's own flags, before the script (a container's `command`). */
+  nodeFlags?: readonly string[];
 }
 
 export interface ExecOptions extends SpawnOptions {
@@ -66,7 +68,7 @@ export class Pod {
 
   /** Starts Node 24 on a script (path relative to the repository root, or absolute). */
   spawnNode(script: string, args: readonly string[] = [], options: SpawnOptions = {}): PodProcess {
-    return this.spawn(nodeBinary, [script, ...args], { label: script.split('/').pop(), ...options });
+    return this.spawn(nodeBinary, [...(options.nodeFlags ?? []), script, ...args], { label: script.split('/').pop(), ...options });
   }
 
   /** Runs a command in the pod to completion and returns its exit status and output. */
@@ -80,7 +82,7 @@ export class Pod {
 
   /** Runs Node 24 on a script to completion. */
   execNode(script: string, args: readonly string[] = [], options: ExecOptions = {}): Promise<CommandResult> {
-    return this.exec(nodeBinary, [script, ...args], options);
+    return this.exec(nodeBinary, [...(options.nodeFlags ?? []), script, ...args], options);
   }
 
   /**

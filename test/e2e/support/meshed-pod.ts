@@ -101,7 +101,7 @@ export async function startMeshedPod(cluster: Cluster, svids: SvidVolumes, spec:
     MESHLET_LOG_LEVEL: 'warn',
     ...spec.sidecarEnv,
   };
-  const sidecar = pod.spawnNode(MESHLET, proxy.args, { env: sidecarEnv, uid: proxy.uid, gid: proxy.gid, label: `${proxy.name}` });
+  const sidecar = pod.spawnNode(MESHLET, proxy.args, { nodeFlags: proxy.nodeFlags, env: sidecarEnv, uid: proxy.uid, gid: proxy.gid, label: `${proxy.name}` });
   // The native sidecar's startupProbe holds the app until /ready; the ready line is printed then.
   await sidecar.waitForLine('meshlet sidecar: ready', { timeoutMs: 30_000 });
 

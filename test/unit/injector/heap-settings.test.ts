@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { heapSettingsFor, memoryQuantityBytes, MIN_PROXY_MEMORY_LIMIT_MIB, NON_HEAP_RESERVE_MIB, proxyNodeOptions, PROXY_MALLOC_ARENA_MAX } from '../../../src/control-plane/injector/patch/heap-settings.ts';
+import { heapSettingsFor, memoryQuantityBytes, MIN_PROXY_MEMORY_LIMIT_MIB, NON_HEAP_RESERVE_MIB, proxyNodeFlags, PROXY_MALLOC_ARENA_MAX } from '../../../src/control-plane/injector/patch/heap-settings.ts';
 import { DEFAULT_INJECTION_SETTINGS, injectPod, applyJsonPatch, type Pod } from '../../../src/control-plane/injector/patch/index.ts';
 import { DEFAULT_PROXY_RESOURCES } from '../../../src/control-plane/injector/patch/containers.ts';
 import { loadPod } from './golden-support.ts';
@@ -41,18 +41,15 @@ describe('the sidecar heap, sized from the memory limit', () => {
     }
   });
 
-  it('Node takes the flags from NODE_OPTIONS and caps its heap there', () => {
-    const options = proxyNodeOptions(256 * MIB);
-    const limit = Number(
-      execFileSync(process.execPath, ['-p', "require('node:v8').getHeapStatistics().heap_size_limit"], { env: { ...process.env, NODE_OPTIONS: options }, encoding: 'utf8' }).trim(),
-    );
+  it('Node takes the flags on its command line and caps its heap there', () => {
+    const limit = Number(execFileSync(process.execPath, [...proxyNodeFlags(256 * MIB), '-p', "require('node:v8').getHeapStatistics().heap_size_limit"], { encoding: 'utf8' }).trim());
     const h = heapSettingsFor(256 * MIB);
     // V8's limit is the old space plus the young generation it reserves next to it.
     expect(limit).toBeGreaterThanOrEqual(h.maxOldSpaceMib * MIB);
     expect(limit).toBeLessThanOrEqual((h.maxOldSpaceMib + 3 * h.maxSemiSpaceMib + 1) * MIB);
   });
 
-  it('the injector sets NODE_OPTIONS on the sidecar from its memory limit, default and annotated', () => {
+  it("the injector puts the flags on the sidecar's command line from its memory limit, default and annotated", () => {
     const proxyEnv = (annotations: Record<string, string>) => {
       const pod = loadPod('plain');
       pod.metadata = { ...pod.metadata, annotations };
@@ -60,14 +57,17 @@ describe('the sidecar heap, sized from the memory limit', () => {
       if (r.outcome !== 'injected') throw new Error(`not injected: ${r.outcome}`);
       const injected = applyJsonPatch(pod, r.patch) as Pod;
       const proxy = [...(injected.spec.initContainers ?? []), ...injected.spec.containers].find((c) => (c as { name: string }).name === 'meshlet-proxy') as unknown as {
+        command: string[];
         env: { name: string; value?: string }[];
         resources: { limits: { memory: string } };
       };
-      return { options: proxy.env.find((e) => e.name === 'NODE_OPTIONS')?.value, arenas: proxy.env.find((e) => e.name === 'MALLOC_ARENA_MAX')?.value, limit: proxy.resources.limits.memory };
+      return { command: proxy.command, nodeOptions: proxy.env.find((e) => e.name === 'NODE_OPTIONS')?.value, arenas: proxy.env.find((e) => e.name === 'MALLOC_ARENA_MAX')?.value, limit: proxy.resources.limits.memory };
     };
     const arenas = String(PROXY_MALLOC_ARENA_MAX);
-    expect(proxyEnv({})).toEqual({ options: proxyNodeOptions(memoryQuantityBytes(DEFAULT_PROXY_RESOURCES.memoryLimit)!), arenas, limit: DEFAULT_PROXY_RESOURCES.memoryLimit });
-    expect(proxyEnv({ 'meshlet.io/proxy-memory-limit': '1Gi' })).toEqual({ options: proxyNodeOptions(1024 * MIB), arenas, limit: '1Gi' });
-    expect(proxyNodeOptions(256 * MIB)).toBe('--max-old-space-size=141 --max-semi-space-size=1');
+    const command = (bytes: number) => ['node', ...proxyNodeFlags(bytes), '/app/bin/meshlet.js'];
+    expect(proxyEnv({})).toEqual({ command: command(memoryQuantityBytes(DEFAULT_PROXY_RESOURCES.memoryLimit)!), nodeOptions: undefined, arenas, limit: DEFAULT_PROXY_RESOURCES.memoryLimit });
+    expect(proxyEnv({ 'meshlet.io/proxy-memory-limit': '1Gi' })).toEqual({ command: command(1024 * MIB), nodeOptions: undefined, arenas, limit: '1Gi' });
+    // docs/injector.md states this one.
+    expect(proxyNodeFlags(256 * MIB)).toEqual(['--max-old-space-size=141', '--max-semi-space-size=1', '--single-threaded-gc']);
   });
 });

@@ -15,7 +15,7 @@ import {
   VOLUMES,
 } from './pod-layout.ts';
 import type { InjectionSettings } from './settings.ts';
-import { memoryQuantityBytes, proxyRuntimeEnv } from './heap-settings.ts';
+import { memoryQuantityBytes, proxyRuntime } from './heap-settings.ts';
 import type { MeshletVolumePlan } from './volumes.ts';
 
 /** What the two injected containers are built from. */
@@ -47,10 +47,10 @@ export function proxyContainer(plan: MeshPlan, settings: InjectionSettings): Rec
   const r = a.resources;
   const memoryLimit = r.memoryLimit ?? DEFAULT_PROXY_RESOURCES.memoryLimit;
   // annotations.ts refused a limit that is not a byte quantity; the default is one.
-  const memoryLimitBytes = memoryQuantityBytes(memoryLimit) ?? 0;
+  const runtime = proxyRuntime(memoryQuantityBytes(memoryLimit) ?? 0);
   const env: EnvEntry[] = [
-    // Node's flags (the V8 heap sized from the memory limit) and glibc's arena cap: heap-settings.ts.
-    ...Object.entries(proxyRuntimeEnv(memoryLimitBytes)).map(([name, v]) => value(name, v)),
+    // glibc's arena cap (heap-settings.ts); Node's own flags are on the command line below.
+    ...Object.entries(runtime.env).map(([name, v]) => value(name, v)),
     value(SIDECAR_ENV.trustDomain.name, settings.trustDomain),
     fromField(SIDECAR_ENV.namespace.name, 'metadata.namespace'),
     fromField(SIDECAR_ENV.serviceAccount.name, 'spec.serviceAccountName'),
@@ -86,6 +86,9 @@ export function proxyContainer(plan: MeshPlan, settings: InjectionSettings): Rec
     name: PROXY_CONTAINER,
     image: settings.image,
     imagePullPolicy: settings.imagePullPolicy,
+    // The image's entry point with Node's flags in front of the script: the V8 heap sized from
+    // the memory limit, one GC thread (heap-settings.ts; not all are allowed in NODE_OPTIONS).
+    command: [IMAGE_CLI[0], ...runtime.nodeFlags, ...IMAGE_CLI.slice(1)],
     args: ['sidecar'],
     ports: [{ name: ADMIN_PORT_NAME, containerPort: ADMIN_PORT, protocol: 'TCP' }],
     env,
