@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 
 /**
  * Live connections of the sidecar, for the admin `/connections` endpoint. Kept cheap on the
@@ -27,6 +28,11 @@ export interface ConnectionSnapshot {
   ageSeconds: number;
   tlsVersion: string | null;
   /**
+   * true: the connection's TLS handshake resumed an earlier session (docs/tls.md "Session
+   * resumption"; the peer's identity was still checked); false: a full handshake, or no TLS.
+   */
+  resumed: boolean;
+  /**
    * Outbound connections the sidecar passed through untouched (transparent interception of the
    * app's own TLS or non-HTTP TCP): what they carry (`tls` | `opaque`), where the app was going
    * (the original destination, `host:port`) and, for TLS, the server name the app asked for.
@@ -47,6 +53,8 @@ export class TrackedConnection {
   readonly remotePort: number;
   peerIdentity: string | null = null;
   tlsVersion: string | null = null;
+  /** Read once when tracked: every TLS connection is tracked after its handshake. */
+  readonly resumed: boolean;
   passthrough: ConnectionSnapshot['passthrough'] = null;
   requests = 0;
   /**
@@ -70,6 +78,7 @@ export class TrackedConnection {
     this.localPort = socket.localPort ?? 0;
     this.remoteAddress = socket.remoteAddress ?? '';
     this.remotePort = socket.remotePort ?? 0;
+    this.resumed = socket instanceof TLSSocket && socket.isSessionReused() === true;
   }
 
   snapshot(now = Date.now()): ConnectionSnapshot {
@@ -88,6 +97,7 @@ export class TrackedConnection {
       openedAt: new Date(this.openedAtMs).toISOString(),
       ageSeconds: (now - this.openedAtMs) / 1000,
       tlsVersion: this.tlsVersion,
+      resumed: this.resumed,
       passthrough: this.passthrough,
     };
   }

@@ -29,6 +29,12 @@ export interface ServerTls {
 export interface ClientTls {
   /** A failure (untrusted chain, wrong identity) surfaces as a coded error on the socket. */
   connectOptions(expected: ExpectedPeer, extra?: { ALPNProtocols?: string[]; servername?: string }): tls.ConnectionOptions;
+  /**
+   * tls.connect with those options, resuming the destination's TLS session when one is cached
+   * for this expected identity; a resumed session's identity is checked before 'secureConnect'
+   * (a refusal is the socket's 'error', as in a full handshake). Absent: tls.connect(connectOptions()).
+   */
+  connect?(target: { host: string; port: number }, expected: ExpectedPeer, extra?: { ALPNProtocols?: string[]; allowHalfOpen?: boolean }): tls.TLSSocket;
   /** The verified server identity of a connected socket (for /connections and metric labels). */
   verifyServer?(socket: tls.TLSSocket): VerifiedPeer;
 }

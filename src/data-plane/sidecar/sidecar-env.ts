@@ -76,6 +76,8 @@ export interface SidecarConfig {
 
   connectTimeoutMs: number;
   tlsHandshakeTimeoutMs: number;
+  /** TLS 1.3 session resumption between sidecars, both directions (docs/tls.md "Session resumption"). */
+  tlsSessionResumption: 'on' | 'off';
   requestHeadersTimeoutMs: number;
   idleTimeoutMs: number;
   drainTimeoutMs: number;
@@ -337,6 +339,7 @@ export const SIDECAR_ENV = {
 
   connectTimeoutMs: { name: 'MESHLET_CONNECT_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.connectMs), description: 'TCP connect timeout (to the app and to peers)', parse: durationField },
   tlsHandshakeTimeoutMs: { name: 'MESHLET_TLS_HANDSHAKE_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.tlsHandshakeMs), description: 'mTLS handshake timeout', parse: durationField },
+  tlsSessionResumption: { name: 'MESHLET_TLS_SESSION_RESUMPTION', default: 'on', description: "on: new mTLS connections to a peer sidecar resume the last TLS 1.3 session with that destination and identity (at most 1h, never past either SVID; the peer's identity is still checked), and callers may resume theirs; off: a full handshake every time, both directions", parse: oneOf('on', 'off') },
   requestHeadersTimeoutMs: { name: 'MESHLET_REQUEST_HEADERS_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.requestHeadersMs), description: 'time allowed to receive a request head', parse: durationField },
   idleTimeoutMs: { name: 'MESHLET_IDLE_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.idleMs), description: 'idle keep-alive connections are closed after this', parse: durationField },
   drainTimeoutMs: { name: 'MESHLET_DRAIN_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.drainMs), description: 'on SIGTERM, how long in-flight requests may take to finish', parse: durationField },
@@ -428,6 +431,7 @@ export function readSidecarConfig(env: Env): Readonly<SidecarConfig> {
     defaultPolicy: v('defaultPolicy'),
     connectTimeoutMs: v('connectTimeoutMs'),
     tlsHandshakeTimeoutMs: v('tlsHandshakeTimeoutMs'),
+    tlsSessionResumption: v('tlsSessionResumption'),
     requestHeadersTimeoutMs: v('requestHeadersTimeoutMs'),
     idleTimeoutMs: v('idleTimeoutMs'),
     drainTimeoutMs: v('drainTimeoutMs'),

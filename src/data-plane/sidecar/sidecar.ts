@@ -160,7 +160,7 @@ export class Sidecar {
       this.#log.warn({ event: 'identity_mismatch', expected: c.spiffeId, got: first.svid.spiffeId.id }, 'the SVID names another identity than this pod\'s ServiceAccount');
     }
     this.#log.info({ event: 'svid_loaded', source: source.kind, spiffeId: first.svid.spiffeId.id, notAfter: first.svid.notAfter }, 'SVID loaded');
-    const tls = (this.#tls = new MeshTls(source));
+    const tls = (this.#tls = new MeshTls(source, { sessionResumption: c.tlsSessionResumption === 'on' }));
     // MESHLET_DISCOVERY=on: what the control plane knows of each destination (docs/discovery.md);
     // undefined when off (grpc-js then never loads).
     const discovery = (this.#discovery = await createDiscovery(c, source));

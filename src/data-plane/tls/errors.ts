@@ -13,8 +13,12 @@ export class TlsPeerError extends MeshletError {
   }
 }
 
-/** Our own codes, plus any SvidVerifyError code passed through unchanged. */
-export type TlsPeerErrorCode = 'TLS_PEER_NO_CERTIFICATE' | 'TLS_PEER_WRONG_IDENTITY' | 'TLS_PEER_UNTRUSTED_DOMAIN' | (string & {});
+/**
+ * Our own codes, plus any SvidVerifyError code passed through unchanged.
+ * TLS_PEER_SESSION_MISMATCH: a resumed session's server certificate is not the one verified
+ * when the session was made (docs/tls.md "Session resumption").
+ */
+export type TlsPeerErrorCode = 'TLS_PEER_NO_CERTIFICATE' | 'TLS_PEER_WRONG_IDENTITY' | 'TLS_PEER_UNTRUSTED_DOMAIN' | 'TLS_PEER_SESSION_MISMATCH' | (string & {});
 
 /** The TLS layer was set up wrongly by its caller (a programming or configuration error). */
 export class TlsSetupError extends MeshletError {

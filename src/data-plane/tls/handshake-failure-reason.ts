@@ -19,6 +19,7 @@ const BY_CODE: ReadonlyMap<string, HandshakeFailureReason> = new Map<string, Han
   ['TLS_PEER_NO_CERTIFICATE', 'no_client_cert'],
   ['TLS_PEER_WRONG_IDENTITY', 'wrong_identity'],
   ['TLS_PEER_UNTRUSTED_DOMAIN', 'wrong_identity'],
+  ['TLS_PEER_SESSION_MISMATCH', 'wrong_identity'],
   ['SVID_UNTRUSTED_TRUST_DOMAIN', 'unknown_ca'],
   ['SVID_UNKNOWN_AUTHORITY', 'unknown_ca'],
   ['SVID_BROKEN_CHAIN', 'unknown_ca'],

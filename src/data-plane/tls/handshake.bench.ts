@@ -4,7 +4,8 @@
 // handshake on one core. Compared against plain OpenSSL verification (one trust domain,
 // `rejectUnauthorized: true`, no SPIFFE checks), which is what meshlet's extra checks cost on
 // top of, and against building a SecureContext per connection (what meshlet avoids by
-// rebuilding it once per rotation). Figures are recorded in docs/tls.md.
+// rebuilding it once per rotation), and against a resumed TLS 1.3 session (docs/tls.md "Session
+// resumption"; the other meshlet row has resumption off). Figures are recorded in docs/tls.md.
 import { connect, createSecureContext, createServer, type Server, type TLSSocket } from 'node:tls';
 import { createIntermediateCa, createRootCa, issueSvid } from '../../control-plane/identity-service/ca.ts';
 import type { IdentitySnapshot } from '../identity/svid.ts';
@@ -94,9 +95,11 @@ const plainConnect = (p: number): TLSSocket => {
   return socket;
 };
 
-// 2. meshlet: union store + per-domain SPIFFE verification on both sides.
+// 2. meshlet: union store + per-domain SPIFFE verification on both sides; full handshakes, and
+// resumed ones (the identity checks of a resumed session, on both ends).
 const serverTls = new MeshTls(new StaticSvidSource(serverId));
-const clientTls = new MeshTls(new StaticSvidSource(clientId));
+const clientTls = new MeshTls(new StaticSvidSource(clientId), { sessionResumption: false });
+const resumingTls = new MeshTls(new StaticSvidSource(clientId));
 const meshServer = createServer(serverTls.serverOptions(), (s) => {
   s.on('error', () => {});
   try {
@@ -109,13 +112,14 @@ const meshServer = createServer(serverTls.serverOptions(), (s) => {
 serverTls.attachServer(meshServer);
 const meshPort = await listen(meshServer);
 const meshConnect = (p: number): TLSSocket => clientTls.connect({ host: '127.0.0.1', port: p }, { spiffeId: 'spiffe://cluster.local/ns/shop/sa/orders' });
+const resumedConnect = (p: number): TLSSocket => resumingTls.connect({ host: '127.0.0.1', port: p }, { spiffeId: 'spiffe://cluster.local/ns/shop/sa/orders' });
 
 // Interleaved rounds, best of each: other load on the machine only ever makes a round worse.
 const ROUNDS = 3;
 const fresh = (): Result => ({ perSecond: 0, cpuMicros: Infinity, failed: 0 });
-const best = { naive: fresh(), plain: fresh(), mesh: fresh() };
+const best = { naive: fresh(), plain: fresh(), mesh: fresh(), resumed: fresh() };
 for (let round = 0; round < ROUNDS; round++) {
-  for (const [name, port, open] of [['naive', plainPort, naiveConnect], ['plain', plainPort, plainConnect], ['mesh', meshPort, meshConnect]] as const) {
+  for (const [name, port, open] of [['naive', plainPort, naiveConnect], ['plain', plainPort, plainConnect], ['mesh', meshPort, meshConnect], ['resumed', meshPort, resumedConnect]] as const) {
     const r = await measure(port, open);
     const b = best[name];
     b.perSecond = Math.max(b.perSecond, r.perSecond);
@@ -129,10 +133,12 @@ console.log(`best of ${ROUNDS} rounds of ${seconds} s, ${CONCURRENCY} handshakes
 console.log(line('openssl only, SecureContext per connection', best.naive));
 console.log(line('openssl only, shared SecureContext', best.plain));
 console.log(line('meshlet (SPIFFE verification both sides)', best.mesh));
+console.log(line('meshlet, resumed session (checks kept)', best.resumed));
 plainServer.close();
 meshServer.close();
 serverTls.close();
 clientTls.close();
+resumingTls.close();
 
 // 3. The SPIFFE verification step alone, warm (the steady state: a peer seen before).
 {

@@ -1,15 +1,21 @@
+import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { TLSSocket, connect as tlsConnect, createSecureContext, type ConnectionOptions, type DetailedPeerCertificate, type PeerCertificate, type SecureContext, type SecureContextOptions, type Server, type TlsOptions } from 'node:tls';
 import { parseSpiffeId, validateTrustDomain } from '../../common/identity/spiffe-id.ts';
 import type { IdentitySnapshot, SvidSource } from '../identity/svid.ts';
 import { TlsPeerError, TlsSetupError } from './errors.ts';
+import { MAX_CHAIN_LENGTH } from '../identity/svid-verify.ts';
+import { KnownIntermediates } from './known-intermediates.ts';
 import { captureChainBeforeNode, peerChainOf, presentedChain } from './peer-chain.ts';
 import { verifyPeerChain, type VerifiedPeer } from './peer-verifier.ts';
-import { meshContextOptions } from './secure-context.ts';
+import { meshContextOptions, type TicketSettings } from './secure-context.ts';
+import { ClientSessionCache, SESSION_LIFETIME_CAP_MS, type CachedSession } from './session-cache.ts';
+import { sessionPeerCertificate } from './session-peer.ts';
 
 export { TlsPeerError, TlsSetupError } from './errors.ts';
 export { handshakeFailureReason, type HandshakeFailureReason } from './handshake-failure-reason.ts';
 export type { VerifiedPeer } from './peer-verifier.ts';
+export { ClientSessionCache, SESSION_CACHE_MAX_ENTRIES, SESSION_LIFETIME_CAP_MS, type CachedSession } from './session-cache.ts';
 
 /** Who the server at the other end must be. Empty: any workload of our own trust domain. */
 export interface ExpectedPeer {
@@ -20,6 +26,28 @@ export interface ExpectedPeer {
 }
 
 type RotateListener = (snapshot: IdentitySnapshot) => void;
+
+export interface MeshTlsOptions {
+  /**
+   * TLS 1.3 session resumption between sidecars (MESHLET_TLS_SESSION_RESUMPTION; default on):
+   * outbound, connect() caches each destination's session and offers it on the next
+   * connection; inbound, servers issue tickets under keys that rotate. Off: every connection
+   * is a full handshake, and no session is resumed in either direction.
+   */
+  readonly sessionResumption?: boolean;
+}
+
+/** What a connection made by connect() learned of its server, for the session it may cache. */
+interface ClientConnectionState {
+  /** Cache key (destination + expected identity); undefined with resumption off. */
+  readonly key: string | undefined;
+  /** The session offered, if any. */
+  readonly offered: CachedSession | undefined;
+  /** The rotation this connection was made under: a session from an older one is not kept. */
+  readonly generation: number;
+  /** Set once the server's identity is verified: by checkServerIdentity (full handshake) or the resumed check. */
+  verified?: { readonly chain: readonly Buffer[]; readonly peer: VerifiedPeer; readonly at: number };
+}
 
 /**
  * The sidecar's mTLS: SecureContexts built from the current SVID and bundles (rebuilt once
@@ -37,9 +65,18 @@ export class MeshTls {
   /** One verdict per socket, so the fail-closed gate and the caller agree and verify once. */
   readonly #verdicts = new WeakMap<TLSSocket, VerifiedPeer | TlsPeerError>();
   readonly #unsubscribe: () => void;
+  readonly #resumption: boolean;
+  /** Outbound: the latest session per destination and expected identity. */
+  readonly #sessions = new ClientSessionCache();
+  /** Inbound: intermediates of verified callers, to link a resumed caller's leaf to its root. */
+  readonly #intermediates = new KnownIntermediates();
+  #ticketKeyTimer: NodeJS.Timeout | undefined;
+  /** Bumped on every rotation: sessions made under older material are not kept. */
+  #generation = 0;
   #closed = false;
 
-  constructor(source: SvidSource) {
+  constructor(source: SvidSource, options: MeshTlsOptions = {}) {
+    this.#resumption = options.sessionResumption ?? true;
     const snapshot = source.current();
     if (snapshot === undefined) {
       throw new TlsSetupError('TLS_SOURCE_NOT_STARTED', `MeshTls needs a started identity source; the ${source.kind} source has no SVID yet (await source.start() first)`);
@@ -51,6 +88,21 @@ export class MeshTls {
   /** Our own SPIFFE ID (the current SVID's). */
   get localId(): string {
     return this.#snapshot.svid.spiffeId.id;
+  }
+
+  /** Whether TLS 1.3 sessions are resumed (MeshTlsOptions.sessionResumption). */
+  get sessionResumption(): boolean {
+    return this.#resumption;
+  }
+
+  /** The outbound session cache (what connect() offers), for inspection and tests. */
+  get sessions(): ClientSessionCache {
+    return this.#sessions;
+  }
+
+  /** The key connect() caches the session of `target` under when `expected` is pinned there. */
+  sessionKey(target: { host: string; port: number }, expected: ExpectedPeer): string {
+    return ClientSessionCache.key(target, this.#expectation(expected).key);
   }
 
   /**
@@ -136,6 +188,9 @@ export class MeshTls {
    * After 'secureConnection' (or 'secure'): the client's verified identity. Its SVID must
    * verify against the bundle of its own trust domain (X.509-SVID §5). Any trust domain we
    * hold a bundle for is authenticated; what it may do is the policy's business.
+   * On a resumed session the client presented nothing: its SVID is the leaf the session kept
+   * (what getPeerCertificate shows), linked again to its intermediates (KnownIntermediates)
+   * and verified the same way, against the CURRENT bundles and clock.
    * Throws TlsPeerError: TLS_PEER_NO_CERTIFICATE or the SvidVerifyError code.
    */
   verifyClient(socket: TLSSocket): VerifiedPeer {
@@ -144,8 +199,9 @@ export class MeshTls {
 
   /**
    * On a socket from connect()/connectOptions, after 'secureConnect': the server's verified
-   * identity (already checked against the expectation during the handshake; this recalls
-   * it from the verdict cache, for logs and metric labels). Prefer it to
+   * identity (already checked against the expectation during the handshake, or for a resumed
+   * session by connect() before 'secureConnect'; this recalls it from the verdict cache, for
+   * logs and metric labels). Prefer it to
    * socket.getPeerX509Certificate(): on Node 24 a client socket answers that only once
    * (later calls, and getPeerCertificate, come back empty; same defect as nodejs/node#65579).
    */
@@ -160,12 +216,17 @@ export class MeshTls {
       return known;
     }
     let verdict: VerifiedPeer | TlsPeerError;
-    const chain = peerChainOf(socket);
+    let chain = peerChainOf(socket);
     if (chain === undefined) {
       verdict = new TlsPeerError('TLS_PEER_NO_CERTIFICATE', `the ${role} presented no certificate; mesh connections require an X.509-SVID`);
     } else {
+      // A resumed session kept the caller's leaf only (a client socket resumed by connect()
+      // has its verdict already; one resumed by hand shows no certificate and is refused).
+      const resumed = role === 'client' && socket.isSessionReused();
+      if (resumed) chain = this.#intermediates.complete(chain, MAX_CHAIN_LENGTH);
       try {
         verdict = verifyPeerChain(chain, this.#snapshot.bundles);
+        if (role === 'client' && !resumed && chain.length > 1) this.#intermediates.learn(chain);
       } catch (err) {
         verdict = err as TlsPeerError;
       }
@@ -185,14 +246,19 @@ export class MeshTls {
    */
   connectOptions(expected: ExpectedPeer, extra: { ALPNProtocols?: string[]; servername?: string } = {}): ConnectionOptions {
     this.#assertOpen();
-    const match = this.#expectation(expected);
+    return this.#clientOptions(this.#expectation(expected).match, extra, undefined);
+  }
+
+  #clientOptions(match: (peer: VerifiedPeer) => void, extra: { ALPNProtocols?: string[]; servername?: string }, state: ClientConnectionState | undefined): ConnectionOptions {
     return {
       secureContext: this.#context,
       rejectUnauthorized: true,
       checkServerIdentity: (_host: string, cert: PeerCertificate) => {
         try {
-          const peer = verifyPeerChain(presentedChain(cert as DetailedPeerCertificate), this.#snapshot.bundles);
+          const chain = presentedChain(cert as DetailedPeerCertificate);
+          const peer = verifyPeerChain(chain, this.#snapshot.bundles);
           match(peer);
+          if (state !== undefined) state.verified = { chain, peer, at: Date.now() };
           return undefined;
         } catch (err) {
           return err as Error;
@@ -204,13 +270,91 @@ export class MeshTls {
   }
 
   /**
-   * tls.connect with connectOptions, Nagle off (small request/response writes must not wait
-   * for an ACK). Errors, including a refused server identity, arrive as 'error'.
+   * tls.connect toward a peer sidecar with connectOptions, Nagle off (small request/response
+   * writes must not wait for an ACK). Errors, including a refused server identity, arrive as
+   * 'error'. This is the connection that resumes sessions (docs/tls.md "Session resumption"):
+   *  - it offers the latest session of this destination AND this expected identity, if one is
+   *    cached and still within its lifetime, and keeps the tickets the server sends;
+   *  - Node skips checkServerIdentity on a resumed session, so the identity check of a resumed
+   *    connection runs here, before 'secureConnect' reaches any listener: the server
+   *    certificate the session carries must be the leaf verified when the session was made,
+   *    that chain must verify against the current bundles and clock, and it must match
+   *    `expected`. A failure is the socket's 'error' (TlsPeerError), as in a full handshake,
+   *    and the session is dropped.
    */
-  connect(target: { host: string; port: number }, expected: ExpectedPeer, extra: { ALPNProtocols?: string[]; servername?: string } = {}): TLSSocket {
-    const socket = tlsConnect({ ...this.connectOptions(expected, extra), host: target.host, port: target.port });
+  connect(
+    target: { host: string; port: number },
+    expected: ExpectedPeer,
+    extra: { ALPNProtocols?: string[]; servername?: string; allowHalfOpen?: boolean } = {},
+  ): TLSSocket {
+    this.#assertOpen();
+    const expectation = this.#expectation(expected);
+    const key = this.#resumption ? ClientSessionCache.key(target, expectation.key) : undefined;
+    const offered = key === undefined ? undefined : this.#sessions.get(key);
+    const state: ClientConnectionState = { key, offered, generation: this.#generation };
+    const socket = tlsConnect({
+      ...this.#clientOptions(expectation.match, extra, state),
+      ...(offered ? { session: offered.session } : {}),
+      ...(extra.allowHalfOpen ? { allowHalfOpen: true } : {}),
+      host: target.host,
+      port: target.port,
+    });
     socket.setNoDelay(true);
+    if (key !== undefined) this.#followSessions(socket, state, expectation.match);
     return socket;
+  }
+
+  /** Gates 'secureConnect' of a resumed session on the identity check, and keeps the tickets that arrive. */
+  #followSessions(socket: TLSSocket, state: ClientConnectionState, match: (peer: VerifiedPeer) => void): void {
+    // Node emits 'secureConnect' right after its own checks, with no hook for a resumed session
+    // (checkServerIdentity is skipped); a listener of ours could not stop the others from running.
+    // So the check sits in front of that one event, once.
+    const emit = socket.emit;
+    socket.emit = ((event: string | symbol, ...args: unknown[]): boolean => {
+      if (event === 'secureConnect') {
+        socket.emit = emit;
+        if (socket.isSessionReused()) {
+          const verdict = this.#checkResumed(socket, state, match);
+          this.#verdicts.set(socket, verdict);
+          if (verdict instanceof TlsPeerError) {
+            this.#sessions.delete(state.key!);
+            socket.destroy(verdict);
+            return false;
+          }
+        }
+      }
+      return Reflect.apply(emit, socket, [event, ...args]) as boolean;
+    }) as typeof socket.emit;
+    socket.on('session', (session: Buffer) => this.#keepSession(socket, state, session));
+  }
+
+  #checkResumed(socket: TLSSocket, state: ClientConnectionState, match: (peer: VerifiedPeer) => void): VerifiedPeer | TlsPeerError {
+    const entry = state.offered;
+    if (entry === undefined) return new TlsPeerError('TLS_PEER_NO_CERTIFICATE', 'the server resumed a session this connection did not offer');
+    const leaf = sessionPeerCertificate(socket.getSession());
+    if (leaf === undefined) return new TlsPeerError('TLS_PEER_NO_CERTIFICATE', 'the resumed session carries no server certificate');
+    if (!leaf.equals(entry.chain[0]!)) {
+      return new TlsPeerError('TLS_PEER_SESSION_MISMATCH', 'the server certificate of the resumed session is not the one verified when the session was made');
+    }
+    try {
+      const peer = verifyPeerChain(entry.chain, this.#snapshot.bundles);
+      match(peer);
+      state.verified = { chain: entry.chain, peer, at: entry.establishedAt };
+      return peer;
+    } catch (err) {
+      return err instanceof TlsPeerError ? err : new TlsPeerError('TLS_PEER_UNVERIFIED', `resumed session refused: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** A ticket from a server whose identity this connection verified: the session to offer next time. */
+  #keepSession(socket: TLSSocket, state: ClientConnectionState, session: Buffer): void {
+    const verified = state.verified;
+    if (verified === undefined || state.key === undefined || state.generation !== this.#generation || socket.destroyed || this.#closed) return;
+    // Only a session that carries the very certificate we verified is ever offered.
+    const leaf = sessionPeerCertificate(session);
+    if (leaf === undefined || !leaf.equals(verified.chain[0]!)) return;
+    const expiresAt = Math.min(verified.at + SESSION_LIFETIME_CAP_MS, verified.peer.notAfter.getTime(), this.#snapshot.svid.notAfter.getTime());
+    this.#sessions.set(state.key, { session, chain: verified.chain, peer: verified.peer, establishedAt: verified.at, expiresAt });
   }
 
   /** The SecureContext of the current SVID and bundles (one object per rotation). */
@@ -231,9 +375,12 @@ export class MeshTls {
     this.#unsubscribe();
     for (const detach of [...this.#servers.values()]) detach();
     this.#rotateListeners.clear();
+    clearTimeout(this.#ticketKeyTimer);
+    this.#sessions.clear();
   }
 
-  #expectation(expected: ExpectedPeer): (peer: VerifiedPeer) => void {
+  /** The check of an expected peer, and its canonical form (the session cache's key part). */
+  #expectation(expected: ExpectedPeer): { match: (peer: VerifiedPeer) => void; key: string } {
     if (expected.spiffeId !== undefined) {
       let want: string;
       try {
@@ -241,11 +388,12 @@ export class MeshTls {
       } catch (err) {
         throw new TlsSetupError('TLS_BAD_EXPECTED_PEER', `expected peer: ${(err as Error).message}`, { cause: err });
       }
-      return (peer) => {
+      const match = (peer: VerifiedPeer): void => {
         if (peer.spiffeId.id !== want) {
           throw new TlsPeerError('TLS_PEER_WRONG_IDENTITY', `the server is ${peer.spiffeId.id}, expected ${want}`);
         }
       };
+      return { match, key: `id ${want}` };
     }
     const domains = expected.trustDomains ?? [this.#snapshot.svid.spiffeId.trustDomain];
     if (domains.length === 0) throw new TlsSetupError('TLS_BAD_EXPECTED_PEER', 'expected peer: trustDomains is empty, so no server could ever match');
@@ -256,20 +404,58 @@ export class MeshTls {
         throw new TlsSetupError('TLS_BAD_EXPECTED_PEER', `expected peer: ${(err as Error).message}`, { cause: err });
       }
     }
-    return (peer) => {
+    const match = (peer: VerifiedPeer): void => {
       if (!domains.includes(peer.spiffeId.trustDomain)) {
         throw new TlsPeerError('TLS_PEER_UNTRUSTED_DOMAIN', `the server is ${peer.spiffeId.id}, outside the expected trust domain${domains.length > 1 ? 's' : ''} ${domains.join(', ')}`);
       }
     };
+    return { match, key: `trust domains ${[...domains].sort().join(',')}` };
   }
 
   #install(snapshot: IdentitySnapshot): void {
     // Build everything first: if the new material does not load, the old stays in place.
-    const options = meshContextOptions(snapshot);
+    const options = meshContextOptions(snapshot, this.#ticketSettings(snapshot));
     const context = createSecureContext(options);
     this.#snapshot = snapshot;
     this.#options = options;
     this.#context = context;
+    // New SVID or bundles: sessions made under the old ones are neither offered (the cache is
+    // emptied; a connection still in its handshake does not add to it) nor resumed by our
+    // servers (new ticket keys and a new session ID context).
+    this.#generation++;
+    this.#sessions.clear();
+    this.#scheduleTicketKeyRotation();
+  }
+
+  /** Fresh ticket keys; sessions live at most the cap, and not past our own SVID. */
+  #ticketSettings(snapshot: IdentitySnapshot): TicketSettings {
+    if (!this.#resumption) return { resumption: 'off' };
+    const lifetimeMs = Math.min(SESSION_LIFETIME_CAP_MS, snapshot.svid.notAfter.getTime() - Date.now());
+    return { resumption: 'on', ticketKeys: randomBytes(48), sessionTimeoutSeconds: Math.max(1, Math.floor(lifetimeMs / 1000)) };
+  }
+
+  /**
+   * Ticket keys are replaced every SESSION_LIFETIME_CAP_MS, and when our SVID expires if that
+   * comes first: a ticket never outlives the key that sealed it (Node's servers accept tickets
+   * of their current key only), so no session resumes past the cap or past our SVID.
+   */
+  #scheduleTicketKeyRotation(): void {
+    clearTimeout(this.#ticketKeyTimer);
+    this.#ticketKeyTimer = undefined;
+    if (!this.#resumption || this.#closed) return;
+    const untilExpiry = this.#snapshot.svid.notAfter.getTime() - Date.now();
+    const delay = Math.max(1000, untilExpiry > 0 ? Math.min(SESSION_LIFETIME_CAP_MS, untilExpiry) : SESSION_LIFETIME_CAP_MS);
+    this.#ticketKeyTimer = setTimeout(() => this.#rotateTicketKeys(), delay);
+    this.#ticketKeyTimer.unref();
+  }
+
+  #rotateTicketKeys(): void {
+    if (this.#closed || !this.#resumption) return;
+    const ticketKeys = randomBytes(48);
+    this.#options = { ...this.#options, ticketKeys };
+    for (const server of this.#servers.keys()) server.setTicketKeys(ticketKeys);
+    (this.#context.context as { setTicketKeys(keys: Buffer): void }).setTicketKeys(ticketKeys);
+    this.#scheduleTicketKeyRotation();
   }
 
   #rotate(snapshot: IdentitySnapshot): void {

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { constants as cryptoConstants } from 'node:crypto';
 import type { SecureContextOptions } from 'node:tls';
 import type { IdentitySnapshot } from '../identity/svid.ts';
 
@@ -12,7 +14,16 @@ import type { IdentitySnapshot } from '../identity/svid.ts';
  */
 export const MESH_TLS_VERSION = 'TLSv1.3';
 
-export function meshContextOptions(snapshot: IdentitySnapshot): SecureContextOptions {
+/**
+ * How the server side of this context treats TLS 1.3 session tickets (docs/tls.md "Session
+ * resumption"). `off`: no session is ever resumed (SSL_OP_NO_TICKET: in TLS 1.3 OpenSSL then
+ * issues only stateful tickets, and Node keeps no server-side session cache to find them in).
+ */
+export type TicketSettings =
+  | { readonly resumption: 'on'; readonly ticketKeys: Buffer; readonly sessionTimeoutSeconds: number }
+  | { readonly resumption: 'off' };
+
+export function meshContextOptions(snapshot: IdentitySnapshot, tickets: TicketSettings = { resumption: 'off' }): SecureContextOptions {
   return {
     cert: snapshot.svid.certChainPem,
     key: snapshot.svid.privateKeyPem,
@@ -20,5 +31,19 @@ export function meshContextOptions(snapshot: IdentitySnapshot): SecureContextOpt
     ca: [...snapshot.bundles.values()],
     minVersion: MESH_TLS_VERSION,
     maxVersion: MESH_TLS_VERSION,
+    // Sessions belong to this identity material: a session made under another SVID or other
+    // bundles does not resume here even if its ticket could be decrypted (OpenSSL compares the
+    // session ID context stored in the session with the server's).
+    sessionIdContext: identityMaterialDigest(snapshot),
+    ...(tickets.resumption === 'on'
+      ? { ticketKeys: tickets.ticketKeys, sessionTimeout: tickets.sessionTimeoutSeconds }
+      : { secureOptions: cryptoConstants.SSL_OP_NO_TICKET }),
   };
+}
+
+/** 32 hex characters (OpenSSL's session ID context holds at most 32 bytes) naming the SVID chain and every bundle. */
+function identityMaterialDigest(snapshot: IdentitySnapshot): string {
+  const hash = createHash('sha256').update(snapshot.svid.certChainPem);
+  for (const [trustDomain, pem] of [...snapshot.bundles].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) hash.update(`\n${trustDomain}\n`).update(pem);
+  return hash.digest('hex').slice(0, 32);
 }

@@ -25,6 +25,12 @@ export interface MtlsServerOptions {
  * or verification is counted (handshakeFailed, direction inbound) and the socket destroyed.
  * The server does not listen by itself: the caller binds it (STRICT, opaque) or feeds it
  * sockets (PERMISSIVE, after detecting TLS).
+ *
+ * TLS 1.3 session tickets come with serverOptions(): MeshTls's ticket keys (replaced hourly and
+ * on every SVID or bundle rotation, through attachServer), session lifetime and session ID
+ * context, or none at all with MESHLET_TLS_SESSION_RESUMPTION=off. A resumed caller is verified
+ * like any other (verifyClient reads the client certificate the session kept): the peer handed
+ * to onVerified, and so to the policy, is the same SPIFFE ID (docs/tls.md "Session resumption").
  */
 export function createMtlsServer(o: MtlsServerOptions): { server: tls.Server; detachTls: () => void } {
   const server = tls.createServer({

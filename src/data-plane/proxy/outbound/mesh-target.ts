@@ -5,7 +5,8 @@ import type { ClientTls, ExpectedPeer } from '../tls-dependency.ts';
  * The mTLS next-hop target toward a meshed destination, for every way the outbound reaches one
  * (a configured mesh destination, one discovery names, transparent TCP inside mTLS): our SVID
  * asked per NEW connection (so a rotated one is used from the next connection on), the server's
- * identity verified in the handshake and reported for /connections and the `peer` label.
+ * identity verified in the handshake and reported for /connections and the `peer` label, the
+ * TLS session of the destination and pin resumed when the TLS layer has one.
  * `alpn`: h2 or http/1.1 for HTTP, none for opaque bytes (the peer's opaque listener offers none).
  */
 export function meshTarget(tls: ClientTls, where: { label: string; host: string; port: number }, pin: Pinned, alpn: string | null, handshakeFailed: (err: Error) => void): NextHopTarget {
@@ -14,6 +15,8 @@ export function meshTarget(tls: ClientTls, where: { label: string; host: string;
     host: where.host,
     port: where.port,
     tlsOptions: () => tls.connectOptions(pin.expected, alpn === null ? undefined : { ALPNProtocols: [alpn] }),
+    // Resumes the TLS session of this destination and pin when one is cached (docs/tls.md "Session resumption").
+    ...(tls.connect ? { connectTls: (o) => tls.connect!({ host: where.host, port: where.port }, pin.expected, { ...(alpn === null ? {} : { ALPNProtocols: [alpn] }), ...o }) } : {}),
     ...(tls.verifyServer ? { peerIdentity: (s) => tls.verifyServer!(s).spiffeId.id } : {}),
     ...(pin.acceptPeer ? { acceptPeer: pin.acceptPeer } : {}),
     handshakeFailed,

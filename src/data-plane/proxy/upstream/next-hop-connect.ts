@@ -13,6 +13,11 @@ export interface UpstreamTarget {
   readonly port: number;
   /** Present: originate mTLS with these options (ClientTls.connectOptions; asked per new connection, so rotation applies). */
   readonly tlsOptions?: () => tls.ConnectionOptions;
+  /**
+   * With tlsOptions: makes the mTLS connection instead of tls.connect(tlsOptions()) — ClientTls.connect,
+   * which resumes the destination's TLS session and checks a resumed session's identity itself.
+   */
+  readonly connectTls?: (socketOptions: { allowHalfOpen?: boolean }) => tls.TLSSocket;
   /** With tlsOptions: the server's verified SPIFFE ID once connected, for /connections and metric labels. */
   readonly peerIdentity?: (socket: tls.TLSSocket) => string | null;
   /**
@@ -96,7 +101,9 @@ export function connectNextHop(
   let phase: 'connect' | 'handshake' = 'connect';
   let settled = false;
   const socket: net.Socket = target.tlsOptions
-    ? tls.connect({ ...target.tlsOptions(), ...socketOptions, host: target.host, port: target.port })
+    ? target.connectTls
+      ? target.connectTls(socketOptions)
+      : tls.connect({ ...target.tlsOptions(), ...socketOptions, host: target.host, port: target.port })
     : net.connect({ ...socketOptions, host: target.host, port: target.port, noDelay: true });
   socket.setNoDelay(true);
   const fail = (err: Error): void => {
@@ -113,6 +120,11 @@ export function connectNextHop(
   );
   const established = (): void => {
     if (settled) return;
+    // A resumed session had no certificate exchange: its identity is what the TLS layer checked
+    // before 'secureConnect' (ClientTls.connect). One it cannot vouch for is refused.
+    if (target.tlsOptions && (socket as tls.TLSSocket).isSessionReused() && originatedPeer(target, socket) === null) {
+      return fail(new ProxyError('MESHLET_UPSTREAM_IDENTITY_REJECTED', `peer at ${where} resumed a TLS session whose identity was not verified`));
+    }
     if (target.tlsOptions && target.acceptPeer) {
       const id = originatedPeer(target, socket);
       if (id === null || !target.acceptPeer(id)) {
