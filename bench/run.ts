@@ -339,7 +339,10 @@ async function main(): Promise<number> {
       } finally {
         load.close();
       }
-      if (flags.scenarios.has('new-connections')) done(await newConnections(topology.connect, options));
+      if (flags.scenarios.has('new-connections')) {
+        done(await newConnections(topology.connect, options));
+        done(await newConnections(topology.connect, options, true));
+      }
       if (flags.scenarios.has('grpc-unary')) done(await grpcUnary(topology.grpc, options));
       if (flags.scenarios.has('tcp-opaque')) for (const s of await tcpOpaque(topology.tcp, options, topology.nginxStream.note)) done(s);
       if (flags.scenarios.has('idle-connections')) {

@@ -122,6 +122,7 @@ export function checkIssueTargets(scenarios: ScenarioResult[], headlineId: strin
   ratio('gRPC unary calls/s, meshlet / nginx', 0.75, byId('grpc-unary'), 'operationsPerSec', 'grpc-unary', false);
   ratio('gRPC unary added p50, meshlet / nginx', 1.5, byId('grpc-unary'), 'addedP50', 'grpc-unary', true);
   ratio('new mTLS connections/s, meshlet / nginx', 1, byId('new-connections'), 'operationsPerSec', 'new-connections', false);
+  ratio('new mTLS connections/s resumed, meshlet / nginx', 1, byId('new-connections-resumed'), 'operationsPerSec', 'new-connections-resumed', false);
 
   // The soak: memory that holds still under a steady load, and no request lost.
   const soak = extras.soak;

@@ -220,7 +220,7 @@ export async function startTopology(o: TopologyOptions): Promise<Topology> {
       }
     }
     if (streamReason === null) {
-      streamNote = `stream proxy pair (${'loadModule' in stream && stream.loadModule ? `load_module ${stream.loadModule}` : 'stream module built in'}): plain TCP in, TLS 1.3 mTLS with the same SVID files between the two, plain TCP to the echo app; one process each (master_process off, 1 worker); full handshake per connection (proxy_ssl_session_reuse off, as meshlet does not resume)`;
+      streamNote = `stream proxy pair (${'loadModule' in stream && stream.loadModule ? `load_module ${stream.loadModule}` : 'stream module built in'}): plain TCP in, TLS 1.3 mTLS with the same SVID files between the two, plain TCP to the echo app; one process each (master_process off, 1 worker); each resumes its last TLS 1.3 session with the peer (proxy_ssl_session_reuse on, as meshlet's MESHLET_TLS_SESSION_RESUMPTION=on)`;
     } else {
       streamNote = `nginx stream module not available: ${streamReason}`;
     }

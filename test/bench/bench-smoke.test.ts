@@ -66,7 +66,7 @@ describe('npm run bench -- --quick', () => {
   });
 
   it('produces figures for every scenario and every target, with zero errors', () => {
-    expect(Object.keys(results.scenarios).sort()).toEqual(['grpc-unary', 'http-rate-500', 'http-saturation', 'new-connections', 'tcp-opaque', 'tcp-opaque-new-connections']);
+    expect(Object.keys(results.scenarios).sort()).toEqual(['grpc-unary', 'http-rate-500', 'http-saturation', 'new-connections', 'new-connections-resumed', 'tcp-opaque', 'tcp-opaque-new-connections']);
     // The sidecars ran the production artifact with the injector's runtime environment (issue 15).
     expect(results.topology.meshlet.runtime).toMatch(/^production artifact: node dist\/bin\/meshlet\.js .*node flags "--max-old-space-size=\d+ --max-semi-space-size=\d+ --single-threaded-gc", MALLOC_ARENA_MAX="2"/);
     // The opaque TCP scenarios' nginx is the stream proxy pair, present only with nginx's stream module.
@@ -84,7 +84,7 @@ describe('npm run bench -- --quick', () => {
         if (name === 'direct') continue;
         for (const p of ['p50Us', 'p99Us']) expect(Number.isFinite(t.addedUs?.[p]), `${where} added ${p}`).toBe(true);
         // The new-connection scenario dials the server side directly: only the inbound proxy is crossed.
-        const roles = id === 'new-connections' ? ['inbound'] : ['inbound', 'outbound'];
+        const roles = id.startsWith('new-connections') ? ['inbound'] : ['inbound', 'outbound'];
         expect(Object.keys(t.cpuSecondsPer1k).sort(), where).toEqual(roles);
         // Measured, not sized: a proxy that carried a second of traffic used some CPU (0: the pid read is not the proxy's).
         for (const v of Object.values(t.cpuSecondsPer1k)) expect(v, `${where} CPU`).toBeGreaterThan(0);
