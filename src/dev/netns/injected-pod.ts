@@ -47,11 +47,12 @@ interface K8sPod {
 }
 
 /**
- * The harness runs every meshlet container as `node <flags> <the checkout's meshlet> <args>`:
- * a command may only be the image's own entry point with Node flags in front of it.
+ * The harness runs meshlet's containers as `node <flags> <the checkout's meshlet> <args>`: their
+ * command may only be the image's own entry point with Node flags in front of it. The test's
+ * own app containers are started by the tests themselves; their command is not read.
  */
 function nodeFlagsOf(c: K8sContainer): string[] {
-  if (c.command === undefined) return [];
+  if (c.command === undefined || !c.name.startsWith('meshlet-')) return [];
   const [node, ...rest] = c.command;
   const script = rest.pop();
   if (node !== 'node' || script === undefined || !script.endsWith('/bin/meshlet.js') || rest.some((f) => !f.startsWith('--'))) {
