@@ -1,6 +1,9 @@
 // CPU cost of each leg of a proxy, measured alone, to see where a sidecar's per-request CPU goes:
 //   server leg: node:http answering a 1 KB body itself (CPU of the server process under
-//     autocannon, 16 keep-alive connections);
+//     autocannon, 16 keep-alive connections), next to its floor: a net server that only finds
+//     each request's end and writes a prebuilt response — no parsing, no checks, not a server
+//     anyone should run, but the least any server leg on Node's sockets can cost (what a leaner
+//     leg than node:http could save at most, docs/performance.md);
 //   client leg: keep-alive requests from undici dispatch(), from meshlet's own Http1Pool
 //     (src/data-plane/proxy/upstream/http1-pool.ts, same dispatch() contract) and from http.request +
 //     http.Agent (CPU of this process, 16 in flight, against the server process).
@@ -8,6 +11,7 @@
 // @bench-quick-args --requests 2000 --seconds 0.5
 import { spawn } from 'node:child_process';
 import * as http from 'node:http';
+import * as net from 'node:net';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { Pool } from 'undici';
@@ -24,21 +28,53 @@ if (process.argv[2] === 'serve') {
     res.end(BODY);
   });
   server.listen(0, '127.0.0.1', () => process.stdout.write(`${(server.address() as { port: number }).port}\n`));
+} else if (process.argv[2] === 'serve-floor') {
+  const RESPONSE = Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 1024\r\n\r\n'), BODY]);
+  const END = Buffer.from('\r\n\r\n');
+  const server = net.createServer({ noDelay: true }, (socket) => {
+    let rest: Buffer | null = null;
+    socket.on('data', (chunk: Buffer) => {
+      const buf = rest === null ? chunk : Buffer.concat([rest, chunk]);
+      let from = 0;
+      let answers = 0;
+      for (let at = buf.indexOf(END, from); at >= 0; at = buf.indexOf(END, from)) {
+        answers++;
+        from = at + END.length;
+      }
+      rest = from < buf.length ? buf.subarray(from) : null;
+      if (answers === 1) socket.write(RESPONSE);
+      else if (answers > 1) socket.write(Buffer.concat(Array.from({ length: answers }, () => RESPONSE)));
+    });
+    socket.on('error', () => socket.destroy());
+  });
+  server.listen(0, '127.0.0.1', () => process.stdout.write(`${(server.address() as { port: number }).port}\n`));
 } else {
   const { values } = parseArgs({ options: { requests: { type: 'string', default: '40000' }, seconds: { type: 'string', default: '5' } } });
   const total = Number(values.requests);
   const seconds = Number(values.seconds);
   const CONCURRENCY = 16;
-  const child = spawn(process.execPath, [import.meta.filename, 'serve'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((resolve) => child.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
-  try {
+  const startServer = async (mode: string) => {
+    const proc = spawn(process.execPath, [import.meta.filename, mode], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const listening = await new Promise<number>((resolve) => proc.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
+    return { proc, port: listening };
+  };
+  const serverLeg = async (port: number, pid: number, what: string) => {
     const url = `http://127.0.0.1:${port}/`;
     await autocannon({ url, connections: 4, duration: Math.min(1, seconds) }); // warm-up
-    const before = cpuSeconds(child.pid!);
+    const before = cpuSeconds(pid);
     const r = await autocannon({ url, connections: CONCURRENCY, duration: seconds });
-    if (r.errors + r.timeouts + r.non2xx > 0) throw new Error(`server leg: ${r.errors} errors, ${r.timeouts} timeouts, ${r.non2xx} non-2xx`);
-    const server = ((cpuSeconds(child.pid!) - before) / r.requests.total) * 1000;
-    process.stdout.write(`server leg (node:http, 1 KB body):    ${server.toFixed(4)} CPU s / 1k requests\n`);
+    if (r.errors + r.timeouts + r.non2xx > 0) throw new Error(`${what}: ${r.errors} errors, ${r.timeouts} timeouts, ${r.non2xx} non-2xx`);
+    return ((cpuSeconds(pid) - before) / r.requests.total) * 1000;
+  };
+  const { proc: child, port } = await startServer('serve');
+  const floor = await startServer('serve-floor');
+  try {
+    for (let round = 0; round < 2; round++) {
+      const server = await serverLeg(port, child.pid!, 'server leg');
+      process.stdout.write(`server leg (node:http, 1 KB body):    ${server.toFixed(4)} CPU s / 1k requests\n`);
+      const least = await serverLeg(floor.port, floor.proc.pid!, 'server leg floor');
+      process.stdout.write(`server leg floor (net, framing only): ${least.toFixed(4)} CPU s / 1k requests\n`);
+    }
 
     const headers = ['host', 'upstream', 'user-agent', 'bench', 'accept', '*/*'];
     const pool = new Pool(`http://127.0.0.1:${port}`, { connections: CONCURRENCY, pipelining: 1 });
@@ -97,5 +133,6 @@ if (process.argv[2] === 'serve') {
     agent.destroy();
   } finally {
     child.kill('SIGTERM');
+    floor.proc.kill('SIGTERM');
   }
 }
