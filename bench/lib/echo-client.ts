@@ -1,4 +1,5 @@
 import type * as net from 'node:net';
+import { runClosedLoop, type ClosedLoopResult } from './closed-loop.ts';
 
 /**
  * The client side of the echo scenarios (tcp-opaque, tls-passthrough): 1 KB messages to an
@@ -8,7 +9,7 @@ import type * as net from 'node:net';
  */
 
 /** 1 KB, not all one byte, so an echo that reorders or drops bytes is caught. */
-export const MESSAGE = Buffer.from(Array.from({ length: 1024 }, (_, i) => (i * 7 + 13) & 0xff));
+const MESSAGE = Buffer.from(Array.from({ length: 1024 }, (_, i) => (i * 7 + 13) & 0xff));
 
 export type ReadyEvent = 'connect' | 'secureConnect';
 
@@ -69,6 +70,26 @@ export class EchoConnection {
   close(): void {
     this.#failed ??= new Error('closed');
     this.#socket.end();
+  }
+}
+
+/**
+ * Closed-loop round trips over `conns` for `seconds`, one caller per connection (a caller always
+ * finds one idle), each round trip timed. Closes the connections when done.
+ */
+export async function runRoundTrips(conns: readonly EchoConnection[], seconds: number): Promise<ClosedLoopResult> {
+  const idle = [...conns];
+  try {
+    return await runClosedLoop(conns.length, seconds, async () => {
+      const c = idle.pop()!;
+      try {
+        await c.roundTrip();
+      } finally {
+        idle.push(c);
+      }
+    });
+  } finally {
+    for (const c of conns) c.close();
   }
 }
 

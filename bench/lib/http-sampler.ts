@@ -29,7 +29,7 @@ const CHUNKED_END = Buffer.from('\r\n0\r\n\r\n');
 const EMPTY_CHUNKED_BODY = Buffer.from('0\r\n\r\n');
 
 /** The last-chunk marker ends the body (no trailers: neither upstream sends any). */
-export function chunkedComplete(buf: Buffer, bodyStart: number): boolean {
+function chunkedComplete(buf: Buffer, bodyStart: number): boolean {
   const body = buf.length - bodyStart;
   if (body === EMPTY_CHUNKED_BODY.length) return buf.subarray(bodyStart).equals(EMPTY_CHUNKED_BODY);
   return body > CHUNKED_END.length && buf.subarray(buf.length - CHUNKED_END.length).equals(CHUNKED_END);

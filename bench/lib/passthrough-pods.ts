@@ -10,7 +10,6 @@ import { Cluster } from '../../src/dev/netns/cluster.ts';
 import { mustRun } from '../../src/dev/netns/command-runner.ts';
 import { mountEnv, readInjectedPod } from '../../src/dev/netns/injected-pod.ts';
 import { kubeletWrite } from '../../src/dev/netns/kubelet-volume.ts';
-import type { Pod } from '../../src/dev/netns/pod.ts';
 import type { PodProcess } from '../../src/dev/netns/pod-process.ts';
 import { BenchError } from './bench-error.ts';
 import type { LatencySummary } from './latency-histogram.ts';
@@ -51,14 +50,12 @@ export interface PassthroughResult {
 /** The app process in one of the two client pods, driven over stdin. */
 export interface PassthroughTarget {
   name: 'direct' | 'meshlet';
-  pod: Pod;
   /** The sidecar the meshed app's connections cross; none for direct. */
   procs: ProxyProcess[];
   run(mode: 'persistent' | 'new', concurrency: number, seconds: number): Promise<PassthroughResult>;
 }
 
 export interface PassthroughPods {
-  cluster: Cluster;
   targets: PassthroughTarget[];
   sidecarPid: number;
   /** Connections the meshed pod's nat OUTPUT chain has REDIRECTed to the sidecar's outbound port so far. */
@@ -145,7 +142,7 @@ export async function startPassthroughPods(o: { metrics: boolean; runtime: Sidec
     for (const [name, p] of [['direct', direct], ['meshlet', pod]] as const) {
       const app = p.spawnNode(CLIENT, [caFile], { uid: APP_UID, label: `tls-client (${name})` });
       await app.waitForLine('client ready', { timeoutMs: 30_000 });
-      targets.push({ name, pod: p, procs: name === 'meshlet' ? [{ role: 'outbound', pid: sidecar.pid }] : [], run: driver(app, outside.ip) });
+      targets.push({ name, procs: name === 'meshlet' ? [{ role: 'outbound', pid: sidecar.pid }] : [], run: driver(app, outside.ip) });
     }
     const redirectedConnections = async () => {
       const listing = await mustRun('ip', ['netns', 'exec', pod.netns, cluster.iptables.iptables, '-w', '-t', 'nat', '-L', 'MESHLET_OUTBOUND', '-n', '-v', '-x']);
@@ -154,7 +151,6 @@ export async function startPassthroughPods(o: { metrics: boolean; runtime: Sidec
     };
     const uid = proxy.uid ?? 'root';
     return {
-      cluster,
       targets,
       sidecarPid: sidecar.pid,
       redirectedConnections,

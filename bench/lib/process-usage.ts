@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { readOpenFilesLimit } from '../../src/common/net/descriptor-budget.ts';
 
 // What one proxy process costs: CPU seconds (utime + stime, read from /proc/<pid>/stat before
 // and after a run — the load generator shares the two cores, so wall-clock throughput alone
@@ -16,13 +17,17 @@ export function cpuSeconds(pid: number): number {
 
 /** Peak resident set size in bytes: VmHWM of /proc/<pid>/status (the high-water mark, not the current RSS). */
 export function peakRssBytes(pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) * 1024 : 0;
+  return statusBytes(pid, 'VmHWM');
 }
 
 /** Resident set size in bytes now: VmRSS of /proc/<pid>/status (what the soak and idle-connection figures follow). */
 export function rssBytes(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return statusBytes(pid, 'VmRSS');
+}
+
+/** A `kB` field of /proc/<pid>/status, in bytes (0 when absent). */
+function statusBytes(pid: number, field: 'VmHWM' | 'VmRSS'): number {
+  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) * 1024 : 0;
 }
 
@@ -41,8 +46,7 @@ export function socketCount(pid: number): number {
 
 /** The soft open-files limit (ulimit -n) of a process, from /proc/<pid>/limits; `self` for this one. */
 export function openFilesLimit(pid: number | 'self'): number {
-  const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'));
-  return !m || m[1] === 'unlimited' ? Infinity : Number(m[1]);
+  return readOpenFilesLimit(`/proc/${pid}/limits`) ?? Infinity;
 }
 
 /** A proxy process a target's traffic crosses, by role ("outbound", "inbound"). */

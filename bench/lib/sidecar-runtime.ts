@@ -17,21 +17,18 @@ const ARTIFACT_ENTRY = join(REPO, 'dist', 'bin', 'meshlet.js');
 const SOURCES_ENTRY = join(REPO, 'bin', 'meshlet.js');
 
 export interface SidecarRuntime {
-  kind: 'artifact' | 'sources';
   /** The script node runs (absolute): dist/bin/meshlet.js or bin/meshlet.js. */
   entry: string;
   /** Node's flags before the script, as the injector's command has them for the default memory limit. */
   nodeFlags: string[];
   /** The runtime environment the injector sets (MALLOC_ARENA_MAX): every sidecar gets it. */
   env: Record<string, string>;
-  /** The memory limit the Node flags are sized for (the injector's default). */
-  memoryLimit: string;
   /** One line for the report: what ran, how it was built, with which Node flags and environment. */
   note: string;
 }
 
 /** The injector's Node flags and runtime environment for a sidecar with the default memory limit. */
-export function defaultProxyRuntime(): { env: Record<string, string>; nodeFlags: string[]; memoryLimit: string } {
+function defaultProxyRuntime(): { env: Record<string, string>; nodeFlags: string[]; memoryLimit: string } {
   const memoryLimit = DEFAULT_PROXY_RESOURCES.memoryLimit;
   const bytes = memoryQuantityBytes(memoryLimit);
   if (bytes === null) throw new BenchError('BENCH_SIDECAR_NOT_STARTED', `the injector's default memory limit ${JSON.stringify(memoryLimit)} is not a memory quantity`);
@@ -48,7 +45,7 @@ export function prepareSidecarRuntime(o: { sources: boolean; log: (line: string)
   const { env, nodeFlags, memoryLimit } = defaultProxyRuntime();
   const options = `node flags "${nodeFlags.join(' ')}", ${Object.entries(env).map(([k, v]) => `${k}="${v}"`).join(' ')} (the injector's, for the default ${memoryLimit} memory limit)`;
   if (o.sources) {
-    return { kind: 'sources', entry: SOURCES_ENTRY, nodeFlags, env, memoryLimit, note: `TypeScript sources (--sources): node ${relative(REPO, SOURCES_ENTRY)}, ${options}` };
+    return { entry: SOURCES_ENTRY, nodeFlags, env, note: `TypeScript sources (--sources): node ${relative(REPO, SOURCES_ENTRY)}, ${options}` };
   }
   const started = Date.now();
   o.log(`building the production artifact: node ${relative(REPO, BUILD_SCRIPT)} (npm run build)`);
@@ -60,5 +57,5 @@ export function prepareSidecarRuntime(o: { sources: boolean; log: (line: string)
     throw new BenchError('BENCH_BUILD_FAILED', `npm run build (${relative(REPO, BUILD_SCRIPT)}) failed (${why}), so there is no production artifact to measure (--sources runs the TypeScript sources instead):\n${output || '(no output)'}`);
   }
   o.log(`built ${relative(REPO, ARTIFACT_ENTRY)} in ${seconds} s`);
-  return { kind: 'artifact', entry: ARTIFACT_ENTRY, nodeFlags, env, memoryLimit, note: `production artifact: node ${relative(REPO, ARTIFACT_ENTRY)} (npm run build, fresh for this run), ${options}` };
+  return { entry: ARTIFACT_ENTRY, nodeFlags, env, note: `production artifact: node ${relative(REPO, ARTIFACT_ENTRY)} (npm run build, fresh for this run), ${options}` };
 }

@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import * as tls from 'node:tls';
 import { runClosedLoop } from './closed-loop.ts';
-import { connectRoundTripClose, EchoConnection } from './echo-client.ts';
+import { connectRoundTripClose, EchoConnection, runRoundTrips } from './echo-client.ts';
 
 interface Command {
   id: number;
@@ -41,19 +41,7 @@ async function persistent(c: Command) {
   } catch (err) {
     return { opened: false as const, firstError: `could not open ${c.concurrency} TLS connections to ${c.host}:${c.port}: ${(err as Error).message}` };
   }
-  const idle = [...conns];
-  try {
-    return await runClosedLoop(c.concurrency, c.seconds, async () => {
-      const x = idle.pop()!;
-      try {
-        await x.roundTrip();
-      } finally {
-        idle.push(x);
-      }
-    });
-  } finally {
-    for (const x of conns) x.close();
-  }
+  return runRoundTrips(conns, c.seconds);
 }
 
 async function run(c: Command): Promise<Record<string, unknown>> {

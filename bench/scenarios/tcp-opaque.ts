@@ -1,6 +1,6 @@
 import * as net from 'node:net';
 import { runClosedLoop } from '../lib/closed-loop.ts';
-import { connectRoundTripClose, EchoConnection } from '../lib/echo-client.ts';
+import { connectRoundTripClose, EchoConnection, runRoundTrips } from '../lib/echo-client.ts';
 import { cpuPer1k, cpuSnapshot } from '../lib/process-usage.ts';
 import { compareTargets, summarizeRuns, type RunSample, type ScenarioResult } from '../lib/figures.ts';
 import { interleave } from '../lib/interleave.ts';
@@ -38,26 +38,13 @@ async function measureRoundTrips(t: TcpTarget, o: RunOptions, seconds: number): 
   } catch (err) {
     throw new BenchError('BENCH_WARMUP_FAILED', `tcp-opaque ${t.name}: could not open ${o.concurrency} echo connections on port ${t.port}: ${(err as Error).message}`);
   }
-  const idle = [...conns];
-  try {
-    const before = cpuSnapshot(t.procs);
-    // As many callers as connections: a caller always finds one idle.
-    const r = await runClosedLoop(o.concurrency, seconds, async () => {
-      const c = idle.pop()!;
-      try {
-        await c.roundTrip();
-      } finally {
-        idle.push(c);
-      }
-    });
-    const cpu = cpuPer1k(before, cpuSnapshot(t.procs), r.operations);
-    const latency = r.histogram.summary();
-    r.histogram.destroy();
-    if (r.operations === 0) throw new BenchError('BENCH_WARMUP_FAILED', `tcp-opaque ${t.name}: no round trip succeeded: ${r.firstError}`);
-    return { latency, operations: r.operations, operationsPerSec: r.operations / r.elapsedSeconds, errors: r.errors, cpuSecondsPer1k: cpu };
-  } finally {
-    for (const c of conns) c.close();
-  }
+  const before = cpuSnapshot(t.procs);
+  const r = await runRoundTrips(conns, seconds);
+  const cpu = cpuPer1k(before, cpuSnapshot(t.procs), r.operations);
+  const latency = r.histogram.summary();
+  r.histogram.destroy();
+  if (r.operations === 0) throw new BenchError('BENCH_WARMUP_FAILED', `tcp-opaque ${t.name}: no round trip succeeded: ${r.firstError}`);
+  return { latency, operations: r.operations, operationsPerSec: r.operations / r.elapsedSeconds, errors: r.errors, cpuSecondsPer1k: cpu };
 }
 
 async function measureNewConnections(t: TcpTarget, o: RunOptions, seconds: number): Promise<RunSample> {

@@ -29,7 +29,7 @@ export interface SvidExtensions {
   readonly criticalExtensions: readonly string[];
 }
 
-interface Tlv {
+export interface Tlv {
   readonly tag: number;
   readonly start: number;
   readonly end: number;
@@ -39,7 +39,8 @@ function bad(what: string): never {
   throw new MalformedExtensionsError(`malformed certificate DER: ${what}`);
 }
 
-function readTlv(buf: Uint8Array, off: number, limit: number): Tlv {
+/** One DER TLV (single-byte tags) at `off`, inside `limit`; throws MalformedExtensionsError. Also read by tls/session-peer.ts. */
+export function readTlv(buf: Uint8Array, off: number, limit: number): Tlv {
   if (off + 2 > limit) bad(`truncated at byte ${off}`);
   const tag = buf[off]!;
   if ((tag & 0x1f) === 0x1f) bad(`multi-byte tag at byte ${off}`);

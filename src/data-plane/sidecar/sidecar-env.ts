@@ -234,12 +234,9 @@ function plaintextDestination(raw: string): PlaintextDestination {
 
 function serverFirstPortsField(raw: string): ReadonlySet<number> {
   // An empty variable reads as unset (the default list); `none` is the empty list.
+  // parseServerFirstPorts throws FieldError itself.
   if (raw.trim() === 'none') return new Set();
-  try {
-    return parseServerFirstPorts(raw);
-  } catch (err) {
-    throw new FieldError((err as Error).message);
-  }
+  return parseServerFirstPorts(raw);
 }
 
 function appMetricsField(raw: string): AppMetricsTarget | null {
@@ -295,7 +292,6 @@ function cidr(raw: string): string {
   }
   return raw;
 }
-
 
 const PROXY_TIMEOUTS = DEFAULT_PROXY_SETTINGS.timeouts;
 const PROXY_LIMITS = DEFAULT_PROXY_SETTINGS.limits;

@@ -15,7 +15,7 @@ import { sessionPeerCertificate } from './session-peer.ts';
 export { TlsPeerError, TlsSetupError } from './errors.ts';
 export { handshakeFailureReason, type HandshakeFailureReason } from './handshake-failure-reason.ts';
 export type { VerifiedPeer } from './peer-verifier.ts';
-export { ClientSessionCache, SESSION_CACHE_MAX_ENTRIES, SESSION_LIFETIME_CAP_MS, type CachedSession } from './session-cache.ts';
+export { SESSION_LIFETIME_CAP_MS } from './session-cache.ts';
 
 /** Who the server at the other end must be. Empty: any workload of our own trust domain. */
 export interface ExpectedPeer {
@@ -226,7 +226,7 @@ export class MeshTls {
       if (resumed) chain = this.#intermediates.complete(chain, MAX_CHAIN_LENGTH);
       try {
         verdict = verifyPeerChain(chain, this.#snapshot.bundles);
-        if (role === 'client' && !resumed && chain.length > 1) this.#intermediates.learn(chain);
+        if (this.#resumption && role === 'client' && !resumed && chain.length > 1) this.#intermediates.learn(chain);
       } catch (err) {
         verdict = err as TlsPeerError;
       }

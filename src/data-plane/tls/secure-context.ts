@@ -1,5 +1,4 @@
-import { createHash } from 'node:crypto';
-import { constants as cryptoConstants } from 'node:crypto';
+import { constants as cryptoConstants, createHash } from 'node:crypto';
 import type { SecureContextOptions } from 'node:tls';
 import type { IdentitySnapshot } from '../identity/svid.ts';
 

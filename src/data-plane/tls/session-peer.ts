@@ -1,3 +1,5 @@
+import { MalformedExtensionsError, readTlv, type Tlv } from '../identity/x509-extensions.ts';
+
 /**
  * The server certificate a client-side TLS session carries.
  *
@@ -22,13 +24,13 @@ export function sessionPeerCertificate(session: Buffer | undefined): Buffer | un
     const nameLength = session.readUInt16BE(NODE_SESSION_PREFIX.length);
     der = session.subarray(NODE_SESSION_PREFIX.length + 2 + nameLength);
   }
-  const outer = readTlv(der, 0);
+  const outer = tlvOrUndefined(der, 0);
   if (outer === undefined || outer.tag !== SEQUENCE || outer.end !== der.length) return undefined;
   for (let at = outer.start; at < outer.end; ) {
-    const field = readTlv(der, at, outer.end);
+    const field = tlvOrUndefined(der, at, outer.end);
     if (field === undefined) return undefined;
     if (field.tag === PEER_FIELD) {
-      const cert = readTlv(der, field.start, field.end);
+      const cert = tlvOrUndefined(der, field.start, field.end);
       if (cert === undefined || cert.tag !== SEQUENCE || cert.end !== field.end) return undefined;
       return der.subarray(field.start, field.end);
     }
@@ -41,20 +43,12 @@ const SEQUENCE = 0x30;
 /** [3] EXPLICIT, constructed, context-specific. */
 const PEER_FIELD = 0xa3;
 
-/** One DER TLV (single-byte tags only, which is all SSL_SESSION uses), or undefined if it does not fit. */
-function readTlv(buf: Buffer, at: number, limit = buf.length): { tag: number; start: number; end: number } | undefined {
-  if (at + 2 > limit) return undefined;
-  const tag = buf[at]!;
-  if ((tag & 0x1f) === 0x1f) return undefined;
-  let length = buf[at + 1]!;
-  let start = at + 2;
-  if (length & 0x80) {
-    const bytes = length & 0x7f;
-    if (bytes === 0 || bytes > 3 || start + bytes > limit) return undefined;
-    length = 0;
-    for (let i = 0; i < bytes; i++) length = length * 256 + buf[start + i]!;
-    start += bytes;
+/** One DER TLV (x509-extensions.ts's reader), or undefined where that reader refuses the bytes. */
+function tlvOrUndefined(buf: Buffer, at: number, limit = buf.length): Tlv | undefined {
+  try {
+    return readTlv(buf, at, limit);
+  } catch (err) {
+    if (err instanceof MalformedExtensionsError) return undefined;
+    throw err;
   }
-  const end = start + length;
-  return end > limit ? undefined : { tag, start, end };
 }

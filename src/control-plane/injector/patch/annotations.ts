@@ -1,4 +1,4 @@
-import { MIN_PROXY_MEMORY_LIMIT_MIB, memoryQuantityBytes } from './heap-settings.ts';
+import { MIN_PROXY_MEMORY_LIMIT_MIB, memoryQuantityBytes, QUANTITY } from './heap-settings.ts';
 import { parsePortProtocols, parseServerFirstPorts, type PortProtocolDecision } from '../../../data-plane/proxy/detect/port-protocol.ts';
 import { IDENTITY_SOURCES, type IdentitySourceKind } from '../../../data-plane/sidecar/sidecar-env.ts';
 import { FieldError, isK8sName, list, oneOf, port } from '../../../common/config/env.ts';
@@ -53,13 +53,6 @@ export interface PodAnnotations {
   portProtocols: ReadonlyMap<number, PortProtocolDecision>;
 }
 
-/**
- * Kubernetes resource.Quantity: a decimal number with an optional SI or binary suffix
- * (`100m`, `0.5`, `128Mi`, `1G`, `1e3`). Checked here so a typo is a refusal with the
- * annotation's name, not a pod the API server rejects with a message about the sidecar.
- */
-const QUANTITY = /^[+]?(\d+(\.\d*)?|\.\d+)(([eE][+-]?\d+)|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/;
-
 // Annotation values go through the environment catalogs' field parsers (src/common/config/env.ts):
 // a port, a list, a policy name or a log level reads the same in an annotation as in a variable.
 
@@ -68,6 +61,10 @@ function annotationList<T>(item: (raw: string) => T): (raw: string) => T[] {
   return list(item, (entry, message) => `${JSON.stringify(entry)} ${message}`);
 }
 
+/**
+ * A Kubernetes quantity (heap-settings.ts), checked here so a typo is a refusal with the
+ * annotation's name, not a pod the API server rejects with a message about the sidecar.
+ */
 function quantity(raw: string): string {
   if (!QUANTITY.test(raw)) throw new FieldError('is not a Kubernetes quantity (e.g. 100m, 0.5, 128Mi, 1Gi)');
   return raw;

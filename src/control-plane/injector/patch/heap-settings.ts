@@ -88,11 +88,17 @@ const SUFFIX: Record<string, number> = {
 };
 
 /**
+ * Kubernetes resource.Quantity: a decimal number with an optional exponent or SI or binary
+ * suffix (`100m`, `0.5`, `128Mi`, `1G`, `1e3`). Groups: the number, the exponent, the suffix.
+ */
+export const QUANTITY = /^\+?(\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d+)|(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei))?$/;
+
+/**
  * Bytes of a memory quantity (`256Mi`, `0.5Gi`, `300M`, `1e9`); null for what is not one
- * (`m` is millibytes, never a sensible memory limit). The caller has checked the syntax.
+ * (`m` is millibytes, never a sensible memory limit).
  */
 export function memoryQuantityBytes(quantity: string): number | null {
-  const m = /^\+?(\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d+))?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/.exec(quantity);
+  const m = QUANTITY.exec(quantity);
   if (!m) return null;
   const base = Number(m[1]) * 10 ** Number(m[2] ?? 0);
   const bytes = base * (SUFFIX[m[3] ?? ''] ?? NaN);

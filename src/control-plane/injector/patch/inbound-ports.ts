@@ -49,8 +49,6 @@ export function planInboundPorts(containers: readonly Container[], annotations: 
   for (const p of annotations.opaquePorts) {
     if (!meshedPorts.has(p)) annotationProblems.push(`annotation meshlet.io/opaque-ports: port ${p} is not a meshed containerPort of the pod (declared TCP ports, minus meshlet.io/skip-inbound-ports)`);
   }
-  if (annotationProblems.length > 0) throw new PodRefusedError('INJECTOR_ANNOTATION_INVALID', annotationProblems);
-
   for (const p of annotations.portProtocols.keys()) {
     if (!meshedPorts.has(p)) annotationProblems.push(`annotation meshlet.io/port-protocols: port ${p} is not a meshed containerPort of the pod (declared TCP ports, minus meshlet.io/skip-inbound-ports)`);
   }

@@ -18,16 +18,18 @@ type Opens = (parsed: PodAnnotations, settings: { defaultPolicy: DefaultPolicy }
  * (INJECTOR_OVERRIDE_FORBIDDEN) rather than injected with the annotation ignored, so its
  * author learns at `kubectl apply` why the pod does not get what it asked for.
  */
+/** What serving ports as opaque TCP opens: policy there sees callers only. */
+function opaquePolicy(ports: readonly number[]): string | undefined {
+  return ports.length > 0 ? `policy on port(s) ${ports.join(', ')} would match callers only, never methods or paths` : undefined;
+}
+
 const WEAKENINGS = {
   [ANNOTATIONS.skipInboundPorts]: (p) => (p.skipInboundPorts.length > 0 ? `callers would reach app port(s) ${p.skipInboundPorts.join(', ')} without mTLS or policy` : undefined),
   [ANNOTATIONS.skipOutboundPorts]: (p) => (p.skipOutboundPorts.length > 0 ? `the app would reach destination port(s) ${p.skipOutboundPorts.join(', ')} without the sidecar` : undefined),
   [ANNOTATIONS.skipOutboundCidrs]: (p) => (p.skipOutboundCidrs.length > 0 ? `the app would reach ${p.skipOutboundCidrs.join(', ')} without the sidecar` : undefined),
   [ANNOTATIONS.permissivePorts]: (p) => (p.permissivePorts.length > 0 ? `port(s) ${p.permissivePorts.join(', ')} would accept plaintext callers without an identity` : undefined),
-  [ANNOTATIONS.opaquePorts]: (p) => (p.opaquePorts.length > 0 ? `policy on port(s) ${p.opaquePorts.join(', ')} would match callers only, never methods or paths` : undefined),
-  [ANNOTATIONS.portProtocols]: (p) => {
-    const opaque = [...p.portProtocols].filter(([, proto]) => proto === 'tcp' || proto === 'tls' || proto === 'server-first').map(([port]) => port);
-    return opaque.length > 0 ? `policy on port(s) ${opaque.join(', ')} would match callers only, never methods or paths` : undefined;
-  },
+  [ANNOTATIONS.opaquePorts]: (p) => opaquePolicy(p.opaquePorts),
+  [ANNOTATIONS.portProtocols]: (p) => opaquePolicy([...p.portProtocols].filter(([, proto]) => proto === 'tcp' || proto === 'tls' || proto === 'server-first').map(([port]) => port)),
   [ANNOTATIONS.defaultPolicy]: (p, s) =>
     p.defaultPolicy !== undefined && POLICY_STRICTNESS[p.defaultPolicy] < POLICY_STRICTNESS[s.defaultPolicy]
       ? `the default policy "${p.defaultPolicy}" is weaker than the mesh default "${s.defaultPolicy}"`

@@ -10,13 +10,14 @@ import type { ClientTls, ExpectedPeer } from '../tls-dependency.ts';
  * `alpn`: h2 or http/1.1 for HTTP, none for opaque bytes (the peer's opaque listener offers none).
  */
 export function meshTarget(tls: ClientTls, where: { label: string; host: string; port: number }, pin: Pinned, alpn: string | null, handshakeFailed: (err: Error) => void): NextHopTarget {
+  const alpnOptions = alpn === null ? undefined : { ALPNProtocols: [alpn] };
   return {
     label: where.label,
     host: where.host,
     port: where.port,
-    tlsOptions: () => tls.connectOptions(pin.expected, alpn === null ? undefined : { ALPNProtocols: [alpn] }),
+    tlsOptions: () => tls.connectOptions(pin.expected, alpnOptions),
     // Resumes the TLS session of this destination and pin when one is cached (docs/tls.md "Session resumption").
-    ...(tls.connect ? { connectTls: (o) => tls.connect!({ host: where.host, port: where.port }, pin.expected, { ...(alpn === null ? {} : { ALPNProtocols: [alpn] }), ...o }) } : {}),
+    ...(tls.connect ? { connectTls: (o) => tls.connect!({ host: where.host, port: where.port }, pin.expected, { ...alpnOptions, ...o }) } : {}),
     ...(tls.verifyServer ? { peerIdentity: (s) => tls.verifyServer!(s).spiffeId.id } : {}),
     ...(pin.acceptPeer ? { acceptPeer: pin.acceptPeer } : {}),
     handshakeFailed,

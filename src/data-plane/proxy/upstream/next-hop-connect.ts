@@ -122,13 +122,16 @@ export function connectNextHop(
     if (settled) return;
     // A resumed session had no certificate exchange: its identity is what the TLS layer checked
     // before 'secureConnect' (ClientTls.connect). One it cannot vouch for is refused.
-    if (target.tlsOptions && (socket as tls.TLSSocket).isSessionReused() && originatedPeer(target, socket) === null) {
-      return fail(new ProxyError('MESHLET_UPSTREAM_IDENTITY_REJECTED', `peer at ${where} resumed a TLS session whose identity was not verified`));
-    }
-    if (target.tlsOptions && target.acceptPeer) {
-      const id = originatedPeer(target, socket);
-      if (id === null || !target.acceptPeer(id)) {
-        return fail(new ProxyError('MESHLET_UPSTREAM_IDENTITY_REJECTED', `peer at ${where} presented ${id ?? 'no verified identity'}, not one of the identities expected there`));
+    if (target.tlsOptions) {
+      const resumed = (socket as tls.TLSSocket).isSessionReused();
+      if (resumed || target.acceptPeer) {
+        const id = originatedPeer(target, socket);
+        if (resumed && id === null) {
+          return fail(new ProxyError('MESHLET_UPSTREAM_IDENTITY_REJECTED', `peer at ${where} resumed a TLS session whose identity was not verified`));
+        }
+        if (target.acceptPeer && (id === null || !target.acceptPeer(id))) {
+          return fail(new ProxyError('MESHLET_UPSTREAM_IDENTITY_REJECTED', `peer at ${where} presented ${id ?? 'no verified identity'}, not one of the identities expected there`));
+        }
       }
     }
     settled = true;
