@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BenchError } from './lib/bench-error.ts';
 import { DENIED_PATH } from './lib/bench-policy.ts';
-import { formatSelfTime, topSelfTime } from './lib/cpu-profile.ts';
+import { costByOwner, formatOwners, formatSelfTime, topSelfTime } from './lib/cpu-profile.ts';
 import { checkIssueTargets, type ProcessPeak } from './lib/issue-targets.ts';
 import { peakRssBytes, rssBytes } from './lib/process-usage.ts';
 import { markdownReport, readmeSummary, runSummary, type BenchResults, type MachineInfo, type SidecarProfile } from './lib/report.ts';
@@ -64,8 +64,10 @@ Flags:
   --metrics on|off      sidecar metrics (off sets MESHLET_REQUEST_METRICS=false; issue 6's comparison)
   --out DIR             where the results go (default bench/results; with --quick a temp directory,
                         never bench/results)
-  --profile DIR         run the sidecars with --cpu-prof into DIR; the report lists each one's top
-                        functions by self time (the figures of a profiled run are not comparable)
+  --profile DIR         run the sidecars with --cpu-prof into DIR; the report lists each one's busy
+                        time by owning module (the meshlet module nearest the leaf of each sample:
+                        what it calls into, Node included, is its cost) and its top functions by
+                        self time (the figures of a profiled run are not comparable)
   --hold                start everything, print endpoints and pids as JSON, wait for Ctrl-C
                         (for strace/perf by hand); measures nothing
   -h, --help            this text
@@ -242,7 +244,7 @@ async function readProfiles(dir: string, roles: Record<number, string>): Promise
     const role = roles[Number(f.split('.')[3])];
     if (!role) continue;
     const file = join(dir, f);
-    out.push({ process: role, file, top: formatSelfTime(topSelfTime(file, 30)) });
+    out.push({ process: role, file, owners: formatOwners(costByOwner(file, 25)), top: formatSelfTime(topSelfTime(file, 30)) });
   }
   if (out.length === 0) log(`--profile: no sidecar profile in ${dir} (a sidecar killed before it exited writes none)`);
   return out;

@@ -55,6 +55,8 @@ export interface BenchResults {
 export interface SidecarProfile {
   process: string;
   file: string;
+  /** Busy samples by owning module (bench/lib/cpu-profile.ts costByOwner). */
+  owners: string;
   top: string;
 }
 
@@ -200,8 +202,8 @@ export function markdownReport(r: BenchResults): string {
     out.push(...memoryTables(r));
   }
   if (r.profiles) {
-    out.push('## CPU profiles (--profile: top functions by self time)', '');
-    for (const p of r.profiles) out.push(`### ${p.process}`, '', `\`${p.file}\``, '', '```', p.top, '```', '');
+    out.push('## CPU profiles (--profile: busy samples by owning module, then top functions by self time)', '');
+    for (const p of r.profiles) out.push(`### ${p.process}`, '', `\`${p.file}\``, '', '```', p.owners, '```', '', '```', p.top, '```', '');
   }
   if (r.micro) {
     out.push(
