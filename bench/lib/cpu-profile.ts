@@ -40,10 +40,15 @@ export function topSelfTime(file: string, top = 30): SelfTimeRow[] {
     self.set(key, (self.get(key) ?? 0) + n.hitCount);
     total += n.hitCount;
   }
-  return [...self.entries()]
+  return ranked(self, total, top).map(([fn, percent]) => ({ percent, fn }));
+}
+
+/** The `top` keys with the most samples, each with its share of `total` in percent. */
+function ranked(counts: Map<string, number>, total: number, top: number): [string, number][] {
+  return [...counts.entries()]
     .sort((a, b) => b[1] - a[1])
     .slice(0, top)
-    .map(([fn, hits]) => ({ percent: (hits / Math.max(1, total)) * 100, fn }));
+    .map(([key, hits]) => [key, (hits / Math.max(1, total)) * 100]);
 }
 
 /** A meshlet module: the sources (src/…) or the artifact (dist/src/… keeps the same path). */
@@ -88,10 +93,7 @@ export function costByOwner(file: string, top = 25): OwnerRow[] {
     owners.set(owner, (owners.get(owner) ?? 0) + n.hitCount);
     busy += n.hitCount;
   }
-  return [...owners.entries()]
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, top)
-    .map(([owner, hits]) => ({ percent: (hits / Math.max(1, busy)) * 100, owner }));
+  return ranked(owners, busy, top).map(([owner, percent]) => ({ percent, owner }));
 }
 
 export function formatSelfTime(rows: SelfTimeRow[]): string {
