@@ -11,7 +11,7 @@
 import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join, relative, resolve } from 'node:path';
+import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -56,13 +56,14 @@ if (compiledEntry === entry) fail("bin/meshlet.js no longer imports '../src/cli/
 mkdirSync(join(out, 'bin'), { recursive: true });
 writeFileSync(join(out, 'bin', 'meshlet.js'), compiledEntry, { mode: 0o755 });
 
-// 4. What modules read at run time besides code.
+// 4. What modules read at run time besides code, and the code tsc does not emit: JavaScript
+// generated into the tree (src/**/generated/*.js, e.g. the policy validator), copied as it is.
 cpSync(join(REPO, 'package.json'), join(out, 'package.json'));
 function copyProtos(dir) {
   for (const e of readdirSync(dir, { withFileTypes: true })) {
     const p = join(dir, e.name);
     if (e.isDirectory()) copyProtos(p);
-    else if (e.name.endsWith('.proto')) cpSync(p, join(out, relative(REPO, p)));
+    else if (e.name.endsWith('.proto') || (e.name.endsWith('.js') && basename(dir) === 'generated')) cpSync(p, join(out, relative(REPO, p)));
   }
 }
 copyProtos(join(REPO, 'src'));

@@ -1,7 +1,7 @@
 /**
  * The meshlet authorization policy language (apiVersion policy.meshlet.io/v1alpha1,
  * kind AuthorizationPolicy), as the parser hands it to the compiler. docs/policy.md is the
- * user-facing description; the JSON schema in schema.ts is the machine one.
+ * user-facing description; the JSON schema in policy-schema.ts is the machine one.
  */
 
 export const POLICY_API_VERSION = 'policy.meshlet.io/v1alpha1';
