@@ -1,4 +1,4 @@
-import { request } from 'node:http';
+import { http } from '../../common/net/node-http.ts';
 import type { Command } from '../command.ts';
 import { parseFlags } from '../command.ts';
 import { MeshletError, UsageError } from '../../common/errors/meshlet-error.ts';
@@ -16,7 +16,7 @@ const DEFAULT_URL = `http://127.0.0.1:${SIDECAR_ENV.adminPort.default}/ready`;
 /** One GET; resolves to the status code, or to the error text when nothing answered. */
 function probe(url: string, timeoutMs: number): Promise<number | string> {
   return new Promise((resolve) => {
-    const req = request(url, { method: 'GET', timeout: timeoutMs }, (res) => {
+    const req = http.request(url, { method: 'GET', timeout: timeoutMs }, (res) => {
       res.resume();
       resolve(res.statusCode ?? 0);
     });

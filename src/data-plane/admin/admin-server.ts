@@ -1,4 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { http } from '../../common/net/node-http.ts';
 import { isIPv4, type AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { negotiateFormat, OPENMETRICS_TEXT, PROMETHEUS_TEXT, renderMetrics } from '../metrics/exposition.ts';
@@ -102,7 +103,7 @@ export class AdminServer {
     this.#probes = new Map(Object.entries(opts.appProbes ?? {}));
     this.#metrics = new AdminMetrics(opts.registry);
     if (opts.appMetrics) this.#metrics.mergesAppMetrics();
-    this.server = createServer(ConnectionGuard.httpServerOptions(opts.headersTimeoutMs ?? ADMIN_HEADERS_TIMEOUT_MS), (req, res) => {
+    this.server = http.createServer(ConnectionGuard.httpServerOptions(opts.headersTimeoutMs ?? ADMIN_HEADERS_TIMEOUT_MS), (req, res) => {
       this.#route(req, res).catch((err: Error) => {
         if (!res.headersSent) json(res, 500, { error: 'internal', message: err.message });
         else res.destroy();

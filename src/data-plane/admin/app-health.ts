@@ -1,4 +1,4 @@
-import { request as httpRequest } from 'node:http';
+import { http } from '../../common/net/node-http.ts';
 import { connect as http2Connect, constants as h2 } from 'node:http2';
 import { request as httpsRequest } from 'node:https';
 import { connect as tcpConnect } from 'node:net';
@@ -58,7 +58,7 @@ function settleOnce(deadlineMs: number, onDeadline: () => void): { settle: (a: P
 function httpProbe(probe: AppHttpProbe, host: string, deadlineMs: number): Promise<ProbeAnswer> {
   const headers: Record<string, string> = { 'user-agent': 'meshlet-probe' };
   for (const h of probe.headers ?? []) headers[h.name] = h.value;
-  const send = probe.scheme === 'HTTPS' ? httpsRequest : httpRequest;
+  const send = probe.scheme === 'HTTPS' ? httpsRequest : http.request;
   const upstream = send({
     host,
     port: probe.port,

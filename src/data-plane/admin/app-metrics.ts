@@ -1,4 +1,4 @@
-import * as http from 'node:http';
+import { http } from '../../common/net/node-http.ts';
 
 /**
  * Metrics merging (issue 14 item 6): a pod annotated for Prometheus (`prometheus.io/scrape:

@@ -56,4 +56,12 @@ describe('imports follow the deployment split', () => {
     }
     expect(wrong).toEqual([]);
   });
+
+  it("the image loads node:http with require() (common/net/node-http.ts), never by a value import", () => {
+    // An ES import of node:http reads its lazy WebSocket exports and makes Node run its bundled
+    // undici in every sidecar (node-http.ts says how much); `import type` is erased and costs nothing.
+    const valueImport = /^\s*import\s+(?!type\b)[^;]*?from\s+['"](?:node:)?http['"]/m;
+    const offenders = files.filter((f) => layerOf(f) !== 'dev' && valueImport.test(readFileSync(f, 'utf8'))).map((f) => relative(SRC, f));
+    expect(offenders).toEqual([]);
+  });
 });

@@ -1,4 +1,5 @@
-import * as http from 'node:http';
+import type * as NodeHttp from 'node:http';
+import { http } from '../../../common/net/node-http.ts';
 import * as http2 from 'node:http2';
 import type * as net from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -11,9 +12,9 @@ export const H2_FLOOD_CLOSE_MS = 1_000;
 
 /** What a listener does with what its connections carry. */
 export interface HttpServingHandlers {
-  request(req: http.IncomingMessage, res: http.ServerResponse): void;
+  request(req: NodeHttp.IncomingMessage, res: NodeHttp.ServerResponse): void;
   /** An HTTP/1.1 request with `Upgrade` (WebSocket): the socket is the handler's from here on. */
-  upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void;
+  upgrade(req: NodeHttp.IncomingMessage, socket: Duplex, head: Buffer): void;
   /** A parser refusal (counted by the proxy's observer). */
   refused(code: ProxyErrorCode): void;
 }
@@ -38,7 +39,7 @@ export type StreamListener = (stream: http2.ServerHttp2Stream, headers: http2.In
  * tunnel, a connection still being detected).
  */
 export class HttpServing {
-  readonly http1: http.Server;
+  readonly http1: NodeHttp.Server;
   readonly #settings: ProxySettings;
   readonly #refused: (code: ProxyErrorCode) => void;
   readonly #sessions = new Set<http2.ServerHttp2Session>();

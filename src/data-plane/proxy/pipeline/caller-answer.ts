@@ -1,4 +1,5 @@
-import { STATUS_CODES, type ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
+import { http } from '../../../common/net/node-http.ts';
 import { constants as h2constants, type ServerHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { ConnectionDirection } from '../connection-registry.ts';
@@ -91,7 +92,7 @@ export function respondWithError(res: ServerResponse, err: unknown): void {
 export function rawErrorResponse(err: ProxyError): string {
   const body = errorBody(err);
   return (
-    `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? 'Error'}\r\n` +
+    `HTTP/1.1 ${err.status} ${http.STATUS_CODES[err.status] ?? 'Error'}\r\n` +
     `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
     `${MESHLET_ERROR_HEADER}: ${err.code}\r\nconnection: close\r\n\r\n${body}`
   );

@@ -1,4 +1,5 @@
-import * as http from 'node:http';
+import type * as NodeHttp from 'node:http';
+import { http } from '../../../common/net/node-http.ts';
 import type * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ProxyError } from '../http/errors.ts';
@@ -51,7 +52,7 @@ export function forwardUpgrade(
       }
       const headers = [...request.headers, 'connection', 'upgrade', 'upgrade', request.upgrade];
       const req = http.request({ method: request.method, path: request.path, headers, createConnection: () => upstream });
-      req.on('upgrade', (res: http.IncomingMessage, upSocket: net.Socket, upHead: Buffer) => {
+      req.on('upgrade', (res: NodeHttp.IncomingMessage, upSocket: net.Socket, upHead: Buffer) => {
         client.off('close', onClientGone);
         if (clientGone) {
           upSocket.destroy();
@@ -62,7 +63,7 @@ export function forwardUpgrade(
         if (head.length > 0) upSocket.write(head);
         tunnel(client, upSocket);
       });
-      req.on('response', (res: http.IncomingMessage) => {
+      req.on('response', (res: NodeHttp.IncomingMessage) => {
         client.off('close', onClientGone);
         const kept = forwardResponseHeaders(res.rawHeaders.map((h) => Buffer.from(h, 'latin1')));
         client.write(statusLine(res.statusCode ?? 502, res.statusMessage) + headerLines([...kept, 'connection', 'close']) + '\r\n');
