@@ -4,14 +4,67 @@
 // and deploy/examples too. CRD kinds (PodMonitor, PrometheusRule) are applied against minimal
 // CRDs installed here, which accept any spec: that checks their apiVersion, kind and metadata,
 // not the operator's schema. The same for deploy-cert-manager/'s Certificates and Issuers.
-import { readdirSync } from 'node:fs';
+// The bootstrap is docs/deploy.md's own commands, run as written (steps 1 and 5): the CA Secret
+// the identity Deployment mounts, and the trust bundle ConfigMap injected pods mount.
+import { execFile } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clusterSkip, DEPLOY, deployWebhookOnHost, eventually, kustomize, startHostInjector, tempDir, useControlPlane, type HostInjector, type K8sObject } from './support.ts';
+import { readCa } from '../../src/control-plane/identity-service/ca.ts';
+import { TRUST_BUNDLE_CONFIGMAP, TRUST_BUNDLE_KEY, VOLUMES } from '../../src/control-plane/injector/patch/pod-layout.ts';
+import type { ControlPlane } from './control-plane.ts';
+import { CLI, clusterSkip, DEPLOY, deployWebhookOnHost, eventually, kustomize, REPO, startHostInjector, tempDir, useControlPlane, type HostInjector, type K8sObject } from './support.ts';
 
 type List<T> = { items: T[] };
 type Deployment = K8sObject & { spec: { replicas: number }; status?: { replicas?: number } };
-type Pod = K8sObject & { spec: { initContainers?: { name: string }[]; containers: { name: string }[] } };
+type Volume = { name: string; configMap?: { name: string; items?: { key: string; path: string }[]; optional?: boolean }; secret?: { secretName: string } };
+type Pod = K8sObject & { spec: { initContainers?: { name: string }[]; containers: { name: string }[]; volumes?: Volume[] } };
+
+/** The lines of docs/deploy.md's first fenced block under the heading starting with `heading`. */
+function docCommands(heading: string): string[] {
+  const doc = readFileSync(join(REPO, 'docs', 'deploy.md'), 'utf8');
+  const start = doc.split('\n').findIndex((l) => l.startsWith(`## ${heading}`));
+  if (start < 0) throw new Error(`docs/deploy.md: no section "## ${heading}"`);
+  const lines = doc.split('\n').slice(start + 1);
+  const section = lines.slice(0, lines.findIndex((l) => l.startsWith('## ')));
+  const commands: string[] = [];
+  let inBlock = false;
+  for (const line of section) {
+    if (line.startsWith('```')) {
+      if (inBlock) break;
+      inBlock = true;
+    } else if (inBlock && line.trim()) commands.push(line.replace(/\s+#.*$/, '').trim());
+  }
+  return commands;
+}
+
+/**
+ * Runs a documented command line as a user would in a checkout: `meshlet …` is the CLI, `kubectl …`
+ * the built kubectl (a `|` pipes one kubectl into the next); `./x` is relative to `cwd`,
+ * `deploy/…` to the repository. Returns stdout.
+ */
+async function runDocumented(cp: ControlPlane, line: string, cwd: string): Promise<string> {
+  const args = (part: string) => part.trim().split(/\s+/).map((a) => a.replaceAll('./', `${cwd}/`).replace(/^deploy\//, `${REPO}/deploy/`));
+  const [first, ...rest] = line.split(' | ');
+  const [tool, ...argv] = args(first!);
+  let out: string;
+  if (tool === 'meshlet') {
+    out = await new Promise<string>((resolve, reject) =>
+      execFile(process.execPath, [CLI, ...argv], { cwd }, (err, stdout, stderr) => (err ? reject(new Error(`${line}: ${stderr || err.message}`)) : resolve(stdout))),
+    );
+  } else if (tool === 'kubectl') {
+    out = await cp.kubectlOk(argv);
+  } else {
+    throw new Error(`docs/deploy.md: cannot run "${line}"`);
+  }
+  for (const next of rest) {
+    const [t, ...a] = args(next);
+    if (t !== 'kubectl') throw new Error(`docs/deploy.md: cannot run "${line}"`);
+    out = await cp.kubectlOk(a, { input: out });
+  }
+  return out;
+}
 
 /** A CRD that stores any spec: enough for the API server to accept the object's kind and metadata. */
 function minimalCrd(group: string, kind: string, plural: string, scope: 'Namespaced' | 'Cluster' = 'Namespaced'): K8sObject {
@@ -41,6 +94,28 @@ describe.skipIf(skip)('deploy/ on a real API server', () => {
   afterAll(async () => {
     await injector?.stop();
     await work?.cleanup();
+  });
+
+  it('docs/deploy.md step 1, run as written: the CA Secret holds a CA the identity service reads, where deploy/ mounts it', async () => {
+    const cp = cluster();
+    const commands = docCommands('1.');
+    expect(commands.map((c) => c.split(' ').slice(0, 3).join(' '))).toEqual(['meshlet ca init', 'meshlet ca init', 'kubectl create namespace', 'kubectl -n meshlet-system']);
+    for (const c of commands) await runDocumented(cp, c, work.dir);
+    const secret = JSON.parse(await cp.kubectlOk(['-n', 'meshlet-system', 'get', 'secret', 'meshlet-identity-ca', '-o', 'json'])) as K8sObject & { data: Record<string, string> };
+    expect(Object.keys(secret.data).sort()).toEqual(['bundle.crt', 'ca.crt', 'ca.key', 'chain.crt']);
+    // The Secret's files, as kubelet would write them into the volume: `meshlet identity` reads them as its CA.
+    const mounted = join(work.dir, 'mounted-ca');
+    await mkdir(mounted);
+    for (const [file, b64] of Object.entries(secret.data)) await writeFile(join(mounted, file), Buffer.from(b64, 'base64'));
+    const ca = await readCa(mounted);
+    expect(ca.trustDomain).toBe('cluster.local');
+    // …and the identity Deployment mounts that Secret at its MESHLET_CA_DIR.
+    type Container = { env: { name: string; value: string }[]; volumeMounts: { name: string; mountPath: string }[] };
+    const identity = (await kustomize(cp, DEPLOY)).find((o) => o.kind === 'Deployment' && o.metadata.name === 'meshlet-identity') as K8sObject & { spec: { template: { spec: { containers: Container[]; volumes: Volume[] } } } };
+    const pod = identity.spec.template.spec;
+    const caDir = pod.containers[0]!.env.find((e) => e.name === 'MESHLET_CA_DIR')!.value;
+    const mount = pod.containers[0]!.volumeMounts.find((m) => m.mountPath === caDir)!;
+    expect(pod.volumes.find((v) => v.name === mount.name)!.secret!.secretName).toBe('meshlet-identity-ca');
   });
 
   it("every kustomization in the repository renders with kubectl's kustomize", async () => {
@@ -134,18 +209,28 @@ describe.skipIf(skip)('deploy/ on a real API server', () => {
     expect(stored.items).toHaveLength(built.length);
   });
 
-  it("deploy/examples: accepted, its policy passes the real /validate, and the controllers' Pods get the sidecar", async () => {
+  it("deploy/examples, installed with docs/deploy.md step 5's commands: accepted, its policy passes the real /validate, the controllers' Pods get the sidecar and the trust bundle they mount exists", async () => {
     const cp = cluster();
     // deploy/'s webhooks, pointed at a real injector on this host (no kubelet runs one in-cluster).
     injector = await startHostInjector(work.dir);
     await deployWebhookOnHost(cp, 'MutatingWebhookConfiguration', injector.url, injector.caPem);
     await deployWebhookOnHost(cp, 'ValidatingWebhookConfiguration', injector.url, injector.caPem);
     const dir = join(DEPLOY, 'examples');
-    // failurePolicy Fail: the policy ConfigMap is stored only if the real /validate allowed it.
-    await cp.kubectlOk(['apply', '-k', dir]);
+    // Step 3's command for any namespace is step 5's for demo.
+    const step3 = docCommands('3.');
+    expect(step3).toHaveLength(1);
+    const commands = docCommands('5.').filter((c) => !c.includes('rollout status'));
+    expect(commands).toContain(step3[0]!.replace('NAMESPACE', 'demo'));
+    expect(commands.at(-1)).toBe('kubectl apply -k deploy/examples/');
+    // The namespace, the trust bundle from step 1's ./mesh-intermediate (run above), then the
+    // example; failurePolicy Fail: the policy ConfigMap is stored only if the real /validate allowed it.
+    for (const c of commands) await runDocumented(cp, c, work.dir);
     const built = await kustomize(cp, dir);
     const stored = JSON.parse(await cp.kubectlOk(['get', '-k', dir, '-o', 'json'])) as List<K8sObject>;
     expect(stored.items).toHaveLength(built.length);
+    const bundle = JSON.parse(await cp.kubectlOk(['-n', 'demo', 'get', 'configmap', TRUST_BUNDLE_CONFIGMAP, '-o', 'json'])) as K8sObject & { data: Record<string, string> };
+    // The roots: what `meshlet ca init` wrote as the root's bundle, which the intermediate's bundle.crt repeats.
+    expect(bundle.data).toEqual({ [TRUST_BUNDLE_KEY]: readFileSync(join(work.dir, 'mesh-root', 'bundle.crt'), 'utf8') });
     for (const app of ['orders', 'frontend']) {
       const pod = await eventually(async () => {
         const pods = (JSON.parse(await cp.kubectlOk(['-n', 'demo', 'get', 'pods', '-l', `app=${app}`, '-o', 'json'])) as List<Pod>).items;
@@ -153,6 +238,11 @@ describe.skipIf(skip)('deploy/ on a real API server', () => {
       }, `a Pod of Deployment ${app}`, 90_000);
       expect((pod.spec.initContainers ?? []).map((c) => c.name).slice(0, 2)).toEqual(['meshlet-init', 'meshlet-proxy']);
       expect((pod.metadata['annotations'] as Record<string, string>)['meshlet.io/status']).toBeDefined();
+      // The required trust volume names a ConfigMap of the pod's namespace that has every key it mounts.
+      const trust = pod.spec.volumes!.find((v) => v.name === VOLUMES.trust.name)!;
+      expect(trust.configMap!.name).toBe(TRUST_BUNDLE_CONFIGMAP);
+      expect(trust.configMap!.optional).toBeUndefined();
+      for (const item of trust.configMap!.items!) expect(Object.keys(bundle.data)).toContain(item.key);
     }
   });
 

@@ -16,7 +16,7 @@ import { ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/
 import { MutatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1/MutatingWebhookConfiguration';
 import { ValidatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration';
 import { DEFAULT_INJECTION_SETTINGS } from '../../../src/control-plane/injector/patch/index.ts';
-import { DEFAULT_POLICY_CONFIGMAP, IMAGE_CLI, PROXY_UID } from '../../../src/control-plane/injector/patch/pod-layout.ts';
+import { DEFAULT_POLICY_CONFIGMAP, IMAGE_CLI, PROXY_UID, TRUST_BUNDLE_CONFIGMAP, TRUST_BUNDLE_KEY } from '../../../src/control-plane/injector/patch/pod-layout.ts';
 import { injectManifest } from '../../../src/control-plane/injector/workloads.ts';
 import { runCli } from './cli-support.ts';
 
@@ -56,8 +56,11 @@ function yamlFiles(dir: string): string[] {
 
 const files = [...yamlFiles(DEPLOY), ...yamlFiles(CERT_MANAGER_OVERLAY)];
 const kustomizations = files.filter((f) => /kustomization\.ya?ml$/.test(f));
+const kustomization = (file: string) => parseAllDocuments(readFileSync(file, 'utf8'))[0]!.toJS();
+/** Transformer configurations (`configurations:` of a kustomization): kustomize's input, not objects. */
+const transformerConfigs = kustomizations.flatMap((k) => ((kustomization(k).configurations ?? []) as string[]).map((c) => join(dirname(k), c)));
 const docs: Doc[] = files
-  .filter((f) => !kustomizations.includes(f) && !NOT_KUBERNETES_OBJECTS.has(relative(DEPLOY, f)))
+  .filter((f) => !kustomizations.includes(f) && !transformerConfigs.includes(f) && !NOT_KUBERNETES_OBJECTS.has(relative(DEPLOY, f)))
   .flatMap((file) => parseAllDocuments(readFileSync(file, 'utf8')).map((d) => ({ file: relative(DEPLOY, file), obj: d.toJS() })));
 const base = (kind: string, name: string) => docs.find((d) => d.obj.kind === kind && d.obj.metadata?.name === name && !d.file.startsWith('examples/'))?.obj;
 
@@ -86,20 +89,21 @@ describe('deploy/ manifests', () => {
 
   it('every kustomization lists only files or kustomize directories that exist', () => {
     for (const k of kustomizations) {
-      const spec = parseAllDocuments(readFileSync(k, 'utf8'))[0]!.toJS();
+      const spec = kustomization(k);
       for (const r of spec.resources as string[]) {
         const path = join(dirname(k), r);
         expect(existsSync(path), `${relative(DEPLOY, k)} -> ${r}`).toBe(true);
         if (statSync(path).isDirectory()) expect(existsSync(join(path, 'kustomization.yaml')), `${r} has no kustomization.yaml`).toBe(true);
       }
     }
+    for (const c of transformerConfigs) expect(existsSync(c), relative(DEPLOY, c)).toBe(true);
   });
 
   it('the base kustomization installs every control-plane manifest and the policy webhook', () => {
     const spec = parseAllDocuments(readFileSync(join(DEPLOY, 'kustomization.yaml'), 'utf8'))[0]!.toJS();
     const listed = new Set((spec.resources as string[]).map((r) => r.replace(/\/$/, '')));
     for (const f of files.map((p) => relative(DEPLOY, p))) {
-      if (/^(examples|policy|monitoring)\//.test(f) || f.startsWith(OVERLAY_PREFIX) || f === 'kustomization.yaml') continue;
+      if (/^(examples|policy|monitoring)\//.test(f) || f.startsWith(OVERLAY_PREFIX) || f === 'kustomization.yaml' || transformerConfigs.includes(join(DEPLOY, f))) continue;
       expect(listed.has(f), `${f} is not in deploy/kustomization.yaml`).toBe(true);
     }
     expect(listed.has('policy')).toBe(true);
@@ -175,9 +179,14 @@ describe('deploy/ manifests', () => {
     expect(base('ServiceAccount', 'meshlet-injector').automountServiceAccountToken).toBe(false);
   });
 
-  it('the injector injects the same image it runs', () => {
+  it('the injector injects the same image it runs, and one images: setting changes both (rendered: test/cluster/deploy-images.test.ts)', () => {
     const container = base('Deployment', 'meshlet-injector').spec.template.spec.containers[0];
     expect(container.env.find((e: { name: string }) => e.name === 'MESHLET_INJECTOR_PROXY_IMAGE').value).toBe(container.image);
+    // kustomize's images transformer is told to rewrite container env values too.
+    const spec = kustomization(join(DEPLOY, 'kustomization.yaml'));
+    expect(spec.images).toEqual([{ name: 'ghcr.io/meshlet/meshlet', newTag: container.image.split(':')[1] }]);
+    expect(spec.configurations).toEqual(['kustomizeconfig/images.yaml']);
+    expect(kustomization(join(DEPLOY, 'kustomizeconfig/images.yaml'))).toEqual({ images: [{ path: 'spec/template/spec/containers/env/value', kind: 'Deployment' }] });
   });
 
   it('the cert-manager certificate has the Service DNS SAN the API server checks', () => {
@@ -236,6 +245,29 @@ describe('deploy/examples', () => {
       return JSON.parse(stdout);
     };
     expect(await explain('GET')).toMatchObject({ decision: 'allow', route: 'list-orders' });
-    expect(await explain('POST')).toMatchObject({ decision: 'deny', route: null });
+    const denied = await explain('POST');
+    expect(denied).toMatchObject({ decision: 'deny', route: null });
+    // The 403 body docs/deploy.md shows names this very decision (route and reason); that a
+    // sidecar sends exactly that body is test/integration/sidecar/denial-body-docs.test.ts.
+    const line = readFileSync(join(DEPLOY, '../docs/deploy.md'), 'utf8').split('\n').find((l) => l.startsWith('{"error"') && l.endsWith(' 403'))!;
+    expect(JSON.parse(line.slice(0, -' 403'.length))).toEqual({ error: { code: 'MESHLET_DENIED', message: 'request denied by policy', route: denied.route, reason: denied.reason } });
+  });
+
+  it('the example namespace enforces Pod Security privileged, the only level that admits the injected init container (docs/injector.md#pod-security)', () => {
+    const namespace = example.find((d) => d.obj.kind === 'Namespace')!.obj;
+    expect(namespace.metadata.labels['pod-security.kubernetes.io/enforce']).toBe('privileged');
+    const orders = example.find((d) => d.obj.kind === 'Deployment' && d.obj.metadata.name === 'orders')!.obj;
+    const init = (injectManifest(orders, 'default', DEFAULT_INJECTION_SETTINGS).manifest as any).spec.template.spec.initContainers[0];
+    expect(init.name).toBe('meshlet-init');
+    expect(init.securityContext).toMatchObject({ runAsUser: 0, capabilities: { add: ['NET_ADMIN', 'NET_RAW'] } });
+  });
+
+  it("docs/deploy.md's trust bundle command creates the ConfigMap and key the injector mounts (run for real: test/cluster/deploy-apply.test.ts)", () => {
+    const doc = readFileSync(join(DEPLOY, '../docs/deploy.md'), 'utf8');
+    const commands = doc.split('\n').filter((l) => / create configmap meshlet-trust-bundle /.test(l));
+    expect(commands.length).toBe(2);
+    for (const c of commands) expect(c).toMatch(new RegExp(`^kubectl -n \\S+ create configmap ${TRUST_BUNDLE_CONFIGMAP} --from-file=${TRUST_BUNDLE_KEY.replace('.', '\\.')}=\\./mesh-intermediate/bundle\\.crt$`));
+    // …and deploy/ renders no such ConfigMap (it cannot: the roots are the cluster's own, made at bootstrap).
+    expect(docs.filter((d) => d.obj.kind === 'ConfigMap' && d.obj.metadata.name === TRUST_BUNDLE_CONFIGMAP)).toEqual([]);
   });
 });
