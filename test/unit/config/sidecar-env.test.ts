@@ -74,6 +74,17 @@ describe('sidecar configuration from the environment', () => {
     expect(() => readSidecarConfig({ ...minimal, MESHLET_OUTBOUND_TCP: '15001=ledger:5432' })).toThrow(/port 15001 is used twice/);
   });
 
+  it('names the variable, not the pod annotation, when MESHLET_SERVER_FIRST_PORTS is malformed', () => {
+    let message = '';
+    try {
+      readSidecarConfig({ ...minimal, MESHLET_SERVER_FIRST_PORTS: '25,,x' });
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toContain('MESHLET_SERVER_FIRST_PORTS="25,,x": must be a comma-separated list of ports (1-65535) or "": entry 2 is empty (a stray comma?); entry 3 "x": not a port number');
+    expect(message).not.toContain('meshlet.io/');
+  });
+
   it('documents every variable with a description', () => {
     for (const v of Object.values(SIDECAR_ENV)) expect(v.description.length).toBeGreaterThan(10);
   });

@@ -168,7 +168,7 @@ export function parseServerFirstPorts(raw: string): ReadonlySet<number> {
     }
     ports.add(p);
   });
-  if (problems.length > 0) throw new FieldError(`${SERVER_FIRST_PORTS_ANNOTATION} must be a comma-separated list of ports (1-65535) or "": ${problems.join('; ')}`);
+  if (problems.length > 0) throw new FieldError(`must be a comma-separated list of ports (1-65535) or "": ${problems.join('; ')}`);
   return ports;
 }
 
@@ -212,7 +212,7 @@ export function parsePortProtocols(raw: string): ReadonlyMap<number, PortProtoco
       out.set(p as number, protocol as PortProtocolDecision);
     });
   }
-  if (problems.length > 0) throw new FieldError(`${PORT_PROTOCOLS_ANNOTATION} must be a comma-separated list of PORT=PROTOCOL or "": ${problems.join('; ')}`);
+  if (problems.length > 0) throw new FieldError(`must be a comma-separated list of PORT=PROTOCOL or "": ${problems.join('; ')}`);
   return out;
 }
 

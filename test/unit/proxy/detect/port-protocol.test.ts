@@ -111,7 +111,7 @@ describe(`parseServerFirstPorts (meshlet.io/server-first-ports)`, () => {
   });
 
   it.each<[string, string]>([
-    ['25,,3306', 'meshlet.io/server-first-ports must be a comma-separated list of ports (1-65535) or "": entry 2 is empty (a stray comma?)'],
+    ['25,,3306', 'must be a comma-separated list of ports (1-65535) or "": entry 2 is empty (a stray comma?)'],
     ['25,', 'entry 2 is empty (a stray comma?)'],
     ['smtp', 'entry 1 "smtp": not a port number'],
     ['0', 'entry 1 "0": port 0 is outside 1-65535'],
@@ -129,7 +129,7 @@ describe(`parseServerFirstPorts (meshlet.io/server-first-ports)`, () => {
 
   it('reports every bad entry at once', () => {
     expect(() => parseServerFirstPorts('x,25,,70000,25')).toThrow(
-      'meshlet.io/server-first-ports must be a comma-separated list of ports (1-65535) or "": entry 1 "x": not a port number; entry 3 is empty (a stray comma?); entry 4 "70000": port 70000 is outside 1-65535; entry 5 "25": port 25 is listed twice',
+      'must be a comma-separated list of ports (1-65535) or "": entry 1 "x": not a port number; entry 3 is empty (a stray comma?); entry 4 "70000": port 70000 is outside 1-65535; entry 5 "25": port 25 is listed twice',
     );
   });
 });
@@ -161,7 +161,7 @@ describe('parsePortProtocols (meshlet.io/port-protocols)', () => {
   });
 
   it.each<[string, string]>([
-    ['6379', 'meshlet.io/port-protocols must be a comma-separated list of PORT=PROTOCOL or "": entry 1 "6379": must be PORT=PROTOCOL'],
+    ['6379', 'must be a comma-separated list of PORT=PROTOCOL or "": entry 1 "6379": must be PORT=PROTOCOL'],
     ['6379:tcp', 'entry 1 "6379:tcp": must be PORT=PROTOCOL'],
     ['=tcp', 'entry 1 "=tcp": the port is missing'],
     ['6379=', 'entry 1 "6379=": the protocol is missing'],
@@ -182,7 +182,7 @@ describe('parsePortProtocols (meshlet.io/port-protocols)', () => {
 
   it('reports every bad entry at once', () => {
     expect(() => parsePortProtocols('80=http,9090,0=tls,80=tcp')).toThrow(
-      'meshlet.io/port-protocols must be a comma-separated list of PORT=PROTOCOL or "": entry 2 "9090": must be PORT=PROTOCOL; entry 3 "0=tls": port 0 is outside 1-65535; entry 4 "80=tcp": port 80 is given twice',
+      'must be a comma-separated list of PORT=PROTOCOL or "": entry 2 "9090": must be PORT=PROTOCOL; entry 3 "0=tls": port 0 is outside 1-65535; entry 4 "80=tcp": port 80 is given twice',
     );
   });
 });
