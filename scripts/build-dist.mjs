@@ -59,6 +59,9 @@ writeFileSync(join(out, 'bin', 'meshlet.js'), compiledEntry, { mode: 0o755 });
 // 4. What modules read at run time besides code, and the code tsc does not emit: JavaScript
 // generated into the tree (src/**/generated/*.js, e.g. the policy validator), copied as it is.
 cpSync(join(REPO, 'package.json'), join(out, 'package.json'));
+// `meshlet install` prints the control plane as deploy/ renders it (generated, committed).
+mkdirSync(join(out, 'src/control-plane/install'), { recursive: true });
+cpSync(join(REPO, 'src/control-plane/install/control-plane.yaml'), join(out, 'src/control-plane/install/control-plane.yaml'));
 function copyProtos(dir) {
   for (const e of readdirSync(dir, { withFileTypes: true })) {
     const p = join(dir, e.name);

@@ -23,6 +23,8 @@ const groups: Record<string, { summary: string; load: () => Promise<{ commands: 
   'wait-ready': { summary: "wait until a sidecar's /ready answers 200 (holds the app on old clusters)", load: () => import('./commands/wait-ready.ts') },
   connections: { summary: "list a sidecar's live connections", load: () => import('./commands/connections.ts') },
   top: { summary: 'per-route rates, errors and latency of a sidecar, live', load: () => import('./commands/top.ts') },
+  install: { summary: 'print the manifests of a whole installation, for kubectl apply -f -', load: () => import('./commands/install.ts') },
+  check: { summary: 'verify a running installation: webhooks, certificates, identity service', load: () => import('./commands/check.ts') },
   demo: { summary: 'run a whole demo mesh on this machine', load: () => import('./commands/demo.ts') },
 };
 

@@ -67,7 +67,7 @@ describe('the built artifact', () => {
     }
   });
 
-  it.each([['sidecar'], ['identity'], ['injector'], ['inject'], ['connections'], ['top'], ['wait-ready']])('meshlet %s --help runs', async (command) => {
+  it.each([['sidecar'], ['identity'], ['injector'], ['inject'], ['connections'], ['top'], ['wait-ready'], ['install'], ['check']])('meshlet %s --help runs', async (command) => {
     const r = await meshlet([command, '--help']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -89,6 +89,13 @@ describe('the built artifact', () => {
     const rules = await meshlet(['iptables', 'script', '--inbound-ports', '8080:15100/http']);
     expect(rules.code).toBe(0);
     expect(rules.stdout).toContain('15100');
+  });
+
+  it('meshlet install prints the control plane from the manifests the artifact carries', async () => {
+    const r = await meshlet(['install', '--ca-dir', join(work, 'ca')]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('kind: MutatingWebhookConfiguration');
+    expect(r.stdout).toContain('name: meshlet-identity-ca');
   });
 
   it('meshlet demo says in one line that it is development tooling, exit 1', async () => {
