@@ -37,7 +37,6 @@
 // Run: node bench/micro/h2-between-sidecars.ts [--rounds 3] [--rate 2000] [--seconds 5] [--sat-seconds 2]
 //        [--warmup 1] [--idle 200]        (defaults: ~3 minutes, inside run.ts's 300 s bound)
 // @bench-quick-args --rounds 1 --rate 500 --seconds 0.5 --sat-seconds 0.3 --warmup 0.2 --idle 20
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type * as http from 'node:http';
@@ -49,11 +48,10 @@ import { PassThrough, Readable } from 'node:stream';
 import type * as tls from 'node:tls';
 import { parseArgs } from 'node:util';
 import { BENCH_IDS, writeBenchPki } from '../lib/bench-pki.ts';
+import { IpcChild } from '../lib/ipc-child.ts';
 import { LatencyHistogram, type LatencySummary } from '../lib/latency-histogram.ts';
 import { median } from '../lib/median.ts';
 import { socketCount } from '../lib/process-usage.ts';
-import { DEFAULT_PROXY_RESOURCES } from '../../src/control-plane/injector/patch/containers.ts';
-import { memoryQuantityBytes, proxyRuntime } from '../../src/control-plane/injector/patch/heap-settings.ts';
 import { ConnectionGuard } from '../../src/common/net/connection-guard.ts';
 import { StaticSvidSource } from '../../src/data-plane/identity/sources/static.ts';
 import { MeshTls } from '../../src/data-plane/tls/mesh-tls.ts';
@@ -158,46 +156,6 @@ function memoryNow(): MemoryReport {
   return { rss: m.rss, heap: m.heapUsed + m.external };
 }
 
-class Child {
-  readonly proc: ChildProcess;
-  readonly #waiting = new Map<number, { resolve: (v: Record<string, unknown>) => void; reject: (e: Error) => void }>();
-  #next = 1;
-  readonly ready: Promise<Record<string, unknown>>;
-
-  constructor(mode: string, args: string[]) {
-    const runtime = proxyRuntime(memoryQuantityBytes(DEFAULT_PROXY_RESOURCES.memoryLimit)!);
-    this.proc = spawn(process.execPath, [...runtime.nodeFlags, '--expose-gc', import.meta.filename, mode, ...args], {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      env: { ...process.env, ...runtime.env },
-    });
-    this.ready = new Promise((resolve, reject) => {
-      this.#waiting.set(0, { resolve, reject });
-    });
-    this.proc.on('message', (m: { id: number; error?: string }) => {
-      const w = this.#waiting.get(m.id);
-      if (w === undefined) return;
-      this.#waiting.delete(m.id);
-      if (m.error !== undefined) w.reject(new Error(`${mode} process: ${m.error}`));
-      else w.resolve(m as Record<string, unknown>);
-    });
-    this.proc.once('exit', (code, signal) => {
-      for (const w of this.#waiting.values()) w.reject(new Error(`${mode} process exited (${signal ?? code})`));
-      this.#waiting.clear();
-    });
-  }
-
-  ask<T>(cmd: string, args: object = {}): Promise<T> {
-    return new Promise((resolve, reject) => {
-      const id = this.#next++;
-      this.#waiting.set(id, { resolve: resolve as (v: Record<string, unknown>) => void, reject });
-      this.proc.send({ id, cmd, ...args });
-    });
-  }
-
-  stop(): void {
-    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGTERM');
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Server process: the inbound sidecar's mTLS + HTTP step, answering itself.
@@ -599,9 +557,9 @@ async function orchestrate(): Promise<void> {
     return;
   }
   const pkiDir = await mkdtemp(join(tmpdir(), 'meshlet-h2-bench-'));
-  const children: Child[] = [];
-  const start = async (mode: string, args: string[]): Promise<{ child: Child; hello: Record<string, unknown> }> => {
-    const child = new Child(mode, args);
+  const children: IpcChild[] = [];
+  const start = async (mode: string, args: string[]): Promise<{ child: IpcChild; hello: Record<string, unknown> }> => {
+    const child = new IpcChild(import.meta.filename, mode, args, ['--expose-gc']);
     children.push(child);
     return { child, hello: await child.ready };
   };
