@@ -4,7 +4,7 @@ import { parseFlags } from '../command.ts';
 import { UsageError } from '../../common/errors/meshlet-error.ts';
 import { parseDuration } from '../../common/config/duration.ts';
 import { DemoMesh, type DemoResult } from '../../dev/demo/demo-mesh.ts';
-import { policyEventLine, resultLine } from '../../dev/demo/demo-output.ts';
+import { policyEventLine, policyEventOf, resultLine } from '../../dev/demo/demo-output.ts';
 
 const help = `Usage: meshlet demo [--pods] [--rounds N] [--interval 2s]
 
@@ -12,7 +12,8 @@ Runs a whole mesh on this machine, no cluster and no root needed: a CA, three se
 (frontend, orders, payments) each with its own sidecar on loopback (explicit mode), one
 policy file, and a little traffic. Every call is printed with the decision and why.
 Edit the policy file while it runs: the sidecars reload it live (an invalid edit is
-refused and the last good policy stays). Ctrl-C stops everything cleanly.
+refused, each error printed at its FILE:LINE:COL as \`meshlet policy check\` prints it, and
+the last good policy stays). Ctrl-C stops everything cleanly.
 
 With --pods (root only: it creates network namespaces, veths and iptables rules) the same
 three services run as network-namespace pods, each set up from what \`meshlet inject\` makes
@@ -43,8 +44,8 @@ async function startLoopbackDemo(io: CommandIo): Promise<RunningDemo> {
     write(chunk, _enc, cb) {
       for (const raw of String(chunk).split('\n')) {
         if (!started || !raw.includes('"service":"orders"')) continue;
-        if (raw.includes('"event":"policy_reloaded"')) news.push(policyEventLine(io, { event: 'policy_reloaded' }));
-        else if (raw.includes('"event":"policy_rejected"')) news.push(policyEventLine(io, { event: 'policy_rejected', errors: (JSON.parse(raw) as { errors?: string[] }).errors ?? [] }));
+        const event = policyEventOf(raw);
+        if (event) news.push(policyEventLine(io, event));
       }
       cb();
     },

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { parseAllDocuments, stringify } from 'yaml';
+import { isDeepStrictEqual } from 'node:util';
+import { isMap, isNode, isScalar, isSeq, parseAllDocuments, visit, type Document } from 'yaml';
 import type { Command, CommandIo } from '../command.ts';
 import { parseFlags, readWithFlags } from '../command.ts';
 import { MeshletError, UsageError } from '../../common/errors/meshlet-error.ts';
@@ -31,7 +32,14 @@ templates are left as they are. What happened to each template is reported on st
 warnings about what will not work once injected (e.g. a probe that cannot be moved to the
 sidecar's admin port).
 
-Reads FILE, or stdin when FILE is - or absent.
+Reads FILE, or stdin when FILE is - or absent. The output is the input with each document
+the injector changed replaced: every other document (other kinds, skipped and opted-out
+templates) is printed byte for byte as written, with the comments and the --- / ...
+separators around it. A changed document keeps its comments, key order, flow or block style
+and quoting wherever the injector left the value alone, and its own indentation, sequence
+indentation and flow-collection padding; the space before a trailing comment and blank
+lines follow the yaml library. A changed document that uses YAML aliases is printed from its
+values (its comments are not kept).
 
 Flags:
   --namespace NS          namespace assumed for manifests without metadata.namespace (default: default)
@@ -85,22 +93,132 @@ export const commands: Command[] = [
       const text = await readInput(positionals[0], io);
 
       const docs = parseAllDocuments(text);
-      if (!Array.isArray(docs)) return emit(io, ''); // an empty stream
-      const out: string[] = [];
+      if (docs.length === 0) return emit(io, text); // no document: comments or nothing, as written
+      // The output is the input with each CHANGED document's text replaced: everything else —
+      // untouched documents, separators, comments between documents — is printed byte for byte
+      // as written. A document's text runs from the end of the one before it (the comments and
+      // directives that lead into it) to the end of its own range.
+      let out = '';
+      let written = 0;
       for (const [i, doc] of docs.entries()) {
         if (doc.errors.length > 0) throw new InjectInputError(`document ${i + 1}: ${doc.errors[0]!.message}`);
         const input = doc.toJS() as unknown;
         const { manifest, notes } = injectManifest(input, namespace, settings);
         for (const n of notes) io.stderr.write(`meshlet inject: ${n}\n`);
-        // Untouched documents are printed as they were written, comments included; the
-        // separators are ours, so a document's own `---` marker is dropped.
-        if (doc.directives) doc.directives.docStart = null;
-        out.push(manifest === input ? doc.toString({ lineWidth: 0 }) : stringify(manifest, { lineWidth: 0 }));
+        // injectManifest copies a List whatever happens to its items: compare values.
+        if (manifest === input || isDeepStrictEqual(manifest, input)) continue;
+        const end = doc.range[2];
+        out += text.slice(written, i === 0 ? 0 : docs[i - 1]!.range[2]) + renderChanged(doc, manifest, text.slice(doc.range[0], end));
+        written = end;
       }
-      return emit(io, out.map((d) => (d.endsWith('\n') ? d : d + '\n')).join('---\n'));
+      return emit(io, out + text.slice(written));
     },
   },
 ];
+
+/**
+ * A changed document, printed by the yaml library from its own parsed Document with only the
+ * changed values replaced (reconcile): comments, key order, flow or block style and quoting of
+ * everything the injector did not change are kept; the yaml library's own layout applies to the
+ * whole document (2-space indentation, sequences indented under their key). A document with
+ * YAML aliases is printed from its values instead (an alias may share what the injector
+ * changed): its comments inside the document are not kept.
+ */
+function renderChanged(doc: Document.Parsed, manifest: unknown, source: string): string {
+  let aliased = false;
+  visit(doc, {
+    Alias() {
+      aliased = true;
+      return visit.BREAK;
+    },
+  });
+  if (aliased) doc.contents = doc.createNode(manifest) as typeof doc.contents;
+  else doc.contents = reconcile(doc, doc.contents, manifest) as typeof doc.contents;
+  return doc.toString({ lineWidth: 0, ...layoutOf(source) });
+}
+
+/**
+ * How the document lays itself out, so a changed document keeps it: the indentation step,
+ * whether block sequences are indented under their key (`key:\n  - a`) or not (`key:\n- a`),
+ * and whether flow collections are padded (`{ a: 1 }`) or not (`{a: 1}`). Each is read from the
+ * first place the document shows it; the yaml library's defaults otherwise.
+ */
+export function layoutOf(source: string): { indent: number; indentSeq: boolean; flowCollectionPadding: boolean } {
+  const lines = source.split('\n').filter((l) => l.trim() !== '' && !l.trimStart().startsWith('#'));
+  const lead = (l: string) => l.length - l.trimStart().length;
+  let indent = 0;
+  let indentSeq: boolean | undefined;
+  for (const [i, line] of lines.entries()) {
+    const next = lines[i + 1];
+    if (next === undefined || !/:\s*(#.*)?$/.test(line) || /^\s*-\s*$/.test(line)) continue;
+    const keyIndent = lead(line.replace(/^(\s*)- /, '$1  '));
+    if (/^\s*- /.test(next)) indentSeq ??= lead(next) > keyIndent;
+    else if (indent === 0 && lead(next) > keyIndent) indent = lead(next) - keyIndent;
+    if (indent !== 0 && indentSeq !== undefined) break;
+  }
+  const flow = /[[{]( ?)[^\s\]}]/.exec(source.replace(/#.*$/gm, ''));
+  return { indent: indent >= 1 && indent <= 8 ? indent : 2, indentSeq: indentSeq ?? true, flowCollectionPadding: flow ? flow[1] === ' ' : true };
+}
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** What names a sequence item: its `name` (a container, an env entry, a volume), or an object's kind and metadata. */
+function identityOf(v: unknown): string | undefined {
+  if (!isPlainObject(v)) return undefined;
+  if (typeof v.name === 'string') return `name ${v.name}`;
+  const m = v.metadata;
+  return isPlainObject(m) && typeof m.name === 'string' ? `object ${String(v.kind)} ${String(m.namespace ?? '')}/${m.name}` : undefined;
+}
+
+/**
+ * The node for `value`, reusing `node` (and its comments and style) wherever it already says
+ * the same: maps keep their pairs (changed values reconciled, dropped keys removed, new keys
+ * appended); sequences keep the items that are still there — equal, or maps with the same
+ * `name` (a container, an env entry) or the same kind and metadata.name (List items), or the
+ * item at the same place when the length did not change — reconciled in order, new items
+ * created where they go.
+ */
+function reconcile(doc: Document, node: unknown, value: unknown): unknown {
+  if (isNode(node) && isDeepStrictEqual(node.toJS(doc), value)) return node;
+  if (node === null && value === null) return node;
+  if (isMap(node) && isPlainObject(value)) {
+    const seen = new Set<string>();
+    node.items = node.items.filter((pair) => {
+      const key = String(isScalar(pair.key) ? pair.key.value : pair.key);
+      if (!Object.hasOwn(value, key) || seen.has(key)) return false;
+      seen.add(key);
+      pair.value = reconcile(doc, pair.value, value[key]);
+      return true;
+    });
+    for (const [key, v] of Object.entries(value)) if (!seen.has(key)) node.items.push(doc.createPair(key, v));
+    return node;
+  }
+  if (isSeq(node) && Array.isArray(value)) {
+    const olds = node.items;
+    const oldValues = olds.map((n) => (isNode(n) ? n.toJS(doc) : n) as unknown);
+    const used = olds.map(() => false);
+    let cursor = 0;
+    let index = 0;
+    const find = (match: (old: unknown) => boolean) => {
+      for (let j = cursor; j < olds.length; j++) if (!used[j] && match(oldValues[j])) return j;
+      return -1;
+    };
+    node.items = value.map((v) => {
+      let j = find((old) => isDeepStrictEqual(old, v));
+      const id = identityOf(v);
+      if (j === -1 && id !== undefined) j = find((old) => identityOf(old) === id);
+      // Same length: nothing was inserted or removed, the item at the same place is the one.
+      const at = index++;
+      if (j === -1 && olds.length === value.length && at >= cursor && !used[at]) j = at;
+      if (j === -1) return doc.createNode(v);
+      used[j] = true;
+      cursor = j + 1;
+      return reconcile(doc, olds[j], v);
+    });
+    return node;
+  }
+  return doc.createNode(value);
+}
 
 function emit(io: CommandIo, text: string): number {
   io.stdout.write(text);

@@ -1,4 +1,6 @@
 import { createReadStream } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Command, CommandIo } from '../command.ts';
 import { parseFlags, requireFlag } from '../command.ts';
 import { MeshletError, UsageError } from '../../common/errors/meshlet-error.ts';
@@ -8,7 +10,8 @@ import { decide } from '../../data-plane/policy/decide.ts';
 import { parseDefaultPolicy } from '../../data-plane/policy/default-policy.ts';
 import { PolicyInvalidError } from '../../data-plane/policy/errors.ts';
 import { normalizePath } from '../../data-plane/policy/normalize-path.ts';
-import { formatPolicyError, parsePolicyManifest, type ManifestPolicy } from '../../data-plane/policy/parse.ts';
+import { findPolicies, formatPolicyError, POLICY_API_GROUP, type ManifestPolicy, type PolicyConfigMapRules, type SkippedObject } from '../../data-plane/policy/parse.ts';
+import { DEFAULT_POLICY_CONFIGMAP } from '../../control-plane/injector/patch/pod-layout.ts';
 import { describeRouteMatch, foldPath } from '../../data-plane/policy/route-match.ts';
 import type { Policy, PolicyError, WorkloadSelf } from '../../data-plane/policy/types.ts';
 
@@ -57,65 +60,222 @@ async function readInput(file: string, io: CommandIo): Promise<string> {
   }
 }
 
-const checkHelp = `Usage: meshlet policy check FILE… [--output text|json]
+/**
+ * How a policy ConfigMap is told from any other: the label the ValidatingWebhookConfiguration's
+ * objectSelector sends to /validate (deploy/policy/validating-webhook.yaml), and the name the
+ * injector mounts (a test checks both against deploy/ and the injector).
+ */
+export const POLICY_CONFIGMAP_RULES: PolicyConfigMapRules = { label: ['meshlet.io/policy', 'true'], names: [DEFAULT_POLICY_CONFIGMAP] };
+
+const checkHelp = `Usage: meshlet policy check FILE|DIR|-… [--output text|json]
 
 Validates authorization policies: schema, SPIFFE IDs, duplicate and ambiguous routes,
-paths that can never match, shadowed routes (warnings). FILE is a policy document, a
-ConfigMap manifest holding policies under its *.yaml / *.yml data keys, a multi-document
-YAML file of either, or "-" for stdin.
+paths that can never match, shadowed routes (warnings). Each argument is a file, a
+directory (searched recursively for *.yaml, *.yml and *.json files, in sorted order;
+names starting with "." and symlinked directories are left out), or "-" for stdin, e.g.
+rendered manifests:
+
+  kubectl kustomize deploy/examples | meshlet policy check -
+
+Among the objects of the input, it checks:
+  - policy documents: apiVersion ${POLICY_API_GROUP}/… (or kind AuthorizationPolicy
+    without an apiVersion);
+  - policy ConfigMaps: labelled ${POLICY_CONFIGMAP_RULES.label[0]}: "${POLICY_CONFIGMAP_RULES.label[1]}" (what the /validate webhook
+    checks) or named ${POLICY_CONFIGMAP_RULES.names.join(', ')} (what the injector mounts): every *.yaml / *.yml data key;
+    any other ConfigMap only for the *.yaml / *.yml keys whose value declares
+    apiVersion ${POLICY_API_GROUP}/… (warned POLICY_CONFIGMAP_UNLABELLED: /validate never
+    sees it);
+  - items of a List;
+and skips every other object (anything with an apiVersion and a kind), saying how many of
+each kind. In a file named here or stdin, a document with no apiVersion or no kind is
+checked as a policy (a policy missing its header still gets its errors, and a plain policy
+file is read exactly as before); in a file found in a directory such a document (a
+dashboard, a kustomize configuration) is skipped. A YAML document that does not parse is
+always reported. An input with no policy at all is an error (POLICY_NONE_FOUND, exit 1).
 
 Every error is printed with its location: FILE:LINE:COL, the YAML path and a stable code.
 Warnings (exit 0) include POLICY_DENY_INSIDE_ALLOW: a route that lets fewer callers in than
 a route or default enclosing it, which a case-insensitive or trailing-slash-tolerant app
 router (Express by default, ASP.NET Core, Spring MVC before 6) can step around.
 
+Output: one line per policy on stdout (errors and warnings on stderr); then, when objects
+were skipped, a directory was searched or no policy was found, one summary line:
+  checked 2 policies (1 ConfigMap key, 1 document); skipped 7 objects that are not policies: Deployment×3, …
+
 Limits (docs/policy.md "Limits"): a policy document of at most 256 KiB, 100 YAML alias
 expansions, 64 servers, 1,000 routes a server, 2,000 routes in all, 32 ports a server,
-128 callers and 16 methods a route; a FILE of at most 8 MiB. Over a limit is an error
+128 callers and 16 methods a route; a file of at most 8 MiB. Over a limit is an error
 (POLICY_TOO_LARGE, POLICY_ALIAS_LIMIT, POLICY_LIMIT), never a crash.
 
 Exit status: 0 when every policy is valid (warnings allowed), 1 when any is invalid or
-unreadable, 2 on a usage error.
+unreadable or no policy was found, 2 on a usage error.
 
 Flags:
-  --output text|json   json: one object {"valid": bool, "policies": [{label, valid, errors, warnings}]}`;
+  --output text|json   json: one object {"valid": bool, "policies": [{label, valid, errors, warnings}],
+                       "checked": {"documents", "configMapKeys", "configMapsWithoutKey"},
+                       "skipped": [{source, kind, apiVersion, name}]}`;
+
+/** An input with no policy in it: most likely the wrong file, directory or kustomization. */
+export class PolicyNoneFoundError extends MeshletError {
+  constructor(label: string, skipped: number) {
+    super(
+      'POLICY_NONE_FOUND',
+      `no policy found in ${label}${skipped > 0 ? ` (${skipped} object${skipped === 1 ? '' : 's'}, none of them a policy)` : ''}: a policy is a document with apiVersion ${POLICY_API_GROUP}/…, or a ConfigMap labelled ${POLICY_CONFIGMAP_RULES.label[0]}: "${POLICY_CONFIGMAP_RULES.label[1]}", named ${POLICY_CONFIGMAP_RULES.names.join(' or ')}, or holding one under a *.yaml / *.yml key (docs/policy.md#cli)`,
+    );
+  }
+}
+
+/** One file (or stdin) to read: from the command line, or found in a directory. */
+interface CheckInput {
+  label: string;
+  read(): Promise<string>;
+  /** Documents that are neither objects nor policies: checked as policies (named inputs) or skipped (found in a directory). */
+  unknown: 'check' | 'skip';
+}
+
+/** The *.yaml / *.yml / *.json files under `dir`, relative, sorted; dot-names and symlinked directories left out. */
+async function policyFilesIn(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (rel: string): Promise<void> => {
+    for (const e of await readdir(rel === '' ? dir : join(dir, rel), { withFileTypes: true })) {
+      if (e.name.startsWith('.')) continue;
+      const r = rel === '' ? e.name : join(rel, e.name);
+      if (e.isDirectory()) await walk(r);
+      else if (!/\.(ya?ml|json)$/.test(e.name)) continue;
+      else if (e.isFile()) out.push(r);
+      else if (e.isSymbolicLink()) {
+        // A file behind a symlink is read (kubelet's ConfigMap volumes are made of them); a
+        // dangling one is reported when it cannot be read; a directory is not followed.
+        const target = await stat(join(dir, r)).catch(() => null);
+        if (target === null || target.isFile()) out.push(r);
+      }
+    }
+  };
+  await walk('');
+  return out.sort();
+}
+
+async function checkInputs(arg: string, io: CommandIo): Promise<{ inputs: CheckInput[]; directory: boolean }> {
+  if (arg === '-') return { inputs: [{ label: '<stdin>', read: () => readInput('-', io), unknown: 'check' }], directory: false };
+  let isDir: boolean;
+  try {
+    isDir = (await stat(arg)).isDirectory();
+  } catch (err) {
+    throw new PolicyFileError(arg, err as Error);
+  }
+  if (!isDir) return { inputs: [{ label: arg, read: () => readInput(arg, io), unknown: 'check' }], directory: false };
+  let files: string[];
+  try {
+    files = await policyFilesIn(arg);
+  } catch (err) {
+    throw new PolicyFileError(arg, err as Error);
+  }
+  return { inputs: files.map((f) => ({ label: join(arg, f), read: () => readInput(join(arg, f), io), unknown: 'skip' as const })), directory: true };
+}
+
+interface CheckReport {
+  label: string;
+  valid: boolean;
+  errors: PolicyError[];
+  warnings: PolicyError[];
+}
+
+const plural = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
+
+/** "Deployment×3, Service×2, …": most frequent first, then by name; another group's AuthorizationPolicy names its apiVersion. */
+function describeSkipped(skipped: readonly SkippedObject[]): string {
+  const counts = new Map<string, number>();
+  for (const s of skipped) {
+    const key = s.kind === 'AuthorizationPolicy' && s.apiVersion !== null ? `AuthorizationPolicy (${s.apiVersion})` : s.kind;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return [...counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([k, n]) => `${k}×${n}`).join(', ');
+}
+
+function summaryLine(checked: { documents: number; configMapKeys: number; configMapsWithoutKey: number }, skipped: readonly SkippedObject[], files: number | undefined): string {
+  const n = checked.documents + checked.configMapKeys + checked.configMapsWithoutKey;
+  const parts = [
+    checked.configMapKeys ? plural(checked.configMapKeys, 'ConfigMap key', 'ConfigMap keys') : '',
+    checked.documents ? plural(checked.documents, 'document', 'documents') : '',
+    checked.configMapsWithoutKey ? plural(checked.configMapsWithoutKey, 'ConfigMap without a policy key', 'ConfigMaps without a policy key') : '',
+  ].filter((p) => p !== '');
+  const what = `checked ${plural(n, 'policy', 'policies')}${parts.length ? ` (${parts.join(', ')})` : ''}${files !== undefined ? ` in ${plural(files, 'file', 'files')}` : ''}`;
+  const rest = skipped.length ? `skipped ${plural(skipped.length, 'object that is not a policy', 'objects that are not policies')}: ${describeSkipped(skipped)}` : 'skipped nothing';
+  return `${what}; ${rest}`;
+}
 
 const check: Command = {
   name: 'policy check',
-  summary: 'validate policy files (bare documents or ConfigMaps), every error with its location',
+  summary: 'validate policies (documents, ConfigMaps, rendered manifests, directories), every error with its location',
   help: checkHelp,
   async run(argv, io) {
     const { values, positionals } = parseFlags(argv, { output: { type: 'string', default: 'text' } }, true);
     if (values.output !== 'text' && values.output !== 'json') throw new UsageError('--output must be text or json');
-    if (positionals.length === 0) throw new UsageError('at least one FILE is required');
-    const reports: { label: string; valid: boolean; errors: PolicyError[]; warnings: PolicyError[] }[] = [];
-    for (const file of positionals) {
-      let found: ManifestPolicy[];
+    if (positionals.length === 0) throw new UsageError('at least one FILE, DIR or - is required');
+    const reports: CheckReport[] = [];
+    const skipped: SkippedObject[] = [];
+    const checked = { documents: 0, configMapKeys: 0, configMapsWithoutKey: 0 };
+    let searchedDirectory = false;
+    let files = 0;
+    let failedToRead = false;
+    const unreadable = (label: string, err: MeshletError) => {
+      failedToRead = true;
+      reports.push({ label, valid: false, errors: [{ severity: 'error', code: err.code, message: err.message, path: '', source: label }], warnings: [] });
+    };
+    for (const arg of positionals) {
+      let inputs: CheckInput[];
       try {
-        found = parsePolicyManifest(await readInput(file, io), file === '-' ? '<stdin>' : file);
+        const expanded = await checkInputs(arg, io);
+        inputs = expanded.inputs;
+        searchedDirectory ||= expanded.directory;
       } catch (err) {
-        if (!(err instanceof PolicyFileError) && !(err instanceof PolicyFileTooLargeError)) throw err;
-        const label = file === '-' ? '<stdin>' : file;
-        reports.push({ label, valid: false, errors: [{ severity: 'error', code: err.code, message: err.message, path: '', source: label }], warnings: [] });
+        if (!(err instanceof PolicyFileError)) throw err;
+        unreadable(arg, err);
         continue;
       }
-      for (const { label, result } of found) {
-        reports.push(
-          result.ok
-            ? { label, valid: true, errors: [], warnings: result.warnings }
-            : { label, valid: false, errors: result.errors.filter((e) => e.severity === 'error'), warnings: result.errors.filter((e) => e.severity === 'warning') },
-        );
+      for (const input of inputs) {
+        let text: string;
+        try {
+          text = await input.read();
+        } catch (err) {
+          if (!(err instanceof PolicyFileError) && !(err instanceof PolicyFileTooLargeError)) throw err;
+          unreadable(input.label, err);
+          continue;
+        }
+        files++;
+        const found = findPolicies(text, input.label, POLICY_CONFIGMAP_RULES, input.unknown);
+        skipped.push(...found.skipped);
+        for (const { label, result, from } of found.policies) {
+          if (from === 'configmap-key') checked.configMapKeys++;
+          else if (from === 'configmap') checked.configMapsWithoutKey++;
+          else checked.documents++;
+          reports.push(
+            result.ok
+              ? { label, valid: true, errors: [], warnings: result.warnings }
+              : { label, valid: false, errors: result.errors.filter((e) => e.severity === 'error'), warnings: result.errors.filter((e) => e.severity === 'warning') },
+          );
+        }
       }
+    }
+    const total = checked.documents + checked.configMapKeys + checked.configMapsWithoutKey;
+    let noneFound: CheckReport | undefined;
+    if (total === 0 && !failedToRead) {
+      const label = positionals.map((p) => (p === '-' ? '<stdin>' : p)).join(', ');
+      const err = new PolicyNoneFoundError(label, skipped.length);
+      noneFound = { label, valid: false, errors: [{ severity: 'error', code: err.code, message: err.message, path: '', source: label }], warnings: [] };
+      reports.push(noneFound);
     }
     const valid = reports.every((r) => r.valid);
     if (values.output === 'json') {
-      io.stdout.write(JSON.stringify({ valid, policies: reports }, null, 2) + '\n');
+      io.stdout.write(JSON.stringify({ valid, policies: reports, checked, skipped }, null, 2) + '\n');
     } else {
       for (const r of reports) {
         for (const e of [...r.errors, ...r.warnings]) io.stderr.write(formatPolicyError(e) + '\n');
+        if (r === noneFound) continue;
         const w = r.warnings.length ? ` (${r.warnings.length} warning${r.warnings.length > 1 ? 's' : ''})` : '';
         io.stdout.write(r.valid ? `${r.label}: valid${w}\n` : `${r.label}: INVALID, ${r.errors.length} error${r.errors.length > 1 ? 's' : ''}${w}\n`);
       }
+      if (skipped.length > 0 || searchedDirectory || noneFound) io.stdout.write(summaryLine(checked, skipped, searchedDirectory ? files : undefined) + '\n');
     }
     return valid ? 0 : 1;
   },
@@ -128,7 +288,9 @@ const explainHelp = `Usage: meshlet policy explain FILE --from SPIFFE_ID|unauthe
 
 Prints the decision the sidecar would make for one request, running the same compiled
 policy and the same decide() the sidecar runs: allow or deny, the route that decided (or
-null when a default decided), and why.
+null when a default decided), and why. FILE (or - for stdin) is read as \`policy check\` reads
+it: a policy document, or the policy among other objects (a policy ConfigMap, rendered
+manifests); --key picks one when there are several.
 
   --from            the verified caller SPIFFE ID, or "unauthenticated" for a plaintext
                     caller on a PERMISSIVE port
@@ -233,7 +395,11 @@ const explain: Command = {
     }
 
     const file = positionals[0]!;
-    const found = parsePolicyManifest(await readInput(file, io), file === '-' ? '<stdin>' : file);
+    const label = file === '-' ? '<stdin>' : file;
+    // The same reader as check: the policy is found among other objects (rendered manifests).
+    const scan = findPolicies(await readInput(file, io), label, POLICY_CONFIGMAP_RULES, 'check');
+    if (scan.policies.length === 0) throw new PolicyNoneFoundError(label, scan.skipped.length);
+    const found = scan.policies;
     const chosen = pickPolicy(found, values.key);
     if (!chosen.result.ok) {
       for (const e of chosen.result.errors) io.stderr.write(formatPolicyError(e) + '\n');

@@ -1,4 +1,4 @@
-import { isMap, isScalar, LineCounter, parseAllDocuments, Scalar, visit, type Alias, type Document } from 'yaml';
+import { isMap, isScalar, isSeq, LineCounter, parseAllDocuments, Scalar, visit, type Alias, type Document, type YAMLMap } from 'yaml';
 import { checkLimits, POLICY_LIMITS } from './limits.ts';
 import { describeSchemaError, validatePolicySchema } from './schema.ts';
 import { formatPath, semanticChecks, type Finding } from './semantic-checks.ts';
@@ -171,6 +171,8 @@ export interface ManifestPolicy {
   /** "file.yaml", or "file.yaml: ConfigMap ns/name data[policy.yaml]". */
   label: string;
   result: ParseResult;
+  /** What held it: a policy document, one key of a ConfigMap, or a policy ConfigMap without a policy key. */
+  from?: 'document' | 'configmap-key' | 'configmap';
 }
 
 /** The data keys of a ConfigMap that hold policies: every key ending in .yaml or .yml. */
@@ -179,69 +181,257 @@ export function policyKeysOf(data: Readonly<Record<string, unknown>> | undefined
 }
 
 /**
- * Reads a file for `meshlet policy check`: each YAML document is either a bare policy or a
- * ConfigMap (kind: ConfigMap) holding policies under its *.yaml / *.yml keys. Errors inside a
- * ConfigMap value are reported at their line in the FILE when the value is a literal block
- * scalar (`|`), else at the value's position.
+ * Reads a file for `meshlet policy explain` and tests: each YAML document is either a bare
+ * policy or a ConfigMap (kind: ConfigMap, any) holding policies under its *.yaml / *.yml keys.
+ * Errors inside a ConfigMap value are reported at their line in the FILE when the value is a
+ * literal block scalar (`|`), else at the value's position. `findPolicies` is the reader that
+ * picks the policies out of a stream of other objects (`meshlet policy check`).
  */
 export function parsePolicyManifest(text: string, source: string): ManifestPolicy[] {
   try {
     return parseManifestDocuments(text, source);
   } catch (err) {
     // parsePolicy never throws; this guards the ConfigMap walk around it (deep nesting).
-    return [{ label: source, result: thrownFailure(err, source, 'the file') }];
+    return [{ label: source, result: thrownFailure(err, source, 'the file'), from: 'document' }];
   }
 }
 
 function parseManifestDocuments(text: string, source: string): ManifestPolicy[] {
   const lineCounter = new LineCounter();
   const docs = parseAllDocuments(text, { lineCounter, logLevel: 'error' });
-  if (!Array.isArray(docs)) return [{ label: source, result: parsePolicy(text, source) }];
+  if (!Array.isArray(docs)) return [{ label: source, result: parsePolicy(text, source), from: 'document' }];
   const real = docs.filter((d) => d.contents !== null || d.errors.length > 0);
-  if (real.length <= 1 && !isConfigMap(real[0])) return [{ label: source, result: parsePolicy(text, source) }];
+  if (real.length <= 1 && !isConfigMap(real[0])) return [{ label: source, result: parsePolicy(text, source), from: 'document' }];
   const out: ManifestPolicy[] = [];
+  const ctx = { text, lineCounter, source };
   real.forEach((doc, i) => {
     const docLabel = real.length > 1 ? `${source} (document ${i + 1})` : source;
-    if (doc.errors.length > 0 || !isConfigMap(doc)) {
-      const slice = text.slice(doc.range[0], doc.range[2]);
-      const startLine = lineCounter.linePos(doc.range[0]).line;
-      out.push({ label: docLabel, result: shift(parsePolicy(slice, source), startLine - 1, 0) });
+    if (doc.errors.length > 0 || !isConfigMap(doc)) out.push(documentPolicy(ctx, doc.range, docLabel, false));
+    else out.push(...configMapPolicies(ctx, doc.contents as YAMLMap, docLabel, 'every', doc.range[0]));
+  });
+  return out;
+}
+
+/** How `findPolicies` tells a policy ConfigMap from any other (the CLI passes the deployment's names). */
+export interface PolicyConfigMapRules {
+  /** A ConfigMap with this label is a policy ConfigMap (the /validate webhook's objectSelector): meshlet.io/policy=true. */
+  label: readonly [key: string, value: string];
+  /** ConfigMap names the injector mounts as the policy (meshlet-policy). */
+  names: readonly string[];
+}
+
+/** An object of the stream that is not a policy, and where it was. */
+export interface SkippedObject {
+  /** "file.yaml:12" */
+  source: string;
+  /** The object's kind, or "(not a Kubernetes object)" for a document with neither apiVersion nor kind. */
+  kind: string;
+  apiVersion: string | null;
+  /** "namespace/name", "name", or null. */
+  name: string | null;
+}
+
+export interface FoundPolicies {
+  policies: ManifestPolicy[];
+  skipped: SkippedObject[];
+}
+
+/** The apiVersion group every policy document declares. */
+export const POLICY_API_GROUP = 'policy.meshlet.io';
+const POLICY_API_VERSION_IN_TEXT = /(?:^|[\s{,"'])["']?apiVersion["']?\s*:\s*["']?policy\.meshlet\.io\//m;
+
+/**
+ * Picks the policies out of a stream of Kubernetes objects (`kubectl kustomize … | meshlet
+ * policy check -`, a directory of manifests) and says what it skipped. A YAML document, or an
+ * item of a `kind: List`, is:
+ *
+ * - a **policy document** when its apiVersion is `policy.meshlet.io/…`, or its kind is
+ *   `AuthorizationPolicy` and it has no apiVersion (Istio's kind of that name, in
+ *   security.istio.io, is another object);
+ * - a **policy ConfigMap** (kind ConfigMap) when it carries `rules.label`, is named one of
+ *   `rules.names` — every *.yaml / *.yml key is then checked, as /validate does, and no such
+ *   key is POLICY_CONFIGMAP_NO_KEY — or when a *.yaml / *.yml key's value declares
+ *   `apiVersion: policy.meshlet.io/…` (then those keys only). An unlabelled one is warned about
+ *   (POLICY_CONFIGMAP_UNLABELLED): /validate never sees it;
+ * - **skipped** when it has an apiVersion and a kind (any other object);
+ * - a document with neither (or a YAML document that does not parse): with `unknown: 'check'`
+ *   parsed as a policy, so a policy missing its header still gets its errors; with
+ *   `unknown: 'skip'` (files found in a directory: dashboards, kustomize configurations)
+ *   skipped — except a YAML error, which is always reported.
+ *
+ * An input of ONE document that is not a ConfigMap, a List or another object is parsed whole as
+ * a policy (with `unknown: 'check'`), exactly as parsePolicy: a plain policy file's messages
+ * and locations do not depend on this function.
+ */
+export function findPolicies(text: string, source: string, rules: PolicyConfigMapRules, unknown: 'check' | 'skip'): FoundPolicies {
+  try {
+    return findInDocuments(text, source, rules, unknown);
+  } catch (err) {
+    return { policies: [{ label: source, result: thrownFailure(err, source, 'the file'), from: 'document' }], skipped: [] };
+  }
+}
+
+type Role = { is: 'policy' } | { is: 'configmap'; keys: 'every' | string[]; labelled: boolean } | { is: 'list'; items: unknown[] } | { is: 'skip'; kind: string; apiVersion: string | null } | { is: 'unknown' };
+
+function findInDocuments(text: string, source: string, rules: PolicyConfigMapRules, unknown: 'check' | 'skip'): FoundPolicies {
+  const lineCounter = new LineCounter();
+  const docs = parseAllDocuments(text, { lineCounter, logLevel: 'error' });
+  const real = Array.isArray(docs) ? docs.filter((d) => d.contents !== null || d.errors.length > 0) : [];
+  const plain = (): FoundPolicies => ({ policies: [{ label: source, result: parsePolicy(text, source), from: 'document' }], skipped: [] });
+  if (real.length === 0) return unknown === 'check' ? plain() : { policies: [], skipped: [] };
+  if (real.length === 1 && unknown === 'check') {
+    // One document that is not a ConfigMap, a List or another object: a plain policy file.
+    const role = real[0]!.errors.length > 0 ? 'unknown' : roleOf(real[0]!.contents, rules).is;
+    if (role === 'policy' || role === 'unknown') return plain();
+  }
+  const ctx = { text, lineCounter, source };
+  const found: FoundPolicies = { policies: [], skipped: [] };
+  real.forEach((doc, i) => {
+    const docLabel = real.length > 1 ? `${source} (document ${i + 1})` : source;
+    if (doc.errors.length > 0) {
+      found.policies.push(documentPolicy(ctx, doc.range, docLabel, false));
       return;
     }
-    const name = `${String(doc.getIn(['metadata', 'namespace']) ?? '')}${doc.getIn(['metadata', 'namespace']) ? '/' : ''}${String(doc.getIn(['metadata', 'name']) ?? '?')}`;
-    const data = doc.get('data', true);
-    const keys = isMap(data) ? data.items.map((p) => (isScalar(p.key) ? String(p.key.value) : '')).filter((k) => /\.ya?ml$/.test(k)) : [];
-    if (keys.length === 0) {
-      const pos = lineCounter.linePos(doc.range[0]);
-      out.push({
-        label: `${docLabel}: ConfigMap ${name}`,
-        result: { ok: false, errors: [{ severity: 'error', code: 'POLICY_CONFIGMAP_NO_KEY', message: `ConfigMap ${name} has no data key ending in .yaml or .yml holding a policy`, path: 'data', source, line: pos.line, col: pos.col }] },
+    visitNode(ctx, doc.contents, doc.range, docLabel, rules, unknown, found, false);
+  });
+  return found;
+}
+
+interface ScanContext {
+  text: string;
+  lineCounter: LineCounter;
+  source: string;
+}
+
+function visitNode(ctx: ScanContext, node: unknown, range: readonly number[], label: string, rules: PolicyConfigMapRules, unknown: 'check' | 'skip', found: FoundPolicies, inList: boolean): void {
+  const role = roleOf(node, rules);
+  switch (role.is) {
+    case 'list':
+      role.items.forEach((item, j) => {
+        const r = (item as { range?: [number, number, number] }).range ?? range;
+        visitNode(ctx, item, r, `${label} (item ${j + 1})`, rules, unknown, found, true);
       });
       return;
+    case 'configmap': {
+      const policies = configMapPolicies(ctx, node as YAMLMap, label, role.keys);
+      found.policies.push(...(role.labelled ? policies : policies.map((p) => unlabelled(p, ctx, node as YAMLMap, rules))));
+      return;
     }
-    for (const key of keys) {
-      const node = doc.getIn(['data', key], true);
-      const value = isScalar(node) ? node.value : undefined;
-      const label = `${docLabel}: ConfigMap ${name} data[${key}]`;
-      if (typeof value !== 'string') {
-        const pos = lineCounter.linePos((node as Scalar | undefined)?.range?.[0] ?? doc.range[0]);
-        out.push({ label, result: { ok: false, errors: [{ severity: 'error', code: 'POLICY_SCHEMA', message: 'a ConfigMap data value must be a string', path: `data.${key}`, source, line: pos.line, col: pos.col }] } });
-        continue;
-      }
-      const result = parsePolicy(value, `${source} data[${key}]`);
-      const scalar = node as Scalar;
-      const start = lineCounter.linePos(scalar.range![0]);
-      if (scalar.type === Scalar.BLOCK_LITERAL) {
-        // Content starts on the line after the "|" indicator, indented; map lines back into the file.
-        const firstContentOffset = text.indexOf('\n', scalar.range![0]) + 1;
-        let indent = 0;
-        while (text[firstContentOffset + indent] === ' ') indent++;
-        out.push({ label, result: relabel(shift(result, start.line, indent), source) });
-      } else {
-        out.push({ label, result: relabel(pin(result, start.line, start.col), source) });
-      }
+    case 'policy':
+      found.policies.push(documentPolicy(ctx, range, label, inList));
+      return;
+    case 'unknown':
+      if (unknown === 'check') found.policies.push(documentPolicy(ctx, range, label, inList));
+      else found.skipped.push({ source: `${ctx.source}:${ctx.lineCounter.linePos(range[0]!).line}`, kind: '(not a Kubernetes object)', apiVersion: null, name: null });
+      return;
+    case 'skip':
+      found.skipped.push({ source: `${ctx.source}:${ctx.lineCounter.linePos(range[0]!).line}`, kind: role.kind, apiVersion: role.apiVersion, name: objectName(node as YAMLMap) });
+  }
+}
+
+function roleOf(node: unknown, rules: PolicyConfigMapRules): Role {
+  if (!isMap(node)) return { is: 'unknown' };
+  const kind = node.get('kind');
+  const apiVersion = node.get('apiVersion');
+  const k = typeof kind === 'string' ? kind : null;
+  const v = typeof apiVersion === 'string' ? apiVersion : null;
+  if (v !== null && v.startsWith(`${POLICY_API_GROUP}/`)) return { is: 'policy' };
+  if (k === 'AuthorizationPolicy' && v === null) return { is: 'policy' };
+  if (k === 'List' || (k !== null && k.endsWith('List') && isSeq(node.get('items')))) {
+    const items = node.get('items');
+    if (isSeq(items)) return { is: 'list', items: items.items };
+  }
+  if (k === 'ConfigMap' && (v === null || v === 'v1')) {
+    const labels = node.getIn(['metadata', 'labels']);
+    const labelled = isMap(labels) && String(labels.get(rules.label[0]) ?? '') === rules.label[1];
+    const name = node.getIn(['metadata', 'name']);
+    if (labelled || (typeof name === 'string' && rules.names.includes(name))) return { is: 'configmap', keys: 'every', labelled };
+    const data = node.get('data', true);
+    const keys = isMap(data)
+      ? data.items.filter((p) => isScalar(p.key) && /\.ya?ml$/.test(String(p.key.value)) && isScalar(p.value) && typeof p.value.value === 'string' && POLICY_API_VERSION_IN_TEXT.test(p.value.value)).map((p) => String((p.key as Scalar).value))
+      : [];
+    if (keys.length > 0) return { is: 'configmap', keys, labelled: false };
+    return { is: 'skip', kind: 'ConfigMap', apiVersion: v };
+  }
+  if (k !== null && v !== null) return { is: 'skip', kind: k, apiVersion: v };
+  return { is: 'unknown' };
+}
+
+function objectName(node: YAMLMap): string | null {
+  const ns = node.getIn(['metadata', 'namespace']);
+  const name = node.getIn(['metadata', 'name']);
+  if (typeof name !== 'string') return null;
+  return typeof ns === 'string' && ns !== '' ? `${ns}/${name}` : name;
+}
+
+/** Adds POLICY_CONFIGMAP_UNLABELLED to one key's result. */
+function unlabelled(p: ManifestPolicy, ctx: ScanContext, node: YAMLMap, rules: PolicyConfigMapRules): ManifestPolicy {
+  const pos = ctx.lineCounter.linePos((node.get('metadata', true) as YAMLMap | undefined)?.range?.[0] ?? node.range?.[0] ?? 0);
+  const w: PolicyError = {
+    severity: 'warning',
+    code: 'POLICY_CONFIGMAP_UNLABELLED',
+    message: `ConfigMap ${configMapName(node)} holds a policy but is not labelled ${rules.label[0]}: "${rules.label[1]}": the /validate webhook never checks it at kubectl apply time (docs/policy.md#the-validate-webhook)`,
+    path: 'metadata.labels',
+    source: ctx.source,
+    line: pos.line,
+    col: pos.col,
+  };
+  return { ...p, result: p.result.ok ? { ...p.result, warnings: [w, ...p.result.warnings] } : { ok: false, errors: [w, ...p.result.errors] } };
+}
+
+function configMapName(node: YAMLMap): string {
+  const ns = node.getIn(['metadata', 'namespace']);
+  return `${String(ns ?? '')}${ns ? '/' : ''}${String(node.getIn(['metadata', 'name']) ?? '?')}`;
+}
+
+/**
+ * One document (or List item) parsed as a policy, its findings placed in the file. An item of
+ * a List is indented in the file: it is padded to its column, so columns need no shift.
+ */
+function documentPolicy(ctx: ScanContext, range: readonly number[], label: string, indented: boolean): ManifestPolicy {
+  const start = ctx.lineCounter.linePos(range[0]!);
+  const slice = ctx.text.slice(range[0], range[2]);
+  const text = indented ? ' '.repeat(start.col - 1) + slice : slice;
+  return { label, result: shift(parsePolicy(text, ctx.source), start.line - 1, 0), from: 'document' };
+}
+
+/** The policies of a ConfigMap: `keys` 'every' (every *.yaml / *.yml key; none is an error) or the keys named. */
+function configMapPolicies(ctx: ScanContext, node: YAMLMap, docLabel: string, keys: 'every' | string[], at = node.range?.[0] ?? 0): ManifestPolicy[] {
+  const { text, lineCounter, source } = ctx;
+  const name = configMapName(node);
+  const data = node.get('data', true);
+  const chosen = keys !== 'every' ? keys : isMap(data) ? data.items.map((p) => (isScalar(p.key) ? String(p.key.value) : '')).filter((k) => /\.ya?ml$/.test(k)) : [];
+  if (chosen.length === 0) {
+    const pos = lineCounter.linePos(at);
+    return [{
+      label: `${docLabel}: ConfigMap ${name}`,
+      result: { ok: false, errors: [{ severity: 'error', code: 'POLICY_CONFIGMAP_NO_KEY', message: `ConfigMap ${name} has no data key ending in .yaml or .yml holding a policy`, path: 'data', source, line: pos.line, col: pos.col }] },
+      from: 'configmap',
+    }];
+  }
+  const out: ManifestPolicy[] = [];
+  for (const key of chosen) {
+    const valueNode = node.getIn(['data', key], true);
+    const value = isScalar(valueNode) ? valueNode.value : undefined;
+    const label = `${docLabel}: ConfigMap ${name} data[${key}]`;
+    if (typeof value !== 'string') {
+      const pos = lineCounter.linePos((valueNode as Scalar | undefined)?.range?.[0] ?? at);
+      out.push({ label, result: { ok: false, errors: [{ severity: 'error', code: 'POLICY_SCHEMA', message: 'a ConfigMap data value must be a string', path: `data.${key}`, source, line: pos.line, col: pos.col }] }, from: 'configmap-key' });
+      continue;
     }
-  });
+    const result = parsePolicy(value, `${source} data[${key}]`);
+    const scalar = valueNode as Scalar;
+    const start = lineCounter.linePos(scalar.range![0]);
+    if (scalar.type === Scalar.BLOCK_LITERAL) {
+      // Content starts on the line after the "|" indicator, indented; map lines back into the file.
+      const firstContentOffset = text.indexOf('\n', scalar.range![0]) + 1;
+      let indent = 0;
+      while (text[firstContentOffset + indent] === ' ') indent++;
+      out.push({ label, result: relabel(shift(result, start.line, indent), source), from: 'configmap-key' });
+    } else {
+      out.push({ label, result: relabel(pin(result, start.line, start.col), source), from: 'configmap-key' });
+    }
+  }
   return out;
 }
 

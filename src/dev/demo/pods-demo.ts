@@ -10,6 +10,7 @@ import { kubeletWrite } from '../netns/kubelet-volume.ts';
 import type { Pod } from '../netns/pod.ts';
 import type { PodProcess } from '../netns/pod-process.ts';
 import { demoResult } from './call-result.ts';
+import { policyEventOf, type PolicyEvent } from './demo-output.ts';
 import { DEMO_APP_PORT, DEMO_CALLS, DEMO_SERVICES, DEMO_TRUST_DOMAIN, demoPolicy, type DemoCall, type DemoResult } from './demo-mesh.ts';
 
 /** One demo service as a running pod. */
@@ -23,7 +24,7 @@ export interface PodsDemoService {
   adminUrl: string;
 }
 
-export type PolicyEvent = { event: 'policy_reloaded' } | { event: 'policy_rejected'; errors: string[] };
+export type { PolicyEvent };
 
 const MESHLET = 'bin/meshlet.js';
 const APP = 'src/dev/demo/pods-demo-app.ts';
@@ -147,8 +148,8 @@ export class PodsDemo {
     for (const raw of `${orders.sidecar.stdout}\n${orders.sidecar.stderr}`.split('\n')) {
       if (!raw.includes('"event":"policy_') || this.#seenPolicyLines.has(raw)) continue;
       this.#seenPolicyLines.add(raw);
-      if (raw.includes('"event":"policy_reloaded"')) events.push({ event: 'policy_reloaded' });
-      else if (raw.includes('"event":"policy_rejected"')) events.push({ event: 'policy_rejected', errors: (JSON.parse(raw) as { errors?: string[] }).errors ?? [] });
+      const event = policyEventOf(raw);
+      if (event) events.push(event);
     }
     return events;
   }
