@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
+import { negotiatedGroup } from '../tls/key-exchange.ts';
 
 /**
  * Live connections of the sidecar, for the admin `/connections` endpoint. Kept cheap on the
@@ -33,6 +34,12 @@ export interface ConnectionSnapshot {
    */
   resumed: boolean;
   /**
+   * The TLS 1.3 key exchange group of the connection's handshake, by its IANA name
+   * (`X25519MLKEM768`, `X25519`, `secp256r1`, …; docs/tls.md "Key exchange"), on both sides and
+   * on resumed connections too; null without TLS.
+   */
+  tlsGroup: string | null;
+  /**
    * Outbound connections the sidecar passed through untouched (transparent interception of the
    * app's own TLS or non-HTTP TCP): what they carry (`tls` | `opaque`), where the app was going
    * (the original destination, `host:port`) and, for TLS, the server name the app asked for.
@@ -55,6 +62,8 @@ export class TrackedConnection {
   tlsVersion: string | null = null;
   /** Read once when tracked: every TLS connection is tracked after its handshake. */
   readonly resumed: boolean;
+  /** Read once when tracked, as `resumed` (key-exchange.ts negotiatedGroup: a few µs on the server side, once per connection). */
+  readonly tlsGroup: string | null;
   passthrough: ConnectionSnapshot['passthrough'] = null;
   requests = 0;
   /**
@@ -78,7 +87,9 @@ export class TrackedConnection {
     this.localPort = socket.localPort ?? 0;
     this.remoteAddress = socket.remoteAddress ?? '';
     this.remotePort = socket.remotePort ?? 0;
-    this.resumed = socket instanceof TLSSocket && socket.isSessionReused() === true;
+    const tls = socket instanceof TLSSocket;
+    this.resumed = tls && socket.isSessionReused() === true;
+    this.tlsGroup = tls ? negotiatedGroup(socket) : null;
   }
 
   snapshot(now = Date.now()): ConnectionSnapshot {
@@ -98,6 +109,7 @@ export class TrackedConnection {
       ageSeconds: (now - this.openedAtMs) / 1000,
       tlsVersion: this.tlsVersion,
       resumed: this.resumed,
+      tlsGroup: this.tlsGroup,
       passthrough: this.passthrough,
     };
   }

@@ -20,11 +20,16 @@ export class TlsPeerError extends MeshletError {
  */
 export type TlsPeerErrorCode = 'TLS_PEER_NO_CERTIFICATE' | 'TLS_PEER_WRONG_IDENTITY' | 'TLS_PEER_UNTRUSTED_DOMAIN' | 'TLS_PEER_SESSION_MISMATCH' | (string & {});
 
-/** The TLS layer was set up wrongly by its caller (a programming or configuration error). */
+/**
+ * The TLS layer was set up wrongly by its caller (a programming or configuration error).
+ * TLS_BAD_KEY_EXCHANGE: MeshTlsOptions.keyExchange is not one of KEY_EXCHANGE_MODES;
+ * TLS_KEY_EXCHANGE_UNSUPPORTED: this Node's OpenSSL lacks a group the setting needs
+ * (docs/tls.md "Key exchange").
+ */
 export class TlsSetupError extends MeshletError {
   constructor(code: TlsSetupErrorCode, message: string, options?: ErrorOptions) {
     super(code, message, options);
   }
 }
 
-export type TlsSetupErrorCode = 'TLS_SOURCE_NOT_STARTED' | 'TLS_BAD_EXPECTED_PEER' | 'TLS_CLOSED' | 'TLS_BAD_TIMEOUT';
+export type TlsSetupErrorCode = 'TLS_SOURCE_NOT_STARTED' | 'TLS_BAD_EXPECTED_PEER' | 'TLS_CLOSED' | 'TLS_BAD_TIMEOUT' | 'TLS_BAD_KEY_EXCHANGE' | 'TLS_KEY_EXCHANGE_UNSUPPORTED';

@@ -12,6 +12,7 @@ export type HandshakeFailureReason =
   | 'plaintext_on_strict'
   | 'protocol_version'
   | 'no_client_cert'
+  | 'no_shared_group'
   | 'other';
 
 const BY_CODE: ReadonlyMap<string, HandshakeFailureReason> = new Map<string, HandshakeFailureReason>([
@@ -60,6 +61,11 @@ const BY_CODE: ReadonlyMap<string, HandshakeFailureReason> = new Map<string, Han
   ['ERR_SSL_PACKET_LENGTH_TOO_LONG', 'plaintext_on_strict'],
   ['ERR_SSL_RECORD_LENGTH_MISMATCH', 'plaintext_on_strict'],
   ['ERR_SSL_UNKNOWN_PROTOCOL', 'plaintext_on_strict'],
+  // No key exchange group in common (MESHLET_TLS_KEY_EXCHANGE, docs/tls.md "Key exchange"): the
+  // server knows it exactly; the client only hears a handshake_failure alert, which between
+  // sidecars (TLS 1.3 only, the same cipher suites, ECDSA SVIDs) nothing else can cause.
+  ['ERR_SSL_NO_SUITABLE_KEY_SHARE', 'no_shared_group'],
+  ['ERR_SSL_SSL/TLS_ALERT_HANDSHAKE_FAILURE', 'no_shared_group'],
 ]);
 
 /** Classifies a handshake failure (a Node/OpenSSL error or a TlsPeerError), following `cause`. */

@@ -6,6 +6,7 @@ import type { IdentitySnapshot, SvidSource } from '../identity/svid.ts';
 import { TlsPeerError, TlsSetupError } from './errors.ts';
 import { MAX_CHAIN_LENGTH } from '../identity/svid-verify.ts';
 import { KnownIntermediates } from './known-intermediates.ts';
+import { DEFAULT_KEY_EXCHANGE, keyExchangeGroups, type KeyExchangeMode } from './key-exchange.ts';
 import { captureChainBeforeNode, peerChainOf, presentedChain } from './peer-chain.ts';
 import { verifyPeerChain, type VerifiedPeer } from './peer-verifier.ts';
 import { meshContextOptions, type TicketSettings } from './secure-context.ts';
@@ -14,6 +15,7 @@ import { sessionPeerCertificate } from './session-peer.ts';
 
 export { TlsPeerError, TlsSetupError } from './errors.ts';
 export { handshakeFailureReason, type HandshakeFailureReason } from './handshake-failure-reason.ts';
+export { KEY_EXCHANGE_GROUPS, KEY_EXCHANGE_MODES, negotiatedGroup, type KeyExchangeMode } from './key-exchange.ts';
 export type { VerifiedPeer } from './peer-verifier.ts';
 export { SESSION_LIFETIME_CAP_MS } from './session-cache.ts';
 
@@ -35,6 +37,13 @@ export interface MeshTlsOptions {
    * is a full handshake, and no session is resumed in either direction.
    */
   readonly sessionResumption?: boolean;
+  /**
+   * The TLS 1.3 key exchange groups offered and accepted, both directions
+   * (MESHLET_TLS_KEY_EXCHANGE; default `hybrid`: X25519MLKEM768 preferred, X25519 / P-256 /
+   * P-384 for peers without it; `classical`: no ML-KEM; `pq-only`: X25519MLKEM768 or refuse).
+   * docs/tls.md "Key exchange".
+   */
+  readonly keyExchange?: KeyExchangeMode;
 }
 
 /** What a connection made by connect() learned of its server, for the session it may cache. */
@@ -66,6 +75,7 @@ export class MeshTls {
   readonly #verdicts = new WeakMap<TLSSocket, VerifiedPeer | TlsPeerError>();
   readonly #unsubscribe: () => void;
   readonly #resumption: boolean;
+  readonly #keyExchange: KeyExchangeMode;
   /** Outbound: the latest session per destination and expected identity. */
   readonly #sessions = new ClientSessionCache();
   /** Inbound: intermediates of verified callers, to link a resumed caller's leaf to its root. */
@@ -77,6 +87,9 @@ export class MeshTls {
 
   constructor(source: SvidSource, options: MeshTlsOptions = {}) {
     this.#resumption = options.sessionResumption ?? true;
+    this.#keyExchange = options.keyExchange ?? DEFAULT_KEY_EXCHANGE;
+    // An unknown setting, or groups this Node's OpenSSL lacks: refused here, before any SVID work.
+    keyExchangeGroups(this.#keyExchange);
     const snapshot = source.current();
     if (snapshot === undefined) {
       throw new TlsSetupError('TLS_SOURCE_NOT_STARTED', `MeshTls needs a started identity source; the ${source.kind} source has no SVID yet (await source.start() first)`);
@@ -93,6 +106,11 @@ export class MeshTls {
   /** Whether TLS 1.3 sessions are resumed (MeshTlsOptions.sessionResumption). */
   get sessionResumption(): boolean {
     return this.#resumption;
+  }
+
+  /** The key exchange setting (MeshTlsOptions.keyExchange). */
+  get keyExchange(): KeyExchangeMode {
+    return this.#keyExchange;
   }
 
   /** The outbound session cache (what connect() offers), for inspection and tests. */
@@ -414,7 +432,7 @@ export class MeshTls {
 
   #install(snapshot: IdentitySnapshot): void {
     // Build everything first: if the new material does not load, the old stays in place.
-    const options = meshContextOptions(snapshot, this.#ticketSettings(snapshot));
+    const options = meshContextOptions(snapshot, this.#ticketSettings(snapshot), this.#keyExchange);
     const context = createSecureContext(options);
     this.#snapshot = snapshot;
     this.#options = options;

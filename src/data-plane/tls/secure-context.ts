@@ -1,11 +1,13 @@
 import { constants as cryptoConstants, createHash } from 'node:crypto';
 import type { SecureContextOptions } from 'node:tls';
 import type { IdentitySnapshot } from '../identity/svid.ts';
+import { DEFAULT_KEY_EXCHANGE, keyExchangeGroups, type KeyExchangeMode } from './key-exchange.ts';
 
 /**
  * The one mesh TLS profile, for both directions: TLS 1.3 only (no downgrade to negotiate,
- * 1-RTT handshakes, encrypted certificates), our SVID chain (leaf first) and key, and as
- * CA store the roots of EVERY trust bundle we hold. OpenSSL then does RFC 5280 path
+ * 1-RTT handshakes, encrypted certificates), the key exchange groups of the
+ * MESHLET_TLS_KEY_EXCHANGE setting (hybrid X25519MLKEM768 first by default), our SVID chain
+ * (leaf first) and key, and as CA store the roots of EVERY trust bundle we hold. OpenSSL then does RFC 5280 path
  * building natively during the handshake; the SPIFFE rule that a peer must chain to the
  * bundle of ITS OWN trust domain is checked afterwards on the presented chain
  * (verifyPeerChain), because a union store alone would let one trust domain's CA vouch for
@@ -22,7 +24,7 @@ export type TicketSettings =
   | { readonly resumption: 'on'; readonly ticketKeys: Buffer; readonly sessionTimeoutSeconds: number }
   | { readonly resumption: 'off' };
 
-export function meshContextOptions(snapshot: IdentitySnapshot, tickets: TicketSettings = { resumption: 'off' }): SecureContextOptions {
+export function meshContextOptions(snapshot: IdentitySnapshot, tickets: TicketSettings = { resumption: 'off' }, keyExchange: KeyExchangeMode = DEFAULT_KEY_EXCHANGE): SecureContextOptions {
   return {
     cert: snapshot.svid.certChainPem,
     key: snapshot.svid.privateKeyPem,
@@ -30,6 +32,9 @@ export function meshContextOptions(snapshot: IdentitySnapshot, tickets: TicketSe
     ca: [...snapshot.bundles.values()],
     minVersion: MESH_TLS_VERSION,
     maxVersion: MESH_TLS_VERSION,
+    // The named groups offered (client) and accepted (server), in OpenSSL 3.5's tuple syntax
+    // (key-exchange.ts; docs/tls.md "Key exchange").
+    ecdhCurve: keyExchangeGroups(keyExchange),
     // Sessions belong to this identity material: a session made under another SVID or other
     // bundles does not resume here even if its ticket could be decrypted (OpenSSL compares the
     // session ID context stored in the session with the server's).
