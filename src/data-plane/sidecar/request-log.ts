@@ -63,7 +63,9 @@ export interface RequestLogOptions {
  * - Denials (warn) with caller, route and reason — the question an SRE asks first after a
  *   403 — rate limited per (event, reason), with a `log_suppressed` line saying how many were
  *   left out. The metrics (meshlet_authz_decisions_total, meshlet_proxy_refusals_total) still
- *   count every one.
+ *   count every one. With the decision log on (MESHLET_DECISION_LOG, the default `deny`) a
+ *   denial is its `authz_decision` line instead (decision-log.ts), written through this same
+ *   `limiter`; `denied()` writes the short line when the decision log is off.
  * - Admin refusals (warn): /connections or /shutdown from the network, unknown probe names.
  * - The access log (one info line per request) is off by default: at thousands of requests
  *   per second it costs more than the proxying itself, and the metrics already count every

@@ -7,10 +7,12 @@ import type { InboundPort } from '../proxy/inbound/inbound-proxy.ts';
 import { DEFAULT_PROXY_SETTINGS } from '../proxy/config.ts';
 import type { LogLevel } from '../../common/log/logger.ts';
 import { DEFAULT_LOG_LIMITS, TOTAL_FACTOR } from '../../common/log/log-limiter.ts';
+import { DECISION_LOG_MODES, type DecisionLogMode } from './decision-log.ts';
 import { ADMIN_MAX_CONNECTIONS } from '../admin/admin-server.ts';
 import { formatDuration } from '../../common/config/duration.ts';
 import { absolutePath, bool, deepFreeze, dnsDomain, durationField, EnvReader, FieldError, hostPort, k8sName, list, LOG_LEVEL_ENV, oneOf, port, positiveInt, text, trustDomain, type Env, type EnvVar } from '../../common/config/env.ts';
 import { parseCidr } from '../discovery/cluster-scope.ts';
+import { DEFAULT_KEY_EXCHANGE, KEY_EXCHANGE_MODES, type KeyExchangeMode } from '../tls/key-exchange.ts';
 
 /**
  * The sidecar's configuration: the contract between the injector (which writes these
@@ -78,6 +80,8 @@ export interface SidecarConfig {
   tlsHandshakeTimeoutMs: number;
   /** TLS 1.3 session resumption between sidecars, both directions (docs/tls.md "Session resumption"). */
   tlsSessionResumption: 'on' | 'off';
+  /** TLS 1.3 key exchange groups between sidecars, both directions (docs/tls.md "Key exchange"). */
+  tlsKeyExchange: KeyExchangeMode;
   requestHeadersTimeoutMs: number;
   idleTimeoutMs: number;
   drainTimeoutMs: number;
@@ -120,6 +124,10 @@ export interface SidecarConfig {
 
   logLevel: LogLevel;
   accessLog: boolean;
+  /** The decision log (docs/decision-log.md): off, denials (and audit would-denies, refused paths) only, or allows too. */
+  decisionLog: DecisionLogMode;
+  /** Share of allowed requests logged when decisionLog is `all`, 0..1 (by trace id when there is one). */
+  decisionLogAllowSample: number;
   /** Denial / admin-refusal log lines per second per (event, reason), and the burst. */
   logLimitRate: number;
   logLimitBurst: number;
@@ -293,6 +301,29 @@ function cidr(raw: string): string {
   return raw;
 }
 
+/**
+ * The catch-all's port. Never 0 (any free port): in a pod, the init container's iptables rules
+ * send every undeclared inbound port to this exact port, and the sidecar holding it is what
+ * keeps any other process of the pod from listening there and receiving that traffic
+ * (docs/proxy.md "Several sidecars on one host").
+ */
+function catchAllPort(raw: string): number {
+  if (/^0+$/.test(raw)) {
+    throw new FieldError(
+      'must be a port number (1-65535), not 0: iptables sends every undeclared inbound port of the pod to this exact port, and only the sidecar holding it keeps another process of the pod from listening there and receiving that traffic; to run several sidecars on one host give each its own free port (docs/proxy.md#several-sidecars-on-one-host)',
+    );
+  }
+  return port(raw);
+}
+
+/** A share, 0 to 1, written as a decimal (`0`, `0.25`, `1`). */
+function ratio(raw: string): number {
+  if (!/^(?:0|1)(?:\.\d+)?$|^\.\d+$/.test(raw)) throw new FieldError('must be a decimal number from 0 to 1, e.g. 0.01');
+  const value = Number(raw);
+  if (value > 1) throw new FieldError('must be a decimal number from 0 to 1, e.g. 0.01');
+  return value;
+}
+
 const PROXY_TIMEOUTS = DEFAULT_PROXY_SETTINGS.timeouts;
 const PROXY_LIMITS = DEFAULT_PROXY_SETTINGS.limits;
 
@@ -311,7 +342,7 @@ export const SIDECAR_ENV = {
   svidDir: { name: 'MESHLET_SVID_DIR', default: '/var/run/meshlet/svid', description: 'files: directory with tls.crt, tls.key, ca.crt (csi-driver-spiffe layout)', parse: absolutePath },
 
   inboundPorts: { name: 'MESHLET_INBOUND_PORTS', default: '', description: 'app ports the sidecar fronts: APP_PORT[:LISTEN_PORT][/http|grpc|tcp], comma-separated; listen ports default to 15100, 15101, …', parse: list(inboundEntry) },
-  inboundCatchAllPort: { name: 'MESHLET_INBOUND_CATCHALL_PORT', default: '15006', description: 'where iptables sends inbound TCP to undeclared ports; such connections are refused and counted', parse: port },
+  inboundCatchAllPort: { name: 'MESHLET_INBOUND_CATCHALL_PORT', default: '15006', description: 'where iptables sends inbound TCP to undeclared ports; such connections are refused and counted (never 0: see docs/proxy.md)', parse: catchAllPort },
   permissivePorts: { name: 'MESHLET_PERMISSIVE_PORTS', default: '', description: 'app ports that also accept plaintext callers (as unauthenticated); all others are STRICT', parse: portList },
   appAddress: { name: 'MESHLET_APP_ADDRESS', default: '127.0.0.1', description: 'address the app is reached at from the sidecar', parse: text },
 
@@ -336,6 +367,7 @@ export const SIDECAR_ENV = {
   connectTimeoutMs: { name: 'MESHLET_CONNECT_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.connectMs), description: 'TCP connect timeout (to the app and to peers)', parse: durationField },
   tlsHandshakeTimeoutMs: { name: 'MESHLET_TLS_HANDSHAKE_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.tlsHandshakeMs), description: 'mTLS handshake timeout', parse: durationField },
   tlsSessionResumption: { name: 'MESHLET_TLS_SESSION_RESUMPTION', default: 'on', description: "on: new mTLS connections to a peer sidecar resume the last TLS 1.3 session with that destination and identity (at most 1h, never past either SVID; the peer's identity is still checked), and callers may resume theirs; off: a full handshake every time, both directions", parse: oneOf('on', 'off') },
+  tlsKeyExchange: { name: 'MESHLET_TLS_KEY_EXCHANGE', default: DEFAULT_KEY_EXCHANGE, description: 'key exchange of mTLS between sidecars, both directions: hybrid (post-quantum X25519MLKEM768 preferred; X25519, P-256 or P-384 with peers that lack it) | classical (X25519, P-256, P-384; no ML-KEM) | pq-only (X25519MLKEM768 only; a peer without it is refused, reason no_shared_group)', parse: oneOf(...KEY_EXCHANGE_MODES) },
   requestHeadersTimeoutMs: { name: 'MESHLET_REQUEST_HEADERS_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.requestHeadersMs), description: 'time allowed to receive a request head', parse: durationField },
   idleTimeoutMs: { name: 'MESHLET_IDLE_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.idleMs), description: 'idle keep-alive connections are closed after this', parse: durationField },
   drainTimeoutMs: { name: 'MESHLET_DRAIN_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.drainMs), description: 'on SIGTERM, how long in-flight requests may take to finish', parse: durationField },
@@ -369,6 +401,8 @@ export const SIDECAR_ENV = {
 
   logLevel: LOG_LEVEL_ENV,
   accessLog: { name: 'MESHLET_ACCESS_LOG', default: 'false', description: 'log every request (JSON) when true', parse: bool },
+  decisionLog: { name: 'MESHLET_DECISION_LOG', default: 'deny', description: `one authz_decision JSON line per authorization decision (docs/decision-log.md): ${DECISION_LOG_MODES.join(' | ')}; deny: every denial, audit would-deny and refused path, within the log rate limit; all: allowed requests too, sampled by MESHLET_DECISION_LOG_ALLOW_SAMPLE; off: none (denials then get the short denied line)`, parse: oneOf(...DECISION_LOG_MODES) },
+  decisionLogAllowSample: { name: 'MESHLET_DECISION_LOG_ALLOW_SAMPLE', default: '1', description: 'with MESHLET_DECISION_LOG=all: the share of allowed requests logged, 0 to 1 (0.01 = 1%); decided by trace id when the request has a valid traceparent (a trace is logged whole or not at all), at random otherwise', parse: ratio },
   logLimitRate: { name: 'MESHLET_LOG_LIMIT_RATE', default: String(DEFAULT_LOG_LIMITS.linesPerSecond), description: 'denial and admin-refusal log lines per second per (event, reason); the rest are counted in a log_suppressed line (metrics count every one)', parse: positiveInt },
   logLimitBurst: { name: 'MESHLET_LOG_LIMIT_BURST', default: String(DEFAULT_LOG_LIMITS.burst), description: `lines per (event, reason) written at once before MESHLET_LOG_LIMIT_RATE applies; all keys together get ${TOTAL_FACTOR}x rate and burst`, parse: positiveInt },
   requestMetrics: { name: 'MESHLET_REQUEST_METRICS', default: 'true', description: 'per-request metrics (meshlet_requests_total, latency histogram, bytes); false removes their cost from the hot path', parse: bool },
@@ -428,6 +462,7 @@ export function readSidecarConfig(env: Env): Readonly<SidecarConfig> {
     connectTimeoutMs: v('connectTimeoutMs'),
     tlsHandshakeTimeoutMs: v('tlsHandshakeTimeoutMs'),
     tlsSessionResumption: v('tlsSessionResumption'),
+    tlsKeyExchange: v('tlsKeyExchange'),
     requestHeadersTimeoutMs: v('requestHeadersTimeoutMs'),
     idleTimeoutMs: v('idleTimeoutMs'),
     drainTimeoutMs: v('drainTimeoutMs'),
@@ -459,6 +494,8 @@ export function readSidecarConfig(env: Env): Readonly<SidecarConfig> {
     serviceCidrs: v('serviceCidrs') ?? [],
     logLevel: v('logLevel'),
     accessLog: v('accessLog'),
+    decisionLog: v('decisionLog'),
+    decisionLogAllowSample: v('decisionLogAllowSample'),
     logLimitRate: v('logLimitRate'),
     logLimitBurst: v('logLimitBurst'),
     requestMetrics: v('requestMetrics'),

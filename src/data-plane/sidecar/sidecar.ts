@@ -9,6 +9,7 @@ import { formatPolicyError } from '../policy/parse.ts';
 import { PolicyStore } from '../policy/store.ts';
 import { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
 import { RequestLog } from './request-log.ts';
+import { DecisionLog, withDecisionLog } from './decision-log.ts';
 import { InboundProxy } from '../proxy/inbound/inbound-proxy.ts';
 import { OutboundProxy } from '../proxy/outbound/outbound-proxy.ts';
 import { OpaqueTcpProxy } from '../proxy/tcp/opaque-inbound.ts';
@@ -160,7 +161,7 @@ export class Sidecar {
       this.#log.warn({ event: 'identity_mismatch', expected: c.spiffeId, got: first.svid.spiffeId.id }, 'the SVID names another identity than this pod\'s ServiceAccount');
     }
     this.#log.info({ event: 'svid_loaded', source: source.kind, spiffeId: first.svid.spiffeId.id, notAfter: first.svid.notAfter }, 'SVID loaded');
-    const tls = (this.#tls = new MeshTls(source, { sessionResumption: c.tlsSessionResumption === 'on' }));
+    const tls = (this.#tls = new MeshTls(source, { sessionResumption: c.tlsSessionResumption === 'on', keyExchange: c.tlsKeyExchange }));
     // MESHLET_DISCOVERY=on: what the control plane knows of each destination (docs/discovery.md);
     // undefined when off (grpc-js then never loads).
     const discovery = (this.#discovery = await createDiscovery(c, source));
@@ -188,12 +189,18 @@ export class Sidecar {
     await policy.start();
     this.#policy = policy;
 
-    const authorizer = new PolicyAuthorizer(policy, (facts, decision) => {
+    // MESHLET_DECISION_LOG (docs/decision-log.md): the proxies' deciding steps write one line per
+    // decision, denials through the same limiter as every caller-triggered line; off: none, and
+    // denials keep the short `denied` line.
+    const decisionLog = c.decisionLog === 'off'
+      ? undefined
+      : new DecisionLog(this.#log, { mode: c.decisionLog, allowSample: c.decisionLogAllowSample, limiter: this.#requestLog.limiter, server: () => tls.localId, policyHash: () => policy.currentHash() });
+    const authorizer = withDecisionLog(new PolicyAuthorizer(policy, (facts, decision) => {
       this.metrics.decided(facts.peer, decision);
-      if (decision.decision === 'deny') {
+      if (decision.decision === 'deny' && decisionLog === undefined) {
         this.#requestLog.denied({ direction: 'inbound', caller: facts.peer, route: decision.route, reason: decision.reason, code: decision.code, ...('method' in facts ? { method: facts.method, path: facts.path } : {}), port: facts.port });
       }
-    });
+    }), decisionLog);
     const httpPorts = c.inboundPorts.filter((p) => p.protocol !== 'tcp');
     // MESHLET_REQUEST_METRICS=false: the proxies get no per-request hook at all (nothing to call),
     // unless MESHLET_ACCESS_LOG=true asks for a line per request.

@@ -99,7 +99,8 @@ describe('log flood (issue 11 item 9): denial logs are rate limited and bounded,
     await orders.stop();
     const elapsedSeconds = (performance.now() - started) / 1000;
     const parsed = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
-    const denied = parsed.filter((l) => l.event === 'denied');
+    // A denial's line is its decision-log line (MESHLET_DECISION_LOG, default deny: docs/decision-log.md).
+    const denied = parsed.filter((l) => l.event === 'authz_decision' && l.decision === 'deny');
     const summaries = parsed.filter((l) => l.event === 'log_suppressed');
 
     // Token bucket: at most `burst` at once, then `rate` per second, for the one key (event, reason).
@@ -113,7 +114,7 @@ describe('log flood (issue 11 item 9): denial logs are rate limited and bounded,
     // Exact: every denial is either a line or counted in a summary.
     const suppressed = summaries.reduce((a, s) => a + (s.suppressed as number), 0);
     expect(suppressed).toBe(total - denied.length);
-    expect(summaries.reduce((a, s) => a + ((s.byEvent as Record<string, number>).denied ?? 0), 0)).toBe(total - denied.length);
+    expect(summaries.reduce((a, s) => a + ((s.byEvent as Record<string, number>).authz_decision ?? 0), 0)).toBe(total - denied.length);
     expect(summaries[0]).toMatchObject({ level: 'warn', linesPerSecond: config.logLimitRate, burst: config.logLimitBurst });
     expect(String(summaries[0]!.msg)).toMatch(/^\d+ log lines? suppressed by the log rate limit; metrics count every event$/);
 
@@ -123,7 +124,7 @@ describe('log flood (issue 11 item 9): denial logs are rate limited and bounded,
   });
 
   it('a long path is logged as its first 256 bytes and a truncation marker', () => {
-    const line = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.event === 'denied' && String(l.path).startsWith('/admin/aaaa'));
+    const line = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.event === 'authz_decision' && String(l.path).startsWith('/admin/aaaa'));
     expect(line).toBeDefined();
     expect(line!.path).toBe(LONG_PATH.slice(0, MAX_FIELD_BYTES) + truncatedMarker(Buffer.byteLength(LONG_PATH)));
     expect(line).toMatchObject({ caller: FRONTEND_ID, route: 'admin', code: 'caller-not-allowed', method: 'GET' });

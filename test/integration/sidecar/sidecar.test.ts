@@ -81,7 +81,7 @@ describe('meshlet sidecar (assembled)', () => {
     expect(body.error.route).toBe('admin');
     expect(body.error.reason).toContain('not authorized by route "admin"');
     expect(mesh.seen.length).toBe(before);
-    expect(logLines.some((l) => l.includes('"event":"denied"') && l.includes('"route":"admin"') && l.includes(FRONTEND_ID))).toBe(true);
+    expect(logLines.some((l) => l.includes('"event":"authz_decision"') && l.includes('"decision":"deny"') && l.includes('"route":"admin"') && l.includes(FRONTEND_ID))).toBe(true);
   });
 
   it('applies a policy change (kubelet swap) to the next request', async () => {

@@ -103,7 +103,7 @@ describe('deploy/ manifests', () => {
     const spec = parseAllDocuments(readFileSync(join(DEPLOY, 'kustomization.yaml'), 'utf8'))[0]!.toJS();
     const listed = new Set((spec.resources as string[]).map((r) => r.replace(/\/$/, '')));
     for (const f of files.map((p) => relative(DEPLOY, p))) {
-      if (/^(examples|policy|monitoring)\//.test(f) || f.startsWith(OVERLAY_PREFIX) || f === 'kustomization.yaml' || transformerConfigs.includes(join(DEPLOY, f))) continue;
+      if (/^(examples|policy|monitoring|logging)\//.test(f) || f.startsWith(OVERLAY_PREFIX) || f === 'kustomization.yaml' || transformerConfigs.includes(join(DEPLOY, f))) continue;
       expect(listed.has(f), `${f} is not in deploy/kustomization.yaml`).toBe(true);
     }
     expect(listed.has('policy')).toBe(true);

@@ -1,12 +1,25 @@
 import type * as tls from 'node:tls';
 import type { ProxySettings } from '../config.ts';
-import type { ConnectionRegistry } from '../connection-registry.ts';
+import type { ConnectionDirection, ConnectionRegistry } from '../connection-registry.ts';
 import type { AuthorizationDecision } from '../request-authorizer.ts';
 import { connectNextHop } from '../upstream/next-hop-connect.ts';
 import { spliceSockets } from './byte-splice.ts';
 import type { ConnectionAuthorizer } from './connection-authorizer.ts';
 import { tcpRefusalCode, type TcpObserver, type TcpRefusalCode } from './tcp-refusals.ts';
 import type { TcpSessionSet } from './tcp-session-set.ts';
+
+/**
+ * Where a connection's decision is recorded (the sidecar's decision log,
+ * src/data-plane/sidecar/decision-log.ts): one line per decided connection, like one per request.
+ */
+export interface ConnectionDecisionLog {
+  connectionDecided(direction: ConnectionDirection, peer: string, port: number, decision: AuthorizationDecision): void;
+}
+
+/** The authorizer as the sidecar hands it over, with its decision log when that is on. */
+export interface DecisionLoggingConnectionAuthorizer extends ConnectionAuthorizer {
+  readonly decisionLog?: ConnectionDecisionLog | undefined;
+}
 
 export interface AppSpliceContext {
   readonly authorizer: ConnectionAuthorizer;
@@ -43,6 +56,7 @@ export function authorizeAndSplice(socket: tls.TLSSocket, peer: string, appPort:
   } catch {
     return refuse('MESHLET_INTERNAL');
   }
+  (ctx.authorizer as DecisionLoggingConnectionAuthorizer).decisionLog?.connectionDecided('inbound', peer, appPort, decision);
   if (decision.decision !== 'allow') return refuse('MESHLET_DENIED');
 
   socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
