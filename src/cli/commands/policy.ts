@@ -5,15 +5,19 @@ import type { Command, CommandIo } from '../command.ts';
 import { parseFlags, requireFlag } from '../command.ts';
 import { MeshletError, UsageError } from '../../common/errors/meshlet-error.ts';
 import { parseSpiffeId } from '../../common/identity/spiffe-id.ts';
-import { compilePolicy, type CompiledPolicy } from '../../data-plane/policy/compile.ts';
+import { isIP } from 'node:net';
+import { compilePolicy, selectServer, type CompiledPolicy } from '../../data-plane/policy/compile.ts';
+import { compileClient, describeDestination, selectClient, type ClientDecision, type DestinationFacts } from '../../data-plane/policy/client-policy.ts';
+import { hostPatternProblem } from '../../data-plane/policy/semantic-checks.ts';
 import { decide } from '../../data-plane/policy/decide.ts';
-import { parseDefaultPolicy } from '../../data-plane/policy/default-policy.ts';
+import { MESH_CLIENT_DEFAULT_POLICY, parseDefaultPolicy } from '../../data-plane/policy/default-policy.ts';
 import { PolicyInvalidError } from '../../data-plane/policy/errors.ts';
 import { normalizePath } from '../../data-plane/policy/normalize-path.ts';
 import { findPolicies, formatPolicyError, POLICY_API_GROUP, type ManifestPolicy, type PolicyConfigMapRules, type SkippedObject } from '../../data-plane/policy/parse.ts';
 import { DEFAULT_POLICY_CONFIGMAP } from '../../control-plane/injector/patch/pod-layout.ts';
 import { describeRouteMatch, foldPath } from '../../data-plane/policy/route-match.ts';
-import type { Policy, PolicyError, WorkloadSelf } from '../../data-plane/policy/types.ts';
+import { CLIENT_MESH_DEFAULTS, type ClientMeshDefault, type Policy, type PolicyError, type WorkloadSelf } from '../../data-plane/policy/types.ts';
+import { commands as netpolCommands } from './policy-netpol.ts';
 
 /** A policy file that cannot be read at all. */
 export class PolicyFileError extends MeshletError {
@@ -155,7 +159,7 @@ async function policyFilesIn(dir: string): Promise<string[]> {
   return out.sort();
 }
 
-async function checkInputs(arg: string, io: CommandIo): Promise<{ inputs: CheckInput[]; directory: boolean }> {
+export async function checkInputs(arg: string, io: CommandIo): Promise<{ inputs: CheckInput[]; directory: boolean }> {
   if (arg === '-') return { inputs: [{ label: '<stdin>', read: () => readInput('-', io), unknown: 'check' }], directory: false };
   let isDir: boolean;
   try {
@@ -312,6 +316,32 @@ manifests); --key picks one when there are several.
 
 A HEAD request is decided as the GET the app will run (routes listing GET match it).
 
+Both directions — "may X call Y?" — with a destination flag (FILE… may then be several: the
+caller's policy and the server's, e.g. two ConfigMaps):
+
+  meshlet policy explain FILE… --from SPIFFE_ID --to SPIFFE_ID --port N (--method M --path P | --grpc S/M)
+  meshlet policy explain FILE… --from SPIFFE_ID (--to-host NAME | --to-service NAME[.NS] | --to-address IP) --port N
+
+  --to              the destination's SPIFFE ID: a meshed workload; its server policy decides too
+  --to-host         the name the app calls (HTTP Host, TLS SNI), e.g. api.stripe.com
+  --to-service      the Kubernetes Service discovery resolves it to (NS default: the caller's)
+  --to-address      the IP address dialled
+  --to-port         the port the caller dials when it is not --port (a Service port in front of
+                    the app port --port); default --port
+  --from-labels, --to-labels
+                    the pod labels of the caller / destination (for label selectors)
+  --mesh-client-default
+                    allow|audit|all-authenticated|deny (default: env MESHLET_DEFAULT_CLIENT_POLICY,
+                    else allow)
+
+The --to* flags combine (a meshed Service: --to ID --to-service orders.shop). The caller's
+client policy decides the destination; with --to, the destination's server policy decides the
+request too (--server-account and --labels do not apply: the workload comes from --to). Each
+side's policy is the one among FILE… whose client (server) selects that workload; none: the
+mesh default. The call is allowed only if both allow. --output json: {decision, from, to, port,
+client: {decision, client, route, code, reason, mode, wouldDeny, policy}, server: {decision,
+route, code, reason, mode, wouldDeny, server, port, protocol, path, policy} | null}.
+
 Exit status: 0 when a decision was made (allow or deny), 1 when the policy is invalid, 2 on a
 usage error.`;
 
@@ -368,9 +398,22 @@ const explain: Command = {
         'trust-domain': { type: 'string' },
         'mesh-default': { type: 'string' },
         key: { type: 'string' },
+        to: { type: 'string' },
+        'to-host': { type: 'string' },
+        'to-service': { type: 'string' },
+        'to-address': { type: 'string' },
+        'to-port': { type: 'string' },
+        'to-labels': { type: 'string' },
+        'from-labels': { type: 'string' },
+        'mesh-client-default': { type: 'string' },
       },
       true,
     );
+    const bothWays = values.to !== undefined || values['to-host'] !== undefined || values['to-service'] !== undefined || values['to-address'] !== undefined;
+    if (bothWays) return explainCall(values, positionals, io);
+    for (const only of ['to-port', 'to-labels', 'from-labels', 'mesh-client-default'] as const) {
+      if (values[only] !== undefined) throw new UsageError(`--${only} asks about a call: pass --to, --to-host, --to-service or --to-address with it`);
+    }
     if (positionals.length !== 1) throw new UsageError('exactly one FILE is required');
     if (values.output !== 'text' && values.output !== 'json') throw new UsageError('--output must be text or json');
     const fromRaw = requireFlag(values, 'from');
@@ -448,6 +491,159 @@ const explain: Command = {
   },
 };
 
+/** A workload's SPIFFE ID as --from / --to take it: spiffe://TD/ns/NS/sa/SA. */
+function workloadOf(raw: string, flag: string): { id: string; trustDomain: string; namespace: string; serviceAccount: string } {
+  let id: string;
+  try {
+    id = parseSpiffeId(raw).id;
+  } catch (err) {
+    throw new UsageError(`${flag}: ${(err as Error).message}`);
+  }
+  const m = /^spiffe:\/\/([^/]+)\/ns\/([^/]+)\/sa\/([^/]+)$/.exec(id);
+  if (!m) throw new UsageError(`${flag}: ${id} is not a workload identity (spiffe://TD/ns/NAMESPACE/sa/SERVICEACCOUNT)`);
+  return { id, trustDomain: m[1]!, namespace: m[2]!, serviceAccount: m[3]! };
+}
+
+function portFlag(raw: string, flag: string): number {
+  const port = Number(raw);
+  if (!/^\d+$/.test(raw) || port < 1 || port > 65535) throw new UsageError(`${flag} must be an integer from 1 to 65535 (got ${JSON.stringify(raw)})`);
+  return port;
+}
+
+/** The one policy among `all` that selects the workload on this side; null: none does (the mesh default). */
+function onePolicyFor(all: readonly { label: string; policy: Policy }[], selects: (p: Policy) => boolean, who: string): { label: string; policy: Policy } | null {
+  const hits = all.filter((p) => selects(p.policy));
+  if (hits.length > 1) throw new UsageError(`${who} is selected by ${hits.length} policies (${hits.map((h) => h.label).join('; ')}): pass only the policy its namespace mounts, or --key`);
+  return hits[0] ?? null;
+}
+
+/**
+ * `policy explain` both ways (issue 16): may the caller (--from) call the destination? Its client
+ * policy decides the destination — the same compileClient().decide() its outbound sidecar runs —
+ * and, for a meshed destination (--to), the destination's server policy decides the request, as
+ * its inbound sidecar would. Allowed only if both allow.
+ */
+async function explainCall(values: Record<string, string | boolean | undefined>, positionals: string[], io: CommandIo): Promise<number> {
+  const str = (name: string): string | undefined => values[name] as string | undefined;
+  if (positionals.length === 0) throw new UsageError('at least one FILE is required');
+  if (values.output !== 'text' && values.output !== 'json') throw new UsageError('--output must be text or json');
+  for (const flag of ['server-account', 'namespace', 'labels'] as const) {
+    if (values[flag] !== undefined) throw new UsageError(`--${flag} does not apply to a call: the workloads come from --from and --to (their labels: --from-labels, --to-labels)`);
+  }
+  const fromRaw = requireFlag(values, 'from');
+  if (fromRaw === 'unauthenticated') throw new UsageError('--from: a call is asked for a meshed caller (its client policy runs in its sidecar); pass its SPIFFE ID');
+  const from = workloadOf(fromRaw, '--from');
+  const to = str('to') === undefined ? null : workloadOf(str('to')!, '--to');
+  const port = portFlag(requireFlag(values, 'port'), '--port');
+  const dialPort = str('to-port') === undefined ? port : portFlag(str('to-port')!, '--to-port');
+  let host: string | null = null;
+  if (str('to-host') !== undefined) {
+    host = str('to-host')!.toLowerCase();
+    const problem = host.includes('*') ? `"${host}" is a pattern: name one host` : hostPatternProblem(host);
+    if (problem !== null) throw new UsageError(`--to-host: ${problem}`);
+  }
+  let service: { name: string; namespace: string } | null = null;
+  if (str('to-service') !== undefined) {
+    const m = /^([a-z0-9]([a-z0-9-]*[a-z0-9])?)(?:\.([a-z0-9]([a-z0-9-]*[a-z0-9])?))?$/.exec(str('to-service')!);
+    if (!m) throw new UsageError(`--to-service must be NAME or NAME.NAMESPACE (got ${JSON.stringify(str('to-service'))})`);
+    service = { name: m[1]!, namespace: m[3] ?? from.namespace };
+  }
+  const address = str('to-address') ?? null;
+  if (address !== null && isIP(address) === 0) throw new UsageError(`--to-address must be an IPv4 or IPv6 address (got ${JSON.stringify(address)})`);
+  if (values.grpc !== undefined && (values.path !== undefined || values.method !== undefined)) throw new UsageError('pass either --grpc or --method/--path, not both');
+  if ((values.path === undefined) !== (values.method === undefined)) throw new UsageError('--method and --path go together');
+  let meshDefault;
+  let meshClientDefault: ClientMeshDefault;
+  try {
+    meshDefault = parseDefaultPolicy(str('mesh-default') ?? process.env.MESHLET_DEFAULT_POLICY, str('mesh-default') !== undefined ? '--mesh-default' : 'MESHLET_DEFAULT_POLICY');
+    const name = str('mesh-client-default') !== undefined ? '--mesh-client-default' : 'MESHLET_DEFAULT_CLIENT_POLICY';
+    const raw = str('mesh-client-default') ?? process.env.MESHLET_DEFAULT_CLIENT_POLICY ?? '';
+    if (raw !== '' && !(CLIENT_MESH_DEFAULTS as readonly string[]).includes(raw)) throw new UsageError(`${name} must be one of ${CLIENT_MESH_DEFAULTS.join(', ')} (got ${JSON.stringify(raw)})`);
+    meshClientDefault = raw === '' ? MESH_CLIENT_DEFAULT_POLICY : (raw as ClientMeshDefault);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+
+  // Every policy of every FILE; each side takes the one that selects its workload.
+  const all: { label: string; policy: Policy }[] = [];
+  let skipped = 0;
+  for (const file of positionals) {
+    const label = file === '-' ? '<stdin>' : file;
+    const scan = findPolicies(await readInput(file, io), label, POLICY_CONFIGMAP_RULES, 'check');
+    skipped += scan.skipped.length;
+    for (const found of scan.policies) {
+      if (str('key') !== undefined && !found.label.endsWith(`data[${str('key')}]`)) continue;
+      if (!found.result.ok) {
+        for (const e of found.result.errors) io.stderr.write(formatPolicyError(e) + '\n');
+        throw new PolicyInvalidError(found.label, found.result.errors);
+      }
+      all.push({ label: found.label, policy: found.result.policy });
+    }
+  }
+  if (all.length === 0) throw new PolicyNoneFoundError(positionals.map((p) => (p === '-' ? '<stdin>' : p)).join(', '), skipped);
+
+  // The caller's side: its client policy, as its outbound sidecar compiles it.
+  const callerSelf: WorkloadSelf = { namespace: from.namespace, serviceAccount: from.serviceAccount, trustDomain: from.trustDomain, ...(str('from-labels') !== undefined ? { labels: parseLabels(str('from-labels'))! } : {}) };
+  const clientPolicy = onePolicyFor(all, (p) => selectClient(p, callerSelf) !== null, `the caller ${from.id}`);
+  const rules = compileClient(clientPolicy?.policy ?? null, callerSelf, meshClientDefault);
+  const facts: DestinationFacts = { name: host, address, port: dialPort, meshed: to !== null, identities: to === null ? [] : [to.id], trustDomains: [], service };
+  const clientDecision: ClientDecision =
+    rules === null
+      ? { decision: 'allow', client: null, route: null, code: 'no-client-policy', reason: `destination ${describeDestination(facts)}: no client of the policy selects this workload; the mesh client default is allow (outbound not restricted by policy)`, mode: 'enforce', wouldDeny: false }
+      : rules.decide(facts);
+  const client = { ...clientDecision, policy: clientPolicy?.label ?? null };
+
+  // The destination's side, when it is a meshed workload: its server policy, as its inbound sidecar compiles it.
+  let server: Record<string, unknown> | null = null;
+  let serverText = '';
+  if (to !== null) {
+    const serverSelf: WorkloadSelf = { namespace: to.namespace, serviceAccount: to.serviceAccount, trustDomain: to.trustDomain, ...(str('to-labels') !== undefined ? { labels: parseLabels(str('to-labels'))! } : {}) };
+    const serverPolicy = onePolicyFor(all, (p) => selectServer(p, serverSelf) !== null, `the destination ${to.id}`);
+    const compiled = compilePolicy(serverPolicy?.policy ?? null, { self: serverSelf, meshDefault });
+    const protocol = compiled.ports.get(port)?.protocol ?? null;
+    let method: string | undefined;
+    let path: string | undefined;
+    if (values.grpc !== undefined) {
+      const m = /^([A-Za-z_][\w.]*)\/([A-Za-z_]\w*)$/.exec(values.grpc as string);
+      if (!m) throw new UsageError(`--grpc must be SERVICE/METHOD, e.g. shop.v1.Orders/GetOrder (got ${JSON.stringify(values.grpc)})`);
+      method = 'POST';
+      path = `/${m[1]}/${m[2]}`;
+    } else if (values.path !== undefined) {
+      method = (values.method as string).toUpperCase();
+      const n = normalizePath(values.path as string);
+      if (!n.ok) {
+        server = { decision: 'deny', route: null, code: n.code, reason: n.reason, mode: 'enforce', wouldDeny: false, status: 400, server: compiled.server, port, protocol, path: values.path, policy: serverPolicy?.label ?? null };
+        serverText = `  server: DENY (400 bad request)\n          reason: ${n.reason} [${n.code}]\n`;
+      } else path = n.path;
+    }
+    if (server === null) {
+      if (protocol !== null && protocol !== 'tcp' && path === undefined) {
+        throw new UsageError(`port ${port} of ${to.id} is a${protocol === 'http' ? 'n http' : ` ${protocol}`} port: pass --method and --path${protocol === 'grpc' ? ' or --grpc SERVICE/METHOD' : ' (or --grpc for a gRPC call)'}; only a tcp port is decided per connection`);
+      }
+      const d = decide(compiled, { peer: from.id, port, ...(method !== undefined ? { method } : {}), ...(path !== undefined ? { path } : {}) });
+      const route = d.route === null ? undefined : compiled.routes.find((r) => r.name === d.route);
+      const match = route ? describeRouteMatch(route.source) : null;
+      server = { ...d, server: compiled.server, port, protocol, path: path ?? null, match, policy: serverPolicy?.label ?? null };
+      serverText =
+        `  server: ${d.decision.toUpperCase()}${d.wouldDeny ? ' (audit: would deny)' : ''}  ${d.route ? `route "${d.route}" (${match})` : 'no route: default applies'}  (policy ${serverPolicy?.label ?? 'none: the mesh default'})\n` +
+        `          reason: ${d.reason} [${d.code}]\n` +
+        `          server: ${compiled.server ?? '(none: no server of the policy selects this workload)'}, port ${port}${protocol ? ` (${protocol})` : ' (not declared)'}${path ? `, path ${path}` : ''}\n`;
+    }
+  } else {
+    serverText = '  server: (not a meshed workload: only the client side decides)\n';
+  }
+  const allowed = client.decision === 'allow' && (server === null || server.decision === 'allow');
+  const toLabel = [to?.id, host, service ? `service ${service.name}.${service.namespace}` : undefined, address].filter((x) => x != null).join(' ');
+  const out = { decision: allowed ? 'allow' : 'deny', from: from.id, to: { spiffeId: to?.id ?? null, host, service: service ? `${service.name}.${service.namespace}` : null, address, port: dialPort }, port, client, server };
+  const text =
+    `${allowed ? 'ALLOW' : 'DENY'}  ${from.id} -> ${toLabel}, port ${dialPort}${dialPort !== port ? ` (app port ${port})` : ''}\n` +
+    `  client: ${client.decision.toUpperCase()}${client.wouldDeny ? ' (audit: would deny)' : ''}  ${client.route ? `destination "${client.route}" of client "${client.client}"` : client.client ? `no destination: client "${client.client}"'s default applies` : 'no client: the mesh client default applies'}  (policy ${client.policy ?? 'none'})\n` +
+    `          reason: ${client.reason} [${client.code}]\n` +
+    serverText;
+  write(io, values.output as string, out, text);
+  return 0;
+}
+
 function write(io: CommandIo, output: string | undefined, json: unknown, text: string): void {
   io.stdout.write(output === 'json' ? JSON.stringify(json) + '\n' : text);
 }
@@ -455,4 +651,4 @@ function write(io: CommandIo, output: string | undefined, json: unknown, text: s
 /** Exposed for tests and the bench: compile a file's policy the way explain does. */
 export type { CompiledPolicy };
 
-export const commands: Command[] = [check, explain];
+export const commands: Command[] = [check, explain, ...netpolCommands];

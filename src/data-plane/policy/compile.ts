@@ -1,7 +1,8 @@
 import { DEFAULT_TRUST_DOMAIN } from '../../common/identity/spiffe-id.ts';
 import { anyAuthenticated, exactId, namespace, oneOf, trustDomain, unauthenticated, type CallerMatcher } from './callers.ts';
 import { routeMatchOf, type RouteMatch } from './route-match.ts';
-import type { Caller, Decision, DecisionCode, DefaultPolicy, EnforcementMode, PathMatching, Policy, PortProtocol, Route, Server, WorkloadSelf } from './types.ts';
+import { compileClient, type CompiledClient } from './client-policy.ts';
+import type { Caller, ClientMeshDefault, Decision, DecisionCode, DefaultPolicy, EnforcementMode, PathMatching, Policy, PortProtocol, Route, Server, WorkloadSelf } from './types.ts';
 
 /**
  * Compiles a validated policy into the route tables of ONE workload, once per reload. Every
@@ -84,12 +85,20 @@ export interface CompiledPolicy {
   readonly pathMatching: PathMatching;
   readonly routes: readonly CompiledRoute[];
   readonly policy: Policy | null;
+  /**
+   * The client side of the same document for this workload (client-policy.ts): what its
+   * outbound may call. Null when nothing restricts it (no client selects it and the mesh client
+   * default is `allow`), so the outbound decides nothing.
+   */
+  readonly client: CompiledClient | null;
 }
 
 export interface CompileOptions {
   self: WorkloadSelf;
   /** The mesh-level default (sidecar setting MESHLET_DEFAULT_POLICY). */
   meshDefault: DefaultPolicy;
+  /** The mesh-level client default (sidecar setting MESHLET_DEFAULT_CLIENT_POLICY); default `allow`. */
+  meshClientDefault?: ClientMeshDefault;
 }
 
 /** FNV-1a step; the same function hashes prefixes at compile time and request paths at decide time. */
@@ -262,6 +271,7 @@ function compilePort(port: number, protocol: PortProtocol, routes: CompiledRoute
 
 /** Builds the route tables of `self` from `policy` (null = no policy exists). */
 export function compilePolicy(policy: Policy | null, options: CompileOptions): CompiledPolicy {
+  const client = compileClient(policy, options.self, options.meshClientDefault ?? 'allow');
   const server = policy ? selectServer(policy, options.self) : null;
   if (!policy || !server) {
     const why = policy ? 'no server of the policy selects this workload' : 'no policy exists';
@@ -274,6 +284,7 @@ export function compilePolicy(policy: Policy | null, options: CompileOptions): C
       pathMatching: 'exact' as const,
       routes: [],
       policy,
+      client,
     });
   }
   const mode = server.mode ?? 'enforce';
@@ -314,5 +325,6 @@ export function compilePolicy(policy: Policy | null, options: CompileOptions): C
     pathMatching,
     routes,
     policy,
+    client,
   });
 }

@@ -5,6 +5,7 @@ export { parsePolicyOffThread, OFF_THREAD_PARSE_DEFAULTS, type OffThreadParseOpt
 export { POLICY_LIMITS } from './limits.ts';
 export { compilePolicy, selectServer, type CompiledPolicy, type CompiledRoute, type CompileOptions } from './compile.ts';
 export { decide, matchRoute } from './decide.ts';
+export { compileClient, selectClient, describeDestination, type CompiledClient, type ClientDecision, type ClientDecisionCode, type DestinationFacts } from './client-policy.ts';
 export { foldPath } from './route-match.ts';
 export { normalizePath, MAX_PATH_LENGTH, type NormalizedPath, type PathRefusalCode } from './normalize-path.ts';
 export { PolicyStore, DEFAULT_POLICY_KEY, type ReloadEvent, type ReloadResult, type PolicyStoreOptions } from './store.ts';

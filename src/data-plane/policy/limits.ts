@@ -35,6 +35,12 @@ export const POLICY_LIMITS = Object.freeze({
   maxCallersPerRoute: 128,
   /** Methods of one route. */
   maxMethodsPerRoute: 16,
+  /** Clients of one policy (issue 16: the client side), like servers: one per workload of a namespace. */
+  maxClients: 64,
+  /** Destinations of one client: a linear scan once per destination (the verdict is cached), never per request. */
+  maxDestinationsPerClient: 256,
+  /** Ports of one client destination. */
+  maxPortsPerDestination: 32,
   /** Findings reported for one document; the rest are summarized in one POLICY_TOO_MANY_ERRORS line. */
   maxReportedFindings: 100,
 });
@@ -46,6 +52,8 @@ export function checkLimits(value: unknown): Finding[] {
   const over = (at: Finding['at'], what: string, n: number, cap: number, per: string): void => {
     out.push({ severity: 'error', code: 'POLICY_LIMIT', message: `${formatPath(at)} has ${n} ${what}; the limit is ${cap} ${what} ${per} (docs/policy.md#limits)`, at });
   };
+  checkClientLimits(value, over);
+  if (out.length > 0) return out;
   const servers = (value as { spec?: { servers?: unknown } } | null)?.spec?.servers;
   if (!Array.isArray(servers)) return out;
   if (servers.length > L.maxServers) {
@@ -83,4 +91,26 @@ export function checkLimits(value: unknown): Finding[] {
     }
   }
   return out;
+}
+
+/** The client side's counts: clients, destinations per client, ports per destination. */
+function checkClientLimits(value: unknown, over: (at: Finding['at'], what: string, n: number, cap: number, per: string) => void): void {
+  const L = POLICY_LIMITS;
+  const clients = (value as { spec?: { clients?: unknown } } | null)?.spec?.clients;
+  if (!Array.isArray(clients)) return;
+  if (clients.length > L.maxClients) return over(['spec', 'clients'], 'clients', clients.length, L.maxClients, 'per policy');
+  for (let c = 0; c < clients.length; c++) {
+    const destinations = (clients[c] as { destinations?: unknown } | null)?.destinations;
+    if (!Array.isArray(destinations)) continue;
+    if (destinations.length > L.maxDestinationsPerClient) {
+      over(['spec', 'clients', c, 'destinations'], 'destinations', destinations.length, L.maxDestinationsPerClient, 'per client');
+      continue;
+    }
+    for (let d = 0; d < destinations.length; d++) {
+      const ports = (destinations[d] as { ports?: unknown } | null)?.ports;
+      if (Array.isArray(ports) && ports.length > L.maxPortsPerDestination) {
+        over(['spec', 'clients', c, 'destinations', d, 'ports'], 'ports', ports.length, L.maxPortsPerDestination, 'per destination');
+      }
+    }
+  }
 }

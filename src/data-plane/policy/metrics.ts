@@ -1,6 +1,11 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { ReloadEvent } from './store.ts';
-import { routeValue } from '../metrics/label-values.ts';
+import { CappedLabel, DEFAULT_LABEL_CAP, routeValue } from '../metrics/label-values.ts';
+import { CounterVec, type CounterSeries } from '../metrics/series.ts';
+import type { ClientDecision } from './client-policy.ts';
+
+/** The `result` of a client decision: meshlet_authz_decisions_total's values. */
+export type ClientDecisionResult = 'allow' | 'deny' | 'audit_would_deny';
 
 /**
  * The policy metric family. Label values are bounded: reload results are an enum, the info
@@ -12,6 +17,14 @@ export class PolicyMetrics {
   readonly info: Gauge<'hash' | 'version'>;
   readonly wouldDeny: Counter<'route'>;
   readonly rejected: Counter<'code'>;
+  /**
+   * meshlet_policy_client_decisions_total{client, destination, result}: every outbound decision
+   * of the client side (docs/policy.md "Clients"). Its own family rather than a `direction` label
+   * on meshlet_authz_decisions_total, whose `caller` label would always be this workload outbound.
+   */
+  readonly clientDecisions: CounterVec;
+  readonly #clientSeries = new Map<string, CounterSeries>();
+  readonly #clientLabels = new CappedLabel(DEFAULT_LABEL_CAP);
 
   constructor(registry: Registry) {
     this.reloads = new Counter({
@@ -39,12 +52,32 @@ export class PolicyMetrics {
       labelNames: ['code'],
       registers: [registry],
     });
+    this.clientDecisions = new CounterVec({
+      name: 'meshlet_policy_client_decisions_total',
+      help: 'Outbound decisions of the client side of the policy, by client ("none" when the mesh client default decided), destination entry ("unmatched" when a default decided) and result (allow, deny, audit_would_deny).',
+      labelNames: ['client', 'destination', 'result'],
+      registry,
+    });
     this.wouldDeny = new Counter({
       name: 'meshlet_policy_audit_would_deny_total',
       help: 'Requests allowed in audit mode that enforcement would have denied, by route ("unmatched" = a default decided).',
       labelNames: ['route'],
       registers: [registry],
     });
+  }
+
+  /**
+   * The series a client decision is counted in. The outbound caches it with the verdict (per
+   * destination), so a request costs one increment: `clientSeries(d).value++`.
+   */
+  clientSeries(d: ClientDecision): CounterSeries {
+    const result: ClientDecisionResult = d.decision === 'deny' ? 'deny' : d.wouldDeny ? 'audit_would_deny' : 'allow';
+    const client = d.client ?? 'none';
+    const destination = this.#clientLabels.value(routeValue(d.route));
+    const key = `${client}\0${destination}\0${result}`;
+    let series = this.#clientSeries.get(key);
+    if (series === undefined) this.#clientSeries.set(key, (series = this.clientDecisions.series(Object.freeze({ client, destination, result }))));
+    return series;
   }
 
   recordReload(event: ReloadEvent): void {

@@ -105,6 +105,8 @@ function parseBounded(text: string, source: string | undefined): ParseResult {
   }
   const overLimits = checkLimits(value);
   if (overLimits.length > 0) return { ok: false, errors: overLimits.map((f) => located(f, doc)) };
+  // Neither side declared: said by name, with the schema's other errors when there are some.
+  const noSide = declaresNoSide(value) ? located({ severity: 'error', code: 'POLICY_SCHEMA', message: 'spec declares neither "servers" nor "clients": a policy needs at least one of the two', at: ['spec'] }, doc) : null;
   if (!validatePolicySchema(value)) {
     const seen = new Set<string>();
     const errors: PolicyError[] = [];
@@ -115,13 +117,24 @@ function parseBounded(text: string, source: string | undefined): ParseResult {
       seen.add(key);
       errors.push(located({ severity: 'error', code: 'POLICY_SCHEMA', message, at, ...(onKey ? { onKey } : {}) }, doc));
     }
+    if (noSide !== null) errors.push(noSide);
     return { ok: false, errors };
   }
+  if (noSide !== null) return { ok: false, errors: [noSide] };
+  // A document of clients only: no server, the same as a policy whose servers select nothing.
+  const spec = (value as { spec: { servers?: unknown } }).spec;
+  if (spec.servers === undefined) spec.servers = [];
   const policy = value as unknown as Policy;
   const findings = semanticChecks(policy).map((f) => located(f, doc));
   const errors = findings.filter((f) => f.severity === 'error');
   if (errors.length > 0) return { ok: false, errors: findings };
   return { ok: true, policy, warnings: findings };
+}
+
+/** `spec` is a mapping with neither `servers` nor `clients` (the schema requires neither alone). */
+function declaresNoSide(value: unknown): boolean {
+  const spec = (value as { spec?: unknown } | null)?.spec;
+  return typeof spec === 'object' && spec !== null && !Array.isArray(spec) && !('servers' in spec) && !('clients' in spec);
 }
 
 function firstAlias(doc: Document): Alias | undefined {

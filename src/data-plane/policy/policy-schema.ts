@@ -33,12 +33,13 @@ export const policySchema = {
       additionalProperties: false,
       properties: { name: { type: 'string', minLength: 1 }, namespace: dnsLabel },
     },
+    // At least one of servers and clients: parse.ts says so by name (ajv's anyOf message is unreadable).
     spec: {
       type: 'object',
-      required: ['servers'],
       additionalProperties: false,
       properties: {
         servers: { type: 'array', minItems: 1, maxItems: POLICY_LIMITS.maxServers, items: { $ref: '#/$defs/server' } },
+        clients: { type: 'array', minItems: 1, maxItems: POLICY_LIMITS.maxClients, items: { $ref: '#/$defs/client' } },
       },
     },
   },
@@ -103,6 +104,45 @@ export const policySchema = {
           },
         },
         callers: { type: 'array', maxItems: POLICY_LIMITS.maxCallersPerRoute, items: { $ref: '#/$defs/caller' } },
+      },
+    },
+    client: {
+      type: 'object',
+      required: ['name', 'selector', 'destinations'],
+      additionalProperties: false,
+      properties: {
+        name: dnsLabel,
+        selector: { $ref: '#/$defs/selector' },
+        default: { enum: DEFAULT_POLICIES },
+        mode: { enum: ['enforce', 'audit'] },
+        destinations: { type: 'array', maxItems: POLICY_LIMITS.maxDestinationsPerClient, items: { $ref: '#/$defs/destination' } },
+      },
+    },
+    // "Exactly one kind" (spiffeId, namespace, trustDomain, anyAuthenticated, service, host, cidr)
+    // is a semantic check (POLICY_BAD_DESTINATION), for the same reason as callers.
+    destination: {
+      type: 'object',
+      required: ['name'],
+      additionalProperties: false,
+      properties: {
+        name: routeName,
+        ports: { type: 'array', minItems: 1, maxItems: POLICY_LIMITS.maxPortsPerDestination, items: port },
+        spiffeId: { type: 'string' },
+        namespace: dnsLabel,
+        trustDomain: { type: 'string' },
+        anyAuthenticated: { const: true },
+        service: dnsLabel,
+        host: { type: 'string', minLength: 1, maxLength: 253 },
+        cidr: { type: 'string', minLength: 1, maxLength: 64 },
+      },
+    },
+    selector: {
+      type: 'object',
+      minProperties: 1,
+      additionalProperties: false,
+      properties: {
+        serviceAccount: { type: 'string', minLength: 1, maxLength: 253 },
+        matchLabels: { type: 'object', minProperties: 1, additionalProperties: { type: 'string' } },
       },
     },
     caller: {

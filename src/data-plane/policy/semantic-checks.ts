@@ -1,7 +1,8 @@
 import { DEFAULT_TRUST_DOMAIN, parseSpiffeId, validateTrustDomain } from '../../common/identity/spiffe-id.ts';
 import { normalizePath } from './normalize-path.ts';
 import { describeRouteMatch, routeMatchOf, type RouteMatch } from './route-match.ts';
-import type { Caller, Policy, Route, Server } from './types.ts';
+import { isIP } from 'node:net';
+import type { Caller, Client, ClientDestination, Policy, Route, Server } from './types.ts';
 
 /** A finding before it is located in the source text. */
 export interface Finding {
@@ -53,7 +54,98 @@ export function semanticChecks(policy: Policy): Finding[] {
     checkAmbiguousRoutes(server, sAt, ports, err, warn);
     checkDenyInsideAllow(server, sAt, ports, warn);
   });
+  checkClients(policy.spec.clients ?? [], err, warn);
   return out;
+}
+
+/** The kinds of a client destination: exactly one, `namespace` also going with `trustDomain` (an identity) or `service`. */
+const DESTINATION_KINDS = ['spiffeId', 'namespace', 'trustDomain', 'anyAuthenticated', 'service', 'host', 'cidr'] as const;
+
+/**
+ * The client side (issue 16): client names unique, destination names unique in the document
+ * (they name the entry in denials, metrics and the decision log), each destination exactly one
+ * kind with a well-formed value, and a client whose selector an earlier client already has
+ * (it never applies: the first match wins, as for servers).
+ */
+function checkClients(clients: readonly Client[], err: Report, warn: Report): void {
+  const clientNames = new Map<string, number>();
+  const destinationNames = new Map<string, string>();
+  const selectors = new Map<string, number>();
+  clients.forEach((client, c) => {
+    const cAt = ['spec', 'clients', c];
+    const first = clientNames.get(client.name);
+    if (first !== undefined) err('POLICY_DUPLICATE_CLIENT', [...cAt, 'name'], `client name "${client.name}" is already used by spec.clients[${first}]`);
+    else clientNames.set(client.name, c);
+    const selectorKey = JSON.stringify([client.selector.serviceAccount ?? null, Object.entries(client.selector.matchLabels ?? {}).sort()]);
+    const same = selectors.get(selectorKey);
+    if (same !== undefined) warn('POLICY_SHADOWED_CLIENT', [...cAt, 'selector'], `client "${client.name}" has the same selector as spec.clients[${same}], which comes first and wins: this client never applies`);
+    else selectors.set(selectorKey, c);
+    client.destinations.forEach((d, i) => {
+      const dAt = [...cAt, 'destinations', i];
+      const firstName = destinationNames.get(d.name);
+      if (firstName !== undefined) err('POLICY_DUPLICATE_DESTINATION', [...dAt, 'name'], `destination name "${d.name}" is already used by ${firstName}`);
+      else destinationNames.set(d.name, formatPath(dAt));
+      checkDestination(d, dAt, err);
+    });
+  });
+}
+
+function checkDestination(d: ClientDestination, at: Finding['at'], err: Report): void {
+  const kinds = DESTINATION_KINDS.filter((k) => k in d);
+  const paired = kinds.length === 2 && kinds.includes('namespace') && (kinds.includes('trustDomain') || kinds.includes('service'));
+  if (kinds.length !== 1 && !paired) {
+    const found = kinds.length === 0 ? 'none' : kinds.join(', ');
+    err('POLICY_BAD_DESTINATION', at, `a destination is exactly one of spiffeId, namespace (with an optional trustDomain), trustDomain, anyAuthenticated, service (with an optional namespace), host, cidr (found ${found})`);
+    return;
+  }
+  if ('spiffeId' in d) {
+    try {
+      parseSpiffeId(d.spiffeId);
+    } catch (e) {
+      err('POLICY_BAD_SPIFFE_ID', [...at, 'spiffeId'], (e as Error).message);
+    }
+  }
+  if ('trustDomain' in d && d.trustDomain !== undefined) {
+    try {
+      validateTrustDomain(d.trustDomain);
+    } catch (e) {
+      err('POLICY_BAD_TRUST_DOMAIN', [...at, 'trustDomain'], (e as Error).message.replace(/^invalid SPIFFE ID/, 'invalid trust domain'));
+    }
+  }
+  if ('host' in d) {
+    const problem = hostPatternProblem(d.host);
+    if (problem !== null) err('POLICY_BAD_HOST', [...at, 'host'], problem);
+  }
+  if ('cidr' in d) {
+    const problem = cidrProblem(d.cidr);
+    if (problem !== null) err('POLICY_BAD_CIDR', [...at, 'cidr'], problem);
+  }
+}
+
+const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
+
+/** Why `host` is not a DNS name or `*.suffix`, or null when it is one. */
+export function hostPatternProblem(host: string): string | null {
+  if (isIP(host) !== 0 || isIP(host.replace(/^\[|\]$/g, '')) !== 0) return `host "${host}" is an IP address: use cidr: ${isIP(host) === 6 || host.startsWith('[') ? `${host.replace(/^\[|\]$/g, '')}/128` : `${host}/32`}`;
+  const name = host.startsWith('*.') ? host.slice(2) : host;
+  if (name.includes('*')) return `host "${host}": "*" is allowed only as the whole first label ("*.example.com")`;
+  if (name.endsWith('.')) return `host "${host}" ends with ".": write the name without the trailing dot`;
+  const labels = name.split('.');
+  if (labels.some((l) => !DNS_LABEL.test(l))) return `host "${host}" is not a DNS name (labels of letters, digits and "-", 1 to 63 characters, separated by ".")`;
+  return null;
+}
+
+/** Why `cidr` is not ADDRESS/PREFIX (IPv4 or IPv6), or null when it is one. */
+export function cidrProblem(cidr: string): string | null {
+  const slash = cidr.indexOf('/');
+  if (slash === -1) return isIP(cidr) !== 0 ? `cidr "${cidr}" has no prefix length: write ${cidr}/${isIP(cidr) === 4 ? 32 : 128} for one address` : `cidr "${cidr}" is not ADDRESS/PREFIX`;
+  const address = cidr.slice(0, slash);
+  const prefixText = cidr.slice(slash + 1);
+  const family = isIP(address);
+  if (family === 0) return `cidr "${cidr}": "${address}" is not an IPv4 or IPv6 address`;
+  const max = family === 4 ? 32 : 128;
+  if (!/^\d{1,3}$/.test(prefixText) || Number(prefixText) > max) return `cidr "${cidr}": the prefix length must be 0 to ${max}`;
+  return null;
 }
 
 type Report = (code: string, at: Finding['at'], message: string) => void;

@@ -2,10 +2,10 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MountedDirWatcher } from '../../common/volume/mounted-dir-watcher.ts';
-import { compilePolicy, type CompiledPolicy } from './compile.ts';
+import { compilePolicy, type CompiledPolicy, type CompileOptions } from './compile.ts';
 import type { PolicyMetrics } from './metrics.ts';
 import { parsePolicyOffThread, type OffThreadParseOptions } from './parse-off-thread.ts';
-import type { DefaultPolicy, PolicyError, WorkloadSelf } from './types.ts';
+import type { ClientMeshDefault, DefaultPolicy, PolicyError, WorkloadSelf } from './types.ts';
 
 export type ReloadResult = 'ok' | 'invalid' | 'unreadable' | 'deleted' | 'unchanged';
 
@@ -31,6 +31,8 @@ export interface PolicyStoreOptions {
   key?: string;
   self: WorkloadSelf;
   meshDefault: DefaultPolicy;
+  /** MESHLET_DEFAULT_CLIENT_POLICY: the client side when no client selects the workload; default `allow`. */
+  meshClientDefault?: ClientMeshDefault;
   metrics?: PolicyMetrics;
   /** MountedDirWatcher options; the poll is the safety net for missed fs events. */
   debounceMs?: number;
@@ -70,7 +72,13 @@ export class PolicyStore {
   constructor(options: PolicyStoreOptions) {
     this.#options = options;
     this.#file = join(options.dir, options.key ?? DEFAULT_POLICY_KEY);
-    this.#current = compilePolicy(null, { self: options.self, meshDefault: options.meshDefault });
+    this.#current = compilePolicy(null, this.#compileOptions());
+  }
+
+  /** The server side and the client side compile from the same document with the same options. */
+  #compileOptions(): CompileOptions {
+    const o = this.#options;
+    return { self: o.self, meshDefault: o.meshDefault, ...(o.meshClientDefault !== undefined ? { meshClientDefault: o.meshClientDefault } : {}) };
   }
 
   /** Loads the policy once and starts watching. Resolves with the first reload's event. */
@@ -144,7 +152,7 @@ export class PolicyStore {
     }
     // The route caps bound this (about 7 ms for 1,000 routes): it stays on the main thread
     // because a compiled policy is closures, which cannot cross from a worker.
-    const compiled = compilePolicy(parsed.policy, { self: this.#options.self, meshDefault: this.#options.meshDefault });
+    const compiled = compilePolicy(parsed.policy, this.#compileOptions());
     if (this.#closed) return { result: 'unchanged', hash, server: server() };
     this.#current = compiled;
     this.#currentHash = hash;

@@ -74,11 +74,58 @@ export interface Server {
   routes: Route[];
 }
 
+/**
+ * Where a client may call (the client side of the policy, issue 16): exactly one of
+ * - a meshed workload by identity: `spiffeId`, every ServiceAccount of a `namespace` (optional
+ *   `trustDomain`, default the mesh's), any identity of a `trustDomain`, or `anyAuthenticated`
+ *   (any meshed destination);
+ * - a Kubernetes Service: `service` (its name) with optional `namespace` (default: the client's
+ *   own), as discovery resolves it — meshed or not;
+ * - outside the mesh (egress): `host` (a DNS name, or `*.suffix`), matched against the name the
+ *   app used (HTTP Host / :authority, TLS SNI), or `cidr` (IPv4 or IPv6), matched against the
+ *   address dialled.
+ */
+export type DestinationTarget =
+  | { spiffeId: string }
+  | { namespace: string; trustDomain?: string }
+  | { trustDomain: string }
+  | { anyAuthenticated: true }
+  | { service: string; namespace?: string }
+  | { host: string }
+  | { cidr: string };
+
+/** One allowed destination: a name (unique in the document; in denials, metrics, the decision log), what it matches and, optionally, which ports (absent = any). */
+export type ClientDestination = DestinationTarget & { name: string; ports?: number[] };
+
+/**
+ * The client side of a workload: which destinations its outbound sidecar lets the app call.
+ * `default`: `deny` (the default when absent) = only `destinations`; `all-authenticated` = any
+ * meshed destination too, while unmeshed and outside destinations still need an entry; `audit`
+ * = everything allowed, what `deny` would refuse is recorded as would-deny. `mode: audit` is a
+ * dry run of the whole client, as for servers.
+ */
+export interface Client {
+  name: string;
+  selector: { serviceAccount?: string; matchLabels?: Record<string, string> };
+  default?: DefaultPolicy;
+  mode?: EnforcementMode;
+  destinations: ClientDestination[];
+}
+
+/**
+ * The mesh-level client default (sidecar setting MESHLET_DEFAULT_CLIENT_POLICY), for a workload
+ * no `clients` entry selects: `allow` (the default) leaves its outbound unrestricted by policy, as
+ * before clients existed; the other three act as a client `default` with no destinations.
+ */
+export const CLIENT_MESH_DEFAULTS = ['allow', 'audit', 'all-authenticated', 'deny'] as const;
+export type ClientMeshDefault = (typeof CLIENT_MESH_DEFAULTS)[number];
+
 export interface Policy {
   apiVersion: typeof POLICY_API_VERSION;
   kind: typeof POLICY_KIND;
   metadata?: { name?: string; namespace?: string };
-  spec: { servers: Server[] };
+  /** At least one of the two lists; a document may declare servers, clients or both. */
+  spec: { servers: Server[]; clients?: Client[] };
 }
 
 /** One problem found in a policy, with where it is. Warnings never make a policy invalid. */

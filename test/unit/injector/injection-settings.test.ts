@@ -29,6 +29,7 @@ describe('injector settings from the environment', () => {
       trustDomain: 'prod.example',
       caAddress: 'ca.mesh.svc:9443',
       defaultPolicy: 'audit',
+      defaultClientPolicy: 'allow',
       failureMode: 'allow',
       excludedNamespaces: ['kube-system', 'infra'],
       allowedPodOverrides: ['meshlet.io/skip-outbound-cidrs', 'meshlet.io/opaque-ports'],

@@ -66,7 +66,7 @@ describe('parsePolicy', () => {
   it('collects several schema errors at once', () => {
     const r = parsePolicy('apiVersion: v1\nkind: Nope\nspec: {}\n');
     expect(r.ok).toBe(false);
-    if (!r.ok) expect(r.errors.map((e) => e.message).sort()).toEqual(['missing required field "servers"', 'must be "AuthorizationPolicy"', 'must be "policy.meshlet.io/v1alpha1"']);
+    if (!r.ok) expect(r.errors.map((e) => e.message).sort()).toEqual(['must be "AuthorizationPolicy"', 'must be "policy.meshlet.io/v1alpha1"', 'spec declares neither "servers" nor "clients": a policy needs at least one of the two']);
   });
 
   it('refuses an empty document and multiple documents', () => {

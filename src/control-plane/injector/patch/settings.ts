@@ -1,6 +1,6 @@
 import { bool, deepFreeze, EnvReader, hostPort, list, oneOf, text, type Env, type EnvVar } from '../../../common/config/env.ts';
 import { SIDECAR_ENV } from '../../../data-plane/sidecar/sidecar-env.ts';
-import type { DefaultPolicy } from '../../../data-plane/policy/types.ts';
+import type { ClientMeshDefault, DefaultPolicy } from '../../../data-plane/policy/types.ts';
 import { parsePodOverrides, WEAKENING_ANNOTATIONS, type WeakeningAnnotation } from './pod-overrides.ts';
 
 /**
@@ -18,6 +18,8 @@ export interface InjectionSettings {
   caAddress: string;
   /** The mesh-wide default policy written into sidecars whose pod has no meshlet.io/default-policy. */
   defaultPolicy: DefaultPolicy;
+  /** The mesh client default (docs/policy.md "Clients") written into every sidecar when it is not the sidecar's own default, allow. */
+  defaultClientPolicy: ClientMeshDefault;
   /** What an unexpected injector error does to the pod: deny it, or let it run without the mesh. */
   failureMode: 'deny' | 'allow';
   /** Namespaces never injected, whatever the labels say. */
@@ -40,6 +42,7 @@ export const INJECTION_ENV = {
   trustDomain: SIDECAR_ENV.trustDomain,
   caAddress: { ...SIDECAR_ENV.caAddress, description: 'host:port of the identity service, written into every sidecar', parse: (raw: string) => (hostPort(raw), raw) },
   defaultPolicy: SIDECAR_ENV.defaultPolicy,
+  defaultClientPolicy: { ...SIDECAR_ENV.defaultClientPolicy, description: 'mesh-wide client default for workloads no policy client selects, written into every sidecar unless it is allow (the sidecar default)' },
   failureMode: { name: 'MESHLET_INJECTOR_FAILURE_MODE', default: 'deny', description: 'on an internal injector error: deny the pod, or allow it without the mesh (plus a warning)', parse: oneOf('deny', 'allow') },
   excludedNamespaces: { name: 'MESHLET_INJECTOR_EXCLUDED_NAMESPACES', default: 'kube-system,kube-public', description: 'namespaces never injected (comma-separated)', parse: list(text) },
   allowedPodOverrides: {
@@ -72,6 +75,7 @@ export function readInjectionSettingsWith(r: EnvReader): Readonly<InjectionSetti
     trustDomain: r.read(INJECTION_ENV.trustDomain),
     caAddress: r.read(INJECTION_ENV.caAddress),
     defaultPolicy: r.read(INJECTION_ENV.defaultPolicy),
+    defaultClientPolicy: r.read(INJECTION_ENV.defaultClientPolicy),
     failureMode: r.read(INJECTION_ENV.failureMode),
     excludedNamespaces: r.read(INJECTION_ENV.excludedNamespaces),
     allowedPodOverrides: r.read(INJECTION_ENV.allowedPodOverrides),

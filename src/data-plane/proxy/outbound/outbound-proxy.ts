@@ -13,6 +13,7 @@ import { RouteStep } from './route.ts';
 import { passThrough, type PassthroughContext } from './passthrough.ts';
 import { meshTcp } from './mesh-tcp.ts';
 import { EgressRules } from './egress-rules.ts';
+import { addressOf, factsFromDiscovery, type DestinationPolicy } from './destination-policy.ts';
 import { UNMESHED_PEER } from '../../metrics/label-values.ts';
 import { decide, type OutboundDecision } from '../../discovery/decide.ts';
 import type { Resolution } from '../../discovery/resolution.ts';
@@ -85,6 +86,11 @@ export interface OutboundProxyOptions {
   };
   /** Hears passthrough connections and their refusals (metrics). */
   readonly tcpObserver?: PassthroughContext['observer'];
+  /**
+   * The client side of the policy (destination-policy.ts): every request, and every connection
+   * of the app's own TLS or opaque TCP, is decided after routing; absent: nothing is decided.
+   */
+  readonly clientPolicy?: DestinationPolicy;
 }
 
 export const DEFAULT_OUTBOUND_PORT = 15001;
@@ -113,7 +119,7 @@ export class OutboundProxy {
     const discovery = opts.transparent?.discovery;
     this.#egress = opts.transparent === undefined ? null : (opts.transparent.egress ?? new EgressRules(opts.transparent.passthrough));
     const egress = this.#egress;
-    this.#route = new RouteStep(opts.destinations, opts.tls, this.#hopContext, (err) => this.#opts.observer?.handshakeFailed?.('outbound', err), discovery && egress ? { resolve: (d) => discovery.resolve(d), egress } : undefined);
+    this.#route = new RouteStep(opts.destinations, opts.tls, this.#hopContext, (err) => this.#opts.observer?.handshakeFailed?.('outbound', err), discovery && egress ? { resolve: (d) => discovery.resolve(d), egress } : undefined, opts.clientPolicy);
     const pipeline = new RequestPipeline({
       direction: 'outbound',
       settings: this.#settings,
@@ -188,7 +194,7 @@ export class OutboundProxy {
     const { requestHeadersMs, protocolDetectMs } = this.#settings.timeouts;
     const pass = (protocol: 'tls' | 'opaque', sni: string | null): void => {
       setupDone();
-      this.#act(socket, conn, dst, protocol, sni, answer === undefined ? EGRESS : decide(answer));
+      this.#act(socket, conn, dst, protocol, sni, answer, answer === undefined ? EGRESS : decide(answer));
     };
     const declared = answer !== undefined && 'protocol' in answer ? answer.protocol : undefined;
     if (declared === 'server-first' || declared === 'tcp' || (transparent.serverFirstPorts ?? SERVER_FIRST_PORTS).has(dst.port)) return pass('opaque', null);
@@ -210,14 +216,25 @@ export class OutboundProxy {
   }
 
   /** What discovery's answer means for one TLS or opaque connection (docs/discovery.md, the sidecar's table). */
-  #act(socket: net.Socket, conn: TrackedConnection, dst: OriginalDestination, protocol: 'tls' | 'opaque', sni: string | null, d: OutboundDecision): void {
+  #act(socket: net.Socket, conn: TrackedConnection, dst: OriginalDestination, protocol: 'tls' | 'opaque', sni: string | null, answer: Resolution | undefined, d: OutboundDecision): void {
     if (socket.destroyed) return;
     const observer = this.#opts.tcpObserver;
     const passCtx = { registry: this.registry, connectMs: this.#settings.timeouts.connectMs, ...(observer ? { observer } : {}) };
+    // The client policy, once per connection, after routing and (egress) the env rules: the SNI
+    // is the name the app used (plain TCP names none), the original destination the address.
+    const policy = this.#opts.clientPolicy;
+    const refusedByPolicy = (): boolean => {
+      if (policy === undefined || policy.connection({ ...factsFromDiscovery(answer, d, addressOf(dst.address), dst.port), name: sni === null ? null : sni.toLowerCase() })) return false;
+      observer?.refused?.('outbound', 'MESHLET_DENIED');
+      socket.destroy();
+      return true;
+    };
     switch (d.action) {
       case 'mtls':
+        if (refusedByPolicy()) return;
         return meshTcp(socket, conn, { address: dst.address, port: dst.port, identities: d.identities }, this.#opts.tls, this.#hopContext, observer);
       case 'endpoints': {
+        if (refusedByPolicy()) return;
         // A Service with meshed and unmeshed endpoints: dial one endpoint ourselves (kube-proxy
         // would choose after our mTLS-or-not decision), spread at random.
         const e = d.endpoints[Math.floor(Math.random() * d.endpoints.length)]!;
@@ -225,6 +242,7 @@ export class OutboundProxy {
         return passThrough(socket, conn, { address: e.address, port: e.port, family: e.address.includes(':') ? 6 : 4 }, protocol, sni, { ...passCtx, peer: UNMESHED_PEER });
       }
       case 'plaintext':
+        if (refusedByPolicy()) return;
         return passThrough(socket, conn, dst, protocol, sni, { ...passCtx, peer: UNMESHED_PEER });
       case 'egress':
         if (this.#egress!.decide({ address: dst.address, port: dst.port, name: sni }).action === 'deny') {
@@ -232,6 +250,8 @@ export class OutboundProxy {
           socket.destroy();
           return;
         }
+        // The env rules first (the operator's), then the client policy (the owner's): both must allow.
+        if (refusedByPolicy()) return;
         return passThrough(socket, conn, dst, protocol, sni, passCtx);
       case 'refuse':
         observer?.refused?.('outbound', 'MESHLET_UNKNOWN_DESTINATION');

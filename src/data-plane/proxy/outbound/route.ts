@@ -15,6 +15,7 @@ import type { Resolution } from '../../discovery/resolution.ts';
 import type { EgressRules } from './egress-rules.ts';
 import { meshTarget, pinnedTo } from './mesh-target.ts';
 import { UNMESHED_PEER } from '../../metrics/label-values.ts';
+import { addressOf, factsFromConfig, factsFromDiscovery, type CachedVerdict, type DestinationFactsBase, type DestinationPolicy, type VerdictHolder } from './destination-policy.ts';
 
 /** What the route step asks of discovery (src/data-plane/discovery/): a cached answer, or a promise of one; never rejects. */
 export interface RouteDiscovery {
@@ -44,13 +45,16 @@ export class RouteStep implements DecideStep {
   readonly #discovery: RouteDiscovery | undefined;
   /** Keyed by what discovery said (`mtls:host:port:ids`, `plain:host:port`), insertion-ordered for eviction. */
   readonly #discovered = new Map<string, OutboundDestination>();
+  /** The client side of the policy (destination-policy.ts); absent: outbound is not decided by policy. */
+  readonly #policy: DestinationPolicy | undefined;
 
-  constructor(config: DestinationConfig, tls: ClientTls, hopContext: NextHopContext, handshakeFailed: (err: Error) => void, discovery?: RouteDiscovery) {
+  constructor(config: DestinationConfig, tls: ClientTls, hopContext: NextHopContext, handshakeFailed: (err: Error) => void, discovery?: RouteDiscovery, policy?: DestinationPolicy) {
     this.#table = new DestinationTable(config);
     this.#tls = tls;
     this.#hopContext = hopContext;
     this.#handshakeFailed = handshakeFailed;
     this.#discovery = discovery;
+    this.#policy = policy;
   }
 
   decide(head: Http1Head | StreamHead, _conn: TrackedConnection): Decision | ProxyError | Promise<Decision | ProxyError> {
@@ -66,63 +70,77 @@ export class RouteStep implements DecideStep {
     }
     const discovery = this.#discovery;
     const route = this.#table.resolve(authority, discovery !== undefined);
-    if (route !== null) return { destination: this.#destination(route), path, route: undefined, authz: 'none', identity: null };
+    if (route !== null) {
+      const destination = this.#destination(route);
+      // Routing first (it names the facts: identity, address), then the client policy.
+      const refused = this.#policy?.request(head, destination, route.host, path) ?? null;
+      if (refused !== null) return refused;
+      return { destination, path, route: undefined, authz: 'none', identity: null };
+    }
     const parsed = discovery === undefined ? null : parseAuthority(authority);
     if (parsed === null) {
       return new ProxyError('MESHLET_UNKNOWN_DESTINATION', `${authority} is not a known mesh destination nor a configured plaintext destination; refused (the sidecar never sends plaintext on its own)`);
     }
     // Nothing configured names it: what the control plane knows decides (docs/discovery.md).
     const answer = discovery!.resolve(parsed);
-    return answer instanceof Promise ? answer.then((r) => this.#fromDiscovery(r, parsed.host, parsed.port, path)) : this.#fromDiscovery(answer, parsed.host, parsed.port, path);
+    return answer instanceof Promise ? answer.then((r) => this.#fromDiscovery(head, r, parsed.host, parsed.port, path)) : this.#fromDiscovery(head, answer, parsed.host, parsed.port, path);
   }
 
-  #fromDiscovery(r: Resolution, host: string, port: number, path: string): Decision | ProxyError {
+  #fromDiscovery(head: Http1Head | StreamHead, r: Resolution, host: string, port: number, path: string): Decision | ProxyError {
     const d = decideDestination(r);
     let destination: OutboundDestination;
+    let refused: ProxyError | null = null;
+    const policy = this.#policy;
     switch (d.action) {
       case 'mtls':
-        destination = this.#discoveredMesh(host, port, d.identities);
+        destination = this.#discoveredMesh(host, port, d.identities, factsFromDiscovery(r, d, addressOf(host), port));
         break;
       case 'endpoints': {
-        // A Service with meshed and unmeshed endpoints: one endpoint, dialled directly.
+        // A Service with meshed and unmeshed endpoints: one endpoint, dialled directly. The client
+        // policy decides on the Service as a whole (not meshed as a whole), not cached per endpoint.
+        const facts = factsFromDiscovery(r, d, addressOf(host), port);
+        if (policy !== undefined) refused = policy.requestWithFacts(head, { ...facts, name: host }, path);
+        if (refused !== null) return refused;
         const e = d.endpoints[Math.floor(Math.random() * d.endpoints.length)]!;
-        destination = e.then.action === 'mtls' ? this.#discoveredMesh(e.address, e.port, e.then.identities) : this.#discoveredPlain(e.address, e.port);
-        break;
+        destination = e.then.action === 'mtls' ? this.#discoveredMesh(e.address, e.port, e.then.identities, facts) : this.#discoveredPlain(e.address, e.port, facts);
+        return { destination, path, route: undefined, authz: 'none', identity: null };
       }
       case 'plaintext':
-        destination = this.#discoveredPlain(host, port);
+        destination = this.#discoveredPlain(host, port, factsFromDiscovery(r, d, addressOf(host), port));
         break;
       case 'egress':
         {
           const verdict = this.#discovery!.egress.decide({ address: host, port, name: host });
           if (verdict.action === 'deny') return new ProxyError('MESHLET_UNKNOWN_DESTINATION', `${host}:${port} is outside the cluster and the egress rules deny it (${verdict.why}); refused`);
         }
-        destination = this.#discoveredPlain(host, port, true);
+        destination = this.#discoveredPlain(host, port, factsFromDiscovery(r, d, addressOf(host), port), true);
         break;
       case 'refuse':
         return new ProxyError('MESHLET_UNKNOWN_DESTINATION', `${host}:${port}: ${d.detail}; refused rather than risk plaintext to a meshed destination (${d.reason})`);
     }
+    if (policy !== undefined) refused = policy.request(head, destination, host, path);
+    if (refused !== null) return refused;
     return { destination, path, route: undefined, authz: 'none', identity: null };
   }
 
   /** mTLS to a destination discovery says is meshed: one identity pinned, several checked after the handshake. */
-  #discoveredMesh(host: string, port: number, identities: readonly string[]): OutboundDestination {
+  #discoveredMesh(host: string, port: number, identities: readonly string[], facts: DestinationFactsBase): OutboundDestination {
     const key = `mtls:${host}:${port}:${identities.join(',')}`;
     const known = this.#discovered.get(key);
     if (known !== undefined) return known;
     // decide() only answers mtls with at least one identity.
     const pin = pinnedTo(identities)!;
     const where = { label: `meshed destination ${host}:${port} (${identities.join('|')})`, host, port };
-    return this.#keep(key, new OutboundDestination(meshTarget(this.#tls, where, pin, 'http/1.1', this.#handshakeFailed), meshTarget(this.#tls, where, pin, 'h2', this.#handshakeFailed), this.#hopContext));
+    return this.#keep(key, new OutboundDestination(meshTarget(this.#tls, where, pin, 'http/1.1', this.#handshakeFailed), meshTarget(this.#tls, where, pin, 'h2', this.#handshakeFailed), this.#hopContext, facts));
   }
 
   /** Plaintext to an unmeshed in-cluster destination (`peer` label `unmeshed`), or outside the cluster (egress: `unauthenticated`). */
-  #discoveredPlain(host: string, port: number, egress = false): OutboundDestination {
+  #discoveredPlain(host: string, port: number, facts: DestinationFactsBase, egress = false): OutboundDestination {
     const key = `${egress ? 'egress' : 'plain'}:${host}:${port}`;
     const known = this.#discovered.get(key);
     if (known !== undefined) return known;
     const target: NextHopTarget = egress ? { label: `egress destination ${host}:${port}`, host, port } : { label: `unmeshed destination ${host}:${port}`, host, port, plaintextPeer: UNMESHED_PEER };
-    return this.#keep(key, new OutboundDestination(target, target, this.#hopContext));
+    return this.#keep(key, new OutboundDestination(target, target, this.#hopContext, facts));
   }
 
   #keep(key: string, d: OutboundDestination): OutboundDestination {
@@ -154,12 +172,12 @@ export class RouteStep implements DecideStep {
     const who = d.expected.spiffeId ?? `trust domain ${d.expected.trustDomains?.join('|')}`;
     const where = { label: `peer sidecar for ${d.host}:${d.port} (${who})`, host: d.address.host, port: d.address.port };
     const pin = { expected: d.expected };
-    return new OutboundDestination(meshTarget(this.#tls, where, pin, 'http/1.1', this.#handshakeFailed), meshTarget(this.#tls, where, pin, 'h2', this.#handshakeFailed), this.#hopContext);
+    return new OutboundDestination(meshTarget(this.#tls, where, pin, 'http/1.1', this.#handshakeFailed), meshTarget(this.#tls, where, pin, 'h2', this.#handshakeFailed), this.#hopContext, factsFromConfig(d.address.host, d.port, d.expected));
   }
 
   #plain(host: string, port: number): OutboundDestination {
     const target: NextHopTarget = { label: `plaintext destination ${host}:${port}`, host, port };
-    return new OutboundDestination(target, target, this.#hopContext);
+    return new OutboundDestination(target, target, this.#hopContext, factsFromConfig(host, port, null));
   }
 }
 
@@ -169,15 +187,20 @@ export class RouteStep implements DecideStep {
  * plaintext destination) — gRPC needs HTTP/2 end to end (trailers). Upgrade requests get a
  * connection of their own (ALPN http/1.1). Each pool is made on first use.
  */
-export class OutboundDestination implements Destination {
+export class OutboundDestination implements Destination, VerdictHolder {
   readonly tunnel: NextHopTarget;
+  /** What the client policy decides on (the name the app used aside), fixed with the destination. */
+  readonly facts: DestinationFactsBase;
+  /** The client policy's verdict for this destination, cached until a reload or another name (destination-policy.ts). */
+  verdict: CachedVerdict | null = null;
   readonly #h2Target: NextHopTarget;
   readonly #hopContext: NextHopContext;
   #http1: NextHop | null = null;
   #h2: H2SessionPool | null = null;
 
-  constructor(http1Target: NextHopTarget, h2Target: NextHopTarget, hopContext: NextHopContext) {
+  constructor(http1Target: NextHopTarget, h2Target: NextHopTarget, hopContext: NextHopContext, facts: DestinationFactsBase) {
     this.tunnel = http1Target;
+    this.facts = facts;
     this.#h2Target = h2Target;
     this.#hopContext = hopContext;
   }

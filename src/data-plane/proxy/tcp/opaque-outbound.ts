@@ -6,6 +6,7 @@ import type { ClientTls, ExpectedPeer } from '../tls-dependency.ts';
 import { connectNextHop } from '../upstream/next-hop-connect.ts';
 import { spliceSockets } from './byte-splice.ts';
 import { meshTarget } from '../outbound/mesh-target.ts';
+import { addressOf, factsFromConfig, type DestinationPolicy } from '../outbound/destination-policy.ts';
 import { TcpSessionSet } from './tcp-session-set.ts';
 import { tcpRefusalCode, type TcpObserver } from './tcp-refusals.ts';
 import { listenOn } from '../../../common/net/listen.ts';
@@ -44,6 +45,8 @@ export interface OpaqueTcpOutboundOptions {
    * its setup is the peer leg, bounded by timeouts.connectMs and timeouts.tlsHandshakeMs.
    */
   readonly guard?: ConnectionGuard;
+  /** The client side of the policy: each connection is decided before the peer is dialled; a refusal closes it (MESHLET_DENIED). */
+  readonly clientPolicy?: DestinationPolicy;
 }
 
 const KEEPALIVE_DELAY_MS = 60_000;
@@ -99,6 +102,16 @@ export class OpaqueTcpOutbound {
 
   #onConnection(socket: net.Socket, mapping: OpaqueTcpMapping): void {
     socket.on('error', () => socket.destroy());
+    const policy = this.#opts.clientPolicy;
+    if (policy !== undefined) {
+      const { host, port, expected } = mapping.destination;
+      // The mapping names the destination (the app dialled a local port): its host is the name, its expected identity the facts.
+      if (!policy.connection({ ...factsFromConfig(host, port, expected), name: addressOf(host) === null ? host.toLowerCase() : null })) {
+        this.#opts.observer?.refused?.('outbound', 'MESHLET_DENIED');
+        socket.destroy();
+        return;
+      }
+    }
     socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
     const accepted = this.registry.track('outbound', 'accepted', socket);
     const session = this.#sessions.open(socket);

@@ -8,7 +8,7 @@ import type { ProxyError, ProxyErrorCode } from '../http/errors.ts';
  * same (documented in docs/proxy-tcp.md), plus the one that exists only at L4.
  */
 export const TCP_REFUSAL_CATALOG = {
-  MESHLET_DENIED: 'the policy of the port does not allow this caller; the connection is closed before any byte reaches the app',
+  MESHLET_DENIED: 'inbound: the policy of the port does not allow this caller; outbound: the client policy does not allow this destination; the connection is closed before any byte reaches the app or the destination',
   MESHLET_UNDECLARED_PORT: 'inbound TCP to a port the pod does not declare (the catch-all listener): reset, never forwarded',
   MESHLET_UPSTREAM_CONNECT_FAILED: 'the next hop (the app, or the peer sidecar) refused the connection',
   MESHLET_UPSTREAM_CONNECT_TIMEOUT: 'the next hop did not accept a connection within timeouts.connectMs',
