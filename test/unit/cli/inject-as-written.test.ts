@@ -93,7 +93,8 @@ describe('meshlet inject prints what it does not change as written', () => {
     for (const kept of [
       'replicas: 2 # two replicas',
       'selector: {matchLabels: {app: web}}',
-      'labels: {app: web} # pod labels',
+      // the pod labels keep their flow style and comment, with the ServiceAccount label added
+      'labels: {app: web, meshlet.io/service-account: default} # pod labels',
       "- name: web # the app\n        image: 'registry.example/web:1.0'",
       'ports: [{name: http, containerPort: 8080}]',
       '- {name: GREETING, value: "hello"}',

@@ -10,6 +10,7 @@ import { pointer } from './json-pointer.ts';
 import { ADMIN_PORT, ADMIN_PORT_NAME, INIT_CONTAINER, PROXY_CONTAINER } from './pod-layout.ts';
 import type { Pod } from './pod-shape.ts';
 import { initContainerProbeWarnings, planProbes } from './probes.ts';
+import { planServiceAccountLabel, SERVICE_ACCOUNT_LABEL, type ServiceAccountLabelPlan } from './service-account-label.ts';
 import type { InjectionSettings } from './settings.ts';
 import { SIDECAR_ENV, type IdentitySourceKind } from '../../../data-plane/sidecar/sidecar-env.ts';
 
@@ -66,11 +67,13 @@ export function injectPod(pod: Pod, namespace: string, settings: InjectionSettin
   // Prometheus scrapes plaintext: a scrape of an intercepted port goes through the sidecar (metrics-merge.ts).
   const metrics = planMetrics(pod.metadata?.annotations, annotations.mergeMetrics ?? true, (p) => !probePorts.skipped.has(p) && !probePorts.listen.has(p));
   if (metrics.kind === 'keep' && metrics.warning !== null) probes.warnings.push(metrics.warning);
+  const saLabel = planServiceAccountLabel(pod);
+  if (saLabel.kind === 'omit') probes.warnings.push(saLabel.warning);
   const plan: MeshPlan = { inbound, volumes, appProbes: probes.appProbes, appMetrics: metrics.kind === 'merge' ? metrics.appMetrics : null, annotations, native: annotations.nativeSidecar ?? settings.nativeSidecar };
-  return { outcome: 'injected', patch: buildPatch(pod, plan, probes.rewrites, metrics, settings), warnings: probes.warnings };
+  return { outcome: 'injected', patch: buildPatch(pod, plan, probes.rewrites, metrics, saLabel, settings), warnings: probes.warnings };
 }
 
-function buildPatch(pod: Pod, plan: MeshPlan, rewrites: ReturnType<typeof planProbes>['rewrites'], metrics: MetricsPlan, settings: InjectionSettings): JsonPatchOp[] {
+function buildPatch(pod: Pod, plan: MeshPlan, rewrites: ReturnType<typeof planProbes>['rewrites'], metrics: MetricsPlan, saLabel: ServiceAccountLabelPlan, settings: InjectionSettings): JsonPatchOp[] {
   const ops: JsonPatchOp[] = [];
   const spec = pod.spec;
   const proxy = proxyContainer(plan, settings);
@@ -109,9 +112,22 @@ function buildPatch(pod: Pod, plan: MeshPlan, rewrites: ReturnType<typeof planPr
   // sidecar's own /metrics when the pod names no scrape target; the merged endpoint when the
   // app's own target is one the sidecar intercepts ('add' replaces an existing member, RFC 6902 §4.1).
   if (metrics.kind !== 'keep') Object.assign(added, metrics.annotations);
-  if (!pod.metadata) ops.push({ op: 'add', path: pointer('metadata'), value: { annotations: added } });
-  else if (!pod.metadata.annotations) ops.push({ op: 'add', path: pointer('metadata', 'annotations'), value: added });
+  // NetworkPolicy selects pods by labels, never by ServiceAccount: this label lets `meshlet
+  // policy netpol` select a ServiceAccount's pods. 'add' overwrites a value the pod declared
+  // itself, so an injected pod cannot claim another ServiceAccount's label.
+  const labels: Record<string, string> = saLabel.kind === 'set' ? { [SERVICE_ACCOUNT_LABEL]: saLabel.value } : {};
+  if (!pod.metadata) {
+    ops.push({ op: 'add', path: pointer('metadata'), value: { annotations: added, ...(saLabel.kind === 'set' ? { labels } : {}) } });
+    return ops;
+  }
+  if (!pod.metadata.annotations) ops.push({ op: 'add', path: pointer('metadata', 'annotations'), value: added });
   else for (const [k, v] of Object.entries(added)) ops.push({ op: 'add', path: pointer('metadata', 'annotations', k), value: v });
+  if (saLabel.kind === 'set') {
+    if (!pod.metadata.labels) ops.push({ op: 'add', path: pointer('metadata', 'labels'), value: labels });
+    else ops.push({ op: 'add', path: pointer('metadata', 'labels', SERVICE_ACCOUNT_LABEL), value: saLabel.value });
+  } else if (saLabel.remove) {
+    ops.push({ op: 'remove', path: pointer('metadata', 'labels', SERVICE_ACCOUNT_LABEL) });
+  }
   return ops;
 }
 
