@@ -14,11 +14,11 @@ export function meshletVersion(): string {
  */
 const groups: Record<string, { summary: string; load: () => Promise<{ commands: Command[] }> }> = {
   sidecar: { summary: 'run the sidecar proxy of a pod', load: () => import('./commands/sidecar.ts') },
-  identity: { summary: 'run the mesh CA service (Certify gRPC)', load: () => import('./commands/identity.ts') },
+  identity: { summary: 'run the mesh CA service (Certify gRPC); identity revoke | unrevoke edit a revocation list', load: () => import('./commands/identity.ts') },
   injector: { summary: 'run the admission webhook (/mutate, /validate)', load: () => import('./commands/injector.ts') },
   inject: { summary: 'inject the sidecar into manifests offline', load: () => import('./commands/inject.ts') },
   ca: { summary: 'create a CA and issue SVIDs (ca init | ca issue)', load: () => import('./commands/ca.ts') },
-  policy: { summary: 'check and explain authorization policies (policy check | policy explain)', load: () => import('./commands/policy.ts') },
+  policy: { summary: 'check and explain authorization policies, and print their NetworkPolicies (policy check | policy explain | policy netpol)', load: () => import('./commands/policy.ts') },
   iptables: { summary: "print or apply a pod's interception rules (the init container)", load: () => import('./commands/iptables.ts') },
   'wait-ready': { summary: "wait until a sidecar's /ready answers 200 (holds the app on old clusters)", load: () => import('./commands/wait-ready.ts') },
   connections: { summary: "list a sidecar's live connections", load: () => import('./commands/connections.ts') },
@@ -77,9 +77,11 @@ export async function main(argv: string[], io: CommandIo = defaultIo): Promise<n
     }
     throw err;
   }
-  // A group either is one command ("sidecar") or holds subcommands ("ca init").
-  let command = commands.find((c) => c.name === groupName);
-  let args = rest;
+  // A group either is one command ("sidecar") or holds subcommands ("ca init"), or both
+  // ("identity" runs the service; "identity revoke" is a subcommand): a subcommand name wins.
+  const subcommand = rest[0] === undefined ? undefined : commands.find((c) => c.name === `${groupName} ${rest[0]}`);
+  let command = subcommand ?? commands.find((c) => c.name === groupName);
+  let args = subcommand ? rest.slice(1) : rest;
   if (!command) {
     const sub = rest[0];
     const groupHelp = () =>

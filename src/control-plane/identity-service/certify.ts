@@ -42,6 +42,11 @@ export interface CertifierOptions {
   limits?: Partial<CertifyLimits>;
   metrics?: CertifyMetrics;
   logger?: Logger;
+  /**
+   * The revocation list in force (MESHLET_IDENTITY_REVOCATION_LIST, docs/revocation.md): an
+   * identity it names gets no SVID (IDENTITY_REVOKED, PERMISSION_DENIED). Absent: no check.
+   */
+  revoked?: { has(spiffeId: string): boolean };
 }
 
 export interface CertifyInput {
@@ -68,6 +73,7 @@ export class Certifier {
   readonly #limits: CertifyLimits;
   readonly #metrics: CertifyMetrics;
   readonly #logger: Logger | undefined;
+  readonly #revoked: { has(spiffeId: string): boolean } | undefined;
   #bundleFor: { pem: string; der: Buffer[] } = { pem: '', der: [] };
   #inFlight = 0;
 
@@ -80,6 +86,7 @@ export class Certifier {
     this.#limits = { ...DEFAULT_CERTIFY_LIMITS, ...options.limits };
     this.#metrics = options.metrics ?? noCertifyMetrics;
     this.#logger = options.logger;
+    this.#revoked = options.revoked;
   }
 
   /** Issues an SVID or throws CertifyError. `peer` (the caller's address) is for logs only. */
@@ -100,6 +107,10 @@ export class Certifier {
         identity = workloadSpiffeId(ca.trustDomain, proven.namespace, proven.serviceAccount).id;
       } catch (err) {
         throw new CertifyError('IDENTITY_TOKEN_NOT_SERVICE_ACCOUNT', `the token's ServiceAccount ${proven.namespace}/${proven.serviceAccount} does not make a valid SPIFFE ID (${(err as Error).message})`, { cause: err });
+      }
+      // Before the rate limiter: a revoked identity's retries must not use up anything.
+      if (this.#revoked?.has(identity)) {
+        throw new CertifyError('IDENTITY_REVOKED', `${identity} is revoked (revocation list): the identity service issues it no SVID until it is removed from the list`);
       }
       if (this.#rateLimiter) {
         const decision = this.#rateLimiter.take(identity);

@@ -51,6 +51,8 @@ export interface IdentityServiceConfig {
   discoveryRateRefillMs: number;
   /** A watch down for longer than this makes Resolve answer UNAVAILABLE (stale view). */
   discoveryMaxStalenessMs: number;
+  /** The mounted revocation list (docs/revocation.md); undefined: no identity is refused as revoked. */
+  revocationList: string | undefined;
   logLevel: LogLevel;
 }
 
@@ -116,6 +118,7 @@ export const IDENTITY_ENV = {
   discoveryRateBurst: { name: 'MESHLET_DISCOVERY_RATE_BURST', default: '200', description: 'discovery: Resolve calls one caller (SPIFFE ID and address) may make at once', parse: positiveInt },
   discoveryRateRefillMs: { name: 'MESHLET_DISCOVERY_RATE_REFILL', default: '50ms', description: 'discovery: one more Resolve call per caller after each such interval', parse: durationField },
   discoveryMaxStalenessMs: { name: 'MESHLET_DISCOVERY_MAX_STALENESS', default: '1m', description: 'discovery: a watch down for longer than this makes Resolve answer UNAVAILABLE (the sidecar\'s fail-closed rule applies)', parse: durationField },
+  revocationList: { name: 'MESHLET_IDENTITY_REVOCATION_LIST', default: '', description: 'path of the revocation list (a RevocationList JSON file, e.g. the meshlet-revocations ConfigMap key revocations.json; watched, reloaded within about 1 s): Certify refuses the identities it names with PERMISSION_DENIED (docs/revocation.md); empty: no check', parse: optionalAbsolutePath },
   logLevel: LOG_LEVEL_ENV,
 } satisfies Record<string, EnvVar<unknown>>;
 
@@ -156,6 +159,7 @@ export function readIdentityConfig(env: Env): Readonly<IdentityServiceConfig> {
     discoveryRateBurst: v('discoveryRateBurst'),
     discoveryRateRefillMs: v('discoveryRateRefillMs'),
     discoveryMaxStalenessMs: v('discoveryMaxStalenessMs'),
+    revocationList: v('revocationList'),
     logLevel: v('logLevel'),
   };
   if (config.discovery) {

@@ -10,7 +10,8 @@ import { MeshletError } from '../../common/errors/meshlet-error.ts';
  *
  * Status choice: a bad request shape or a bad CSR is the caller's bug (INVALID_ARGUMENT,
  * do not retry as is); a token that does not prove an identity is UNAUTHENTICATED; a CSR
- * asking for a name the token does not prove is PERMISSION_DENIED; a per-identity rate
+ * asking for a name the token does not prove, or for a revoked identity, is PERMISSION_DENIED
+ * (the sidecar does not retry it as is); a per-identity rate
  * limit is RESOURCE_EXHAUSTED; a token authenticator we cannot reach (API server, JWKS),
  * or too many calls in flight, is UNAVAILABLE, which the client retries with backoff.
  */
@@ -24,6 +25,8 @@ export const CERTIFY_REFUSALS = {
   IDENTITY_CSR_FORBIDDEN_SAN: { status: GrpcStatus.PERMISSION_DENIED, reason: 'csr_forbidden_name' },
   IDENTITY_CSR_FORBIDDEN_SUBJECT: { status: GrpcStatus.PERMISSION_DENIED, reason: 'csr_forbidden_name' },
   IDENTITY_CSR_REQUESTS_CA: { status: GrpcStatus.PERMISSION_DENIED, reason: 'csr_forbidden_name' },
+  // The token proves an identity the revocation list names (MESHLET_IDENTITY_REVOCATION_LIST, docs/revocation.md).
+  IDENTITY_REVOKED: { status: GrpcStatus.PERMISSION_DENIED, reason: 'revoked' },
   IDENTITY_TOKEN_INVALID: { status: GrpcStatus.UNAUTHENTICATED, reason: 'token_invalid' },
   IDENTITY_TOKEN_EXPIRED: { status: GrpcStatus.UNAUTHENTICATED, reason: 'token_expired' },
   IDENTITY_TOKEN_NOT_YET_VALID: { status: GrpcStatus.UNAUTHENTICATED, reason: 'token_invalid' },

@@ -9,6 +9,9 @@ import { CONTROL_PLANE_FD_RESERVE, DescriptorBudgetError, describeClamp, fitDesc
 import { MeshletError } from '../../common/errors/meshlet-error.ts';
 import { MountedDirWatcher } from '../../common/volume/mounted-dir-watcher.ts';
 import { readCa } from './ca.ts';
+import { RevocationListError } from '../../data-plane/identity/revocation/errors.ts';
+import { RevocationListFile } from '../../data-plane/identity/revocation/revocation-list-file.ts';
+import { RevocationMetrics } from '../../data-plane/identity/revocation/revocation-metrics.ts';
 import type { IdentityServiceConfig } from './config.ts';
 import { promCertifyMetrics, promDiscoveryMetrics } from './metrics.ts';
 import { ClusterWatch } from '../discovery/cluster-watch.ts';
@@ -109,7 +112,18 @@ export async function startIdentityProcess(config: Readonly<IdentityServiceConfi
     }
     cleanups.push(discovery.close);
   }
-  const server = new IdentityServer({ ca, authenticator, credentials, svidTtlMs: config.svidTtlMs, rateLimiter, metrics: promCertifyMetrics(registry), connections, logger, ...(discovery ? { discovery: discovery.service } : {}) });
+  let revocations: RevocationListFile | undefined;
+  if (config.revocationList !== undefined) {
+    try {
+      revocations = await followRevocationList(config.revocationList, registry, logger);
+    } catch (err) {
+      for (const c of cleanups) await c();
+      throw err;
+    }
+    const list = revocations;
+    cleanups.push(() => list.close());
+  }
+  const server = new IdentityServer({ ca, authenticator, credentials, svidTtlMs: config.svidTtlMs, rateLimiter, metrics: promCertifyMetrics(registry), connections, logger, ...(discovery ? { discovery: discovery.service } : {}), ...(revocations ? { revoked: revocations } : {}) });
   let port: number;
   try {
     port = await server.listen(config.listen.host, config.listen.port);
@@ -143,6 +157,31 @@ export async function startIdentityProcess(config: Readonly<IdentityServiceConfi
       for (const c of cleanups) await c();
     },
   };
+}
+
+/**
+ * MESHLET_IDENTITY_REVOCATION_LIST (docs/revocation.md): the list Certify checks, followed as it
+ * changes; a bad list is logged and counted and the last good one stays. A file that is there
+ * but invalid at start refuses the start (issuing to an identity that may be revoked is worse
+ * than not starting: the running replicas keep serving).
+ */
+async function followRevocationList(path: string, registry: Registry, logger: Logger): Promise<RevocationListFile> {
+  const list = new RevocationListFile({ path });
+  const metrics = new RevocationMetrics(registry);
+  list.onReload((reload) => {
+    metrics.recordReload(reload);
+    if (reload.result === 'rejected') logger.warn({ event: 'revocation_list_rejected', file: path, code: reload.error?.code, err: reload.error?.message, revoked: reload.current.size }, 'revocation list not applied; keeping the last good one');
+    else if (reload.result === 'absent') logger.info({ event: 'revocation_list_absent', file: path }, 'no revocation list file yet; no identity is refused as revoked until one appears');
+    else logger.info({ event: 'revocation_list_loaded', file: path, sha256: reload.current.digest, revoked: reload.current.size, added: reload.current.addedSince(reload.previous), removed: reload.current.removedSince(reload.previous) }, 'revocation list in force');
+  });
+  try {
+    await list.start();
+  } catch (err) {
+    list.close();
+    if (err instanceof RevocationListError) throw new IdentityStartupError(`MESHLET_IDENTITY_REVOCATION_LIST: ${err.code}: ${err.message}`, { cause: err });
+    throw err;
+  }
+  return list;
 }
 
 /** The cluster watch and the Resolve service (docs/discovery.md), with the API client settings TokenReview uses. */

@@ -6,7 +6,9 @@ import { ConnectionGuard, type ListenerObserver } from '../../common/net/connect
 import { listenOn } from '../../common/net/listen.ts';
 import { Certifier, type CertifierOptions } from './certify.ts';
 import { CertifyError } from './errors.ts';
-import { identityServiceDefinition, type CertifyRequestMessage, type CertifyResponseMessage } from '../../data-plane/identity/proto/meshlet-identity.ts';
+import { identityServiceDefinition, type CertifyRequestMessage, type CertifyResponseMessage, type RevocationsRequestMessage, type RevocationsResponseMessage } from '../../data-plane/identity/proto/meshlet-identity.ts';
+import { RevocationPublisher } from './revocations.ts';
+import type { RevocationSet } from '../../data-plane/identity/revocation/revocation-list.ts';
 import type { RotatingServerCredentials } from './serving-identity.ts';
 import type { DiscoveryService } from '../discovery/discovery-service.ts';
 
@@ -40,6 +42,11 @@ export interface IdentityServerOptions extends CertifierOptions {
    */
   discovery?: DiscoveryService;
   logger?: Logger;
+  /**
+   * The revocation list Certify enforces (CertifierOptions.revoked) and Revocations publishes
+   * (docs/revocation.md). Absent: Revocations answers `enabled: false`.
+   */
+  revoked?: { has(spiffeId: string): boolean; current(): RevocationSet };
 }
 
 export interface IdentityConnectionLimits {
@@ -58,6 +65,14 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024;
 /** Offered by the TLS listener: gRPC is HTTP/2 only. */
 const GRPC_ALPN = ['h2'];
 
+/** A refusal as the caller sees it: the CertifyError's gRPC status, message and code (trailer meshlet-error-code). */
+function grpcRefusal(err: unknown): Partial<grpc.StatusObject> {
+  const e = err instanceof CertifyError ? err : new CertifyError('IDENTITY_SIGNING_FAILED', 'internal error');
+  const metadata = new grpc.Metadata();
+  metadata.set('meshlet-error-code', e.code);
+  return { code: e.grpcStatus, details: e.message, metadata };
+}
+
 /** What the request deserializer returns when the bytes are not a CertifyRequest. */
 interface MalformedRequest {
   malformed: string;
@@ -65,6 +80,7 @@ interface MalformedRequest {
 
 export class IdentityServer {
   readonly certifier: Certifier;
+  readonly revocations: RevocationPublisher;
   readonly #server: grpc.Server;
   readonly #credentials: grpc.ServerCredentials;
   readonly #logger: Logger | undefined;
@@ -76,6 +92,7 @@ export class IdentityServer {
 
   constructor(options: IdentityServerOptions) {
     this.certifier = new Certifier(options);
+    this.revocations = new RevocationPublisher({ authenticator: options.authenticator, ...(options.revoked ? { list: options.revoked } : {}), ...(options.logger ? { logger: options.logger } : {}) });
     this.#credentials = options.credentials;
     this.#logger = options.logger;
     const max = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
@@ -92,6 +109,7 @@ export class IdentityServer {
     });
     const definition = identityServiceDefinition();
     const certify = definition['Certify']!;
+    const revocations = definition['Revocations']!;
     // protobuf decoding errors would otherwise surface as INTERNAL; a request we cannot
     // decode is the caller's fault, so it becomes INVALID_ARGUMENT like every bad shape.
     const tolerant: grpc.ServiceDefinition = {
@@ -105,10 +123,28 @@ export class IdentityServer {
           }
         },
       },
+      Revocations: {
+        ...revocations,
+        requestDeserialize: (bytes: Buffer): RevocationsRequestMessage | MalformedRequest => {
+          try {
+            return revocations.requestDeserialize(bytes) as RevocationsRequestMessage;
+          } catch (err) {
+            return { malformed: (err as Error).message };
+          }
+        },
+      },
     };
     this.#server.addService(tolerant, {
       Certify: (call: grpc.ServerUnaryCall<CertifyRequestMessage | MalformedRequest, CertifyResponseMessage>, callback: grpc.sendUnaryData<CertifyResponseMessage>) => {
         void this.#certify(call, callback);
+      },
+      Revocations: (call: grpc.ServerUnaryCall<RevocationsRequestMessage | MalformedRequest, RevocationsResponseMessage>, callback: grpc.sendUnaryData<RevocationsResponseMessage>) => {
+        const req = call.request;
+        const input = 'malformed' in req ? { token: undefined, known_sha256: undefined, malformed: req.malformed } : req;
+        this.revocations.answer(input, call.getPeer()).then(
+          (res) => callback(null, res),
+          (err: unknown) => callback(grpcRefusal(err)),
+        );
       },
     });
     this.#discovery = options.discovery;
@@ -134,10 +170,7 @@ export class IdentityServer {
         spiffe_id: result.spiffeId,
       });
     } catch (err) {
-      const e = err instanceof CertifyError ? err : new CertifyError('IDENTITY_SIGNING_FAILED', 'internal error');
-      const metadata = new grpc.Metadata();
-      metadata.set('meshlet-error-code', e.code);
-      callback({ code: e.grpcStatus, details: e.message, metadata });
+      callback(grpcRefusal(err));
     }
   }
 

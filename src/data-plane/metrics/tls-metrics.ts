@@ -12,6 +12,7 @@ export const HANDSHAKE_FAILURE_REASONS: readonly HandshakeFailureReason[] = [
   'protocol_version',
   'no_client_cert',
   'no_shared_group',
+  'revoked',
   'other',
 ];
 
@@ -26,7 +27,7 @@ export class TlsMetrics {
   constructor(registry: Registry) {
     this.failures = new Counter({
       name: 'meshlet_tls_handshake_failures_total',
-      help: 'Failed mTLS handshakes (or client SVID checks) by direction and reason: unknown_ca, expired, bad_san, wrong_identity, plaintext_on_strict, protocol_version, no_client_cert, no_shared_group, other.',
+      help: 'Failed mTLS handshakes (or client SVID checks) by direction and reason: unknown_ca, expired, bad_san, wrong_identity, plaintext_on_strict, protocol_version, no_client_cert, no_shared_group, revoked, other.',
       labelNames: ['direction', 'reason'],
       registers: [registry],
     });

@@ -17,8 +17,9 @@ export class TlsPeerError extends MeshletError {
  * Our own codes, plus any SvidVerifyError code passed through unchanged.
  * TLS_PEER_SESSION_MISMATCH: a resumed session's server certificate is not the one verified
  * when the session was made (docs/tls.md "Session resumption").
+ * TLS_PEER_REVOKED: the peer's verified SPIFFE ID is on the revocation list (docs/revocation.md).
  */
-export type TlsPeerErrorCode = 'TLS_PEER_NO_CERTIFICATE' | 'TLS_PEER_WRONG_IDENTITY' | 'TLS_PEER_UNTRUSTED_DOMAIN' | 'TLS_PEER_SESSION_MISMATCH' | (string & {});
+export type TlsPeerErrorCode = 'TLS_PEER_NO_CERTIFICATE' | 'TLS_PEER_WRONG_IDENTITY' | 'TLS_PEER_UNTRUSTED_DOMAIN' | 'TLS_PEER_SESSION_MISMATCH' | 'TLS_PEER_REVOKED' | (string & {});
 
 /**
  * The TLS layer was set up wrongly by its caller (a programming or configuration error).

@@ -13,6 +13,7 @@ export type HandshakeFailureReason =
   | 'protocol_version'
   | 'no_client_cert'
   | 'no_shared_group'
+  | 'revoked'
   | 'other';
 
 const BY_CODE: ReadonlyMap<string, HandshakeFailureReason> = new Map<string, HandshakeFailureReason>([
@@ -21,6 +22,8 @@ const BY_CODE: ReadonlyMap<string, HandshakeFailureReason> = new Map<string, Han
   ['TLS_PEER_WRONG_IDENTITY', 'wrong_identity'],
   ['TLS_PEER_UNTRUSTED_DOMAIN', 'wrong_identity'],
   ['TLS_PEER_SESSION_MISMATCH', 'wrong_identity'],
+  // The peer's verified SPIFFE ID is on the revocation list (docs/revocation.md).
+  ['TLS_PEER_REVOKED', 'revoked'],
   ['SVID_UNTRUSTED_TRUST_DOMAIN', 'unknown_ca'],
   ['SVID_UNKNOWN_AUTHORITY', 'unknown_ca'],
   ['SVID_BROKEN_CHAIN', 'unknown_ca'],

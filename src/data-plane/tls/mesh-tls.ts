@@ -44,6 +44,27 @@ export interface MeshTlsOptions {
    * docs/tls.md "Key exchange".
    */
   readonly keyExchange?: KeyExchangeMode;
+  /**
+   * The revocation list in force (MESHLET_REVOCATION_LIST, docs/revocation.md): a peer whose
+   * verified SPIFFE ID it names is refused on every handshake, full or resumed, both directions
+   * (TLS_PEER_REVOKED, reason `revoked`), and closeRevokedPeers() closes the connections already
+   * open to one. Absent: no check and no bookkeeping at all.
+   */
+  readonly revoked?: RevokedIdentities;
+}
+
+/** The one question the TLS layer asks of a revocation list: is this verified SPIFFE ID revoked? */
+export interface RevokedIdentities {
+  has(spiffeId: string): boolean;
+}
+
+/** What closeRevokedPeers() closed for one revoked SPIFFE ID. */
+export interface RevokedPeerClosures {
+  readonly spiffeId: string;
+  /** Connections a revoked caller had open to us. */
+  readonly inbound: number;
+  /** Connections we had open to a revoked server (pooled HTTP/1.1, HTTP/2 sessions, opaque TCP). */
+  readonly outbound: number;
 }
 
 /** What a connection made by connect() learned of its server, for the session it may cache. */
@@ -84,10 +105,18 @@ export class MeshTls {
   /** Bumped on every rotation: sessions made under older material are not kept. */
   #generation = 0;
   #closed = false;
+  readonly #revoked: RevokedIdentities | undefined;
+  /**
+   * With a revocation list only: every open connection whose peer this MeshTls verified, by the
+   * peer's SPIFFE ID, and which side we are — so a newly revoked ID's connections are found
+   * without walking every connection. Sockets leave on 'close'.
+   */
+  readonly #openByPeer = new Map<string, Map<TLSSocket, 'inbound' | 'outbound'>>();
 
   constructor(source: SvidSource, options: MeshTlsOptions = {}) {
     this.#resumption = options.sessionResumption ?? true;
     this.#keyExchange = options.keyExchange ?? DEFAULT_KEY_EXCHANGE;
+    this.#revoked = options.revoked;
     // An unknown setting, or groups this Node's OpenSSL lacks: refused here, before any SVID work.
     keyExchangeGroups(this.#keyExchange);
     const snapshot = source.current();
@@ -244,6 +273,7 @@ export class MeshTls {
       if (resumed) chain = this.#intermediates.complete(chain, MAX_CHAIN_LENGTH);
       try {
         verdict = verifyPeerChain(chain, this.#snapshot.bundles);
+        if (this.#revoked !== undefined) this.#refuseRevoked(verdict, role);
         if (this.#resumption && role === 'client' && !resumed && chain.length > 1) this.#intermediates.learn(chain);
       } catch (err) {
         verdict = err as TlsPeerError;
@@ -251,6 +281,7 @@ export class MeshTls {
     }
     this.#verdicts.set(socket, verdict);
     if (verdict instanceof TlsPeerError) throw verdict;
+    if (this.#revoked !== undefined) this.#rememberOpen(socket, verdict.spiffeId.id, role === 'client' ? 'inbound' : 'outbound');
     return verdict;
   }
 
@@ -276,6 +307,7 @@ export class MeshTls {
           const chain = presentedChain(cert as DetailedPeerCertificate);
           const peer = verifyPeerChain(chain, this.#snapshot.bundles);
           match(peer);
+          if (this.#revoked !== undefined) this.#refuseRevoked(peer, 'server');
           if (state !== undefined) state.verified = { chain, peer, at: Date.now() };
           return undefined;
         } catch (err) {
@@ -319,7 +351,60 @@ export class MeshTls {
     });
     socket.setNoDelay(true);
     if (key !== undefined) this.#followSessions(socket, state, expectation.match);
+    if (this.#revoked !== undefined) {
+      // After the identity checks (full: checkServerIdentity; resumed: the gate above), which set state.verified.
+      socket.once('secureConnect', () => {
+        if (state.verified !== undefined && !socket.destroyed) this.#rememberOpen(socket, state.verified.peer.spiffeId.id, 'outbound');
+      });
+    }
     return socket;
+  }
+
+  /** Throws TLS_PEER_REVOKED when the revocation list names `peer` (a client: a caller; a server: a destination). */
+  #refuseRevoked(peer: VerifiedPeer, role: 'client' | 'server'): void {
+    const id = peer.spiffeId.id;
+    if (this.#revoked!.has(id)) {
+      throw new TlsPeerError('TLS_PEER_REVOKED', `the ${role} ${id} is revoked (revocation list, docs/revocation.md)`);
+    }
+  }
+
+  #rememberOpen(socket: TLSSocket, spiffeId: string, direction: 'inbound' | 'outbound'): void {
+    if (socket.destroyed) return;
+    let open = this.#openByPeer.get(spiffeId);
+    if (open === undefined) this.#openByPeer.set(spiffeId, (open = new Map()));
+    if (open.has(socket)) return;
+    open.set(socket, direction);
+    socket.once('close', () => {
+      open.delete(socket);
+      if (open.size === 0 && this.#openByPeer.get(spiffeId) === open) this.#openByPeer.delete(spiffeId);
+    });
+  }
+
+  /**
+   * After the revocation list changed: closes every open connection whose verified peer it now
+   * names (the socket is destroyed: a caller sees its connection closed, and its next handshake
+   * refused), and drops the cached client sessions of revoked servers so none is offered again.
+   * Costs one lookup per distinct peer with an open connection. Returns what was closed, per ID.
+   */
+  closeRevokedPeers(): RevokedPeerClosures[] {
+    const revoked = this.#revoked;
+    if (revoked === undefined) return [];
+    this.#sessions.dropPeers((id) => revoked.has(id));
+    const closed: RevokedPeerClosures[] = [];
+    for (const [spiffeId, open] of [...this.#openByPeer]) {
+      if (!revoked.has(spiffeId)) continue;
+      let inbound = 0;
+      let outbound = 0;
+      for (const [socket, direction] of [...open]) {
+        if (direction === 'inbound') inbound++;
+        else outbound++;
+        // No error argument: nobody need listen for one; the proxies see a closed connection.
+        socket.destroy();
+      }
+      this.#openByPeer.delete(spiffeId);
+      closed.push({ spiffeId, inbound, outbound });
+    }
+    return closed;
   }
 
   /** Gates 'secureConnect' of a resumed session on the identity check, and keeps the tickets that arrive. */
@@ -357,6 +442,7 @@ export class MeshTls {
     try {
       const peer = verifyPeerChain(entry.chain, this.#snapshot.bundles);
       match(peer);
+      if (this.#revoked !== undefined) this.#refuseRevoked(peer, 'server');
       state.verified = { chain: entry.chain, peer, at: entry.establishedAt };
       return peer;
     } catch (err) {

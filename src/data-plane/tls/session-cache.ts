@@ -72,6 +72,18 @@ export class ClientSessionCache {
     }
   }
 
+  /** Drops every session whose verified server is one `isDropped` names (a revoked identity); returns how many. */
+  dropPeers(isDropped: (spiffeId: string) => boolean): number {
+    let dropped = 0;
+    for (const [key, entry] of [...this.#entries]) {
+      if (isDropped(entry.peer.spiffeId.id)) {
+        this.#entries.delete(key);
+        dropped++;
+      }
+    }
+    return dropped;
+  }
+
   delete(key: string): void {
     this.#entries.delete(key);
   }

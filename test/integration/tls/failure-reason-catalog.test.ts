@@ -28,7 +28,7 @@ function expandOptional(code: string): string[] {
 describe('handshake failure reasons', () => {
   it('classifies every code the docs list under the reason they list it under', async () => {
     const table = await documentedReasons();
-    expect([...table.keys()].sort()).toEqual(['bad_san', 'expired', 'no_client_cert', 'no_shared_group', 'other', 'plaintext_on_strict', 'protocol_version', 'unknown_ca', 'wrong_identity']);
+    expect([...table.keys()].sort()).toEqual(['bad_san', 'expired', 'no_client_cert', 'no_shared_group', 'other', 'plaintext_on_strict', 'protocol_version', 'revoked', 'unknown_ca', 'wrong_identity']);
     let checked = 0;
     for (const [reason, codes] of table) {
       for (const code of codes) {

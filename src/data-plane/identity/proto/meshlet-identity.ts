@@ -9,6 +9,18 @@ import { fileURLToPath } from 'node:url';
  */
 export const IDENTITY_PROTO_PATH = fileURLToPath(new URL('./meshlet_identity.proto', import.meta.url));
 export const CERTIFY_METHOD_PATH = '/meshlet.identity.v1.Identity/Certify';
+export const REVOCATIONS_METHOD_PATH = '/meshlet.identity.v1.Identity/Revocations';
+
+export interface RevocationsRequestMessage {
+  token: string;
+  known_sha256: string;
+}
+
+export interface RevocationsResponseMessage {
+  enabled: boolean;
+  sha256: string;
+  list: Buffer;
+}
 
 export interface CertifyRequestMessage {
   token: string;

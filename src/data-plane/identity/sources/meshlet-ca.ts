@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { checkServerIdentity, createSecureContext, type PeerCertificate } from 'node:tls';
 import { MeshletError } from '../../../common/errors/meshlet-error.ts';
 import { derToPem } from '../pem.ts';
-import { CERTIFY_METHOD_PATH, identityServiceDefinition, type CertifyRequestMessage, type CertifyResponseMessage } from '../proto/meshlet-identity.ts';
+import { CERTIFY_METHOD_PATH, identityServiceDefinition, REVOCATIONS_METHOD_PATH, type CertifyRequestMessage, type CertifyResponseMessage, type RevocationsResponseMessage } from '../proto/meshlet-identity.ts';
 import type { IdentitySnapshot, SnapshotListener, SvidSource } from '../svid.ts';
 import { x509 } from '../x509-library.ts';
 import { Backoff, type BackoffOptions } from './backoff.ts';
@@ -260,6 +260,37 @@ export class MeshletCaSource implements SvidSource {
           const serviceCode = err.metadata?.get('meshlet-error-code')[0];
           const status = grpc.status[err.code] ?? String(err.code);
           reject(new CertifyCallError(err.code, typeof serviceCode === 'string' ? serviceCode : undefined, `Certify at ${this.#opts.address} failed: ${status}: ${err.details}`, { cause: err }));
+        },
+      );
+    });
+  }
+
+  /**
+   * One Revocations call over this source's channel (docs/revocation.md "Learning the list from
+   * the identity service"): the list in force at the service, or none when `knownSha256` is still
+   * it. Authenticated with the projected token, as Certify. Fails with CertifyCallError (its
+   * grpcStatus: UNIMPLEMENTED from a service older than the call) or MESHLET_CA_TOKEN_UNREADABLE.
+   */
+  async fetchRevocations(knownSha256: string): Promise<RevocationsResponseMessage> {
+    let token: string;
+    try {
+      token = (await readFile(this.#opts.tokenPath, 'utf8')).trim();
+    } catch (err) {
+      throw new MeshletCaSourceError('MESHLET_CA_TOKEN_UNREADABLE', `cannot read the ServiceAccount token ${this.#opts.tokenPath}: ${(err as Error).message}`, { cause: err });
+    }
+    const method = identityServiceDefinition()['Revocations']!;
+    return new Promise((resolve, reject) => {
+      this.#client.makeUnaryRequest<{ token: string; known_sha256: string }, RevocationsResponseMessage>(
+        REVOCATIONS_METHOD_PATH,
+        method.requestSerialize,
+        method.responseDeserialize,
+        { token, known_sha256: knownSha256 },
+        new grpc.Metadata(),
+        { deadline: new Date(Date.now() + this.#opts.callTimeoutMs) },
+        (err: grpc.ServiceError | null, res?: RevocationsResponseMessage) => {
+          if (!err) return resolve(res!);
+          const serviceCode = err.metadata?.get('meshlet-error-code')[0];
+          reject(new CertifyCallError(err.code, typeof serviceCode === 'string' ? serviceCode : undefined, `Revocations at ${this.#opts.address} failed: ${grpc.status[err.code] ?? String(err.code)}: ${err.details}`, { cause: err }));
         },
       );
     });
