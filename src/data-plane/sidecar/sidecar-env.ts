@@ -1,8 +1,8 @@
 import { parseServerFirstPorts, SERVER_FIRST_PORTS } from '../proxy/detect/port-protocol.ts';
 import { parseAppMetricsTarget, type AppMetricsTarget } from '../admin/app-metrics.ts';
 import { DEFAULT_TRUST_DOMAIN, workloadSpiffeId, parseSpiffeId } from '../../common/identity/spiffe-id.ts';
-import { DEFAULT_POLICIES, type DefaultPolicy, type PortProtocol } from '../policy/types.ts';
-import { MESH_DEFAULT_POLICY } from '../policy/default-policy.ts';
+import { CLIENT_MESH_DEFAULTS, DEFAULT_POLICIES, type ClientMeshDefault, type DefaultPolicy, type PortProtocol } from '../policy/types.ts';
+import { MESH_CLIENT_DEFAULT_POLICY, MESH_DEFAULT_POLICY } from '../policy/default-policy.ts';
 import type { InboundPort } from '../proxy/inbound/inbound-proxy.ts';
 import { DEFAULT_PROXY_SETTINGS } from '../proxy/config.ts';
 import type { LogLevel } from '../../common/log/logger.ts';
@@ -48,6 +48,8 @@ export interface SidecarConfig {
   tokenFile: string;
   workloadApiSocket: string;
   svidDir: string;
+  /** files / meshlet-ca: the mounted directory of federated trust domains' bundles; '' = no federation. */
+  federationBundles: string;
 
   inboundPorts: InboundPort<PortProtocol>[];
   inboundCatchAllPort: number;
@@ -75,6 +77,10 @@ export interface SidecarConfig {
   policyDir: string;
   policyKey: string;
   defaultPolicy: DefaultPolicy;
+  /** The client side when no policy client selects the workload (docs/policy.md "Clients"): allow leaves outbound unrestricted by policy. */
+  defaultClientPolicy: ClientMeshDefault;
+  /** The mounted revocation list (docs/revocation.md); undefined: no revocation check at all. */
+  revocationList: string | undefined;
 
   connectTimeoutMs: number;
   tlsHandshakeTimeoutMs: number;
@@ -340,6 +346,7 @@ export const SIDECAR_ENV = {
   tokenFile: { name: 'MESHLET_TOKEN_FILE', default: '/var/run/secrets/meshlet/token', description: 'meshlet-ca: projected ServiceAccount token with the identity audience', parse: absolutePath },
   workloadApiSocket: { name: 'SPIFFE_ENDPOINT_SOCKET', default: 'unix:///run/spire/sockets/agent.sock', description: 'workload-api: the Workload API endpoint (unix:///path or tcp://ip:port)', parse: text },
   svidDir: { name: 'MESHLET_SVID_DIR', default: '/var/run/meshlet/svid', description: 'files: directory with tls.crt, tls.key, ca.crt (csi-driver-spiffe layout)', parse: absolutePath },
+  federationBundles: { name: 'MESHLET_FEDERATION_BUNDLES', default: '', description: 'files and meshlet-ca: directory (a mounted ConfigMap, conventionally meshlet-federation) with one SPIFFE bundle (JSON) per foreign trust domain, each key named after its trust domain (optionally with .json); watched and reloaded live; empty: no federation (docs/identity-sources.md#federation)', parse: (raw: string) => (raw === '' ? '' : absolutePath(raw)) },
 
   inboundPorts: { name: 'MESHLET_INBOUND_PORTS', default: '', description: 'app ports the sidecar fronts: APP_PORT[:LISTEN_PORT][/http|grpc|tcp], comma-separated; listen ports default to 15100, 15101, …', parse: list(inboundEntry) },
   inboundCatchAllPort: { name: 'MESHLET_INBOUND_CATCHALL_PORT', default: '15006', description: 'where iptables sends inbound TCP to undeclared ports; such connections are refused and counted (never 0: see docs/proxy.md)', parse: catchAllPort },
@@ -363,6 +370,8 @@ export const SIDECAR_ENV = {
   policyDir: { name: 'MESHLET_POLICY_DIR', default: '/etc/meshlet/policy', description: 'mounted policy ConfigMap directory (watched, hot-reloaded)', parse: absolutePath },
   policyKey: { name: 'MESHLET_POLICY_KEY', default: 'policy.yaml', description: 'key of the ConfigMap holding the policy', parse: text },
   defaultPolicy: { name: 'MESHLET_DEFAULT_POLICY', default: MESH_DEFAULT_POLICY, description: `when no policy exists or no route matches: ${DEFAULT_POLICIES.join(' | ')}`, parse: oneOf(...DEFAULT_POLICIES) },
+  defaultClientPolicy: { name: 'MESHLET_DEFAULT_CLIENT_POLICY', default: MESH_CLIENT_DEFAULT_POLICY, description: `outbound, when no client of the policy selects the workload: ${CLIENT_MESH_DEFAULTS.join(' | ')}; allow: unrestricted by policy (the env egress rules still apply); the others act as a client default with no destinations (docs/policy.md#clients)`, parse: oneOf(...CLIENT_MESH_DEFAULTS) },
+  revocationList: { name: 'MESHLET_REVOCATION_LIST', default: '', description: 'the revocation list: a path (a RevocationList JSON file, e.g. the meshlet-revocations ConfigMap key revocations.json; watched, reloaded within about 1 s), or meshlet-ca (the identity service\'s list, polled every 5 s; needs MESHLET_IDENTITY_SOURCE=meshlet-ca): peers it names are refused on every handshake and their open connections closed (docs/revocation.md); empty: no revocation check', parse: (raw: string) => (raw === '' ? undefined : raw === 'meshlet-ca' ? raw : absolutePath(raw)) },
 
   connectTimeoutMs: { name: 'MESHLET_CONNECT_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.connectMs), description: 'TCP connect timeout (to the app and to peers)', parse: durationField },
   tlsHandshakeTimeoutMs: { name: 'MESHLET_TLS_HANDSHAKE_TIMEOUT', default: formatDuration(PROXY_TIMEOUTS.tlsHandshakeMs), description: 'mTLS handshake timeout', parse: durationField },
@@ -441,6 +450,7 @@ export function readSidecarConfig(env: Env): Readonly<SidecarConfig> {
     tokenFile: v('tokenFile'),
     workloadApiSocket: v('workloadApiSocket'),
     svidDir: v('svidDir'),
+    federationBundles: v('federationBundles'),
     inboundPorts,
     inboundCatchAllPort: v('inboundCatchAllPort'),
     appAddress: v('appAddress'),
@@ -459,6 +469,8 @@ export function readSidecarConfig(env: Env): Readonly<SidecarConfig> {
     policyDir: v('policyDir'),
     policyKey: v('policyKey'),
     defaultPolicy: v('defaultPolicy'),
+    defaultClientPolicy: v('defaultClientPolicy'),
+    revocationList: v('revocationList'),
     connectTimeoutMs: v('connectTimeoutMs'),
     tlsHandshakeTimeoutMs: v('tlsHandshakeTimeoutMs'),
     tlsSessionResumption: v('tlsSessionResumption'),
@@ -519,6 +531,14 @@ export function readSidecarConfig(env: Env): Readonly<SidecarConfig> {
   for (const m of config.outboundTcp) claim(m.listenPort, `outbound TCP listener for ${m.host}:${m.port}`, SIDECAR_ENV.outboundTcp.name);
   for (const p of permissive) {
     if (!inboundPorts.some((e) => e.appPort === p)) r.problem(SIDECAR_ENV.permissivePorts.name, `port ${p} is not one of MESHLET_INBOUND_PORTS`);
+  }
+  if (config.federationBundles && config.identitySource === 'workload-api') {
+    // SPIRE hands the sidecar its federated bundles itself (federated_bundles): a second source of truth for them would be a surprise.
+    r.problem(SIDECAR_ENV.federationBundles.name, 'not valid with MESHLET_IDENTITY_SOURCE=workload-api: SPIRE delivers the bundles of federated trust domains itself (federated_bundles); configure federation in SPIRE (federates_with) instead');
+  }
+  if (config.revocationList === 'meshlet-ca' && config.identitySource !== 'meshlet-ca') {
+    // The list is asked for over the meshlet-ca source's channel, with its token.
+    r.problem(SIDECAR_ENV.revocationList.name, `meshlet-ca needs MESHLET_IDENTITY_SOURCE=meshlet-ca (it is ${config.identitySource}); mount the list and give its path instead`);
   }
   if (config.discovery === 'on') {
     // Without them an in-cluster address would look external when discovery cannot answer.

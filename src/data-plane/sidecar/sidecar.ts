@@ -5,6 +5,7 @@ import type { SidecarConfig } from './sidecar-env.ts';
 import type { IdentitySnapshot, SvidSource } from '../identity/svid.ts';
 import { AdminServer } from '../admin/admin-server.ts';
 import { MeshTls } from '../tls/mesh-tls.ts';
+import { startRevocationEnforcement, type RevocationFeed } from '../identity/revocation/enforce-revocations.ts';
 import { formatPolicyError } from '../policy/parse.ts';
 import { PolicyStore } from '../policy/store.ts';
 import { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
@@ -12,6 +13,7 @@ import { RequestLog } from './request-log.ts';
 import { DecisionLog, withDecisionLog } from './decision-log.ts';
 import { InboundProxy } from '../proxy/inbound/inbound-proxy.ts';
 import { OutboundProxy } from '../proxy/outbound/outbound-proxy.ts';
+import { DestinationPolicy } from '../proxy/outbound/destination-policy.ts';
 import { OpaqueTcpProxy } from '../proxy/tcp/opaque-inbound.ts';
 import { OpaqueTcpOutbound } from '../proxy/tcp/opaque-outbound.ts';
 import type { ProxyObserver } from '../proxy/proxy-observer.ts';
@@ -19,6 +21,7 @@ import { CatchAllListener } from '../proxy/tcp/catch-all.ts';
 import { ConnectionRegistry } from '../proxy/connection-registry.ts';
 import { resolveProxySettings, type ProxySettings } from '../proxy/config.ts';
 import { createIdentitySource } from './identity-source.ts';
+import { withFederation } from '../identity/federation/federated-source.ts';
 import { readPodLabels } from './pod-labels.ts';
 import { PolicyAuthorizer } from './policy-authorizer.ts';
 import { destinationConfig, egressRules } from './destinations.ts';
@@ -71,6 +74,8 @@ export class Sidecar {
   readonly #guards: SidecarGuards;
   #source: SvidSource | undefined;
   #tls: MeshTls | undefined;
+  /** MESHLET_REVOCATION_LIST (docs/revocation.md); undefined when unset. */
+  #revocations: RevocationFeed | undefined;
   #discovery: Discovery | undefined;
   #policy: PolicyStore | undefined;
   #inbound: InboundProxy | undefined;
@@ -147,13 +152,23 @@ export class Sidecar {
     const c = this.config;
     const adminAddr = await this.#admin.listen(c.adminPort, c.adminAddress);
 
-    const source = (this.#source = this.#deps.source ?? (await createIdentitySource(c)));
+    // MESHLET_FEDERATION_BUNDLES (docs/identity-sources.md#federation): foreign trust domains'
+    // bundles beside the source's own; unset, the source is used as it is.
+    // The source itself is kept apart: MESHLET_REVOCATION_LIST=meshlet-ca asks it for the list.
+    const ownSource = this.#deps.source ?? (await createIdentitySource(c));
+    const source = (this.#source = withFederation(ownSource, { dir: c.federationBundles, ownTrustDomain: c.trustDomain, registry: this.metrics.registry, logger: this.#log }));
     this.#detach.push(source.onError((err) => {
       this.#svidError = (err as Error).message;
       this.#log.warn({ event: 'identity_error', err }, 'identity source failed; keeping the current SVID');
     }));
-    this.#detach.push(source.onUpdate((s: IdentitySnapshot) => this.#log.info({ event: 'svid_rotated', spiffeId: s.svid.spiffeId.id, notAfter: s.svid.notAfter }, 'SVID rotated')));
+    // A federation change is an update too (new bundles, same SVID): only a new certificate is a rotation.
+    let lastChain: string | undefined;
+    this.#detach.push(source.onUpdate((s: IdentitySnapshot) => {
+      if (s.svid.certChainPem !== lastChain) this.#log.info({ event: 'svid_rotated', spiffeId: s.svid.spiffeId.id, notAfter: s.svid.notAfter }, 'SVID rotated');
+      lastChain = s.svid.certChainPem;
+    }));
     const first = await source.start();
+    lastChain ??= first.svid.certChainPem;
     // After start: the first snapshot is start()'s result, not an update event.
     this.#detach.push(this.metrics.followIdentity(source));
     if (first.svid.spiffeId.id !== c.spiffeId) {
@@ -161,7 +176,9 @@ export class Sidecar {
       this.#log.warn({ event: 'identity_mismatch', expected: c.spiffeId, got: first.svid.spiffeId.id }, 'the SVID names another identity than this pod\'s ServiceAccount');
     }
     this.#log.info({ event: 'svid_loaded', source: source.kind, spiffeId: first.svid.spiffeId.id, notAfter: first.svid.notAfter }, 'SVID loaded');
-    const tls = (this.#tls = new MeshTls(source, { sessionResumption: c.tlsSessionResumption === 'on', keyExchange: c.tlsKeyExchange }));
+    // The revocation list is in force before the first handshake; an invalid one refuses the start.
+    const revocations = (this.#revocations = c.revocationList === undefined ? undefined : await startRevocationEnforcement(c.revocationList, { registry: this.metrics.registry, log: this.#log, tls: () => this.#tls, identitySource: ownSource }));
+    const tls = (this.#tls = new MeshTls(source, { sessionResumption: c.tlsSessionResumption === 'on', keyExchange: c.tlsKeyExchange, ...(revocations ? { revoked: revocations } : {}) }));
     // MESHLET_DISCOVERY=on: what the control plane knows of each destination (docs/discovery.md);
     // undefined when off (grpc-js then never loads).
     const discovery = (this.#discovery = await createDiscovery(c, source));
@@ -172,6 +189,7 @@ export class Sidecar {
       key: c.policyKey,
       self: { namespace: c.namespace, serviceAccount: c.serviceAccount, labels, trustDomain: c.trustDomain },
       meshDefault: c.defaultPolicy,
+      meshClientDefault: c.defaultClientPolicy,
       metrics: this.metrics.policy,
     });
     let policyEverApplied = false;
@@ -179,7 +197,8 @@ export class Sidecar {
       if (e.result === 'ok') {
         // Its routes' series exist at 0 from now on (docs/metrics.md, "Series made ahead").
         this.metrics.policyApplied(policy.current(), { requestSeries: c.requestMetrics });
-        this.#log.info({ event: 'policy_reloaded', hash: e.hash, server: e.server }, 'policy loaded');
+        // `client`: the client entry the outbound now enforces (null: none selects this workload).
+        this.#log.info({ event: 'policy_reloaded', hash: e.hash, server: e.server, client: policy.current().client?.name ?? null }, 'policy loaded');
         policyEverApplied = true;
       }
       // No policy mounted and none ever applied is not a rejection: the mesh default applies.
@@ -219,6 +238,14 @@ export class Sidecar {
       // A meshed caller's own TLS to an HTTP port (discovery carries it in mTLS without ALPN).
       opaque: { authorizer, observer: this.metrics.observer },
     });
+    // The client side of the same compiled policy (docs/policy.md "Clients"): read per request,
+    // so a reload reaches the outbound as it reaches the inbound; null = nothing to decide.
+    const clientPolicy = new DestinationPolicy({
+      current: () => policy.current().client,
+      series: (d) => this.metrics.policy.clientSeries(d),
+      self: () => tls.localId,
+      decisionLog,
+    });
     this.#outbound = new OutboundProxy({
       tls,
       destinations: destinationConfig(c),
@@ -234,6 +261,7 @@ export class Sidecar {
       // HTTP_PROXY (explicit mode) is HTTP as always.
       transparent: { passthrough: c.outboundPassthrough, egress: egressRules(c), serverFirstPorts: c.serverFirstPorts, ...(discovery ? { discovery } : {}) },
       tcpObserver: this.metrics.observer,
+      clientPolicy,
     });
     const addon = originalDstAvailable();
     if (!addon.ok) this.#log.warn({ event: 'original_dst_unavailable', reason: addon.reason }, "transparent interception of the app's own TLS and non-HTTP TCP is off: the original-destination addon did not load (HTTP is not affected)");
@@ -247,6 +275,7 @@ export class Sidecar {
       registry: this.connections,
       observer: this.metrics.observer,
       guard: this.#guards.outbound_tcp,
+      clientPolicy,
     });
     // Opaque TCP ports: one decision per connection (caller and port), bytes spliced to the app.
     this.#opaque = new OpaqueTcpProxy({
@@ -283,6 +312,7 @@ export class Sidecar {
       const forced = cut.reduce((a, b) => a + b, 0);
       for (const d of this.#detach.splice(0)) d();
       this.#policy?.close();
+      this.#revocations?.close();
       this.#tls?.close();
       await this.#discovery?.close();
       await this.#source?.close();

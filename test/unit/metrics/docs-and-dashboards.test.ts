@@ -9,6 +9,8 @@ import { promInjectorMetrics } from '../../../src/control-plane/injector/metrics
 import { promCertifyMetrics, promDiscoveryMetrics } from '../../../src/control-plane/identity-service/metrics.ts';
 import { SidecarMetrics } from '../../../src/data-plane/metrics/sidecar-metrics.ts';
 import { AdminMetrics } from '../../../src/data-plane/admin/admin-metrics.ts';
+import { FederationMetrics } from '../../../src/data-plane/identity/federation/federation-metrics.ts';
+import { RevocationMetrics, RevokedConnectionMetrics } from '../../../src/data-plane/identity/revocation/revocation-metrics.ts';
 
 const read = (p: string) => readFileSync(new URL(`../../../${p}`, import.meta.url), 'utf8');
 const doc = read('docs/metrics.md');
@@ -18,6 +20,10 @@ async function registered(): Promise<Map<string, string>> {
   const sidecar = new SidecarMetrics({ processMetrics: false });
   // The admin server registers its own family on the sidecar's registry when it starts.
   new AdminMetrics(sidecar.registry);
+  // Families registered only when their feature is configured (federation, revocation).
+  new FederationMetrics(sidecar.registry);
+  new RevocationMetrics(sidecar.registry);
+  new RevokedConnectionMetrics(sidecar.registry);
   const control = new Registry();
   promCertifyMetrics(control);
   promDiscoveryMetrics(control);
