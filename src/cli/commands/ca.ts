@@ -12,12 +12,14 @@ import {
   DEFAULT_SVID_TTL_MS,
   issueSvid,
   readCa,
+  readCaTrustBundle,
   SVID_FILES,
   SVID_FILES_SOURCE_NAMES,
   writeCa,
   writeSvid,
 } from '../../control-plane/identity-service/ca.ts';
 import { parseSpiffeId, SpiffeIdError, validateTrustDomain } from '../../common/identity/spiffe-id.ts';
+import { toSpiffeBundle } from '../../data-plane/identity/trust-bundle.ts';
 
 function ttlFlag(value: unknown, fallback: number): number {
   if (value === undefined) return fallback;
@@ -173,7 +175,59 @@ async function runIssue(argv: string[], io: CommandIo): Promise<number> {
   return 0;
 }
 
+const bundleHelp = `Usage: meshlet ca bundle --ca DIR [--sequence N] [--refresh-hint DURATION]
+
+Prints the CA's trust bundle in the SPIFFE bundle format (a JWK Set, one "x509-svid" key per
+root of DIR/bundle.crt), for another mesh to federate with this one: it stores the output
+under the key <trust domain>.json of its meshlet-federation ConfigMap
+(MESHLET_FEDERATION_BUNDLES, docs/identity-sources.md#federation). Reads only the public
+files (ca.crt for the trust domain, bundle.crt); never the key. The JSON goes to stdout; one
+line on stderr names the trust domain and the key to store it under.
+
+Flags:
+  --ca DIR                 the CA directory (as written by meshlet ca init)
+  --sequence N             spiffe_sequence (a non-negative integer); default: the newest
+                           root's notBefore in Unix seconds, so a bundle with a new root
+                           always has a higher sequence (the receiving side refuses a lower
+                           one as a rollback)
+  --refresh-hint DURATION  spiffe_refresh_hint, e.g. 5m (whole seconds); default: none
+  -h, --help               this help`;
+
+async function runBundle(argv: string[], io: CommandIo): Promise<number> {
+  const { values } = parseFlags(argv, {
+    ca: { type: 'string' },
+    sequence: { type: 'string' },
+    'refresh-hint': { type: 'string' },
+  });
+  const caDir = requireFlag(values, 'ca');
+  let sequence: number | undefined;
+  if (values.sequence !== undefined) {
+    const text = String(values.sequence);
+    sequence = /^[0-9]{1,15}$/.test(text) ? Number(text) : NaN;
+    if (!Number.isSafeInteger(sequence)) throw new UsageError(`--sequence ${JSON.stringify(text)}: must be a non-negative integer`);
+  }
+  let refreshHintSeconds: number | undefined;
+  if (values['refresh-hint'] !== undefined) {
+    let ms: number;
+    try {
+      ms = parseDuration(String(values['refresh-hint']), '--refresh-hint');
+    } catch (err) {
+      if (err instanceof DurationError) throw new UsageError(err.message);
+      throw err;
+    }
+    if (ms < 1000 || ms % 1000 !== 0) throw new UsageError(`--refresh-hint ${values['refresh-hint']}: must be a whole number of seconds, at least 1s`);
+    refreshHintSeconds = ms / 1000;
+  }
+  const { trustDomain, bundlePem, roots } = await readCaTrustBundle(caDir);
+  const newest = Math.max(...roots.map((r) => Math.floor(new Date(r.validFrom).getTime() / 1000)));
+  const doc = toSpiffeBundle(bundlePem, { sequence: sequence ?? newest, ...(refreshHintSeconds === undefined ? {} : { refreshHintSeconds }) });
+  io.stdout.write(JSON.stringify(doc, null, 2) + '\n');
+  io.stderr.write(`SPIFFE bundle of trust domain ${trustDomain} (${roots.length} root${roots.length === 1 ? '' : 's'}): store it as key ${trustDomain}.json of the other mesh's meshlet-federation ConfigMap\n`);
+  return 0;
+}
+
 export const commands: Command[] = [
   { name: 'ca init', summary: 'create a root or intermediate CA (ca.crt, ca.key, bundle.crt)', help: initHelp, run: runInit },
   { name: 'ca issue', summary: 'issue an X.509-SVID (svid.crt, svid.key, bundle.crt)', help: issueHelp, run: runIssue },
+  { name: 'ca bundle', summary: "print the CA's roots as a SPIFFE bundle (for another mesh's federation)", help: bundleHelp, run: runBundle },
 ];

@@ -451,6 +451,19 @@ function caTrustDomain(cert: X509Certificate, path: string): string {
   }
 }
 
+/**
+ * The public half of a CA directory: its trust domain (ca.crt's URI SAN) and its roots
+ * (bundle.crt), never the key — what another mesh needs to federate with this one.
+ */
+export async function readCaTrustBundle(dir: string): Promise<{ trustDomain: string; bundlePem: string; roots: X509Certificate[] }> {
+  const certPath = join(dir, CA_FILES.cert);
+  const bundlePath = join(dir, CA_FILES.bundle);
+  const [cert] = parseCaCerts(await readRequired(certPath), certPath) as [X509Certificate];
+  const roots = parseCaCerts(await readRequired(bundlePath), bundlePath);
+  for (const root of roots) if (!root.ca) throw new CaError('CA_NOT_A_CA', `${bundlePath} holds a certificate that is not a CA (${root.subject.replaceAll('\n', ', ')})`);
+  return { trustDomain: caTrustDomain(cert, certPath), bundlePem: roots.map((c) => derToPem(c.raw)).join(''), roots };
+}
+
 /** Loads a CA directory written by writeCa (or by hand, see docs/ca.md), checking it is whole and consistent. */
 export async function readCa(dir: string): Promise<CertificateAuthority> {
   const certPath = join(dir, CA_FILES.cert);
