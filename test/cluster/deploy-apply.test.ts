@@ -19,7 +19,8 @@ import { CLI, clusterSkip, DEPLOY, deployWebhookOnHost, eventually, kustomize, R
 type List<T> = { items: T[] };
 type Deployment = K8sObject & { spec: { replicas: number }; status?: { replicas?: number } };
 type Volume = { name: string; configMap?: { name: string; items?: { key: string; path: string }[]; optional?: boolean }; secret?: { secretName: string } };
-type Pod = K8sObject & { spec: { initContainers?: { name: string }[]; containers: { name: string }[]; volumes?: Volume[] } };
+type Container = { name: string; env?: { name: string; value?: string }[] };
+type Pod = K8sObject & { spec: { initContainers?: Container[]; containers: Container[]; volumes?: Volume[] } };
 
 /** The lines of docs/deploy.md's first fenced block under the heading starting with `heading`. */
 function docCommands(heading: string): string[] {
@@ -243,7 +244,18 @@ describe.skipIf(skip)('deploy/ on a real API server', () => {
       expect(trust.configMap!.name).toBe(TRUST_BUNDLE_CONFIGMAP);
       expect(trust.configMap!.optional).toBeUndefined();
       for (const item of trust.configMap!.items!) expect(Object.keys(bundle.data)).toContain(item.key);
+      // Federation (meshlet-ca source): an optional ConfigMap the namespace does not have, stored as
+      // the injector wrote it; revocation comes from the identity service, nothing mounted for it.
+      expect(pod.spec.volumes!.find((v) => v.name === VOLUMES.federation.name)).toEqual({ name: VOLUMES.federation.name, configMap: { name: 'meshlet-federation', optional: true, defaultMode: 420 } });
+      expect(pod.spec.volumes!.find((v) => v.name === VOLUMES.revocations.name)).toBeUndefined();
+      const proxyEnv = pod.spec.initContainers!.find((c) => c.name === 'meshlet-proxy')!.env!;
+      expect(proxyEnv.find((e) => e.name === 'MESHLET_REVOCATION_LIST')?.value).toBe('meshlet-ca');
+      expect(proxyEnv.find((e) => e.name === 'MESHLET_FEDERATION_BUNDLES')?.value).toBe(VOLUMES.federation.mountPath);
     }
+    // …which works because the identity service deploy/ installed has a list configured (optional ConfigMap in meshlet-system).
+    const identity = JSON.parse(await cp.kubectlOk(['-n', 'meshlet-system', 'get', 'deployment', 'meshlet-identity', '-o', 'json'])) as { spec: { template: { spec: Pod['spec'] } } };
+    expect(identity.spec.template.spec.containers[0]!.env!.find((e) => e.name === 'MESHLET_IDENTITY_REVOCATION_LIST')?.value).toBe('/etc/meshlet/revocations/revocations.json');
+    expect(identity.spec.template.spec.volumes!.find((v) => v.name === 'revocations')?.configMap).toEqual({ name: 'meshlet-revocations', optional: true, defaultMode: 420 });
   });
 
   it('deploy-cert-manager/ renders (no kustomize cycle) and applies against minimal cert-manager CRDs', async () => {

@@ -4,16 +4,22 @@
 // and through the API server's own JWKS (/openid/v1/jwks, issuer = --service-account-issuer).
 // Tokens bound to a deleted Pod or of a deleted ServiceAccount, and tokens for another
 // audience, are refused. A real `meshlet sidecar` (identity source meshlet-ca) gets its SVID
-// this way and serves mTLS with it.
+// this way and serves mTLS with it — with the revocation and federation settings the injector
+// writes and the identity service's revocation list as deploy/ configures it (an optional
+// ConfigMap, absent at first), then refuses a caller once the list names it.
 import type * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { request } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { applyJsonPatch, DEFAULT_INJECTION_SETTINGS, injectPod, type Pod } from '../../src/control-plane/injector/patch/index.ts';
+import { formatRevocationList } from '../../src/data-plane/identity/revocation/revocation-list.ts';
+import { kubeletWrite } from '../support/kubelet-volume.ts';
 import { freePorts } from '../../src/dev/demo/free-ports.ts';
 import { issueSvid, writeCa, type CertificateAuthority } from '../../src/control-plane/identity-service/ca.ts';
 import { AUDIENCE, certify, makeCa, makeCsr, rawClient, serviceCode, TRUST_DOMAIN, type CallOutcome } from '../integration/identity-service/support.ts';
@@ -45,7 +51,7 @@ describe.skipIf(skip)('meshlet identity with real ServiceAccount tokens', () => 
   });
 
   /** `meshlet identity` as a host process, authenticating with `mode`. */
-  async function startIdentity(mode: 'token-review' | 'jwks' | 'both'): Promise<{ address: string; client: grpc.Client; process: HostProcess }> {
+  async function startIdentity(mode: 'token-review' | 'jwks' | 'both', extraEnv: Record<string, string> = {}): Promise<{ address: string; client: grpc.Client; process: HostProcess }> {
     const cp = cluster();
     const [port] = (await freePorts(1)) as [number];
     const p = startMeshlet('identity', {
@@ -61,6 +67,7 @@ describe.skipIf(skip)('meshlet identity with real ServiceAccount tokens', () => 
       MESHLET_JWKS_ISSUER: cp.issuer,
       // The refusal tests poll until the API server forgets a token (below): not a rate-limit test.
       MESHLET_IDENTITY_RATE_BURST: '1000',
+      ...extraEnv,
     });
     running.push(p);
     await eventually(async () => {
@@ -189,8 +196,29 @@ describe.skipIf(skip)('meshlet identity with real ServiceAccount tokens', () => 
       await new Promise((r) => (app ? app.close(r) : r(undefined)));
     });
 
-    it('gets its SVID with its Pod-bound token and serves mTLS with it', async () => {
-      const { address } = await startIdentity('token-review');
+    it('gets its SVID with its Pod-bound token and serves mTLS with it, with the revocation and federation settings the injector writes; a revoked caller is then refused', async () => {
+      // The identity service's revocation list as deploy/ configures it; its optional ConfigMap
+      // does not exist yet, so kubelet would mount an empty directory there.
+      const deployed = parse(await readFile(join(DEPLOY, 'identity/deployment.yaml'), 'utf8'));
+      const identityEnv = deployed.spec.template.spec.containers[0].env as { name: string; value: string }[];
+      const listPath = identityEnv.find((e) => e.name === 'MESHLET_IDENTITY_REVOCATION_LIST')!.value;
+      const identityListDir = join(work.dir, 'identity-revocations');
+      await mkdir(identityListDir, { recursive: true });
+      const { address } = await startIdentity('token-review', { MESHLET_IDENTITY_REVOCATION_LIST: join(identityListDir, basename(listPath)) });
+      expect(dirname(listPath)).toBe(deployed.spec.template.spec.containers[0].volumeMounts.find((m: { name: string }) => m.name === 'revocations').mountPath);
+
+      // What the injector gives a meshlet-ca pod, its mount paths moved to directories of this test
+      // (the federation ConfigMap absent too: an empty directory).
+      const injectedPod: Pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'orders', namespace: NS }, spec: { serviceAccountName: 'orders', containers: [{ name: 'app', image: 'registry.invalid/app:1', ports: [{ containerPort: 8080 }] }] } } as Pod;
+      const injection = injectPod(injectedPod, NS, DEFAULT_INJECTION_SETTINGS);
+      if (injection.outcome !== 'injected') throw new Error('not injected');
+      const proxy = (applyJsonPatch(injectedPod, injection.patch).spec.initContainers as unknown as { name: string; env: { name: string; value?: string }[]; volumeMounts: { name: string; mountPath: string }[] }[]).find((c) => c.name === 'meshlet-proxy')!;
+      const injectedEnv = (name: string) => proxy.env.find((e) => e.name === name)?.value;
+      expect(injectedEnv('MESHLET_REVOCATION_LIST')).toBe('meshlet-ca');
+      expect(injectedEnv('MESHLET_FEDERATION_BUNDLES')).toBe(proxy.volumeMounts.find((m) => m.name === 'meshlet-federation')!.mountPath);
+      const federationDir = join(work.dir, 'orders-federation');
+      await mkdir(federationDir, { recursive: true });
+
       app = createServer((req, res) => {
         res.writeHead(200, { 'content-type': 'application/json' });
         res.end(JSON.stringify({ path: req.url, caller: req.headers['x-meshlet-peer-identity'] ?? null }));
@@ -219,6 +247,8 @@ describe.skipIf(skip)('meshlet identity with real ServiceAccount tokens', () => 
         MESHLET_ADMIN_ADDRESS: '127.0.0.1',
         MESHLET_OUTBOUND_PORT: String(outbound),
         MESHLET_LOG_LEVEL: 'warn',
+        MESHLET_REVOCATION_LIST: injectedEnv('MESHLET_REVOCATION_LIST')!,
+        MESHLET_FEDERATION_BUNDLES: federationDir,
       });
       running.push(sidecar);
       await eventually(async () => {
@@ -228,8 +258,9 @@ describe.skipIf(skip)('meshlet identity with real ServiceAccount tokens', () => 
       expect((await fetch(`http://127.0.0.1:${admin}/ready`)).status).toBe(200);
 
       // A caller with another mesh identity, dialling the sidecar's inbound listener.
-      const caller = await issueSvid(ca, { spiffeId: `spiffe://${TRUST_DOMAIN}/ns/web/sa/frontend` });
-      const result = await new Promise<{ status: number; body: string; serverId: string | undefined }>((resolve, reject) => {
+      const callerId = `spiffe://${TRUST_DOMAIN}/ns/web/sa/frontend`;
+      const caller = await issueSvid(ca, { spiffeId: callerId });
+      const call = () => new Promise<{ status: number; body: string; serverId: string | undefined }>((resolve, reject) => {
         const req = request(`https://127.0.0.1:${inbound}/orders`, {
           cert: caller.certChainPem,
           key: caller.privateKeyPem,
@@ -247,9 +278,24 @@ describe.skipIf(skip)('meshlet identity with real ServiceAccount tokens', () => 
         req.on('error', reject);
         req.end();
       });
+      const result = await call();
       expect(result.status, result.body).toBe(200);
       expect(result.serverId).toBe(`URI:${ORDERS_ID}`);
       expect(JSON.parse(result.body)).toMatchObject({ path: '/orders' });
+
+      // `meshlet identity revoke … --configmap meshlet-system` lands in the identity service's
+      // volume: the sidecar learns it from the identity service (it mounts no list) and refuses
+      // the caller's next handshake.
+      await kubeletWrite(identityListDir, { [basename(listPath)]: formatRevocationList([{ spiffeId: callerId, revokedAt: '2026-12-04T07:00:00Z', reason: 'cluster test' }]) });
+      const refusal = await eventually(async () => {
+        const outcome = await call().then((r) => `HTTP ${r.status}`, (err: Error) => err.message);
+        return outcome.startsWith('HTTP ') ? undefined : outcome;
+      }, 'the sidecar to refuse the revoked caller (list learned from meshlet identity)', 60_000);
+      expect(refusal).not.toMatch(/^HTTP /);
+      const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
+      expect(metrics).toMatch(/^meshlet_tls_handshake_failures_total\{[^}]*reason="revoked"[^}]*\} [1-9]/m);
+      expect(metrics).toMatch(/^meshlet_revocation_revoked_identities 1$/m);
+      expect(sidecar.child.exitCode).toBeNull();
     });
   });
 });

@@ -105,11 +105,12 @@ describe.skipIf(e2eSkipped('probes e2e (network-namespace pods)'))('probes e2e: 
     if (!init || !proxy || !appContainer) throw new HarnessError('E2E_UNSUPPORTED_SPEC', injected.stdout);
     appProbesEnv = proxy.env.MESHLET_APP_PROBES ?? '';
 
-    const [svidDir, policyDir, podinfoDir, appDir] = await Promise.all(['svid', 'policy', 'podinfo', 'app'].map((v) => cluster.volumeDir(`probed-${v}`)));
+    const [svidDir, policyDir, podinfoDir, appDir, federationDir] = await Promise.all(['svid', 'policy', 'podinfo', 'app', 'federation'].map((v) => cluster.volumeDir(`probed-${v}`)));
     await Promise.all([svids.write(svidDir!, 'spiffe://cluster.local/ns/shop/sa/probed'), kubeletWrite(policyDir!, {}), kubeletWrite(podinfoDir!, { labels: 'app="probed"\n' })]);
     const initRun = await pod.execNode('bin/meshlet.js', init.args, { env: init.env, uid: init.uid, gid: init.gid });
     if (initRun.code !== 0) throw new HarnessError('E2E_COMMAND_FAILED', `init container exited ${initRun.code}: ${initRun.stderr}`);
-    const sidecarEnv = { ...mountEnv(proxy, { 'meshlet-policy': policyDir!, 'meshlet-podinfo': podinfoDir! }), MESHLET_IDENTITY_SOURCE: 'files', MESHLET_SVID_DIR: svidDir!, MESHLET_LOG_LEVEL: 'warn' };
+    // files instead of the injected meshlet-ca (no identity service here), so no revocation list from it either.
+    const sidecarEnv = { ...mountEnv(proxy, { 'meshlet-policy': policyDir!, 'meshlet-podinfo': podinfoDir!, 'meshlet-federation': federationDir! }), MESHLET_IDENTITY_SOURCE: 'files', MESHLET_SVID_DIR: svidDir!, MESHLET_REVOCATION_LIST: '', MESHLET_LOG_LEVEL: 'warn' };
     const sidecar = pod.spawnNode('bin/meshlet.js', proxy.args, { nodeFlags: proxy.nodeFlags, env: sidecarEnv, uid: proxy.uid, gid: proxy.gid, label: proxy.name });
     await sidecar.waitForLine('meshlet sidecar: ready', { timeoutMs: 30_000 });
 

@@ -101,7 +101,7 @@ export class PodsDemo {
     if (!init || !proxy || !appContainer) throw new HarnessError('E2E_UNSUPPORTED_SPEC', `the injected ${s.name} pod lacks an init container, a sidecar or the app`);
 
     const spiffeId = `spiffe://${DEMO_TRUST_DOMAIN}/ns/${s.namespace}/sa/${s.serviceAccount}`;
-    const [svidDir, podinfoDir] = await Promise.all([this.cluster.volumeDir(`${s.name}-svid`), this.cluster.volumeDir(`${s.name}-podinfo`)]);
+    const [svidDir, podinfoDir, federationDir] = await Promise.all([this.cluster.volumeDir(`${s.name}-svid`), this.cluster.volumeDir(`${s.name}-podinfo`), this.cluster.volumeDir(`${s.name}-federation`)]);
     const svid = await issueSvid(ca, { spiffeId });
     await Promise.all([
       kubeletWrite(svidDir, { [FILES_SOURCE_DEFAULTS.certFile]: svid.certChainPem, [FILES_SOURCE_DEFAULTS.keyFile]: svid.privateKeyPem, [FILES_SOURCE_DEFAULTS.bundleFile]: svid.bundlePem }),
@@ -110,7 +110,8 @@ export class PodsDemo {
 
     const initRun = await pod.execNode(MESHLET, init.args, { env: init.env, uid: init.uid, gid: init.gid, label: init.name });
     if (initRun.code !== 0) throw new HarnessError('E2E_COMMAND_FAILED', `${s.name}: init container ${init.name} exited ${initRun.code}: ${initRun.stderr.trim()}`);
-    const env: Record<string, string> = { ...mountEnv(proxy, { 'meshlet-policy': policyDir, 'meshlet-podinfo': podinfoDir }), MESHLET_IDENTITY_SOURCE: 'files', MESHLET_SVID_DIR: svidDir, MESHLET_LOG_LEVEL: 'info' };
+    // files instead of the injected meshlet-ca (the demo runs no identity service), so no revocation list from it either.
+    const env: Record<string, string> = { ...mountEnv(proxy, { 'meshlet-policy': policyDir, 'meshlet-podinfo': podinfoDir, 'meshlet-federation': federationDir }), MESHLET_IDENTITY_SOURCE: 'files', MESHLET_SVID_DIR: svidDir, MESHLET_REVOCATION_LIST: '', MESHLET_LOG_LEVEL: 'info' };
     const sidecar = pod.spawnNode(MESHLET, proxy.args, { nodeFlags: proxy.nodeFlags, env, uid: proxy.uid, gid: proxy.gid, label: proxy.name });
     // What the native sidecar's startupProbe waits for before kubelet starts the app.
     await sidecar.waitForLine('meshlet sidecar: ready', { timeoutMs: 60_000 });

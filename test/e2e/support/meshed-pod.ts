@@ -69,7 +69,8 @@ export function podManifest(spec: MeshedPodSpec): string {
  *
  * Identity: the injected env names the meshlet-ca source; no identity service runs in the
  * e2e suite, so MESHLET_IDENTITY_SOURCE=files and MESHLET_SVID_DIR=<svid volume> replace it,
- * and the SVID is written into that volume from the test's CA. Everything else is the
+ * and the SVID is written into that volume from the test's CA (and MESHLET_REVOCATION_LIST, which
+ * names that identity service, is emptied). Everything else is the
  * injected environment with each volume's mountPath moved to the test's directory.
  */
 export async function startMeshedPod(cluster: Cluster, svids: SvidVolumes, spec: MeshedPodSpec): Promise<MeshedPod> {
@@ -83,7 +84,7 @@ export async function startMeshedPod(cluster: Cluster, svids: SvidVolumes, spec:
   if (!init || !proxy || !appContainer) throw new HarnessError('E2E_UNSUPPORTED_SPEC', `the injected pod lacks an init container, a sidecar or the app: ${injected.stdout}`);
 
   const spiffeId = `spiffe://cluster.local/ns/${spec.namespace}/sa/${spec.serviceAccount}`;
-  const [svidDir, policyDir, podinfoDir, appDir] = await Promise.all(['svid', 'policy', 'podinfo', 'app'].map((v) => cluster.volumeDir(`${spec.name}-${v}`)));
+  const [svidDir, policyDir, podinfoDir, appDir, federationDir] = await Promise.all(['svid', 'policy', 'podinfo', 'app', 'federation'].map((v) => cluster.volumeDir(`${spec.name}-${v}`)));
   const labels = Object.entries(podSpec.labels).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join('\n');
   const [svid] = await Promise.all([
     svids.write(svidDir!, spiffeId),
@@ -95,9 +96,11 @@ export async function startMeshedPod(cluster: Cluster, svids: SvidVolumes, spec:
   if (initRun.code !== 0) throw new HarnessError('E2E_COMMAND_FAILED', `${spec.name}: init container ${init.name} exited ${initRun.code}: ${initRun.stderr}`);
 
   const sidecarEnv = {
-    ...mountEnv(proxy, { 'meshlet-policy': policyDir!, 'meshlet-podinfo': podinfoDir! }),
+    ...mountEnv(proxy, { 'meshlet-policy': policyDir!, 'meshlet-podinfo': podinfoDir!, 'meshlet-federation': federationDir! }),
     MESHLET_IDENTITY_SOURCE: 'files',
     MESHLET_SVID_DIR: svidDir!,
+    // The injected meshlet-ca pod learns revocations from the identity service, which does not run here.
+    MESHLET_REVOCATION_LIST: '',
     MESHLET_LOG_LEVEL: 'warn',
     ...spec.sidecarEnv,
   };

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
@@ -16,7 +16,9 @@ import { ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/
 import { MutatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1/MutatingWebhookConfiguration';
 import { ValidatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration';
 import { DEFAULT_INJECTION_SETTINGS } from '../../../src/control-plane/injector/patch/index.ts';
-import { DEFAULT_POLICY_CONFIGMAP, IMAGE_CLI, PROXY_UID, TRUST_BUNDLE_CONFIGMAP, TRUST_BUNDLE_KEY } from '../../../src/control-plane/injector/patch/pod-layout.ts';
+import { DEFAULT_POLICY_CONFIGMAP, IMAGE_CLI, PROXY_UID, REVOCATION_LIST_FILE, TRUST_BUNDLE_CONFIGMAP, TRUST_BUNDLE_KEY } from '../../../src/control-plane/injector/patch/pod-layout.ts';
+import { readIdentityConfig } from '../../../src/control-plane/identity-service/config.ts';
+import { REVOCATION_CONFIGMAP_KEY, REVOCATION_CONFIGMAP_NAME } from '../../../src/data-plane/identity/revocation/revocation-list-edit.ts';
 import { injectManifest } from '../../../src/control-plane/injector/workloads.ts';
 import { runCli } from './cli-support.ts';
 
@@ -156,6 +158,28 @@ describe('deploy/ manifests', () => {
         expect(mode & 0o027).toBe(0);
       }
     }
+  });
+
+  it('the identity service enforces and publishes a revocation list, always configured, from an optional ConfigMap (what MESHLET_REVOCATION_LIST=meshlet-ca sidecars need to start)', () => {
+    const pod = base('Deployment', 'meshlet-identity').spec.template.spec;
+    const container = pod.containers[0];
+    const env = Object.fromEntries(container.env.map((e: { name: string; value: string }) => [e.name, e.value]));
+    // The identity service's own reader accepts the Deployment's environment as written.
+    const config = readIdentityConfig(env);
+    const listFile = config.revocationList!;
+    expect(listFile).toBe('/etc/meshlet/revocations/revocations.json');
+    const mount = container.volumeMounts.find((m: { mountPath: string }) => dirname(listFile) === m.mountPath);
+    expect(mount).toMatchObject({ name: 'revocations', readOnly: true });
+    expect(mount.subPath).toBeUndefined(); // subPath mounts are never updated by kubelet
+    expect(pod.volumes.find((v: { name: string }) => v.name === mount.name)).toEqual({ name: 'revocations', configMap: { name: REVOCATION_CONFIGMAP_NAME, optional: true } });
+    // The key `meshlet identity revoke --configmap meshlet-system` writes, and the path the injector gives files/workload-api sidecars.
+    expect(basename(listFile)).toBe(REVOCATION_CONFIGMAP_KEY);
+    expect(listFile).toBe(REVOCATION_LIST_FILE);
+    // The Deployment keeps its security settings with the new volume.
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: PROXY_UID, runAsGroup: PROXY_UID, fsGroup: PROXY_UID });
+    expect(container.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false });
+    // deploy/ renders no list: a fresh install revokes nobody.
+    expect(docs.filter((d) => d.obj.kind === 'ConfigMap' && d.obj.metadata.name === REVOCATION_CONFIGMAP_NAME)).toEqual([]);
   });
 
   it('no webhook that fails closed can block kube-system or meshlet-system (where the injector itself runs)', () => {

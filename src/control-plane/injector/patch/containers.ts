@@ -1,4 +1,4 @@
-import { SIDECAR_ENV, type AppProbe } from '../../../data-plane/sidecar/sidecar-env.ts';
+import { SIDECAR_ENV, type AppProbe, type IdentitySourceKind } from '../../../data-plane/sidecar/sidecar-env.ts';
 import { IPTABLES_ENV } from '../iptables/env.ts';
 import type { PodAnnotations } from './annotations.ts';
 import { formatInboundPorts, type InboundPortPlan } from './inbound-ports.ts';
@@ -14,6 +14,7 @@ import {
   TRUST_BUNDLE_FILE,
   VOLUMES,
 } from './pod-layout.ts';
+import { planRevocationFederation } from './revocation-federation.ts';
 import type { InjectionSettings } from './settings.ts';
 import { memoryQuantityBytes, proxyRuntime } from './heap-settings.ts';
 import type { MeshletVolumePlan } from './volumes.ts';
@@ -48,6 +49,9 @@ export function proxyContainer(plan: MeshPlan, settings: InjectionSettings): Rec
   const memoryLimit = r.memoryLimit ?? DEFAULT_PROXY_RESOURCES.memoryLimit;
   // annotations.ts refused a limit that is not a byte quantity; the default is one.
   const runtime = proxyRuntime(memoryQuantityBytes(memoryLimit) ?? 0);
+  const identitySource = a.identitySource ?? (SIDECAR_ENV.identitySource.default as IdentitySourceKind);
+  // The same plan volumes.ts mounted from: every path named here is mounted.
+  const feeds = planRevocationFederation(identitySource);
   const env: EnvEntry[] = [
     // glibc's arena cap (heap-settings.ts); Node's own flags are on the command line below.
     ...Object.entries(runtime.env).map(([name, v]) => value(name, v)),
@@ -56,10 +60,12 @@ export function proxyContainer(plan: MeshPlan, settings: InjectionSettings): Rec
     fromField(SIDECAR_ENV.serviceAccount.name, 'spec.serviceAccountName'),
     fromField(SIDECAR_ENV.podName.name, 'metadata.name'),
     value(SIDECAR_ENV.podLabelsFile.name, POD_LABELS_FILE),
-    value(SIDECAR_ENV.identitySource.name, a.identitySource ?? SIDECAR_ENV.identitySource.default),
+    value(SIDECAR_ENV.identitySource.name, identitySource),
     value(SIDECAR_ENV.caAddress.name, settings.caAddress),
     value(SIDECAR_ENV.tokenFile.name, TOKEN_FILE),
     value(SIDECAR_ENV.trustBundleFile.name, TRUST_BUNDLE_FILE),
+    value(SIDECAR_ENV.revocationList.name, feeds.revocationList),
+    ...(feeds.federationBundles === null ? [] : [value(SIDECAR_ENV.federationBundles.name, feeds.federationBundles)]),
     ...portEnv(plan),
     value(SIDECAR_ENV.permissivePorts.name, a.permissivePorts.join(',')),
     value(SIDECAR_ENV.policyDir.name, VOLUMES.policy.mountPath),

@@ -1,3 +1,4 @@
+import { REVOCATION_CONFIGMAP_KEY, REVOCATION_CONFIGMAP_NAME } from '../../../data-plane/identity/revocation/revocation-list-edit.ts';
 import { SIDECAR_ENV } from '../../../data-plane/sidecar/sidecar-env.ts';
 
 /**
@@ -25,6 +26,10 @@ export const TOKEN_AUDIENCE = 'meshlet-identity';
 export const TOKEN_EXPIRATION_SECONDS = 3600;
 export const TRUST_BUNDLE_CONFIGMAP = 'meshlet-trust-bundle';
 export const DEFAULT_POLICY_CONFIGMAP = 'meshlet-policy';
+/** The revocation list of the pod's namespace: the same name `meshlet identity revoke --configmap` prints. */
+export const REVOCATIONS_CONFIGMAP = REVOCATION_CONFIGMAP_NAME;
+/** Foreign trust domains' SPIFFE bundles, one key per domain (docs/identity-sources.md "Federation"). */
+export const FEDERATION_CONFIGMAP = 'meshlet-federation';
 
 export interface MeshletVolume {
   /** Volume name in the pod. */
@@ -43,6 +48,10 @@ export const VOLUMES = {
   workloadApi: { name: 'meshlet-workload-api', mountPath: '/run/spire/sockets' },
   /** identity source files: an SVID written by cert-manager's csi-driver-spiffe (tls.crt, tls.key, ca.crt). */
   svidFiles: { name: 'meshlet-svid', mountPath: SIDECAR_ENV.svidDir.default },
+  /** identity sources files and workload-api: the namespace's revocation list (meshlet-ca learns it from the identity service). */
+  revocations: { name: 'meshlet-revocations', mountPath: '/etc/meshlet/revocations' },
+  /** identity sources files and meshlet-ca: federated trust domains' bundles (SPIRE federates by itself). */
+  federation: { name: 'meshlet-federation', mountPath: '/var/run/meshlet/federation' },
 } as const satisfies Record<string, MeshletVolume>;
 
 /** CSI drivers behind the two external identity sources. */
@@ -53,6 +62,7 @@ export const TOKEN_FILE = `${VOLUMES.token.mountPath}/token`;
 export const TRUST_BUNDLE_KEY = 'bundle.crt';
 export const TRUST_BUNDLE_FILE = `${VOLUMES.trust.mountPath}/${TRUST_BUNDLE_KEY}`;
 export const POD_LABELS_FILE = `${VOLUMES.podInfo.mountPath}/labels`;
+export const REVOCATION_LIST_FILE = `${VOLUMES.revocations.mountPath}/${REVOCATION_CONFIGMAP_KEY}`;
 
 /** Where the image keeps meshlet (deploy/Dockerfile WORKDIR): exec hooks need an absolute path. */
 export const IMAGE_CLI = ['node', '/app/bin/meshlet.js'] as const;

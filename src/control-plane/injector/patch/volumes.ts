@@ -2,6 +2,8 @@ import type { IdentitySourceKind } from '../../../data-plane/sidecar/sidecar-env
 import {
   CERT_MANAGER_SPIFFE_CSI_DRIVER,
   DEFAULT_POLICY_CONFIGMAP,
+  FEDERATION_CONFIGMAP,
+  REVOCATIONS_CONFIGMAP,
   SPIFFE_CSI_DRIVER,
   TOKEN_AUDIENCE,
   TOKEN_EXPIRATION_SECONDS,
@@ -10,6 +12,7 @@ import {
   VOLUMES,
   type MeshletVolume,
 } from './pod-layout.ts';
+import { planRevocationFederation } from './revocation-federation.ts';
 
 export interface MeshletVolumePlan {
   volumes: Record<string, unknown>[];
@@ -20,7 +23,8 @@ export interface MeshletVolumePlan {
  * The volumes behind the sidecar's mounts, and the mounts. The identity material depends on
  * the identity source: meshlet-ca proves the pod with a projected token and verifies with the
  * trust bundle ConfigMap; workload-api reads everything from the SPIRE agent socket; files
- * reads an SVID that csi-driver-spiffe keeps rotated.
+ * reads an SVID that csi-driver-spiffe keeps rotated. The revocation list and the federated
+ * bundles follow the identity source too (revocation-federation.ts).
  */
 export function meshletVolumes(policyConfigMap: string | undefined, identitySource: IdentitySourceKind): MeshletVolumePlan {
   const plan: MeshletVolumePlan = { volumes: [], mounts: [] };
@@ -42,6 +46,13 @@ export function meshletVolumes(policyConfigMap: string | undefined, identitySour
   // Private keys live in memory only, never on the node's disk.
   add(VOLUMES.keys, { emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } }, false);
   add(VOLUMES.podInfo, { downwardAPI: { items: [{ path: 'labels', fieldRef: { fieldPath: 'metadata.labels' } }] } }, true);
+  // Both optional, unlike the trust bundle: without them the sidecar starts with nobody revoked
+  // and no foreign domain trusted, which is the mesh as it was before either existed. The whole
+  // ConfigMap is mounted (no items): a ConfigMap without the expected key is then an absent
+  // list, reported by the sidecar, rather than a pod stuck in ContainerCreating.
+  const feeds = planRevocationFederation(identitySource);
+  if (feeds.mountRevocations) add(VOLUMES.revocations, { configMap: { name: REVOCATIONS_CONFIGMAP, optional: true } }, true);
+  if (feeds.federationBundles !== null) add(VOLUMES.federation, { configMap: { name: FEDERATION_CONFIGMAP, optional: true } }, true);
   return plan;
 }
 
