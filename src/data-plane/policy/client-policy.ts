@@ -60,6 +60,11 @@ export interface CompiledClient {
   readonly mode: EnforcementMode;
   readonly destinations: readonly string[];
   decide(facts: DestinationFacts): ClientDecision;
+  /**
+   * True when destination `route` matches on the name the app used (a `host` entry): the one
+   * fact the app writes freely (the SNI of its own TLS), so the proxy must dial that name.
+   */
+  matchesByName(route: string): boolean;
 }
 
 /** The first client of `policy` whose selector matches this workload (same rules as servers). */
@@ -92,6 +97,7 @@ class ClientRules implements CompiledClient {
   readonly destinations: readonly string[];
   readonly #compiled: readonly CompiledDestination[];
   readonly #who: string;
+  readonly #byName: ReadonlySet<string>;
 
   constructor(name: string | null, defaultPolicy: DefaultPolicy, mode: EnforcementMode, destinations: readonly ClientDestination[], self: WorkloadSelf) {
     this.name = name;
@@ -101,7 +107,12 @@ class ClientRules implements CompiledClient {
     const td = self.trustDomain ?? DEFAULT_TRUST_DOMAIN;
     this.#compiled = destinations.map((d) => compileDestination(d, td, self.namespace));
     this.#who = name === null ? 'no client of the policy selects this workload' : `client "${name}"`;
+    this.#byName = new Set(destinations.filter((d) => 'host' in d).map((d) => d.name));
     Object.freeze(this);
+  }
+
+  matchesByName(route: string): boolean {
+    return this.#byName.has(route);
   }
 
   decide(facts: DestinationFacts): ClientDecision {
@@ -201,12 +212,23 @@ function targetMatcher(d: ClientDestination, td: string, ownNamespace: string): 
   const cidr = d.cidr;
   const slash = cidr.indexOf('/');
   const address = cidr.slice(0, slash);
+  const prefix = Number(cidr.slice(slash + 1));
   const family = isIP(address) === 6 ? 'ipv6' : 'ipv4';
   const list = new BlockList();
-  list.addSubnet(address, Number(cidr.slice(slash + 1)), family);
+  list.addSubnet(address, prefix, family);
+  // BlockList checks an IPv4 address against IPv6 rules as its IPv4-mapped form, so `::/0` would
+  // match every IPv4 address. An IPv6 entry names IPv6 addresses only — unless it is written
+  // inside ::ffff:0:0/96, which names IPv4 addresses by definition.
+  const ipv6Only = family === 'ipv6' && !(prefix >= 96 && IPV4_MAPPED.check(address, 'ipv6'));
   return (f) => {
     if (f.address === null) return false;
     const v = isIP(f.address);
-    return v !== 0 && list.check(f.address, v === 6 ? 'ipv6' : 'ipv4');
+    if (v === 0) return false;
+    if (ipv6Only && (v === 4 || IPV4_MAPPED.check(f.address, 'ipv6'))) return false;
+    return list.check(f.address, v === 6 ? 'ipv6' : 'ipv4');
   };
 }
+
+/** ::ffff:0:0/96, the IPv4-mapped IPv6 addresses (RFC 4291 2.5.5.2). */
+const IPV4_MAPPED = new BlockList();
+IPV4_MAPPED.addSubnet('::ffff:0:0', 96, 'ipv6');

@@ -108,12 +108,14 @@ describe("the app's own TLS to the outside, decided by its SNI", () => {
     answer = { kind: 'external', externalName: '', reason: 'outside' };
   });
 
-  it('an SNI under *.partner.example on the listed port: passed through to the original destination', async () => {
+  it('an SNI under *.partner.example on the listed port: allowed, and the NAME is dialled, not the address the app chose (sni-spoofing.test.ts)', async () => {
     dst = { address: '127.0.0.1', port: plainApp.port, family: 4 };
     const before = plainApp.accepted;
     await clientHello('API.Partner.Example');
-    expect(plainApp.accepted).toBe(before + 1);
     expect(decisions.at(-1)).toMatchObject({ decision: 'allow', route: 'partner-api' });
+    // api.partner.example does not resolve here: the connection fails upstream, and the original destination is never dialled.
+    expect(refused.at(-1)).toBe('MESHLET_UPSTREAM_CONNECT_FAILED');
+    expect(plainApp.accepted).toBe(before);
   });
 
   it('another SNI: closed, never dialled, MESHLET_DENIED; plain TCP (no SNI) to the same address too', async () => {

@@ -23,7 +23,10 @@ describe('egress rules', () => {
 
   it('default deny with an allow list; deny wins over allow', () => {
     const r = rules({ MESHLET_OUTBOUND_PASSTHROUGH: 'deny', MESHLET_EGRESS_ALLOW: '*.googleapis.com:443,10.0.0.0/8', MESHLET_EGRESS_DENY: 'storage.googleapis.com' });
-    expect(r.decide({ address: '142.250.1.1', port: 443, name: 'pubsub.googleapis.com' })).toEqual({ action: 'allow', why: 'MESHLET_EGRESS_ALLOW' });
+    // Allowed by the name alone: the caller must dial the name (byName), not the app's address.
+    expect(r.decide({ address: '142.250.1.1', port: 443, name: 'pubsub.googleapis.com' })).toEqual({ action: 'allow', why: 'MESHLET_EGRESS_ALLOW', byName: true });
+    // Allowed by the address (a CIDR rule): no name needed.
+    expect(r.decide({ address: '10.1.2.3', port: 443, name: 'pubsub.googleapis.com' })).toEqual({ action: 'allow', why: 'MESHLET_EGRESS_ALLOW' });
     expect(r.decide({ address: '142.250.1.1', port: 80, name: 'pubsub.googleapis.com' }).action).toBe('deny');
     expect(r.decide({ address: '142.250.1.1', port: 443, name: 'storage.googleapis.com' })).toEqual({ action: 'deny', why: 'MESHLET_EGRESS_DENY' });
     expect(r.decide({ address: '10.1.2.3', port: 9000, name: null }).action).toBe('allow');

@@ -208,6 +208,11 @@ function judgeFile(file: BundleFileRead, td: string, previous: FederatedBundle |
   if (td === ownTrustDomain) {
     return new FederationError('FEDERATION_OWN_TRUST_DOMAIN', path, td, `${path}: "${td}" is this mesh's own trust domain, whose bundle comes from the identity source and is never replaced by federation`);
   }
+  // "cluster.local." and ".cluster.local" are other trust domains to the SPIFFE ID grammar, but the
+  // same DNS name to a reader: a foreign CA minting look-alikes of the own domain is refused too.
+  if (withoutOuterDots(td) === withoutOuterDots(ownTrustDomain)) {
+    return new FederationError('FEDERATION_OWN_TRUST_DOMAIN', path, td, `${path}: "${td}" is this mesh's own trust domain "${ownTrustDomain}" with a leading or trailing ".": a look-alike of the own domain is never federated`);
+  }
   let bundle;
   try {
     bundle = parseSpiffeBundle(file.text!);
@@ -222,4 +227,8 @@ function judgeFile(file: BundleFileRead, td: string, previous: FederatedBundle |
     return new FederationError('FEDERATION_ROLLBACK', path, td, `${path}: ${got} is older than the loaded bundle of "${td}" (spiffe_sequence ${previous.sequence}); a rollback is refused`);
   }
   return Object.freeze({ trustDomain: td, pem: bundle.x509AuthoritiesPem, sequence: bundle.sequence, file: path });
+}
+
+function withoutOuterDots(name: string): string {
+  return name.replace(/^\.+|\.+$/g, '');
 }

@@ -10,6 +10,10 @@
  *               the decision log is off here: a logged denial costs what docs/decision-log.md says)
  *  - decide:    the verdict made every time (what the first request to a destination pays, and a
  *               TLS or opaque TCP connection): the facts object and a scan of the 64 entries
+ * and ns per connection for DestinationPolicy.connection() (the app's own TLS, opaque TCP):
+ *  - connection:       allowed by an identity entry (one decision)
+ *  - connectionByName: allowed by a host entry only (its SNI): the second decision without the
+ *                      name that tells the proxy to dial the name (docs/policy.md "Matching facts")
  */
 import { compileClient } from '../../policy/client-policy.ts';
 import { parsePolicy } from '../../policy/parse.ts';
@@ -61,8 +65,14 @@ const figures = {
     allowed.verdict = null;
     policy.request(head, allowed, 'orders.shop', '/orders');
   }),
+  connection: nsPer(N, () => {
+    if (policy.connection({ ...allowed.facts, name: 'orders.shop' }) !== 'allow') refusals = -1e9;
+  }),
+  connectionByName: nsPer(N, () => {
+    if (policy.connection({ address: '203.0.113.9', port: 443, meshed: false, identities: [], trustDomains: [], service: null, name: 'svc-0.example.com' }) !== 'allow-by-name') refusals = -1e9;
+  }),
 };
-if (refusals === 0 || counter.value === 0) throw new Error('the bench decided nothing');
+if (refusals <= 0 || counter.value === 0) throw new Error('the bench decided nothing, or a connection verdict was not the expected one');
 
 const round = (x: number) => +x.toFixed(1);
 console.log(JSON.stringify({ iterations: N, destinations: 64, nsPerRequest: Object.fromEntries(Object.entries(figures).map(([k, v]) => [k, round(v)])) }));

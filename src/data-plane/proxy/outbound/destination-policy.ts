@@ -1,4 +1,4 @@
-import { isIP } from 'node:net';
+import { BlockList, isIP } from 'node:net';
 import type { ClientDecision, CompiledClient, DestinationFacts } from '../../policy/client-policy.ts';
 import type { Resolution } from '../../discovery/resolution.ts';
 import type { OutboundDecision } from '../../discovery/decide.ts';
@@ -59,6 +59,9 @@ export interface VerdictHolder {
 
 export const DENIED_BY_CLIENT_POLICY = 'request denied by the client policy';
 
+/** What the client policy says of one TLS or opaque TCP connection (DestinationPolicy.connection). */
+export type ConnectionVerdict = 'allow' | 'deny' | 'allow-by-name';
+
 export class DestinationPolicy {
   readonly #source: ClientPolicySource;
   readonly #log: (RequestDecisionLog & ConnectionDecisionLog) | undefined;
@@ -93,20 +96,37 @@ export class DestinationPolicy {
     return v.refusal;
   }
 
-  /** One TLS or opaque TCP connection: true to go on; false: the caller closes it (MESHLET_DENIED). */
-  connection(facts: DestinationFacts): boolean {
+  /**
+   * One TLS or opaque TCP connection: `allow` to go on; `deny`: the caller closes it
+   * (MESHLET_DENIED); `allow-by-name`: allowed only because of `facts.name` (a `host` entry
+   * matched it, nothing else would allow the address) — the caller must then dial that name, not
+   * the address the app chose, because the app writes the SNI freely: deciding on the name and
+   * dialling the address would let any app reach any address by naming an allowed host.
+   */
+  connection(facts: DestinationFacts, nameIsDialled = false): ConnectionVerdict {
     const rules = this.#source.current();
-    if (rules === null) return true;
+    if (rules === null) return 'allow';
     let decision: ClientDecision;
     try {
       decision = rules.decide(facts);
     } catch {
       // Fail closed: a client policy that cannot decide refuses.
-      return false;
+      return 'deny';
     }
     this.#source.series(decision).value++;
     this.#log?.connectionDecided('outbound', this.#source.self(), facts.port, decision);
-    return decision.decision === 'allow';
+    if (decision.decision !== 'allow') return 'deny';
+    // An audit allow enforces nothing; an allow by a default, by an entry that is not a host, or
+    // of a name the sidecar dials anyway (a MESHLET_OUTBOUND_TCP mapping) cannot rest on the name.
+    if (nameIsDialled || decision.wouldDeny || decision.route === null || facts.name === null || !rules.matchesByName(decision.route)) return 'allow';
+    // Only for a connection a host entry allowed: a second, uncounted decision without the name
+    // (another entry, a cidr, may allow the address itself) — one more scan, once per connection.
+    try {
+      const without = rules.decide({ ...facts, name: null });
+      return without.decision === 'allow' && !without.wouldDeny ? 'allow' : 'allow-by-name';
+    } catch {
+      return 'allow-by-name';
+    }
   }
 
   #verdict(rules: CompiledClient, facts: DestinationFacts): CachedVerdict {
@@ -141,12 +161,24 @@ function serviceOf(r: Resolution | undefined): DestinationFacts['service'] {
   return dot === -1 ? null : { name: r.service.slice(0, dot), namespace: r.service.slice(dot + 1) };
 }
 
-/** An IP literal (brackets and an IPv4-mapped prefix taken off), or null for a name. */
+/**
+ * An IP literal (brackets taken off; an IPv4-mapped IPv6 address as the IPv4 address it maps, in
+ * any spelling: `::ffff:10.0.0.1`, `::ffff:a00:1`, `0:0:0:0:0:ffff:a00:1`), or null for a name.
+ */
 export function addressOf(host: string): string | null {
   const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
-  if (isIP(bare) === 0) return null;
-  return bare.startsWith('::ffff:') && isIP(bare.slice(7)) === 4 ? bare.slice(7) : bare;
+  const v = isIP(bare);
+  if (v !== 6) return v === 4 ? bare : null;
+  if (bare.startsWith('::ffff:') && isIP(bare.slice(7)) === 4) return bare.slice(7);
+  if (!IPV4_MAPPED.check(bare, 'ipv6')) return bare;
+  // The WHATWG URL parser writes an IPv6 address in its one short form: ::ffff:XXXX:XXXX here.
+  const groups = new URL(`http://[${bare}]/`).hostname.slice(1, -1).split(':').slice(-2).map((g) => parseInt(g, 16));
+  return `${groups[0]! >> 8}.${groups[0]! & 255}.${groups[1]! >> 8}.${groups[1]! & 255}`;
 }
+
+/** ::ffff:0:0/96, the IPv4-mapped IPv6 addresses (RFC 4291 2.5.5.2). */
+const IPV4_MAPPED = new BlockList();
+IPV4_MAPPED.addSubnet('::ffff:0:0', 96, 'ipv6');
 
 /**
  * The facts of a destination discovery answered for (`d` = decide(r)): meshed only when every

@@ -28,9 +28,16 @@ export class EgressRules {
     this.#deny = deny.map(compileRule);
   }
 
-  decide(d: EgressDestination): { action: 'allow' | 'deny'; why: string } {
+  /**
+   * `byName`: allowed only because a host rule matched the name the app used (nothing allows the
+   * address itself). The app writes its TLS SNI freely, so the caller must then dial that name,
+   * never the address the app chose — else any app reaches any address by naming an allowed
+   * host (issue 16 review, test/integration/egress-policy/egress-env-sni-spoofing.test.ts).
+   */
+  decide(d: EgressDestination): { action: 'allow' | 'deny'; why: string; byName?: true } {
     if (this.#deny.some((r) => matches(r, d))) return { action: 'deny', why: 'MESHLET_EGRESS_DENY' };
-    if (this.#allow.some((r) => matches(r, d))) return { action: 'allow', why: 'MESHLET_EGRESS_ALLOW' };
+    if (this.#allow.some((r) => ruleMatches(r, d.address, d.port))) return { action: 'allow', why: 'MESHLET_EGRESS_ALLOW' };
+    if (this.#default === 'deny' && d.name !== null && this.#allow.some((r) => ruleMatches(r, d.name!, d.port))) return { action: 'allow', why: 'MESHLET_EGRESS_ALLOW', byName: true };
     return { action: this.#default, why: `MESHLET_OUTBOUND_PASSTHROUGH=${this.#default}` };
   }
 }

@@ -13,7 +13,7 @@ import { RouteStep } from './route.ts';
 import { passThrough, type PassthroughContext } from './passthrough.ts';
 import { meshTcp } from './mesh-tcp.ts';
 import { EgressRules } from './egress-rules.ts';
-import { addressOf, factsFromDiscovery, type DestinationPolicy } from './destination-policy.ts';
+import { addressOf, factsFromDiscovery, type ConnectionVerdict, type DestinationPolicy } from './destination-policy.ts';
 import { UNMESHED_PEER } from '../../metrics/label-values.ts';
 import { decide, type OutboundDecision } from '../../discovery/decide.ts';
 import type { Resolution } from '../../discovery/resolution.ts';
@@ -222,37 +222,62 @@ export class OutboundProxy {
     const passCtx = { registry: this.registry, connectMs: this.#settings.timeouts.connectMs, ...(observer ? { observer } : {}) };
     // The client policy, once per connection, after routing and (egress) the env rules: the SNI
     // is the name the app used (plain TCP names none), the original destination the address.
+    // The app writes its SNI freely, so a name is a fact only where the name is what gets dialled:
+    // an allow that rests on it alone makes the sidecar dial that name (`allow-by-name`, below);
+    // a meshed destination is dialled at the address discovery vouched for, so there the SNI is no
+    // fact at all (identity, Service and address decide).
     const policy = this.#opts.clientPolicy;
-    const refusedByPolicy = (): boolean => {
-      if (policy === undefined || policy.connection({ ...factsFromDiscovery(answer, d, addressOf(dst.address), dst.port), name: sni === null ? null : sni.toLowerCase() })) return false;
-      observer?.refused?.('outbound', 'MESHLET_DENIED');
-      socket.destroy();
-      return true;
+    const name = sni === null ? null : sni.toLowerCase();
+    const decideByPolicy = (trustsName: boolean): ConnectionVerdict => {
+      if (policy === undefined) return 'allow';
+      const verdict = policy.connection({ ...factsFromDiscovery(answer, d, addressOf(dst.address), dst.port), name: trustsName ? name : null });
+      if (verdict === 'deny') {
+        observer?.refused?.('outbound', 'MESHLET_DENIED');
+        socket.destroy();
+      }
+      return verdict;
     };
+    /** The original destination, or — when the client policy allowed the connection for its SNI only — that name. */
+    const dialled = (verdict: ConnectionVerdict): OriginalDestination => (verdict === 'allow-by-name' && name !== null ? { address: name, port: dst.port, family: 4 } : dst);
     switch (d.action) {
       case 'mtls':
-        if (refusedByPolicy()) return;
+        if (decideByPolicy(false) === 'deny') return;
         return meshTcp(socket, conn, { address: dst.address, port: dst.port, identities: d.identities }, this.#opts.tls, this.#hopContext, observer);
       case 'endpoints': {
-        if (refusedByPolicy()) return;
+        if (decideByPolicy(false) === 'deny') return;
         // A Service with meshed and unmeshed endpoints: dial one endpoint ourselves (kube-proxy
         // would choose after our mTLS-or-not decision), spread at random.
         const e = d.endpoints[Math.floor(Math.random() * d.endpoints.length)]!;
         if (e.then.action === 'mtls') return meshTcp(socket, conn, { address: e.address, port: e.port, identities: e.then.identities }, this.#opts.tls, this.#hopContext, observer);
         return passThrough(socket, conn, { address: e.address, port: e.port, family: e.address.includes(':') ? 6 : 4 }, protocol, sni, { ...passCtx, peer: UNMESHED_PEER });
       }
-      case 'plaintext':
-        if (refusedByPolicy()) return;
-        return passThrough(socket, conn, dst, protocol, sni, { ...passCtx, peer: UNMESHED_PEER });
-      case 'egress':
-        if (this.#egress!.decide({ address: dst.address, port: dst.port, name: sni }).action === 'deny') {
+      case 'plaintext': {
+        const verdict = decideByPolicy(true);
+        if (verdict === 'deny') return;
+        return passThrough(socket, conn, dialled(verdict), protocol, sni, { ...passCtx, peer: UNMESHED_PEER });
+      }
+      case 'egress': {
+        const env = this.#egress!.decide({ address: dst.address, port: dst.port, name: sni });
+        if (env.action === 'deny') {
           observer?.refused?.('outbound', 'MESHLET_PASSTHROUGH_DENIED');
           socket.destroy();
           return;
         }
+        if (env.byName === true && name !== null) {
+          // The operator's rules allow the name only: the name is what gets dialled, and the
+          // client policy decides on it as dialled (no address: the app's choice is not used).
+          if (policy !== undefined && policy.connection({ ...factsFromDiscovery(answer, d, null, dst.port), name }, true) === 'deny') {
+            observer?.refused?.('outbound', 'MESHLET_DENIED');
+            socket.destroy();
+            return;
+          }
+          return passThrough(socket, conn, { address: name, port: dst.port, family: 4 }, protocol, sni, passCtx);
+        }
         // The env rules first (the operator's), then the client policy (the owner's): both must allow.
-        if (refusedByPolicy()) return;
-        return passThrough(socket, conn, dst, protocol, sni, passCtx);
+        const verdict = decideByPolicy(true);
+        if (verdict === 'deny') return;
+        return passThrough(socket, conn, dialled(verdict), protocol, sni, passCtx);
+      }
       case 'refuse':
         observer?.refused?.('outbound', 'MESHLET_UNKNOWN_DESTINATION');
         socket.destroy();

@@ -43,7 +43,7 @@ export class RouteStep implements DecideStep {
   readonly #destinations = new Map<string, OutboundDestination>();
 
   readonly #discovery: RouteDiscovery | undefined;
-  /** Keyed by what discovery said (`mtls:host:port:ids`, `plain:host:port`), insertion-ordered for eviction. */
+  /** Keyed by what discovery said (`mtls:host:port:ids:service`, `plain:host:port:service`), insertion-ordered for eviction. */
   readonly #discovered = new Map<string, OutboundDestination>();
   /** The client side of the policy (destination-policy.ts); absent: outbound is not decided by policy. */
   readonly #policy: DestinationPolicy | undefined;
@@ -80,6 +80,14 @@ export class RouteStep implements DecideStep {
     const parsed = discovery === undefined ? null : parseAuthority(authority);
     if (parsed === null) {
       return new ProxyError('MESHLET_UNKNOWN_DESTINATION', `${authority} is not a known mesh destination nor a configured plaintext destination; refused (the sidecar never sends plaintext on its own)`);
+    }
+    // `2130706433`, `0x7f.1`, `127.1`: no IP literal to the address rules (discovery, the egress
+    // CIDRs, the client policy's cidr entries), yet the resolver (inet_aton) dials an IP. Refused
+    // before anything resolves it, so an address is always decided as the address it is.
+    // Per request, so only a host that starts with a digit pays the regular expression.
+    const first = parsed.host.charCodeAt(0);
+    if (first >= 48 && first <= 57 && LEGACY_NUMERIC_IPV4.test(parsed.host)) {
+      return new ProxyError('MESHLET_BAD_REQUEST', `${parsed.host} is an IPv4 address in a legacy numeric form (the resolver would dial it as one, out of reach of the address rules); write it as a dotted quad without leading zeros`);
     }
     // Nothing configured names it: what the control plane knows decides (docs/discovery.md).
     const answer = discovery!.resolve(parsed);
@@ -125,7 +133,9 @@ export class RouteStep implements DecideStep {
 
   /** mTLS to a destination discovery says is meshed: one identity pinned, several checked after the handshake. */
   #discoveredMesh(host: string, port: number, identities: readonly string[], facts: DestinationFactsBase): OutboundDestination {
-    const key = `mtls:${host}:${port}:${identities.join(',')}`;
+    // The Service is part of the key: the client policy's verdict is cached on the destination, and
+    // an address (pod IPs are reused) can belong to another Service in discovery's next answer.
+    const key = `mtls:${host}:${port}:${identities.join(',')}:${serviceKey(facts)}`;
     const known = this.#discovered.get(key);
     if (known !== undefined) return known;
     // decide() only answers mtls with at least one identity.
@@ -136,7 +146,7 @@ export class RouteStep implements DecideStep {
 
   /** Plaintext to an unmeshed in-cluster destination (`peer` label `unmeshed`), or outside the cluster (egress: `unauthenticated`). */
   #discoveredPlain(host: string, port: number, facts: DestinationFactsBase, egress = false): OutboundDestination {
-    const key = `${egress ? 'egress' : 'plain'}:${host}:${port}`;
+    const key = `${egress ? 'egress' : 'plain'}:${host}:${port}:${serviceKey(facts)}`;
     const known = this.#discovered.get(key);
     if (known !== undefined) return known;
     const target: NextHopTarget = egress ? { label: `egress destination ${host}:${port}`, host, port } : { label: `unmeshed destination ${host}:${port}`, host, port, plaintextPeer: UNMESHED_PEER };
@@ -262,3 +272,16 @@ function sameHttpAuthority(a: string, b: string): boolean {
   const [shorter, longer] = a.length < b.length ? [a, b] : [b, a];
   return longer.length === shorter.length + 3 && longer.endsWith(':80') && longer.slice(0, -3).toLowerCase() === shorter.toLowerCase();
 }
+
+/** The Service of a destination's facts as part of its cache key ('' for none). */
+function serviceKey(facts: DestinationFactsBase): string {
+  return facts.service === null ? '' : `${facts.service.name}.${facts.service.namespace}`;
+}
+
+/**
+ * What inet_aton reads as an IPv4 address but isIP() does not: one to four parts, each decimal,
+ * octal (leading 0) or hex (0x), with at least one not a plain canonical decimal octet — or fewer
+ * than four parts. A canonical dotted quad never matches (isIP() takes it); no DNS name is all
+ * numeric (RFC 3696 §2: a top-level domain is never all digits), so no name is lost.
+ */
+const LEGACY_NUMERIC_IPV4 = /^(?!(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$)(?:0x[0-9a-f]*|\d+)(?:\.(?:0x[0-9a-f]*|\d+)){0,3}\.?$/;

@@ -105,8 +105,9 @@ export class OpaqueTcpOutbound {
     const policy = this.#opts.clientPolicy;
     if (policy !== undefined) {
       const { host, port, expected } = mapping.destination;
-      // The mapping names the destination (the app dialled a local port): its host is the name, its expected identity the facts.
-      if (!policy.connection({ ...factsFromConfig(host, port, expected), name: addressOf(host) === null ? host.toLowerCase() : null })) {
+      // The mapping names the destination (the app dialled a local port): its host is the name, its
+      // expected identity the facts. The operator wrote that name and it is what is dialled.
+      if (policy.connection({ ...factsFromConfig(host, port, expected), name: addressOf(host) === null ? host.toLowerCase() : null }, true) === 'deny') {
         this.#opts.observer?.refused?.('outbound', 'MESHLET_DENIED');
         socket.destroy();
         return;
