@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { boundField, type LogLimiter } from '../../common/log/log-limiter.ts';
 import type { ConnectionDirection } from '../proxy/connection-registry.ts';
-import type { DecisionLoggingAuthorizer, RequestDecisionLog } from '../proxy/inbound/authorize.ts';
+import type { DecisionLoggingAuthorizer, OutboundLogTarget, RequestDecisionLog } from '../proxy/inbound/authorize.ts';
 import type { Http1Head, StreamHead } from '../proxy/pipeline/request-head.ts';
 import type { AuthorizationDecision, NormalizedPath, PathNormalizer, RequestFacts } from '../proxy/request-authorizer.ts';
 import type { ConnectionDecisionLog, DecisionLoggingConnectionAuthorizer } from '../proxy/tcp/app-splice.ts';
@@ -127,6 +127,8 @@ export class DecisionLog implements RequestDecisionLog, ConnectionDecisionLog {
   readonly #logger: Logger;
   /** A child of #logger with the fields that change only with an SVID or a policy (made again when one does). */
   #bound: Logger;
+  /** The same without `server`, for outbound lines (their server is the destination). */
+  #boundOutbound: Logger;
   #boundServer: string | undefined;
   #boundHash: string | null | undefined;
   readonly #limiter: LogLimiter;
@@ -142,13 +144,14 @@ export class DecisionLog implements RequestDecisionLog, ConnectionDecisionLog {
     // Its own level: MESHLET_DECISION_LOG switches these lines, not MESHLET_LOG_LEVEL.
     this.#logger = logger.child({}, { level: 'info' });
     this.#bound = this.#logger;
+    this.#boundOutbound = this.#logger;
     this.#limiter = opts.limiter;
     this.#server = opts.server;
     this.#policyHash = opts.policyHash;
     this.#random = opts.random ?? Math.random;
   }
 
-  decided(direction: ConnectionDirection, head: Http1Head | StreamHead, facts: RequestFacts, decision: AuthorizationDecision): void {
+  decided(direction: ConnectionDirection, head: Http1Head | StreamHead, facts: RequestFacts, decision: AuthorizationDecision, outbound?: OutboundLogTarget): void {
     const result: LoggedDecision = decision.decision === 'deny' ? 'deny' : decision.wouldDeny === true ? 'audit_would_deny' : 'allow';
     // A flood's suppressed line costs the limiter and nothing else.
     if (result !== 'allow' && !this.#limiter.allow(DECISION_LOG_EVENT, decision.reason)) return;
@@ -157,7 +160,7 @@ export class DecisionLog implements RequestDecisionLog, ConnectionDecisionLog {
     const trace = traceparent === null ? null : parseTraceparent(traceparent);
     const sample = this.allowSample;
     if (result === 'allow' && sample < 1 && !(trace !== null ? sampledByTraceId(trace.traceId, sample) : this.#random() < sample)) return;
-    this.#write(result, direction, facts.peer, decision.route, codeOf(decision), decision.reason, protocolOf(head), facts.port, head.method, facts.path, undefined, trace);
+    this.#write(result, direction, facts.peer, decision.route, codeOf(decision), decision.reason, protocolOf(head), facts.port, head.method, facts.path, undefined, trace, outbound);
   }
 
   pathRefused(direction: ConnectionDirection, head: Http1Head | StreamHead, peer: string | null, port: number, rawPath: string, reason: string): void {
@@ -167,7 +170,7 @@ export class DecisionLog implements RequestDecisionLog, ConnectionDecisionLog {
     this.#write('refused', direction, peer, null, REFUSED_PATH_CODE, reason, protocolOf(head), port, head.method, undefined, rawPath, trace);
   }
 
-  connectionDecided(direction: ConnectionDirection, peer: string, port: number, decision: AuthorizationDecision): void {
+  connectionDecided(direction: ConnectionDirection, peer: string, port: number, decision: AuthorizationDecision, outbound?: OutboundLogTarget): void {
     const result: LoggedDecision = decision.decision === 'deny' ? 'deny' : decision.wouldDeny === true ? 'audit_would_deny' : 'allow';
     if (result === 'allow') {
       // No trace on an opaque stream: sampled at random.
@@ -175,7 +178,7 @@ export class DecisionLog implements RequestDecisionLog, ConnectionDecisionLog {
     } else if (!this.#limiter.allow(DECISION_LOG_EVENT, decision.reason)) {
       return;
     }
-    this.#write(result, direction, peer, decision.route, codeOf(decision), decision.reason, 'tcp', port, undefined, undefined, undefined, null);
+    this.#write(result, direction, peer, decision.route, codeOf(decision), decision.reason, 'tcp', port, undefined, undefined, undefined, null, outbound);
   }
 
   #write(
@@ -191,17 +194,23 @@ export class DecisionLog implements RequestDecisionLog, ConnectionDecisionLog {
     path: string | undefined,
     rawPath: string | undefined,
     trace: TraceContext | null,
+    outbound?: OutboundLogTarget,
   ): void {
     // event, server and policyHash are serialized once per (SVID identity, policy), as bindings.
     const server = this.#server();
     const policyHash = this.#policyHash();
     if (server !== this.#boundServer || policyHash !== this.#boundHash) {
       this.#bound = this.#logger.child({ event: DECISION_LOG_EVENT, server, policyHash });
+      this.#boundOutbound = this.#logger.child({ event: DECISION_LOG_EVENT, policyHash });
       this.#boundServer = server;
       this.#boundHash = policyHash;
     }
-    // One object shape for every line; pino leaves undefined fields out (null ones stay).
+    // An outbound line's server is the destination, not this sidecar (pino would print a bound
+    // `server` and a line's `server` both): its own binding without it.
+    const logger = outbound === undefined ? this.#bound : this.#boundOutbound;
+    // One object shape per direction; pino leaves undefined fields out (null ones stay).
     const line = {
+      ...(outbound === undefined ? {} : { server: outbound.server, destination: boundField(outbound.destination) }),
       direction,
       decision,
       caller: boundField(caller),
@@ -216,8 +225,8 @@ export class DecisionLog implements RequestDecisionLog, ConnectionDecisionLog {
       traceId: trace?.traceId,
       spanId: trace?.spanId,
     };
-    if (decision === 'allow') this.#bound.info(line, DECISION_LOG_MESSAGE);
-    else this.#bound.warn(line, DECISION_LOG_MESSAGE);
+    if (decision === 'allow') logger.info(line, DECISION_LOG_MESSAGE);
+    else logger.warn(line, DECISION_LOG_MESSAGE);
   }
 }
 

@@ -35,7 +35,7 @@ describe('the client policy in force (enforce)', () => {
     expect(r.status).toBe(200);
     expect(r.body).toBe('orders saw /orders/1?token=x');
     const line = outboundLines().find((l) => l.decision === 'allow' && l.path === '/orders/1');
-    expect(line).toMatchObject({ caller: FRONTEND_ID, server: FRONTEND_ID, route: 'orders-http', code: 'destination-allowed', protocol: 'http1', port: 80, method: 'GET' });
+    expect(line).toMatchObject({ caller: FRONTEND_ID, server: ORDERS_ID, destination: 'orders.shop:80', route: 'orders-http', code: 'destination-allowed', protocol: 'http1', port: 80, method: 'GET' });
     expect(line!.reason).toBe(`destination orders.shop:80 (${ORDERS_ID}) is allowed by client "frontend", destination "orders-http"`);
   });
 
@@ -59,7 +59,7 @@ describe('the client policy in force (enforce)', () => {
     expect(JSON.parse(r.body)).toEqual(JSON.parse(/body `([^`]+)`/.exec(row)![1]!));
     expect(mesh.httpSeen.length).toBe(before);
     await until(() => outboundLines().some((l) => l.path === '/secrets'));
-    expect(outboundLines().find((l) => l.path === '/secrets')).toMatchObject({ level: 'warn', decision: 'deny', caller: FRONTEND_ID, route: null, code: 'no-destination-matched', port: 80 });
+    expect(outboundLines().find((l) => l.path === '/secrets')).toMatchObject({ level: 'warn', decision: 'deny', caller: FRONTEND_ID, server: null, destination: 'other.shop:80', route: null, code: 'no-destination-matched', port: 80 });
   });
 
   it('a gRPC call (real grpc-js) to an allowed destination passes; to another, PERMISSION_DENIED with the reason', async () => {
@@ -91,6 +91,8 @@ describe('the client policy in force (enforce)', () => {
     expect(outboundLines().find((l) => l.protocol === 'tcp')).toMatchObject({
       decision: 'deny',
       code: 'port-not-allowed',
+      server: ORDERS_ID,
+      destination: `127.0.0.1:${mesh.ordersTcpListener}`,
       port: mesh.ordersTcpListener,
       reason: `destination 127.0.0.1:${mesh.ordersTcpListener} (${ORDERS_ID}) matches client "frontend"'s destination "orders-http" only on ports 80, 9090; default is deny`,
     });

@@ -159,6 +159,37 @@ describe('DecisionLog', () => {
     expect(lines.map((l) => [l.level, l.decision])).toEqual([['info', 'allow'], ['warn', 'deny'], ['warn', 'audit_would_deny'], ['warn', 'refused']]);
   });
 
+  it('an outbound line names the destination: server is the identity it must prove (or null), one server field only', () => {
+    const raw: string[] = [];
+    const lines: Record<string, unknown>[] = [];
+    const tee = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const l of String(chunk).split('\n')) {
+          if (l === '') continue;
+          raw.push(l);
+          lines.push(JSON.parse(l) as Record<string, unknown>);
+        }
+        cb();
+      },
+    });
+    const log = new DecisionLog(createLogger({ name: 'sidecar', level: 'fatal', destination: tee }), {
+      mode: 'deny',
+      allowSample: 1,
+      limiter: new LogLimiter({ linesPerSecond: 100, burst: 100, summaryIntervalMs: 3_600_000, onSuppressed: () => undefined }),
+      server: () => CALLER,
+      policyHash: () => null,
+    });
+    log.decided('outbound', h1Head([]), { peer: CALLER, port: 80, method: 'GET', path: '/x' }, DENY, { server: SERVER, destination: 'orders.shop:80' });
+    log.connectionDecided('outbound', CALLER, 443, DENY, { server: null, destination: 'api.example.com:443' });
+    log.decided('inbound', h1Head([]), facts, DENY);
+    expect(lines.map((l) => [l.direction, l.caller, l.server, l.destination])).toEqual([
+      ['outbound', CALLER, SERVER, 'orders.shop:80'],
+      ['outbound', CALLER, null, 'api.example.com:443'],
+      ['inbound', CALLER, CALLER, undefined],
+    ]);
+    for (const text of raw) expect(text.match(/"server":/g)?.length, text).toBe(1);
+  });
+
   it('deny mode: an allow is never written; denials and would-denies are', () => {
     const { log, lines } = make('deny');
     log.decided('inbound', h1Head(['traceparent', VALID]), facts, ALLOW);

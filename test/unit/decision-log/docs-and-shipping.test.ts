@@ -53,6 +53,8 @@ function realLines(): Record<string, unknown>[] {
   log.decided('inbound', head, { peer: 'spiffe://cluster.local/ns/web/sa/frontend', port: 8080, method: 'GET', path: '/orders/1' }, allow);
   log.pathRefused('inbound', head, null, 8080, '/a%2Fb', 'encoded slash');
   log.connectionDecided('inbound', 'spiffe://cluster.local/ns/web/sa/frontend', 5432, allow);
+  // An outbound line (the client side of the policy) adds `destination`.
+  log.decided('outbound', head, { peer: 'spiffe://cluster.local/ns/shop/sa/orders', port: 80, method: 'GET', path: '/x' }, allow, { server: null, destination: 'api.example.com:80' });
   return lines;
 }
 

@@ -10,11 +10,23 @@ import type { AuthorizationDecision, PathNormalizer, RequestAuthorizer, RequestF
  * what the log may write, so with the log off (no `decisionLog`) or set to denials only, an
  * allowed request costs one test here.
  */
+/**
+ * Where an outbound decision's call was going, as the decision log writes it: `server` the SPIFFE
+ * ID the destination must prove (exactly one known, from discovery or a configured pin), else
+ * null (unmeshed, outside, or only a trust domain or several identities known); `destination`
+ * the host the app named (or the address it dialled) and the port.
+ */
+export interface OutboundLogTarget {
+  readonly server: string | null;
+  readonly destination: string;
+}
+
 export interface RequestDecisionLog {
   /** False: allowed requests are never logged (MESHLET_DECISION_LOG=deny, or a sample of 0). */
   readonly logsAllows: boolean;
   /** A policy decision on an HTTP/1.1 request, an HTTP/2 stream (gRPC included) or an Upgrade request. */
-  decided(direction: ConnectionDirection, head: Http1Head | StreamHead, facts: RequestFacts, decision: AuthorizationDecision): void;
+  /** `outbound`: the destination of an outbound decision (the client side of the policy); absent inbound. */
+  decided(direction: ConnectionDirection, head: Http1Head | StreamHead, facts: RequestFacts, decision: AuthorizationDecision, outbound?: OutboundLogTarget): void;
   /** A request refused before the policy: its path failed normalization (400 MESHLET_BAD_PATH). `rawPath` has no query. */
   pathRefused(direction: ConnectionDirection, head: Http1Head | StreamHead, peer: string | null, port: number, rawPath: string, reason: string): void;
 }

@@ -3,7 +3,7 @@ import type { ClientDecision, CompiledClient, DestinationFacts } from '../../pol
 import type { Resolution } from '../../discovery/resolution.ts';
 import type { OutboundDecision } from '../../discovery/decide.ts';
 import { ProxyError } from '../http/errors.ts';
-import type { RequestDecisionLog } from '../inbound/authorize.ts';
+import type { OutboundLogTarget, RequestDecisionLog } from '../inbound/authorize.ts';
 import type { Http1Head, StreamHead } from '../pipeline/request-head.ts';
 import type { ConnectionDecisionLog } from '../tcp/app-splice.ts';
 import type { ExpectedPeer } from '../tls-dependency.ts';
@@ -49,6 +49,8 @@ export interface CachedVerdict {
   readonly counted: { value: number };
   /** The refusal to answer with (made once), or null when the verdict allows. */
   readonly refusal: ProxyError | null;
+  /** The destination as the decision log writes it (made once per verdict, not per request). */
+  readonly target: OutboundLogTarget;
 }
 
 /** A destination object that carries its facts and its cached verdict (OutboundDestination). */
@@ -114,7 +116,7 @@ export class DestinationPolicy {
       return 'deny';
     }
     this.#source.series(decision).value++;
-    this.#log?.connectionDecided('outbound', this.#source.self(), facts.port, decision);
+    this.#log?.connectionDecided('outbound', this.#source.self(), facts.port, decision, this.#log === undefined ? undefined : logTargetOf(facts));
     if (decision.decision !== 'allow') return 'deny';
     // An audit allow enforces nothing; an allow by a default, by an entry that is not a host, or
     // of a name the sidecar dials anyway (a MESHLET_OUTBOUND_TCP mapping) cannot rest on the name.
@@ -135,10 +137,10 @@ export class DestinationPolicy {
       decision = rules.decide(facts);
     } catch (err) {
       const refusal = new ProxyError('MESHLET_INTERNAL', 'the client policy could not decide', { cause: err });
-      return { rules, name: facts.name, port: facts.port, decision: { decision: 'deny', client: rules.name, route: null, code: 'no-destination-matched', reason: 'the client policy could not decide', mode: 'enforce', wouldDeny: false }, counted: { value: 0 }, refusal };
+      return { rules, name: facts.name, port: facts.port, decision: { decision: 'deny', client: rules.name, route: null, code: 'no-destination-matched', reason: 'the client policy could not decide', mode: 'enforce', wouldDeny: false }, counted: { value: 0 }, refusal, target: logTargetOf(facts) };
     }
     const refusal = decision.decision === 'allow' ? null : new ProxyError('MESHLET_DENIED', DENIED_BY_CLIENT_POLICY, { details: { route: null, client: decision.client, reason: decision.reason } });
-    return { rules, name: facts.name, port: facts.port, decision, counted: this.#source.series(decision), refusal };
+    return { rules, name: facts.name, port: facts.port, decision, counted: this.#source.series(decision), refusal, target: logTargetOf(facts) };
   }
 
   #record(head: Http1Head | StreamHead, v: CachedVerdict, target: string): void {
@@ -149,9 +151,19 @@ export class DestinationPolicy {
     if (log !== undefined && (d.decision !== 'allow' || d.wouldDeny || log.logsAllows)) {
       // The target as the app sent it, without the query (queries carry tokens: docs/decision-log.md).
       const q = target.indexOf('?');
-      log.decided('outbound', head, { peer: this.#source.self(), port: v.port, method: head.method, path: q === -1 ? target : target.slice(0, q) }, d);
+      log.decided('outbound', head, { peer: this.#source.self(), port: v.port, method: head.method, path: q === -1 ? target : target.slice(0, q) }, d, v.target);
     }
   }
+}
+
+/**
+ * An outbound decision's destination for the decision log: the one SPIFFE ID it must prove (else
+ * null), and the name the app used — or the address, or the Service — with the port.
+ */
+export function logTargetOf(facts: DestinationFacts): OutboundLogTarget {
+  const host = facts.name ?? facts.address ?? (facts.service === null ? '?' : `${facts.service.name}.${facts.service.namespace}`);
+  const bracketed = host.includes(':') ? `[${host}]` : host;
+  return { server: facts.meshed && facts.identities.length === 1 ? facts.identities[0]! : null, destination: `${bracketed}:${facts.port}` };
 }
 
 /** The Service of a discovery answer ("name.namespace"), or null. */

@@ -2,6 +2,7 @@ import type * as tls from 'node:tls';
 import type { ProxySettings } from '../config.ts';
 import type { ConnectionDirection, ConnectionRegistry } from '../connection-registry.ts';
 import type { AuthorizationDecision } from '../request-authorizer.ts';
+import type { OutboundLogTarget } from '../inbound/authorize.ts';
 import { connectNextHop } from '../upstream/next-hop-connect.ts';
 import { spliceSockets } from './byte-splice.ts';
 import type { ConnectionAuthorizer } from './connection-authorizer.ts';
@@ -13,7 +14,7 @@ import type { TcpSessionSet } from './tcp-session-set.ts';
  * src/data-plane/sidecar/decision-log.ts): one line per decided connection, like one per request.
  */
 export interface ConnectionDecisionLog {
-  connectionDecided(direction: ConnectionDirection, peer: string, port: number, decision: AuthorizationDecision): void;
+  connectionDecided(direction: ConnectionDirection, peer: string, port: number, decision: AuthorizationDecision, outbound?: OutboundLogTarget): void;
 }
 
 /** The authorizer as the sidecar hands it over, with its decision log when that is on. */
