@@ -109,13 +109,17 @@ describe('Revocations, polled by the meshlet-ca source', () => {
     expect(feed.has(ORDERS)).toBe(true);
   });
 
-  it('refuses to start against a service that has no list (nothing good to keep yet)', async () => {
+  it('starts against a service that publishes no list: nobody revoked (as a mounted list not yet written), nothing reported on polls', async () => {
     const { source } = await serviceAndSource(undefined);
     const feed = new CaRevocationFeed({ fetcher: source });
     toClose.push(feed);
-    const err = await feed.start().then(() => undefined, (e: unknown) => e);
-    expect(err).toBeInstanceOf(RevocationListError);
-    expect((err as RevocationListError).code).toBe('REVOCATION_LIST_MISSING');
-    expect((err as Error).message).toContain('the identity service has no revocation list configured');
+    const reloads: RevocationReload[] = [];
+    feed.onReload((r) => reloads.push(r));
+    const set = await feed.start();
+    expect(set.size).toBe(0);
+    expect(feed.has(ORDERS)).toBe(false);
+    await feed.poll();
+    await feed.poll();
+    expect(reloads.map((r) => r.result)).toEqual(['absent']);
   });
 });

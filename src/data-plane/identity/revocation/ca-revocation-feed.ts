@@ -30,6 +30,8 @@ export class CaRevocationFeed {
   /** The last refusal reported (code and message), so a lasting problem is one line, not one per poll. */
   #reported: string | undefined;
   #closed = false;
+  /** Whether the service ever published a list: once it has, its disappearance keeps the last good one and is reported. */
+  #hadList = false;
 
   constructor(options: { fetcher: RevocationsFetcher; pollMs?: number }) {
     this.#fetcher = options.fetcher;
@@ -49,13 +51,19 @@ export class CaRevocationFeed {
     return () => this.#listeners.delete(listener);
   }
 
-  /** The first list; throws RevocationListError when the service cannot give one. Then polls. */
+  /** The first list (empty when the service publishes none); throws RevocationListError when the service cannot answer or its list is bad. Then polls. */
   async start(): Promise<RevocationSet> {
     const first = await this.#fetch();
     if (first instanceof RevocationListError) throw first;
     if (first === 'disabled') {
-      throw new RevocationListError('REVOCATION_LIST_MISSING', 'the identity service has no revocation list configured (MESHLET_IDENTITY_REVOCATION_LIST): set it there, or use a mounted list here');
+      // The service publishes no list (MESHLET_IDENTITY_REVOCATION_LIST unset there): nobody is
+      // revoked, as for a mounted list whose file does not exist yet — a pod must not fail to
+      // start over a feature the operator has not turned on. Polled on: a list, once published, applies.
+      this.#emit({ result: 'absent', current: this.#current, previous: this.#current });
+      this.#schedule();
+      return this.#current;
     }
+    this.#hadList = true;
     if (first !== 'unchanged') {
       const previous = this.#current;
       this.#current = first;
@@ -70,6 +78,8 @@ export class CaRevocationFeed {
     const next = await this.#fetch();
     if (this.#closed) return;
     const previous = this.#current;
+    // Still no list published, and none ever was: nothing changed, nothing to report.
+    if (next === 'disabled' && !this.#hadList) return;
     if (next instanceof RevocationListError || next === 'disabled') {
       const error = next instanceof RevocationListError ? next : new RevocationListError('REVOCATION_LIST_MISSING', 'the identity service has no revocation list configured any more; the last good list stays in force');
       const key = `${error.code} ${error.message}`;
@@ -79,7 +89,9 @@ export class CaRevocationFeed {
       return;
     }
     this.#reported = undefined;
-    if (next === 'unchanged' || next.digest === previous.digest) return;
+    if (next === 'unchanged') return;
+    this.#hadList = true;
+    if (next.digest === previous.digest) return;
     this.#current = next;
     this.#emit({ result: 'ok', current: next, previous });
   }

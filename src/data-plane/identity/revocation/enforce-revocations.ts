@@ -58,7 +58,7 @@ export async function startRevocationEnforcement(setting: string, deps: { regist
       return;
     }
     if (reload.result === 'absent') {
-      log.info({ event: 'revocation_list_absent', source: path }, 'no revocation list file yet; nobody is revoked until one appears');
+      log.info({ event: 'revocation_list_absent', source: path }, path === 'meshlet-ca' ? 'the identity service publishes no revocation list (MESHLET_IDENTITY_REVOCATION_LIST unset there); nobody is revoked until it does' : 'no revocation list file yet; nobody is revoked until one appears');
       return;
     }
     log.info({ event: 'revocation_list_loaded', source: path, sha256: reload.current.digest, revoked: reload.current.size }, 'revocation list in force');
