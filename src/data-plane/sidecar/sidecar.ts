@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { SidecarConfig } from './sidecar-env.ts';
 import type { IdentitySnapshot, SvidSource } from '../identity/svid.ts';
 import { AdminServer } from '../admin/admin-server.ts';
-import { MeshTls } from '../tls/mesh-tls.ts';
+import { MeshTls, type TrustLossClosures } from '../tls/mesh-tls.ts';
 import { startRevocationEnforcement, type RevocationFeed } from '../identity/revocation/enforce-revocations.ts';
 import { formatPolicyError } from '../policy/parse.ts';
 import { PolicyStore } from '../policy/store.ts';
@@ -178,7 +178,14 @@ export class Sidecar {
     this.#log.info({ event: 'svid_loaded', source: source.kind, spiffeId: first.svid.spiffeId.id, notAfter: first.svid.notAfter }, 'SVID loaded');
     // The revocation list is in force before the first handshake; an invalid one refuses the start.
     const revocations = (this.#revocations = c.revocationList === undefined ? undefined : await startRevocationEnforcement(c.revocationList, { registry: this.metrics.registry, log: this.#log, tls: () => this.#tls, identitySource: ownSource }));
-    const tls = (this.#tls = new MeshTls(source, { sessionResumption: c.tlsSessionResumption === 'on', keyExchange: c.tlsKeyExchange, ...(revocations ? { revoked: revocations } : {}) }));
+    // With federation, a domain whose bundle is removed loses its open connections too (not only new handshakes).
+    const trustLoss = c.federationBundles === '' ? {} : {
+      closeOnTrustLoss: true,
+      onTrustLost: (closed: readonly TrustLossClosures[]) => {
+        for (const d of closed) this.#log.warn({ event: 'federation_peers_closed', trustDomain: d.trustDomain, inboundClosed: d.inbound, outboundClosed: d.outbound }, `trust domain ${d.trustDomain} is no longer trusted: its open connections were closed`);
+      },
+    };
+    const tls = (this.#tls = new MeshTls(source, { sessionResumption: c.tlsSessionResumption === 'on', keyExchange: c.tlsKeyExchange, ...(revocations ? { revoked: revocations } : {}), ...trustLoss }));
     // MESHLET_DISCOVERY=on: what the control plane knows of each destination (docs/discovery.md);
     // undefined when off (grpc-js then never loads).
     const discovery = (this.#discovery = await createDiscovery(c, source));

@@ -51,9 +51,26 @@ export interface MeshTlsOptions {
    * open to one. Absent: no check and no bookkeeping at all.
    */
   readonly revoked?: RevokedIdentities;
+  /**
+   * Close open connections whose verified peer's trust domain loses its bundle (a federated
+   * domain removed: MESHLET_FEDERATION_BUNDLES, docs/identity-sources.md#federation) when new
+   * material is installed; `onTrustLost` hears what was closed. Needs the per-peer bookkeeping
+   * the revocation list keeps, so it turns that on by itself. Absent: open connections stay.
+   */
+  readonly closeOnTrustLoss?: boolean;
+  readonly onTrustLost?: (closed: readonly TrustLossClosures[]) => void;
+}
+
+/** What a bundle change closed for one trust domain that lost its bundle. */
+export interface TrustLossClosures {
+  readonly trustDomain: string;
+  readonly inbound: number;
+  readonly outbound: number;
 }
 
 /** The one question the TLS layer asks of a revocation list: is this verified SPIFFE ID revoked? */
+const SPIFFE_SCHEME = 'spiffe://';
+
 export interface RevokedIdentities {
   has(spiffeId: string): boolean;
 }
@@ -107,16 +124,23 @@ export class MeshTls {
   #closed = false;
   readonly #revoked: RevokedIdentities | undefined;
   /**
-   * With a revocation list only: every open connection whose peer this MeshTls verified, by the
+   * With a revocation list or closeOnTrustLoss only: every open connection whose peer this MeshTls verified, by the
    * peer's SPIFFE ID, and which side we are — so a newly revoked ID's connections are found
    * without walking every connection. Sockets leave on 'close'.
    */
   readonly #openByPeer = new Map<string, Map<TLSSocket, 'inbound' | 'outbound'>>();
+  /** Whether #openByPeer is kept: a revocation list, or closeOnTrustLoss. */
+  readonly #trackPeers: boolean;
+  readonly #closeOnTrustLoss: boolean;
+  readonly #onTrustLost: ((closed: readonly TrustLossClosures[]) => void) | undefined;
 
   constructor(source: SvidSource, options: MeshTlsOptions = {}) {
     this.#resumption = options.sessionResumption ?? true;
     this.#keyExchange = options.keyExchange ?? DEFAULT_KEY_EXCHANGE;
     this.#revoked = options.revoked;
+    this.#closeOnTrustLoss = options.closeOnTrustLoss === true;
+    this.#trackPeers = this.#revoked !== undefined || this.#closeOnTrustLoss;
+    this.#onTrustLost = options.onTrustLost;
     // An unknown setting, or groups this Node's OpenSSL lacks: refused here, before any SVID work.
     keyExchangeGroups(this.#keyExchange);
     const snapshot = source.current();
@@ -281,7 +305,7 @@ export class MeshTls {
     }
     this.#verdicts.set(socket, verdict);
     if (verdict instanceof TlsPeerError) throw verdict;
-    if (this.#revoked !== undefined) this.#rememberOpen(socket, verdict.spiffeId.id, role === 'client' ? 'inbound' : 'outbound');
+    if (this.#trackPeers) this.#rememberOpen(socket, verdict.spiffeId.id, role === 'client' ? 'inbound' : 'outbound');
     return verdict;
   }
 
@@ -351,7 +375,7 @@ export class MeshTls {
     });
     socket.setNoDelay(true);
     if (key !== undefined) this.#followSessions(socket, state, expectation.match);
-    if (this.#revoked !== undefined) {
+    if (this.#trackPeers) {
       // After the identity checks (full: checkServerIdentity; resumed: the gate above), which set state.verified.
       socket.once('secureConnect', () => {
         if (state.verified !== undefined && !socket.destroyed) this.#rememberOpen(socket, state.verified.peer.spiffeId.id, 'outbound');
@@ -405,6 +429,33 @@ export class MeshTls {
       closed.push({ spiffeId, inbound, outbound });
     }
     return closed;
+  }
+
+  /**
+   * After new bundles were installed: closes every open connection whose verified peer's trust
+   * domain has no bundle any more (new handshakes of that domain already fail: its CA is gone
+   * from the context). One lookup per distinct peer with an open connection.
+   */
+  #closeUntrustedPeers(bundles: IdentitySnapshot['bundles']): void {
+    const byDomain = new Map<string, { inbound: number; outbound: number }>();
+    for (const [spiffeId, open] of [...this.#openByPeer]) {
+      const slash = spiffeId.indexOf('/', SPIFFE_SCHEME.length);
+      const trustDomain = spiffeId.slice(SPIFFE_SCHEME.length, slash === -1 ? undefined : slash);
+      if (bundles.has(trustDomain)) continue;
+      let counts = byDomain.get(trustDomain);
+      if (counts === undefined) byDomain.set(trustDomain, (counts = { inbound: 0, outbound: 0 }));
+      for (const [socket, direction] of [...open]) {
+        counts[direction]++;
+        socket.destroy();
+      }
+      this.#openByPeer.delete(spiffeId);
+    }
+    if (byDomain.size === 0) return;
+    try {
+      this.#onTrustLost?.([...byDomain].map(([trustDomain, c]) => ({ trustDomain, ...c })));
+    } catch {
+      // A listener's failure must not undo or interrupt the rotation: the sockets are closed.
+    }
   }
 
   /** Gates 'secureConnect' of a resumed session on the identity check, and keeps the tickets that arrive. */
@@ -567,6 +618,7 @@ export class MeshTls {
     // A throw here reaches the source's onError listeners; the previous contexts stay.
     this.#install(snapshot);
     for (const server of this.#servers.keys()) server.setSecureContext(this.#options);
+    if (this.#closeOnTrustLoss) this.#closeUntrustedPeers(snapshot.bundles);
     let first: unknown;
     for (const listener of this.#rotateListeners) {
       try {

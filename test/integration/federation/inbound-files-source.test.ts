@@ -131,7 +131,7 @@ describe('federation, files source: callers of a foreign trust domain', () => {
     await expectRefused(thirdCaller);
   });
 
-  it('refuses B\'s callers on new connections once B\'s key is removed; a connection open before is not cut (documented limit)', async () => {
+  it('refuses B\'s callers on new connections once B\'s key is removed, and closes the connection B had open', async () => {
     await writeFederation(orders, { 'partner.example': bundleJson(b, 5) });
     await until(async () => (await domains()) === 1, 'partner.example to be loaded again');
     const agent = new https.Agent({ keepAlive: true, maxSockets: 1, cert: payments['tls.crt'], key: payments['tls.key'], ca: a.root.bundlePem, checkServerIdentity: () => undefined });
@@ -151,8 +151,11 @@ describe('federation, files source: callers of a foreign trust domain', () => {
       const removed = orders.lines.filter((l) => l.event === 'federation_updated').at(-1);
       expect(removed).toMatchObject({ trustDomains: [], removed: ['partner.example'] });
 
-      // The connection B opened before the removal still carries requests (each one still authorized by the policy).
-      expect(await viaAgent(agent, '/partner/after')).toEqual({ status: 200, reused: true });
+      // The connection B opened before the removal is closed by orders' sidecar, and said so.
+      await until(() => orders.lines.some((l) => l.event === 'federation_peers_closed'), 'the closing of B\'s open connection to be logged');
+      expect(orders.lines.find((l) => l.event === 'federation_peers_closed')).toMatchObject({ level: 'warn', trustDomain: 'partner.example', inboundClosed: 1, outboundClosed: 0 });
+      // Nothing more gets through from B: the old connection is gone and a new one is refused.
+      await expect(viaAgent(agent, '/partner/after')).rejects.toThrow();
     } finally {
       agent.destroy();
     }
