@@ -1,6 +1,6 @@
 import type { Command, CommandIo } from '../command.ts';
 import { parseFlags } from '../command.ts';
-import { MeshletError, UsageError } from '../../common/errors/meshlet-error.ts';
+import { UsageError } from '../../common/errors/meshlet-error.ts';
 import { DEFAULT_TRUST_DOMAIN, validateTrustDomain } from '../../common/identity/spiffe-id.ts';
 import { canonicalCidr } from '../../control-plane/netpol/cidr.ts';
 import { DEFAULT_NETPOL_OPTIONS, generateNetworkPolicies, NetpolError, policyNamespace, type NetpolInput, type NetpolOptions } from '../../control-plane/netpol/generate.ts';
@@ -10,7 +10,7 @@ import { renderNetworkPolicies } from '../../control-plane/netpol/render.ts';
 import { ADMIN_PORT } from '../../control-plane/injector/patch/pod-layout.ts';
 import { SERVICE_ACCOUNT_LABEL } from '../../control-plane/injector/patch/service-account-label.ts';
 import { parseDefaultPolicy } from '../../data-plane/policy/default-policy.ts';
-import { findPolicies, formatPolicyError } from '../../data-plane/policy/parse.ts';
+import { formatPolicyError } from '../../data-plane/policy/parse.ts';
 import type { ManifestPolicy } from '../../data-plane/policy/parse.ts';
 
 /**
@@ -129,37 +129,20 @@ export function netpolOptions(values: Record<string, unknown>, env: NodeJS.Proce
 
 /** Every policy of the inputs, parsed; the first problem of any input stops generation (exit 1, nothing on stdout). */
 async function readPolicies(args: readonly string[], io: CommandIo): Promise<{ found: ManifestPolicy[]; skipped: number; failed: boolean }> {
-  const { checkInputs, PolicyFileError, PolicyFileTooLargeError, POLICY_CONFIGMAP_RULES } = await policyCheckReader();
+  const { scanPolicyInputs } = await policyCheckReader();
   const found: ManifestPolicy[] = [];
   let skipped = 0;
   let failed = false;
-  const unreadable = (label: string, err: MeshletError) => {
-    failed = true;
-    io.stderr.write(formatPolicyError({ severity: 'error', code: err.code, message: err.message, path: '', source: label }) + '\n');
-  };
-  for (const arg of args) {
-    let inputs;
-    try {
-      inputs = (await checkInputs(arg, io)).inputs;
-    } catch (err) {
-      if (!(err instanceof PolicyFileError)) throw err;
-      unreadable(arg, err);
-      continue;
-    }
-    for (const input of inputs) {
-      let text: string;
-      try {
-        text = await input.read();
-      } catch (err) {
-        if (!(err instanceof PolicyFileError) && !(err instanceof PolicyFileTooLargeError)) throw err;
-        unreadable(input.label, err);
-        continue;
-      }
-      const scan = findPolicies(text, input.label, POLICY_CONFIGMAP_RULES, input.unknown);
+  await scanPolicyInputs(args, io, {
+    unreadable(label, err) {
+      failed = true;
+      io.stderr.write(formatPolicyError({ severity: 'error', code: err.code, message: err.message, path: '', source: label }) + '\n');
+    },
+    scanned(scan) {
       found.push(...scan.policies);
       skipped += scan.skipped.length;
-    }
-  }
+    },
+  });
   return { found, skipped, failed };
 }
 

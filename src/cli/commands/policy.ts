@@ -208,6 +208,46 @@ function summaryLine(checked: { documents: number; configMapKeys: number; config
   return `${what}; ${rest}`;
 }
 
+/**
+ * Reads every FILE|DIR|- argument as `policy check` does (directories searched, ConfigMaps and
+ * rendered manifests scanned) and hands each readable input's scan to `scanned`, in order; an
+ * argument or file that cannot be read goes to `unreadable` (its coded error) and is skipped.
+ * Shared by `policy check` and `policy netpol`.
+ */
+export async function scanPolicyInputs(
+  args: readonly string[],
+  io: CommandIo,
+  on: { unreadable(label: string, err: MeshletError): void; scanned(found: ReturnType<typeof findPolicies>): void },
+): Promise<{ files: number; searchedDirectory: boolean }> {
+  let files = 0;
+  let searchedDirectory = false;
+  for (const arg of args) {
+    let inputs: CheckInput[];
+    try {
+      const expanded = await checkInputs(arg, io);
+      inputs = expanded.inputs;
+      searchedDirectory ||= expanded.directory;
+    } catch (err) {
+      if (!(err instanceof PolicyFileError)) throw err;
+      on.unreadable(arg, err);
+      continue;
+    }
+    for (const input of inputs) {
+      let text: string;
+      try {
+        text = await input.read();
+      } catch (err) {
+        if (!(err instanceof PolicyFileError) && !(err instanceof PolicyFileTooLargeError)) throw err;
+        on.unreadable(input.label, err);
+        continue;
+      }
+      files++;
+      on.scanned(findPolicies(text, input.label, POLICY_CONFIGMAP_RULES, input.unknown));
+    }
+  }
+  return { files, searchedDirectory };
+}
+
 const check: Command = {
   name: 'policy check',
   summary: 'validate policies (documents, ConfigMaps, rendered manifests, directories), every error with its location',
@@ -219,35 +259,14 @@ const check: Command = {
     const reports: CheckReport[] = [];
     const skipped: SkippedObject[] = [];
     const checked = { documents: 0, configMapKeys: 0, configMapsWithoutKey: 0 };
-    let searchedDirectory = false;
-    let files = 0;
     let failedToRead = false;
     const unreadable = (label: string, err: MeshletError) => {
       failedToRead = true;
       reports.push({ label, valid: false, errors: [{ severity: 'error', code: err.code, message: err.message, path: '', source: label }], warnings: [] });
     };
-    for (const arg of positionals) {
-      let inputs: CheckInput[];
-      try {
-        const expanded = await checkInputs(arg, io);
-        inputs = expanded.inputs;
-        searchedDirectory ||= expanded.directory;
-      } catch (err) {
-        if (!(err instanceof PolicyFileError)) throw err;
-        unreadable(arg, err);
-        continue;
-      }
-      for (const input of inputs) {
-        let text: string;
-        try {
-          text = await input.read();
-        } catch (err) {
-          if (!(err instanceof PolicyFileError) && !(err instanceof PolicyFileTooLargeError)) throw err;
-          unreadable(input.label, err);
-          continue;
-        }
-        files++;
-        const found = findPolicies(text, input.label, POLICY_CONFIGMAP_RULES, input.unknown);
+    const read = await scanPolicyInputs(positionals, io, {
+      unreadable,
+      scanned(found) {
         skipped.push(...found.skipped);
         for (const { label, result, from } of found.policies) {
           if (from === 'configmap-key') checked.configMapKeys++;
@@ -259,8 +278,9 @@ const check: Command = {
               : { label, valid: false, errors: result.errors.filter((e) => e.severity === 'error'), warnings: result.errors.filter((e) => e.severity === 'warning') },
           );
         }
-      }
-    }
+      },
+    });
+    const { files, searchedDirectory } = read;
     const total = checked.documents + checked.configMapKeys + checked.configMapsWithoutKey;
     let noneFound: CheckReport | undefined;
     if (total === 0 && !failedToRead) {

@@ -4,8 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OutboundProxy } from '../../../src/data-plane/proxy/outbound/outbound-proxy.ts';
 import { EgressRules } from '../../../src/data-plane/proxy/outbound/egress-rules.ts';
 import { DestinationPolicy } from '../../../src/data-plane/proxy/outbound/destination-policy.ts';
-import { compileClient } from '../../../src/data-plane/policy/client-policy.ts';
-import { parsePolicy } from '../../../src/data-plane/policy/parse.ts';
+import { frontendClient } from '../../unit/policy/frontend-client.ts';
 import { IDS, meshTlsFor, request, createMeshPki } from '../proxy/support/mesh-fixture.ts';
 
 /**
@@ -31,17 +30,7 @@ beforeAll(async () => {
   await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
   targetPort = (target.address() as AddressInfo).port;
   const pki = await createMeshPki();
-  const parsed = parsePolicy(`apiVersion: policy.meshlet.io/v1alpha1
-kind: AuthorizationPolicy
-spec:
-  clients:
-    - name: frontend
-      selector: { serviceAccount: frontend }
-      default: audit
-      destinations: []
-`);
-  if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
-  const rules = compileClient(parsed.policy, { namespace: 'web', serviceAccount: 'frontend' }, 'allow');
+  const rules = frontendClient('        []\n', { clientLines: '      default: audit\n' });
   outbound = new OutboundProxy({
     tls: meshTlsFor(pki.svids.frontend),
     destinations: { mesh: [] },

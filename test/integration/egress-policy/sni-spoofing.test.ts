@@ -4,8 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OutboundProxy } from '../../../src/data-plane/proxy/outbound/outbound-proxy.ts';
 import { DestinationPolicy } from '../../../src/data-plane/proxy/outbound/destination-policy.ts';
 import { resolveProxySettings } from '../../../src/data-plane/proxy/config.ts';
-import { compileClient, type ClientDecision } from '../../../src/data-plane/policy/client-policy.ts';
-import { parsePolicy } from '../../../src/data-plane/policy/parse.ts';
+import type { ClientDecision } from '../../../src/data-plane/policy/client-policy.ts';
+import { frontendClient } from '../../unit/policy/frontend-client.ts';
 import type { Resolution } from '../../../src/data-plane/discovery/resolution.ts';
 import type { OriginalDestination } from '../../../src/data-plane/proxy/original-dst/original-dst.ts';
 import { closeServer, IDS, listen, meshTlsFor } from '../proxy/support/mesh-fixture.ts';
@@ -61,18 +61,7 @@ beforeAll(async () => {
   chosen = counting();
   await listenAt(chosen.server, samePort, '127.0.0.2');
   sharedPort = samePort;
-  const parsed = parsePolicy(`apiVersion: policy.meshlet.io/v1alpha1
-kind: AuthorizationPolicy
-spec:
-  clients:
-    - name: frontend
-      selector: { serviceAccount: frontend }
-      destinations:
-        - { name: local-api, host: localhost }
-        - { name: office, cidr: 127.0.0.3/32 }
-`);
-  if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
-  const rules = compileClient(parsed.policy, { namespace: 'web', serviceAccount: 'frontend' }, 'allow');
+  const rules = frontendClient('        - { name: local-api, host: localhost }\n        - { name: office, cidr: 127.0.0.3/32 }\n');
   outbound = new OutboundProxy({
     tls: meshTlsFor(mesh.pki.svids.frontend),
     destinations: { mesh: [] },

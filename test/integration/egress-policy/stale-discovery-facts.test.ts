@@ -3,8 +3,8 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OutboundProxy } from '../../../src/data-plane/proxy/outbound/outbound-proxy.ts';
 import { DestinationPolicy } from '../../../src/data-plane/proxy/outbound/destination-policy.ts';
-import { compileClient, type ClientDecision } from '../../../src/data-plane/policy/client-policy.ts';
-import { parsePolicy } from '../../../src/data-plane/policy/parse.ts';
+import type { ClientDecision } from '../../../src/data-plane/policy/client-policy.ts';
+import { frontendClient } from '../../unit/policy/frontend-client.ts';
 import type { Resolution } from '../../../src/data-plane/discovery/resolution.ts';
 import { IDS, meshTlsFor, request } from '../proxy/support/mesh-fixture.ts';
 import { startMeshPair, type MeshPair } from '../proxy/support/mesh-pair.ts';
@@ -31,17 +31,7 @@ beforeAll(async () => {
   plain = http.createServer((req, res) => res.end(`plain saw ${req.url}`));
   await new Promise<void>((r) => plain.listen(0, '127.0.0.1', r));
   plainPort = (plain.address() as AddressInfo).port;
-  const parsed = parsePolicy(`apiVersion: policy.meshlet.io/v1alpha1
-kind: AuthorizationPolicy
-spec:
-  clients:
-    - name: frontend
-      selector: { serviceAccount: frontend }
-      destinations:
-        - { name: orders, service: orders }
-`);
-  if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
-  const rules = compileClient(parsed.policy, { namespace: 'shop', serviceAccount: 'frontend' }, 'allow');
+  const rules = frontendClient('        - { name: orders, service: orders }\n', { namespace: 'shop' });
   outbound = new OutboundProxy({
     tls: meshTlsFor(mesh.pki.svids.frontend),
     destinations: { mesh: [] },

@@ -3,8 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OutboundProxy } from '../../../src/data-plane/proxy/outbound/outbound-proxy.ts';
 import { DestinationPolicy } from '../../../src/data-plane/proxy/outbound/destination-policy.ts';
 import { resolveProxySettings } from '../../../src/data-plane/proxy/config.ts';
-import { compileClient } from '../../../src/data-plane/policy/client-policy.ts';
-import { parsePolicy } from '../../../src/data-plane/policy/parse.ts';
+import { frontendClient } from '../../unit/policy/frontend-client.ts';
 import type { ClientDecision } from '../../../src/data-plane/policy/client-policy.ts';
 import type { Resolution } from '../../../src/data-plane/discovery/resolution.ts';
 import type { OriginalDestination } from '../../../src/data-plane/proxy/original-dst/original-dst.ts';
@@ -32,18 +31,9 @@ let answer: Resolution;
 beforeAll(async () => {
   mesh = await startTcpMesh();
   plainApp = await startEchoApp();
-  const parsed = parsePolicy(`apiVersion: policy.meshlet.io/v1alpha1
-kind: AuthorizationPolicy
-spec:
-  clients:
-    - name: frontend
-      selector: { serviceAccount: frontend }
-      destinations:
-        - { name: orders-db, service: orders-db, namespace: shop }
+  const rules = frontendClient(`        - { name: orders-db, service: orders-db, namespace: shop }
         - { name: partner-api, host: "*.partner.example", ports: [${plainApp.port}] }
 `);
-  if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
-  const rules = compileClient(parsed.policy, { namespace: 'web', serviceAccount: 'frontend' }, 'allow');
   outbound = new OutboundProxy({
     tls: meshTlsFor(mesh.pki.svids.frontend),
     destinations: { mesh: [] },
