@@ -68,6 +68,8 @@ export class PolicyStore {
   #running: Promise<ReloadEvent> | undefined;
   #again = false;
   #closed = false;
+  /** Makes each transient failure's token unique (Date.now() can repeat within a millisecond). */
+  #attempts = 0;
 
   constructor(options: PolicyStoreOptions) {
     this.#options = options;
@@ -147,7 +149,7 @@ export class PolicyStore {
     const { result: parsed, ran, transient } = await parsePolicyOffThread(bytes.toString('utf8'), this.#file, this.#options.parse);
     if (!parsed.ok) {
       // A missed deadline may not repeat: a token of its own lets the next poll try again.
-      const token = transient ? `invalid:${hash}:${Date.now()}` : `invalid:${hash}`;
+      const token = transient ? `invalid:${hash}:${++this.#attempts}` : `invalid:${hash}`;
       return this.#seen(token, { result: 'invalid', hash, errors: parsed.errors, parsedIn: ran, server: server() });
     }
     // The route caps bound this (about 7 ms for 1,000 routes): it stays on the main thread
@@ -163,7 +165,7 @@ export class PolicyStore {
   /** A bug on the way: reported as an invalid policy (the last good one stays), never thrown. */
   #internalError(err: unknown): ReloadEvent {
     const error: PolicyError = { severity: 'error', code: 'POLICY_INTERNAL', message: `reloading ${this.#file} failed: ${(err as Error)?.message ?? String(err)}`, path: '', source: this.#file };
-    this.#lastSeen = `internal:${Date.now()}`;
+    this.#lastSeen = `internal:${++this.#attempts}`;
     return { result: 'invalid', hash: null, errors: [error], server: this.#current.server };
   }
 
