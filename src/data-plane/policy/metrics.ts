@@ -23,6 +23,8 @@ export class PolicyMetrics {
    * on meshlet_authz_decisions_total, whose `caller` label would always be this workload outbound.
    */
   readonly clientDecisions: CounterVec;
+  /** meshlet_policy_connections_closed_total{direction}: open connections an applied policy no longer allowed (DecidedConnections). */
+  readonly connectionsClosed: Counter<'direction'>;
   readonly #clientSeries = new Map<string, CounterSeries>();
   readonly #clientLabels = new CappedLabel(DEFAULT_LABEL_CAP);
 
@@ -64,6 +66,13 @@ export class PolicyMetrics {
       labelNames: ['route'],
       registers: [registry],
     });
+    this.connectionsClosed = new Counter({
+      name: 'meshlet_policy_connections_closed_total',
+      help: 'Open connections decided once when they opened (opaque TCP, TLS passed through) that a newly applied policy denied and the sidecar closed, by direction.',
+      labelNames: ['direction'],
+      registers: [registry],
+    });
+    for (const direction of ['inbound', 'outbound']) this.connectionsClosed.inc({ direction }, 0);
   }
 
   /**

@@ -242,6 +242,7 @@ function codeOf(decision: AuthorizationDecision): string | undefined {
 /** What the sidecar's policy authorizer is to the proxies: requests, opaque connections and path normalization. */
 export interface SidecarAuthorizer extends PathNormalizer {
   authorize(facts: RequestFacts | ConnectionFacts): AuthorizationDecision;
+  reconsider?(facts: ConnectionFacts): AuthorizationDecision | null;
 }
 
 /**
@@ -253,6 +254,7 @@ export function withDecisionLog(authorizer: SidecarAuthorizer, log: DecisionLog 
   return {
     decisionLog: log,
     authorize: (facts: RequestFacts | ConnectionFacts): AuthorizationDecision => authorizer.authorize(facts),
+    ...(authorizer.reconsider ? { reconsider: (facts: ConnectionFacts): AuthorizationDecision | null => authorizer.reconsider!(facts) } : {}),
     normalize: (rawPath: string): NormalizedPath => authorizer.normalize(rawPath),
   };
 }

@@ -27,6 +27,14 @@ export class PolicyAuthorizer implements RequestAuthorizer, ConnectionAuthorizer
     return decision;
   }
 
+  /** An open opaque connection after a reload (DecidedConnections): still allowed is null and uncounted; a denial is observed as any. */
+  reconsider(facts: ConnectionFacts): Decision | null {
+    const decision = decide(this.#store.current(), facts);
+    if (decision.decision === 'allow') return null;
+    this.#onDecision?.(facts, decision);
+    return decision;
+  }
+
   normalize(rawPath: string): NormalizedPath {
     const n = normalizePath(rawPath);
     return n.ok ? { ok: true, path: n.path } : { ok: false, reason: n.reason };

@@ -16,6 +16,7 @@ import { OutboundProxy } from '../proxy/outbound/outbound-proxy.ts';
 import { DestinationPolicy } from '../proxy/outbound/destination-policy.ts';
 import { OpaqueTcpProxy } from '../proxy/tcp/opaque-inbound.ts';
 import { OpaqueTcpOutbound } from '../proxy/tcp/opaque-outbound.ts';
+import { DecidedConnections } from '../proxy/tcp/decided-connections.ts';
 import type { ProxyObserver } from '../proxy/proxy-observer.ts';
 import { CatchAllListener } from '../proxy/tcp/catch-all.ts';
 import { ConnectionRegistry } from '../proxy/connection-registry.ts';
@@ -200,8 +201,17 @@ export class Sidecar {
       metrics: this.metrics.policy,
     });
     let policyEverApplied = false;
+    // Connections decided once (opaque TCP, TLS passed through, both directions): decided again
+    // on every applied policy, the ones now denied closed (docs/policy.md "Reload").
+    const decided = new DecidedConnections();
     this.#detach.push(policy.onReload((e) => {
       if (e.result === 'ok') {
+        const closed = decided.reconsider();
+        if (closed.inbound + closed.outbound > 0) {
+          this.metrics.policy.connectionsClosed.inc({ direction: 'inbound' }, closed.inbound);
+          this.metrics.policy.connectionsClosed.inc({ direction: 'outbound' }, closed.outbound);
+          this.#log.warn({ event: 'policy_connections_closed', hash: e.hash, inboundClosed: closed.inbound, outboundClosed: closed.outbound }, 'the new policy denies connections that were open: they were closed');
+        }
         // Its routes' series exist at 0 from now on (docs/metrics.md, "Series made ahead").
         this.metrics.policyApplied(policy.current(), { requestSeries: c.requestMetrics });
         // `client`: the client entry the outbound now enforces (null: none selects this workload).
@@ -269,6 +279,7 @@ export class Sidecar {
       transparent: { passthrough: c.outboundPassthrough, egress: egressRules(c), serverFirstPorts: c.serverFirstPorts, ...(discovery ? { discovery } : {}) },
       tcpObserver: this.metrics.observer,
       clientPolicy,
+      decided,
     });
     const addon = originalDstAvailable();
     if (!addon.ok) this.#log.warn({ event: 'original_dst_unavailable', reason: addon.reason }, "transparent interception of the app's own TLS and non-HTTP TCP is off: the original-destination addon did not load (HTTP is not affected)");
@@ -283,6 +294,7 @@ export class Sidecar {
       observer: this.metrics.observer,
       guard: this.#guards.outbound_tcp,
       clientPolicy,
+      decided,
     });
     // Opaque TCP ports: one decision per connection (caller and port), bytes spliced to the app.
     this.#opaque = new OpaqueTcpProxy({
@@ -295,6 +307,7 @@ export class Sidecar {
       registry: this.connections,
       observer: this.metrics.observer,
       guard: this.#guards.inbound_tcp,
+      decided,
     });
     // Every undeclared port lands here (iptables) and is reset: nothing reaches the app around us.
     this.#catchAll = new CatchAllListener({ port: c.inboundCatchAllPort, host: INBOUND_LISTEN_HOST, observer: this.metrics.observer, guard: this.#guards.catch_all });

@@ -39,6 +39,12 @@ export interface EgressMesh {
   ordersTcpListener: number;
   frontendAdmin: number;
   frontend: Sidecar;
+  orders: Sidecar;
+  ordersAdmin: number;
+  /** Orders' app ports (what its policy names). */
+  ordersApps: { http: number; grpc: number; tcp: number };
+  /** Writes orders' policy as kubelet does. */
+  writeOrdersPolicy(text: string): Promise<void>;
   /** Every line frontend logged, parsed. */
   lines: LogLine[];
   /** What orders' HTTP app saw (method and url); gRPC calls; TCP connections accepted. */
@@ -66,7 +72,8 @@ ${opts.mode ? `      mode: ${opts.mode}\n` : ''}      destinations:
 ${opts.ordersTcpPort ? `        - name: orders-ledger\n          spiffeId: ${ORDERS_ID}\n          ports: [${opts.ordersTcpPort}]\n` : ''}`;
 }
 
-function ordersPolicy(p: { http: number; grpc: number; tcp: number }): string {
+/** Orders' policy: `caller` (frontend by default) may call every port. */
+export function ordersPolicy(p: { http: number; grpc: number; tcp: number }, caller = FRONTEND_ID): string {
   return `apiVersion: policy.meshlet.io/v1alpha1
 kind: AuthorizationPolicy
 metadata: { name: orders }
@@ -81,7 +88,7 @@ spec:
       routes:
         - name: frontend-anything
           callers:
-            - spiffeId: ${FRONTEND_ID}
+            - spiffeId: ${caller}
 `;
 }
 
@@ -162,6 +169,10 @@ export async function egressMesh(frontendEnv: Record<string, string> = {}): Prom
     ordersTcpListener: oTcp!,
     frontendAdmin: fAdmin!,
     frontend,
+    orders,
+    ordersAdmin: oAdmin!,
+    ordersApps: apps,
+    writeOrdersPolicy: (text) => kubeletWrite(ordersPolicyDir, { 'policy.yaml': text }),
     lines,
     httpSeen,
     grpcSeen: grpcApp.seen,

@@ -2,12 +2,12 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OutboundProxy } from '../../../src/data-plane/proxy/outbound/outbound-proxy.ts';
-import { DestinationPolicy } from '../../../src/data-plane/proxy/outbound/destination-policy.ts';
 import { compileClient, type ClientDecision, type CompiledClient } from '../../../src/data-plane/policy/client-policy.ts';
 import { parsePolicy } from '../../../src/data-plane/policy/parse.ts';
 import type { Resolution } from '../../../src/data-plane/discovery/resolution.ts';
 import { IDS, meshTlsFor, request } from '../proxy/support/mesh-fixture.ts';
 import { startMeshPair, type MeshPair } from '../proxy/support/mesh-pair.ts';
+import { recordingClientPolicy } from './recording-client-policy.ts';
 
 /**
  * Issue 16 item 1 — HTTP routed by discovery, then decided by the client policy on what
@@ -54,14 +54,7 @@ beforeAll(async () => {
     destinations: { mesh: [] },
     listenPort: 0,
     transparent: { passthrough: 'allow', discovery: { resolve: ({ port: p }) => answers.get(p) ?? { kind: 'unknown', reason: 'not in the test' } } },
-    clientPolicy: new DestinationPolicy({
-      current: () => rules,
-      series: (d) => {
-        decisions.push(d);
-        return { value: 0 };
-      },
-      self: () => IDS.frontend,
-    }),
+    clientPolicy: recordingClientPolicy(() => rules, decisions),
   });
   await outbound.start();
   port = outbound.boundPort();

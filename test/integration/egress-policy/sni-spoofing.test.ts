@@ -2,7 +2,6 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OutboundProxy } from '../../../src/data-plane/proxy/outbound/outbound-proxy.ts';
-import { DestinationPolicy } from '../../../src/data-plane/proxy/outbound/destination-policy.ts';
 import { resolveProxySettings } from '../../../src/data-plane/proxy/config.ts';
 import type { ClientDecision } from '../../../src/data-plane/policy/client-policy.ts';
 import { frontendClient } from '../../unit/policy/frontend-client.ts';
@@ -10,6 +9,7 @@ import type { Resolution } from '../../../src/data-plane/discovery/resolution.ts
 import type { OriginalDestination } from '../../../src/data-plane/proxy/original-dst/original-dst.ts';
 import { closeServer, IDS, listen, meshTlsFor } from '../proxy/support/mesh-fixture.ts';
 import { startTcpMesh, type TcpMesh } from '../proxy-tcp/support.ts';
+import { recordingClientPolicy } from './recording-client-policy.ts';
 
 /**
  * Security regression (issue 16 review): the SNI of the app's own TLS is written by the app, so a
@@ -69,14 +69,7 @@ beforeAll(async () => {
     settings: resolveProxySettings({ timeouts: { protocolDetectMs: 200 } }),
     transparent: { passthrough: 'allow', discovery: { resolve: () => answer }, originalDestination: () => dst },
     tcpObserver: { refused: (_d, code) => refused.push(code) },
-    clientPolicy: new DestinationPolicy({
-      current: () => rules,
-      series: (d) => {
-        decisions.push(d);
-        return { value: 0 };
-      },
-      self: () => IDS.frontend,
-    }),
+    clientPolicy: recordingClientPolicy(() => rules, decisions),
   });
   await outbound.start();
   port = outbound.boundPort();

@@ -2,12 +2,12 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OutboundProxy } from '../../../src/data-plane/proxy/outbound/outbound-proxy.ts';
-import { DestinationPolicy } from '../../../src/data-plane/proxy/outbound/destination-policy.ts';
 import type { ClientDecision } from '../../../src/data-plane/policy/client-policy.ts';
 import { frontendClient } from '../../unit/policy/frontend-client.ts';
 import type { Resolution } from '../../../src/data-plane/discovery/resolution.ts';
 import { IDS, meshTlsFor, request } from '../proxy/support/mesh-fixture.ts';
 import { startMeshPair, type MeshPair } from '../proxy/support/mesh-pair.ts';
+import { recordingClientPolicy } from './recording-client-policy.ts';
 
 /**
  * Security regression (issue 16 review): the verdict the route step caches on a discovered
@@ -37,14 +37,7 @@ beforeAll(async () => {
     destinations: { mesh: [] },
     listenPort: 0,
     transparent: { passthrough: 'allow', discovery: { resolve: ({ port: p }) => answers.get(p) ?? { kind: 'unknown', reason: 'not in the test' } } },
-    clientPolicy: new DestinationPolicy({
-      current: () => rules,
-      series: (d) => {
-        decisions.push(d);
-        return { value: 0 };
-      },
-      self: () => IDS.frontend,
-    }),
+    clientPolicy: recordingClientPolicy(() => rules, decisions),
   });
   await outbound.start();
   port = outbound.boundPort();

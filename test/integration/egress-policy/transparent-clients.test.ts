@@ -1,7 +1,6 @@
 import * as tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OutboundProxy } from '../../../src/data-plane/proxy/outbound/outbound-proxy.ts';
-import { DestinationPolicy } from '../../../src/data-plane/proxy/outbound/destination-policy.ts';
 import { resolveProxySettings } from '../../../src/data-plane/proxy/config.ts';
 import { frontendClient } from '../../unit/policy/frontend-client.ts';
 import type { ClientDecision } from '../../../src/data-plane/policy/client-policy.ts';
@@ -9,6 +8,7 @@ import type { Resolution } from '../../../src/data-plane/discovery/resolution.ts
 import type { OriginalDestination } from '../../../src/data-plane/proxy/original-dst/original-dst.ts';
 import { IDS, meshTlsFor } from '../proxy/support/mesh-fixture.ts';
 import { converse, startEchoApp, startTcpMesh, type EchoApp, type TcpMesh } from '../proxy-tcp/support.ts';
+import { recordingClientPolicy } from './recording-client-policy.ts';
 
 /**
  * Issue 16 item 1 — the client policy on transparently intercepted TLS and opaque TCP, decided
@@ -41,14 +41,7 @@ beforeAll(async () => {
     settings: resolveProxySettings({ timeouts: { protocolDetectMs: 200 } }),
     transparent: { passthrough: 'allow', discovery: { resolve: () => answer }, originalDestination: () => dst },
     tcpObserver: { refused: (_d, code) => refused.push(code) },
-    clientPolicy: new DestinationPolicy({
-      current: () => rules,
-      series: (d) => {
-        decisions.push(d);
-        return { value: 0 };
-      },
-      self: () => IDS.frontend,
-    }),
+    clientPolicy: recordingClientPolicy(() => rules, decisions),
   });
   await outbound.start();
   port = outbound.boundPort();

@@ -128,3 +128,40 @@ export function converse(port: number, payload: Buffer, opts: { halfClose?: bool
 export function sha256(b: Buffer): string {
   return createHash('sha256').update(b).digest('hex');
 }
+
+/** One TCP connection kept open to an echo app (through whatever listens on `port`). */
+export interface OpenEcho {
+  /** Writes `text`, resolves with the echo (rejects when the connection is gone). */
+  echo(text: string): Promise<string>;
+  readonly closed: Promise<void>;
+  isClosed(): boolean;
+  end(): void;
+}
+
+export async function openEcho(port: number): Promise<OpenEcho> {
+  const socket = net.connect({ host: '127.0.0.1', port });
+  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  socket.on('error', () => undefined);
+  socket.setEncoding('utf8');
+  let gone = false;
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  void closed.then(() => (gone = true));
+  return {
+    echo: (text) =>
+      new Promise((resolve, reject) => {
+        let got = '';
+        const onData = (d: string) => {
+          got += d;
+          if (got.length < text.length) return;
+          socket.off('data', onData);
+          resolve(got);
+        };
+        socket.on('data', onData);
+        socket.once('close', () => reject(new Error(`closed after ${JSON.stringify(got)}`)));
+        socket.write(text);
+      }),
+    closed,
+    isClosed: () => gone,
+    end: () => socket.destroy(),
+  };
+}

@@ -15,6 +15,7 @@ import { acceptPermissive } from './permissive-accept.ts';
 import { createMtlsServer } from './mtls-server.ts';
 import { detectProtocol } from '../detect/first-bytes.ts';
 import { authorizeAndSplice } from '../tcp/app-splice.ts';
+import type { DecidedConnections } from '../tcp/decided-connections.ts';
 import type { ConnectionAuthorizer } from '../tcp/connection-authorizer.ts';
 import type { TcpObserver } from '../tcp/tcp-refusals.ts';
 import { listenOn } from '../../../common/net/listen.ts';
@@ -73,7 +74,7 @@ export interface InboundProxyOptions {
    * silence, stay HTTP, so no prefix an app's HTTP parser might skip (a CRLF) can carry a
    * request past header sanitizing and per-request policy. Absent: every such connection is HTTP.
    */
-  readonly opaque?: { readonly authorizer: ConnectionAuthorizer; readonly observer?: TcpObserver };
+  readonly opaque?: { readonly authorizer: ConnectionAuthorizer; readonly observer?: TcpObserver; readonly decided?: DecidedConnections };
 }
 
 /** Offered on every mTLS listener: HTTP/2 first (multiplexing, gRPC), HTTP/1.1 for the rest. */
@@ -219,6 +220,7 @@ export class InboundProxy {
         settings: this.#settings,
         registry: this.registry,
         ...(opaque.observer ? { observer: opaque.observer } : {}),
+        ...(opaque.decided ? { decided: opaque.decided } : {}),
       });
     });
   }

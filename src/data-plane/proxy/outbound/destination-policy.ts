@@ -115,9 +115,41 @@ export class DestinationPolicy {
       // Fail closed: a client policy that cannot decide refuses.
       return 'deny';
     }
+    this.#observe(facts, decision);
+    if (decision.decision !== 'allow') return 'deny';
+    return this.#byName(rules, facts, decision, nameIsDialled);
+  }
+
+  /**
+   * An open TLS or opaque TCP connection decided again with the client policy in force now (an
+   * applied reload, DecidedConnections): true keeps it. `nameIsDialled` as for connection() —
+   * true too for a connection an `allow-by-name` verdict sent to the name. Still allowed is not
+   * counted or logged (it is not a new connection); a denial is, like any.
+   */
+  reconsider(facts: DestinationFacts, nameIsDialled: boolean): boolean {
+    const rules = this.#source.current();
+    if (rules === null) return true;
+    let decision: ClientDecision;
+    try {
+      decision = rules.decide(facts);
+    } catch {
+      return false;
+    }
+    if (decision.decision !== 'allow') {
+      this.#observe(facts, decision);
+      return false;
+    }
+    // Dialled at the address, now allowed only for the name the app wrote: no longer allowed.
+    return this.#byName(rules, facts, decision, nameIsDialled) === 'allow';
+  }
+
+  #observe(facts: DestinationFacts, decision: ClientDecision): void {
     this.#source.series(decision).value++;
     this.#log?.connectionDecided('outbound', this.#source.self(), facts.port, decision, this.#log === undefined ? undefined : logTargetOf(facts));
-    if (decision.decision !== 'allow') return 'deny';
+  }
+
+  /** An allow: does it rest on the name alone? */
+  #byName(rules: CompiledClient, facts: DestinationFacts, decision: ClientDecision, nameIsDialled: boolean): ConnectionVerdict {
     // An audit allow enforces nothing; an allow by a default, by an entry that is not a host, or
     // of a name the sidecar dials anyway (a MESHLET_OUTBOUND_TCP mapping) cannot rest on the name.
     if (nameIsDialled || decision.wouldDeny || decision.route === null || facts.name === null || !rules.matchesByName(decision.route)) return 'allow';

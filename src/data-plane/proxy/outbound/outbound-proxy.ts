@@ -21,6 +21,7 @@ import { detectProtocol } from '../detect/first-bytes.ts';
 import { SERVER_FIRST_PORTS } from '../detect/port-protocol.ts';
 import { originalDestination, type OriginalDestination } from '../original-dst/original-dst.ts';
 import type { TcpObserver } from '../tcp/tcp-refusals.ts';
+import type { DecidedConnections } from '../tcp/decided-connections.ts';
 import { listenOn } from '../../../common/net/listen.ts';
 import { ConnectionGuard, DEFAULT_MAX_CONNECTIONS } from '../../../common/net/connection-guard.ts';
 
@@ -91,6 +92,11 @@ export interface OutboundProxyOptions {
    * of the app's own TLS or opaque TCP, is decided after routing; absent: nothing is decided.
    */
   readonly clientPolicy?: DestinationPolicy;
+  /**
+   * Where the app's own TLS and opaque TCP connections the client policy let through wait to be
+   * decided again when the policy changes (the sidecar's; docs/policy.md "Reload"); absent: decided once.
+   */
+  readonly decided?: DecidedConnections;
 }
 
 export const DEFAULT_OUTBOUND_PORT = 15001;
@@ -228,12 +234,17 @@ export class OutboundProxy {
     // fact at all (identity, Service and address decide).
     const policy = this.#opts.clientPolicy;
     const name = sni === null ? null : sni.toLowerCase();
+    // An allowed connection is decided again, with the same facts, whenever the policy changes.
+    const decided = this.#opts.decided;
     const decideByPolicy = (trustsName: boolean): ConnectionVerdict => {
       if (policy === undefined) return 'allow';
-      const verdict = policy.connection({ ...factsFromDiscovery(answer, d, addressOf(dst.address), dst.port), name: trustsName ? name : null });
+      const facts = { ...factsFromDiscovery(answer, d, addressOf(dst.address), dst.port), name: trustsName ? name : null };
+      const verdict = policy.connection(facts);
       if (verdict === 'deny') {
         observer?.refused?.('outbound', 'MESHLET_DENIED');
         socket.destroy();
+      } else {
+        decided?.add(socket, 'outbound', () => policy.reconsider(facts, verdict === 'allow-by-name'));
       }
       return verdict;
     };
@@ -266,10 +277,14 @@ export class OutboundProxy {
         if (env.byName === true && name !== null) {
           // The operator's rules allow the name only: the name is what gets dialled, and the
           // client policy decides on it as dialled (no address: the app's choice is not used).
-          if (policy !== undefined && policy.connection({ ...factsFromDiscovery(answer, d, null, dst.port), name }, true) === 'deny') {
-            observer?.refused?.('outbound', 'MESHLET_DENIED');
-            socket.destroy();
-            return;
+          if (policy !== undefined) {
+            const facts = { ...factsFromDiscovery(answer, d, null, dst.port), name };
+            if (policy.connection(facts, true) === 'deny') {
+              observer?.refused?.('outbound', 'MESHLET_DENIED');
+              socket.destroy();
+              return;
+            }
+            decided?.add(socket, 'outbound', () => policy.reconsider(facts, true));
           }
           return passThrough(socket, conn, { address: name, port: dst.port, family: 4 }, protocol, sni, passCtx);
         }

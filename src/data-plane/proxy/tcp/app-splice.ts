@@ -8,6 +8,7 @@ import { spliceSockets } from './byte-splice.ts';
 import type { ConnectionAuthorizer } from './connection-authorizer.ts';
 import { tcpRefusalCode, type TcpObserver, type TcpRefusalCode } from './tcp-refusals.ts';
 import type { TcpSessionSet } from './tcp-session-set.ts';
+import type { DecidedConnections } from './decided-connections.ts';
 
 /**
  * Where a connection's decision is recorded (the sidecar's decision log,
@@ -30,6 +31,8 @@ export interface AppSpliceContext {
   readonly observer?: TcpObserver;
   /** Where the drain finds the session (OpaqueTcpProxy); absent: the listener's own drain tracks the socket. */
   readonly sessions?: TcpSessionSet;
+  /** Where an allowed connection waits to be decided again when the policy changes; absent: decided once. */
+  readonly decided?: DecidedConnections;
 }
 
 // Dead peers on long-lived opaque connections (a database session idle for hours) are found
@@ -57,8 +60,18 @@ export function authorizeAndSplice(socket: tls.TLSSocket, peer: string, appPort:
   } catch {
     return refuse('MESHLET_INTERNAL');
   }
-  (ctx.authorizer as DecisionLoggingConnectionAuthorizer).decisionLog?.connectionDecided('inbound', peer, appPort, decision);
+  const decisionLog = (ctx.authorizer as DecisionLoggingConnectionAuthorizer).decisionLog;
+  decisionLog?.connectionDecided('inbound', peer, appPort, decision);
   if (decision.decision !== 'allow') return refuse('MESHLET_DENIED');
+  const { authorizer, decided } = ctx;
+  if (decided !== undefined && authorizer.reconsider !== undefined) {
+    decided.add(socket, 'inbound', () => {
+      const denied = authorizer.reconsider!({ peer, port: appPort });
+      if (denied === null) return true;
+      decisionLog?.connectionDecided('inbound', peer, appPort, denied);
+      return false;
+    });
+  }
 
   socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
   const conn = ctx.registry.track('inbound', 'accepted', socket);

@@ -14,4 +14,10 @@ export interface ConnectionFacts {
 
 export interface ConnectionAuthorizer {
   authorize(facts: ConnectionFacts): AuthorizationDecision;
+  /**
+   * An open connection's decision again, with the policy in force now (after a reload): null
+   * while it is still allowed (nothing counted: it is not a new connection); otherwise the
+   * denial, counted like a first decision. Optional: without it, open connections stay open.
+   */
+  reconsider?(facts: ConnectionFacts): AuthorizationDecision | null;
 }

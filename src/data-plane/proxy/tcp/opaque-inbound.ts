@@ -5,6 +5,7 @@ import { ConnectionRegistry } from '../connection-registry.ts';
 import type { ServerTls } from '../tls-dependency.ts';
 import type { ConnectionAuthorizer } from './connection-authorizer.ts';
 import { TcpSessionSet } from './tcp-session-set.ts';
+import type { DecidedConnections } from './decided-connections.ts';
 import type { TcpObserver } from './tcp-refusals.ts';
 import { createMtlsServer } from '../inbound/mtls-server.ts';
 import { authorizeAndSplice } from './app-splice.ts';
@@ -34,6 +35,8 @@ export interface OpaqueTcpProxyOptions {
    * DEFAULT_MAX_CONNECTIONS per port, not counted. The handshake must end within timeouts.tlsHandshakeMs.
    */
   readonly guard?: ConnectionGuard;
+  /** Where allowed connections wait to be decided again when the policy changes (the sidecar's); absent: decided once. */
+  readonly decided?: DecidedConnections;
 }
 
 interface PortListener {
@@ -111,6 +114,7 @@ export class OpaqueTcpProxy {
       registry: this.registry,
       sessions: this.#sessions,
       ...(this.#opts.observer ? { observer: this.#opts.observer } : {}),
+      ...(this.#opts.decided ? { decided: this.#opts.decided } : {}),
     });
   }
 

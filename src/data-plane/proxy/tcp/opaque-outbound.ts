@@ -8,6 +8,7 @@ import { spliceSockets } from './byte-splice.ts';
 import { meshTarget } from '../outbound/mesh-target.ts';
 import { addressOf, factsFromConfig, type DestinationPolicy } from '../outbound/destination-policy.ts';
 import { TcpSessionSet } from './tcp-session-set.ts';
+import type { DecidedConnections } from './decided-connections.ts';
 import { tcpRefusalCode, type TcpObserver } from './tcp-refusals.ts';
 import { listenOn } from '../../../common/net/listen.ts';
 import { ConnectionGuard, DEFAULT_MAX_CONNECTIONS } from '../../../common/net/connection-guard.ts';
@@ -47,6 +48,8 @@ export interface OpaqueTcpOutboundOptions {
   readonly guard?: ConnectionGuard;
   /** The client side of the policy: each connection is decided before the peer is dialled; a refusal closes it (MESHLET_DENIED). */
   readonly clientPolicy?: DestinationPolicy;
+  /** Where allowed connections wait to be decided again when the policy changes (the sidecar's); absent: decided once. */
+  readonly decided?: DecidedConnections;
 }
 
 const KEEPALIVE_DELAY_MS = 60_000;
@@ -107,11 +110,14 @@ export class OpaqueTcpOutbound {
       const { host, port, expected } = mapping.destination;
       // The mapping names the destination (the app dialled a local port): its host is the name, its
       // expected identity the facts. The operator wrote that name and it is what is dialled.
-      if (policy.connection({ ...factsFromConfig(host, port, expected), name: addressOf(host) === null ? host.toLowerCase() : null }, true) === 'deny') {
+      const facts = { ...factsFromConfig(host, port, expected), name: addressOf(host) === null ? host.toLowerCase() : null };
+      if (policy.connection(facts, true) === 'deny') {
         this.#opts.observer?.refused?.('outbound', 'MESHLET_DENIED');
         socket.destroy();
         return;
       }
+      // Decided again, with the same facts, whenever the policy changes.
+      this.#opts.decided?.add(socket, 'outbound', () => policy.reconsider(facts, true));
     }
     socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
     const accepted = this.registry.track('outbound', 'accepted', socket);
