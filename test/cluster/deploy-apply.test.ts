@@ -137,7 +137,7 @@ describe.skipIf(skip)('deploy/ on a real API server', () => {
     const stored = JSON.parse(await cp.kubectlOk(['get', '-k', DEPLOY, '-o', 'json'])) as List<K8sObject>;
     expect(stored.items.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual(built.map((o) => `${o.kind}/${o.metadata.name}`).sort());
     expect(new Set(built.map((o) => o.kind))).toEqual(
-      new Set(['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Deployment', 'Service', 'PodDisruptionBudget', 'MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration']),
+      new Set(['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'Deployment', 'Service', 'PodDisruptionBudget', 'MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration']),
     );
   });
 
@@ -171,7 +171,7 @@ describe.skipIf(skip)('deploy/ on a real API server', () => {
     }
   });
 
-  it('RBAC: meshlet-identity may create TokenReviews and read Pods, Services and EndpointSlices (discovery), nothing else; the injector may do nothing', async () => {
+  it('RBAC: meshlet-identity may create TokenReviews, read Pods, Services and EndpointSlices (discovery) and its revocation-list ConfigMap, nothing else; the injector may do nothing', async () => {
     const cp = cluster();
     const canI = async (as: string, ...what: string[]) => (await cp.kubectl(['auth', 'can-i', ...what, `--as=system:serviceaccount:meshlet-system:${as}`])).stdout.trim();
     expect(await canI('meshlet-identity', 'create', 'tokenreviews.authentication.k8s.io')).toBe('yes');
@@ -182,6 +182,12 @@ describe.skipIf(skip)('deploy/ on a real API server', () => {
     }
     expect(await canI('meshlet-identity', 'update', 'pods', '-n', 'default')).toBe('no');
     expect(await canI('meshlet-identity', 'list', 'configmaps', '--all-namespaces')).toBe('no');
+    // The revocation list (docs/revocation.md): that one ConfigMap of its namespace, read-only.
+    for (const verb of ['get', 'list', 'watch']) expect(await canI('meshlet-identity', verb, 'configmaps/meshlet-revocations', '-n', 'meshlet-system'), `${verb} the list`).toBe('yes');
+    expect(await canI('meshlet-identity', 'update', 'configmaps/meshlet-revocations', '-n', 'meshlet-system')).toBe('no');
+    expect(await canI('meshlet-identity', 'get', 'configmaps/meshlet-trust-bundle', '-n', 'meshlet-system')).toBe('no');
+    expect(await canI('meshlet-identity', 'list', 'configmaps', '-n', 'meshlet-system')).toBe('no');
+    expect(await canI('meshlet-identity', 'get', 'configmaps/meshlet-revocations', '-n', 'default')).toBe('no');
     expect(await canI('meshlet-identity', 'list', 'endpoints', '--all-namespaces')).toBe('no');
     expect(await canI('meshlet-injector', 'create', 'tokenreviews.authentication.k8s.io')).toBe('no');
     expect(await canI('meshlet-injector', 'get', 'secrets', '-n', 'meshlet-system')).toBe('no');
@@ -252,10 +258,12 @@ describe.skipIf(skip)('deploy/ on a real API server', () => {
       expect(proxyEnv.find((e) => e.name === 'MESHLET_REVOCATION_LIST')?.value).toBe('meshlet-ca');
       expect(proxyEnv.find((e) => e.name === 'MESHLET_FEDERATION_BUNDLES')?.value).toBe(VOLUMES.federation.mountPath);
     }
-    // …which works because the identity service deploy/ installed has a list configured (optional ConfigMap in meshlet-system).
+    // …which works because the identity service deploy/ installed has a list configured: the
+    // meshlet-revocations ConfigMap of its namespace, read through the API server, which RBAC
+    // lets its ServiceAccount get, list and watch — that ConfigMap only.
     const identity = JSON.parse(await cp.kubectlOk(['-n', 'meshlet-system', 'get', 'deployment', 'meshlet-identity', '-o', 'json'])) as { spec: { template: { spec: Pod['spec'] } } };
-    expect(identity.spec.template.spec.containers[0]!.env!.find((e) => e.name === 'MESHLET_IDENTITY_REVOCATION_LIST')?.value).toBe('/etc/meshlet/revocations/revocations.json');
-    expect(identity.spec.template.spec.volumes!.find((v) => v.name === 'revocations')?.configMap).toEqual({ name: 'meshlet-revocations', optional: true, defaultMode: 420 });
+    expect(identity.spec.template.spec.containers[0]!.env!.find((e) => e.name === 'MESHLET_IDENTITY_REVOCATION_LIST')?.value).toBe('configmap:meshlet-revocations');
+    // (RBAC for it: the RBAC test below.)
   });
 
   it('deploy-cert-manager/ renders (no kustomize cycle) and applies against minimal cert-manager CRDs', async () => {

@@ -13,17 +13,15 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { request } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { basename, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { applyJsonPatch, DEFAULT_INJECTION_SETTINGS, injectPod, type Pod } from '../../src/control-plane/injector/patch/index.ts';
-import { formatRevocationList } from '../../src/data-plane/identity/revocation/revocation-list.ts';
-import { kubeletWrite } from '../support/kubelet-volume.ts';
 import { freePorts } from '../../src/dev/demo/free-ports.ts';
 import { issueSvid, writeCa, type CertificateAuthority } from '../../src/control-plane/identity-service/ca.ts';
 import { AUDIENCE, certify, makeCa, makeCsr, rawClient, serviceCode, TRUST_DOMAIN, type CallOutcome } from '../integration/identity-service/support.ts';
-import { clusterSkip, DEPLOY, eventually, namespace, startMeshlet, tempDir, useControlPlane, type HostProcess } from './support.ts';
+import { clusterSkip, DEPLOY, eventually, namespace, runCli, startMeshlet, tempDir, useControlPlane, type HostProcess } from './support.ts';
 
 const NS = 'shop';
 const ORDERS_ID = `spiffe://${TRUST_DOMAIN}/ns/${NS}/sa/orders`;
@@ -197,15 +195,19 @@ describe.skipIf(skip)('meshlet identity with real ServiceAccount tokens', () => 
     });
 
     it('gets its SVID with its Pod-bound token and serves mTLS with it, with the revocation and federation settings the injector writes; a revoked caller is then refused', async () => {
-      // The identity service's revocation list as deploy/ configures it; its optional ConfigMap
-      // does not exist yet, so kubelet would mount an empty directory there.
+      // The identity service's revocation list as deploy/ configures it: its ConfigMap, read through
+      // the API server with deploy/'s RBAC (a Role for that one ConfigMap); it does not exist yet.
+      // `configmap:NAME` is in the service's own namespace: the `namespace` file kubelet mounts
+      // next to the ServiceAccount token, written here next to the test's token.
       const deployed = parse(await readFile(join(DEPLOY, 'identity/deployment.yaml'), 'utf8'));
       const identityEnv = deployed.spec.template.spec.containers[0].env as { name: string; value: string }[];
-      const listPath = identityEnv.find((e) => e.name === 'MESHLET_IDENTITY_REVOCATION_LIST')!.value;
-      const identityListDir = join(work.dir, 'identity-revocations');
-      await mkdir(identityListDir, { recursive: true });
-      const { address } = await startIdentity('token-review', { MESHLET_IDENTITY_REVOCATION_LIST: join(identityListDir, basename(listPath)) });
-      expect(dirname(listPath)).toBe(deployed.spec.template.spec.containers[0].volumeMounts.find((m: { name: string }) => m.name === 'revocations').mountPath);
+      const listSetting = identityEnv.find((e) => e.name === 'MESHLET_IDENTITY_REVOCATION_LIST')!.value;
+      expect(listSetting).toBe('configmap:meshlet-revocations');
+      await writeFile(join(dirname(identityTokenFile), 'namespace'), 'meshlet-system\n');
+      await cluster().kubectl(['-n', 'meshlet-system', 'delete', 'configmap', 'meshlet-revocations', '--ignore-not-found']);
+      const identity = await startIdentity('token-review', { MESHLET_IDENTITY_REVOCATION_LIST: listSetting, MESHLET_LOG_LEVEL: 'info' });
+      const { address } = identity;
+      await eventually(async () => identity.process.stdout().includes('"event":"revocation_list_absent"'), 'the identity service to find no list yet');
 
       // What the injector gives a meshlet-ca pod, its mount paths moved to directories of this test
       // (the federation ConfigMap absent too: an empty directory).
@@ -283,10 +285,16 @@ describe.skipIf(skip)('meshlet identity with real ServiceAccount tokens', () => 
       expect(result.serverId).toBe(`URI:${ORDERS_ID}`);
       expect(JSON.parse(result.body)).toMatchObject({ path: '/orders' });
 
-      // `meshlet identity revoke … --configmap meshlet-system` lands in the identity service's
-      // volume: the sidecar learns it from the identity service (it mounts no list) and refuses
-      // the caller's next handshake.
-      await kubeletWrite(identityListDir, { [basename(listPath)]: formatRevocationList([{ spiffeId: callerId, revokedAt: '2026-12-04T07:00:00Z', reason: 'cluster test' }]) });
+      // The documented command: `meshlet identity revoke … --configmap meshlet-system | kubectl
+      // apply -f -`. The identity service sees the ConfigMap through its watch, the sidecar learns
+      // the list from the identity service (it mounts none) and refuses the caller's next handshake.
+      const listFile = join(work.dir, 'revocations.json');
+      const revoke = await runCli(['identity', 'revoke', callerId, '--list', listFile, '--reason', 'cluster test', '--configmap', 'meshlet-system']);
+      expect(revoke.code, revoke.stderr).toBe(0);
+      const applied = Date.now();
+      await cluster().kubectlOk(['apply', '-f', '-'], { input: revoke.stdout });
+      await eventually(async () => identity.process.stdout().includes('"event":"revocation_list_loaded"'), 'the identity service to apply the ConfigMap', 30_000);
+      process.stderr.write(`[test:cluster] revocation: the identity service applied the ConfigMap ${((Date.now() - applied) / 1000).toFixed(1)} s after kubectl apply\n`);
       const refusal = await eventually(async () => {
         const outcome = await call().then((r) => `HTTP ${r.status}`, (err: Error) => err.message);
         return outcome.startsWith('HTTP ') ? undefined : outcome;
@@ -295,6 +303,20 @@ describe.skipIf(skip)('meshlet identity with real ServiceAccount tokens', () => 
       const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
       expect(metrics).toMatch(/^meshlet_tls_handshake_failures_total\{[^}]*reason="revoked"[^}]*\} [1-9]/m);
       expect(metrics).toMatch(/^meshlet_revocation_revoked_identities 1$/m);
+      // Certify refuses the revoked identity too (its ServiceAccount exists: the list decides).
+      await namespace(cluster(), 'web');
+      await cluster().kubectlOk(['apply', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'frontend', namespace: 'web' } }) });
+      const refused = await certifyWith(identity.client, await token('frontend', { ns: 'web' }));
+      expect(serviceCode(refused)).toBe('IDENTITY_REVOKED');
+
+      // A malformed list in the ConfigMap is refused; the last good list stays in force.
+      await cluster().kubectlOk(['apply', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'meshlet-revocations', namespace: 'meshlet-system' }, data: { 'revocations.json': '{"not":"a list"}' } }) });
+      await eventually(async () => identity.process.stdout().includes('"event":"revocation_list_rejected"'), 'the identity service to refuse the malformed list', 30_000);
+      expect(serviceCode(await certifyWith(identity.client, await token('frontend', { ns: 'web' })))).toBe('IDENTITY_REVOKED');
+      // Deleting the ConfigMap does not re-admit anyone either.
+      await cluster().kubectlOk(['-n', 'meshlet-system', 'delete', 'configmap', 'meshlet-revocations']);
+      await eventually(async () => identity.process.stdout().includes('REVOCATION_LIST_MISSING'), 'the identity service to report the list gone', 30_000);
+      expect(serviceCode(await certifyWith(identity.client, await token('frontend', { ns: 'web' })))).toBe('IDENTITY_REVOKED');
       expect(sidecar.child.exitCode).toBeNull();
     });
   });

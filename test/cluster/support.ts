@@ -1,7 +1,7 @@
 // Shared by the Kubernetes suites: one control plane per test file, meshlet's own processes
 // (injector, identity, sidecar) started from src/cli.ts on the host, deploy/'s webhook
 // configurations pointed at them, and polling helpers.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -77,6 +77,16 @@ export interface HostProcess {
   stderr(): string;
   exited: Promise<number | null>;
   stop(): Promise<void>;
+}
+
+/** `meshlet ARGV…` (node src/cli.ts) run to its end: exit code and output. */
+export function runCli(argv: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...argv], { encoding: 'utf8', timeout: 60_000 }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1;
+      resolve({ code, stdout, stderr });
+    });
+  });
 }
 
 /** `node src/cli.ts <command>` with exactly `env` (plus PATH): nothing from the developer's shell leaks in. */

@@ -66,7 +66,8 @@ const MAX_LINE_BYTES = 4 * 1024 * 1024;
 const MAX_LIST_PAGE_BYTES = 64 * 1024 * 1024;
 const REQUEST_TIMEOUT_MS = 30_000;
 
-class GoneError extends Error {}
+/** The resourceVersion asked for is gone (410): list again. */
+export class GoneError extends Error {}
 
 export class ClusterWatch {
   readonly #opts: ClusterWatchOptions;
@@ -220,56 +221,85 @@ export class ClusterWatch {
   /** Watches until the server ends the stream; returns the last resourceVersion seen. */
   async #watch(resource: WatchedResource, from: string, onOpen: () => void): Promise<string> {
     const url = new URL(PATHS[resource], this.#opts.apiServerUrl);
-    url.searchParams.set('watch', '1');
-    url.searchParams.set('resourceVersion', from);
-    url.searchParams.set('allowWatchBookmarks', 'true');
-    // Spread reconnections of the three watches (and of several replicas) over a minute.
-    url.searchParams.set('timeoutSeconds', String(240 + Math.floor(Math.random() * 60)));
-    const res = await request(url, {
-      dispatcher: this.#agent,
-      headers: await this.#headers(),
-      signal: this.#abort.signal,
-      headersTimeout: REQUEST_TIMEOUT_MS,
-      // Bookmarks arrive about once a minute; silence for this long means a dead connection.
-      bodyTimeout: 330_000,
-    });
-    if (res.statusCode !== 200) {
-      const text = await readCapped(res.body, 64 * 1024).catch(() => '');
-      if (res.statusCode === 410) throw new GoneError(text);
-      throw new Error(`WATCH ${url.pathname} answered HTTP ${res.statusCode}: ${text.slice(0, 200)}`);
-    }
-    onOpen();
-    let version = from;
-    let buffered = '';
-    for await (const chunk of res.body) {
-      buffered += (chunk as Buffer).toString('utf8');
-      let nl: number;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, nl).trim();
-        buffered = buffered.slice(nl + 1);
-        if (line === '') continue;
-        const event = JSON.parse(line) as { type?: string; object?: { metadata?: { resourceVersion?: string }; code?: number; message?: string } };
-        const object = event.object;
-        if (event.type === 'ERROR') {
-          if (object?.code === 410) throw new GoneError(object.message ?? 'gone');
-          throw new Error(`watch error event: ${object?.message ?? JSON.stringify(object).slice(0, 200)}`);
-        }
-        if (event.type === 'ADDED' || event.type === 'MODIFIED') this.#apply(resource, 'upsert', object);
-        else if (event.type === 'DELETED') this.#apply(resource, 'delete', object);
-        else if (event.type !== 'BOOKMARK') continue;
-        version = object?.metadata?.resourceVersion ?? version;
-      }
-      if (buffered.length > MAX_LINE_BYTES) throw new Error(`a watch event is longer than ${MAX_LINE_BYTES} bytes`);
-    }
-    return version;
+    return watchEvents(url, from, { dispatcher: this.#agent, headers: await this.#headers(), signal: this.#abort.signal }, onOpen, (type, object) => this.#apply(resource, type, object));
   }
+}
+
+/**
+ * One WATCH of `url` from resourceVersion `from` (`watch=1`, bookmarks, a server timeout of 4-5
+ * min spread at random), one JSON event per line: ADDED/MODIFIED are `upsert`, DELETED `delete`,
+ * BOOKMARK only moves the version; `410 Gone` (status or ERROR event) throws GoneError, any other
+ * failure an Error. Returns the last resourceVersion seen when the server ends the stream.
+ * `onEvent` may return a promise: the stream is not read further until it settles.
+ */
+export async function watchEvents(
+  url: URL,
+  from: string,
+  http: { dispatcher: Agent; headers: Record<string, string>; signal: AbortSignal },
+  onOpen: () => void,
+  onEvent: (type: 'upsert' | 'delete', object: unknown) => void | Promise<void>,
+): Promise<string> {
+  url.searchParams.set('watch', '1');
+  url.searchParams.set('resourceVersion', from);
+  url.searchParams.set('allowWatchBookmarks', 'true');
+  // Spread reconnections of the watches (and of several replicas) over a minute.
+  url.searchParams.set('timeoutSeconds', String(240 + Math.floor(Math.random() * 60)));
+  const res = await request(url, {
+    ...http,
+    headersTimeout: REQUEST_TIMEOUT_MS,
+    // Bookmarks arrive about once a minute; silence for this long means a dead connection.
+    bodyTimeout: 330_000,
+  });
+  if (res.statusCode !== 200) {
+    const text = await readCapped(res.body, 64 * 1024).catch(() => '');
+    if (res.statusCode === 410) throw new GoneError(text);
+    throw new Error(`WATCH ${url.pathname} answered HTTP ${res.statusCode}: ${statusMessage(text)}`);
+  }
+  onOpen();
+  let version = from;
+  let buffered = '';
+  for await (const chunk of res.body) {
+    buffered += (chunk as Buffer).toString('utf8');
+    let nl: number;
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, nl).trim();
+      buffered = buffered.slice(nl + 1);
+      if (line === '') continue;
+      const event = JSON.parse(line) as { type?: string; object?: { metadata?: { resourceVersion?: string }; code?: number; message?: string } };
+      const object = event.object;
+      if (event.type === 'ERROR') {
+        if (object?.code === 410) throw new GoneError(object.message ?? 'gone');
+        throw new Error(`watch error event: ${object?.message ?? JSON.stringify(object).slice(0, 200)}`);
+      }
+      let applied: void | Promise<void> = undefined;
+      if (event.type === 'ADDED' || event.type === 'MODIFIED') applied = onEvent('upsert', object);
+      else if (event.type === 'DELETED') applied = onEvent('delete', object);
+      else if (event.type !== 'BOOKMARK') continue;
+      if (applied !== undefined) await applied;
+      version = object?.metadata?.resourceVersion ?? version;
+    }
+    if (buffered.length > MAX_LINE_BYTES) throw new Error(`a watch event is longer than ${MAX_LINE_BYTES} bytes`);
+  }
+  return version;
+}
+
+/** The message of a Kubernetes Status body, or the start of whatever came. */
+export function statusMessage(text: string): string {
+  try {
+    const status = JSON.parse(text) as { message?: unknown };
+    if (typeof status.message === 'string') return status.message;
+  } catch {
+    // not JSON
+  }
+  return text.slice(0, 200);
 }
 
 function project(resource: WatchedResource, item: unknown): unknown {
   return resource === 'pods' ? podRecord(item) : resource === 'services' ? serviceRecord(item) : endpointSliceRecord(item);
 }
 
-async function readCapped(body: AsyncIterable<Buffer>, max: number): Promise<string> {
+/** A response body as text, refused past `max` bytes. */
+export async function readCapped(body: AsyncIterable<Buffer>, max: number): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body) {
@@ -280,7 +310,8 @@ async function readCapped(body: AsyncIterable<Buffer>, max: number): Promise<str
   return Buffer.concat(chunks).toString('utf8');
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
+/** Resolves after `ms`, or at once when `signal` aborts. */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const t = setTimeout(done, ms);
     function done() {

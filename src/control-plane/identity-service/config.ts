@@ -4,6 +4,7 @@ import { ipCidr } from '../injector/iptables/ip-cidr.ts';
 import { formatDuration } from '../../common/config/duration.ts';
 import type { LogLevel } from '../../common/log/logger.ts';
 import { IDENTITY_CONNECTION_DEFAULTS } from './server.ts';
+import { revocationConfigMapRef } from './revocation-configmap.ts';
 
 /**
  * `meshlet identity`'s configuration: every variable listed once here with its default;
@@ -51,9 +52,18 @@ export interface IdentityServiceConfig {
   discoveryRateRefillMs: number;
   /** A watch down for longer than this makes Resolve answer UNAVAILABLE (stale view). */
   discoveryMaxStalenessMs: number;
-  /** The mounted revocation list (docs/revocation.md); undefined: no identity is refused as revoked. */
+  /** The revocation list, `configmap:NAMESPACE/NAME` or a path (docs/revocation.md); undefined: no identity is refused as revoked. */
   revocationList: string | undefined;
   logLevel: LogLevel;
+}
+
+/** MESHLET_IDENTITY_REVOCATION_LIST: `configmap:[NAMESPACE/]NAME`, an absolute path, or empty. */
+function revocationListSetting(raw: string): string | undefined {
+  if (raw.startsWith('configmap:')) {
+    if (revocationConfigMapRef(raw) === null) throw new FieldError('must be configmap:NAME or configmap:NAMESPACE/NAME (a ConfigMap name and a namespace as Kubernetes spells them)');
+    return raw;
+  }
+  return optionalAbsolutePath(raw);
 }
 
 function optionalAbsolutePath(raw: string): string | undefined {
@@ -118,7 +128,7 @@ export const IDENTITY_ENV = {
   discoveryRateBurst: { name: 'MESHLET_DISCOVERY_RATE_BURST', default: '200', description: 'discovery: Resolve calls one caller (SPIFFE ID and address) may make at once', parse: positiveInt },
   discoveryRateRefillMs: { name: 'MESHLET_DISCOVERY_RATE_REFILL', default: '50ms', description: 'discovery: one more Resolve call per caller after each such interval', parse: durationField },
   discoveryMaxStalenessMs: { name: 'MESHLET_DISCOVERY_MAX_STALENESS', default: '1m', description: 'discovery: a watch down for longer than this makes Resolve answer UNAVAILABLE (the sidecar\'s fail-closed rule applies)', parse: durationField },
-  revocationList: { name: 'MESHLET_IDENTITY_REVOCATION_LIST', default: '', description: 'path of the revocation list (a RevocationList JSON file, e.g. the meshlet-revocations ConfigMap key revocations.json; watched, reloaded within about 1 s): Certify refuses the identities it names with PERMISSION_DENIED (docs/revocation.md); empty: no check', parse: optionalAbsolutePath },
+  revocationList: { name: 'MESHLET_IDENTITY_REVOCATION_LIST', default: '', description: 'the revocation list: configmap:NAME or configmap:NAMESPACE/NAME (key revocations.json of that ConfigMap — NAME alone: in the identity service\'s own namespace — read and watched through the API server: a change applies within about a second of kubectl apply) or the path of a RevocationList JSON file (watched, reloaded within about 1 s of the file changing); Certify refuses the identities it names with PERMISSION_DENIED and Revocations publishes it to meshlet-ca sidecars (docs/revocation.md); empty: no check', parse: revocationListSetting },
   logLevel: LOG_LEVEL_ENV,
 } satisfies Record<string, EnvVar<unknown>>;
 

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { adminDescriptorDemand, AdminServer } from '../../data-plane/admin/admin-server.ts';
@@ -11,6 +11,7 @@ import { MountedDirWatcher } from '../../common/volume/mounted-dir-watcher.ts';
 import { readCa } from './ca.ts';
 import { RevocationListError } from '../../data-plane/identity/revocation/errors.ts';
 import { RevocationListFile } from '../../data-plane/identity/revocation/revocation-list-file.ts';
+import { RevocationListConfigMap, revocationConfigMapRef } from './revocation-configmap.ts';
 import { RevocationMetrics } from '../../data-plane/identity/revocation/revocation-metrics.ts';
 import type { IdentityServiceConfig } from './config.ts';
 import { promCertifyMetrics, promDiscoveryMetrics } from './metrics.ts';
@@ -112,10 +113,10 @@ export async function startIdentityProcess(config: Readonly<IdentityServiceConfi
     }
     cleanups.push(discovery.close);
   }
-  let revocations: RevocationListFile | undefined;
+  let revocations: FollowedRevocationList | undefined;
   if (config.revocationList !== undefined) {
     try {
-      revocations = await followRevocationList(config.revocationList, registry, logger);
+      revocations = await followRevocationList(config, config.revocationList, registry, logger);
     } catch (err) {
       for (const c of cleanups) await c();
       throw err;
@@ -159,20 +160,39 @@ export async function startIdentityProcess(config: Readonly<IdentityServiceConfi
   };
 }
 
+/** A revocation list the identity service follows: a mounted file, or a ConfigMap read through the API server. */
+type FollowedRevocationList = RevocationListFile | RevocationListConfigMap;
+
 /**
  * MESHLET_IDENTITY_REVOCATION_LIST (docs/revocation.md): the list Certify checks, followed as it
- * changes; a bad list is logged and counted and the last good one stays. A file that is there
- * but invalid at start refuses the start (issuing to an identity that may be revoked is worse
- * than not starting: the running replicas keep serving).
+ * changes — `configmap:NAMESPACE/NAME` through the API server (seconds, not kubelet's volume
+ * sync), or a file; a bad list is logged and counted and the last good one stays. A list that
+ * is there but invalid at start (or an API server that cannot be asked) refuses the start
+ * (issuing to an identity that may be revoked is worse than not starting: the running replicas
+ * keep serving).
  */
-async function followRevocationList(path: string, registry: Registry, logger: Logger): Promise<RevocationListFile> {
-  const list = new RevocationListFile({ path });
+async function followRevocationList(config: Readonly<IdentityServiceConfig>, setting: string, registry: Registry, logger: Logger): Promise<FollowedRevocationList> {
+  const ref = revocationConfigMapRef(setting);
+  let list: FollowedRevocationList;
+  if (ref === null) {
+    list = new RevocationListFile({ path: setting });
+  } else {
+    let caPem: string;
+    try {
+      caPem = await readFile(config.apiCaFile, 'utf8');
+    } catch (err) {
+      throw new IdentityStartupError(`MESHLET_IDENTITY_REVOCATION_LIST: cannot read the Kubernetes API CA file ${config.apiCaFile}: ${(err as Error).message}`, { cause: err });
+    }
+    const namespace = ref.namespace ?? (await ownNamespace(config.apiTokenFile));
+    list = new RevocationListConfigMap({ namespace, name: ref.name, apiServerUrl: config.apiServerUrl, caPem, tokenPath: config.apiTokenFile, logger });
+  }
+  const source = list instanceof RevocationListFile ? { file: list.path } : { source: list.source };
   const metrics = new RevocationMetrics(registry);
   list.onReload((reload) => {
     metrics.recordReload(reload);
-    if (reload.result === 'rejected') logger.warn({ event: 'revocation_list_rejected', file: path, code: reload.error?.code, err: reload.error?.message, revoked: reload.current.size }, 'revocation list not applied; keeping the last good one');
-    else if (reload.result === 'absent') logger.info({ event: 'revocation_list_absent', file: path }, 'no revocation list file yet; no identity is refused as revoked until one appears');
-    else logger.info({ event: 'revocation_list_loaded', file: path, sha256: reload.current.digest, revoked: reload.current.size, added: reload.current.addedSince(reload.previous), removed: reload.current.removedSince(reload.previous) }, 'revocation list in force');
+    if (reload.result === 'rejected') logger.warn({ event: 'revocation_list_rejected', ...source, code: reload.error?.code, err: reload.error?.message, revoked: reload.current.size }, 'revocation list not applied; keeping the last good one');
+    else if (reload.result === 'absent') logger.info({ event: 'revocation_list_absent', ...source }, 'no revocation list yet; no identity is refused as revoked until one appears');
+    else logger.info({ event: 'revocation_list_loaded', ...source, sha256: reload.current.digest, revoked: reload.current.size, added: reload.current.addedSince(reload.previous), removed: reload.current.removedSince(reload.previous) }, 'revocation list in force');
   });
   try {
     await list.start();
@@ -182,6 +202,22 @@ async function followRevocationList(path: string, registry: Registry, logger: Lo
     throw err;
   }
   return list;
+}
+
+/**
+ * `configmap:NAME` names a ConfigMap of the identity service's own namespace: the `namespace`
+ * file kubelet puts next to the ServiceAccount token (so a kustomize overlay that moves the
+ * control plane to another namespace needs no other change).
+ */
+async function ownNamespace(tokenFile: string): Promise<string> {
+  const file = join(dirname(tokenFile), 'namespace');
+  try {
+    const namespace = (await readFile(file, 'utf8')).trim();
+    if (/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(namespace) && namespace.length <= 63) return namespace;
+    throw new Error(`${JSON.stringify(namespace.slice(0, 80))} is not a namespace name`);
+  } catch (err) {
+    throw new IdentityStartupError(`MESHLET_IDENTITY_REVOCATION_LIST: configmap:NAME is read in the identity service's own namespace, from ${file}: ${(err as Error).message}; or name it: configmap:NAMESPACE/NAME`, { cause: err });
+  }
 }
 
 /** The cluster watch and the Resolve service (docs/discovery.md), with the API client settings TokenReview uses. */

@@ -13,6 +13,8 @@ import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole';
 import { ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding';
+import { Role } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role';
+import { RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding';
 import { MutatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1/MutatingWebhookConfiguration';
 import { ValidatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration';
 import { DEFAULT_INJECTION_SETTINGS } from '../../../src/control-plane/injector/patch/index.ts';
@@ -36,6 +38,8 @@ const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   PodDisruptionBudget,
   ClusterRole,
   ClusterRoleBinding,
+  Role,
+  RoleBinding,
   MutatingWebhookConfiguration,
   ValidatingWebhookConfiguration,
 };
@@ -160,21 +164,19 @@ describe('deploy/ manifests', () => {
     }
   });
 
-  it('the identity service enforces and publishes a revocation list, always configured, from an optional ConfigMap (what MESHLET_REVOCATION_LIST=meshlet-ca sidecars need to start)', () => {
+  it('the identity service enforces and publishes a revocation list, always configured, from an optional ConfigMap read through the API server (what MESHLET_REVOCATION_LIST=meshlet-ca sidecars need to start)', () => {
     const pod = base('Deployment', 'meshlet-identity').spec.template.spec;
     const container = pod.containers[0];
     const env = Object.fromEntries(container.env.map((e: { name: string; value: string }) => [e.name, e.value]));
     // The identity service's own reader accepts the Deployment's environment as written.
     const config = readIdentityConfig(env);
-    const listFile = config.revocationList!;
-    expect(listFile).toBe('/etc/meshlet/revocations/revocations.json');
-    const mount = container.volumeMounts.find((m: { mountPath: string }) => dirname(listFile) === m.mountPath);
-    expect(mount).toMatchObject({ name: 'revocations', readOnly: true });
-    expect(mount.subPath).toBeUndefined(); // subPath mounts are never updated by kubelet
-    expect(pod.volumes.find((v: { name: string }) => v.name === mount.name)).toEqual({ name: 'revocations', configMap: { name: REVOCATION_CONFIGMAP_NAME, optional: true } });
-    // The key `meshlet identity revoke --configmap meshlet-system` writes, and the path the injector gives files/workload-api sidecars.
-    expect(basename(listFile)).toBe(REVOCATION_CONFIGMAP_KEY);
-    expect(listFile).toBe(REVOCATION_LIST_FILE);
+    // The ConfigMap `meshlet identity revoke --configmap meshlet-system` prints, in the service's own namespace.
+    expect(config.revocationList).toBe(`configmap:${REVOCATION_CONFIGMAP_NAME}`);
+    // Nothing mounted for it: the list is not read from a volume (kubelet's sync would delay it).
+    expect(JSON.stringify(pod.volumes)).not.toContain(REVOCATION_CONFIGMAP_NAME);
+    expect(container.volumeMounts.map((m: { name: string }) => m.name)).toEqual(['ca']);
+    // The key the files/workload-api sidecars' mounted path ends with is the one the service reads.
+    expect(basename(REVOCATION_LIST_FILE)).toBe(REVOCATION_CONFIGMAP_KEY);
     // The Deployment keeps its security settings with the new volume.
     expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: PROXY_UID, runAsGroup: PROXY_UID, fsGroup: PROXY_UID });
     expect(container.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false });
@@ -193,13 +195,16 @@ describe('deploy/ manifests', () => {
     }
   });
 
-  it('RBAC is least privilege: the CA may only create TokenReviews and read Pods, Services, EndpointSlices (discovery), the injector has no API access', () => {
+  it('RBAC is least privilege: the CA may only create TokenReviews, read Pods, Services, EndpointSlices (discovery) and its revocation-list ConfigMap, the injector has no API access', () => {
     expect(base('ClusterRole', 'meshlet-identity-tokenreview').rules).toEqual([{ apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] }]);
     expect(base('ClusterRole', 'meshlet-identity-discovery').rules).toEqual([
       { apiGroups: [''], resources: ['pods', 'services'], verbs: ['get', 'list', 'watch'] },
       { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] },
     ]);
-    expect(docs.filter((d) => ['Role', 'RoleBinding', 'ClusterRole', 'ClusterRoleBinding'].includes(d.obj.kind)).map((d) => d.obj.metadata.name)).toEqual(['meshlet-identity-tokenreview', 'meshlet-identity-tokenreview', 'meshlet-identity-discovery', 'meshlet-identity-discovery']);
+    // The revocation list: one ConfigMap, by name, read-only, in the service's own namespace.
+    expect(base('Role', 'meshlet-identity-revocations')).toMatchObject({ metadata: { namespace: 'meshlet-system' }, rules: [{ apiGroups: [''], resources: ['configmaps'], resourceNames: [REVOCATION_CONFIGMAP_NAME], verbs: ['get', 'list', 'watch'] }] });
+    expect(base('RoleBinding', 'meshlet-identity-revocations')).toMatchObject({ metadata: { namespace: 'meshlet-system' }, roleRef: { kind: 'Role', name: 'meshlet-identity-revocations' }, subjects: [{ kind: 'ServiceAccount', name: 'meshlet-identity', namespace: 'meshlet-system' }] });
+    expect(docs.filter((d) => ['Role', 'RoleBinding', 'ClusterRole', 'ClusterRoleBinding'].includes(d.obj.kind)).map((d) => d.obj.metadata.name)).toEqual(['meshlet-identity-tokenreview', 'meshlet-identity-tokenreview', 'meshlet-identity-discovery', 'meshlet-identity-discovery', 'meshlet-identity-revocations', 'meshlet-identity-revocations']);
     expect(base('ServiceAccount', 'meshlet-injector').automountServiceAccountToken).toBe(false);
   });
 
