@@ -81,7 +81,7 @@ describe.skipIf(skip)('meshlet install and meshlet check on a real API server', 
     expect(r.code, r.stdout + r.stderr).toBe(1);
     expect(r.stderr).toBe('');
     const res = parseCheck(r.stdout);
-    for (const name of ['api-server', 'namespace', 'ca-secret', 'injector-tls-secret', 'mutating-webhook', 'validating-webhook']) {
+    for (const name of ['api-server', 'namespace', 'ca-secret', 'revocation-list', 'injector-tls-secret', 'mutating-webhook', 'validating-webhook']) {
       expect(res.get(name)?.status, `${name}: ${r.stdout}`).toBe('ok');
     }
     expect(res.get('ca-secret')!.line).toContain('CA for trust domain install.example');
@@ -98,7 +98,7 @@ describe.skipIf(skip)('meshlet install and meshlet check on a real API server', 
     expect(res.get('injection')).toMatchObject({ status: 'FAIL' });
     expect(res.get('injection')!.line).toContain('could not call the injector');
     expect(res.get('policy-validation')).toMatchObject({ status: 'FAIL' });
-    expect(r.stdout.trimEnd().split('\n').at(-1)).toMatch(/^11 checks: 6 ok, 5 failed$/);
+    expect(r.stdout.trimEnd().split('\n').at(-1)).toMatch(/^12 checks: 7 ok, 5 failed$/);
     // The temporary namespace of the dry runs is deleted (or being deleted).
     const left = JSON.parse(await cluster().kubectlOk(['get', 'namespaces', '-o', 'json'])) as { items: K8sObject[] & { status?: { phase?: string } }[] };
     for (const ns of left.items.filter((n) => n.metadata.name.startsWith('meshlet-check-'))) expect((ns as { status?: { phase?: string } }).status?.phase).toBe('Terminating');

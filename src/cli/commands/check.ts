@@ -14,7 +14,8 @@ Checks, in order (docs/install.md says what each one means and how to fix it):
   ${CHECK_NAMES.slice(0, 6).join(', ')},
   ${CHECK_NAMES.slice(6).join(', ')}
 
-The checks read the meshlet-system namespace and the webhook configurations. Two of them make
+The checks read the meshlet-system namespace (and the identity service's revocation-list
+ConfigMap) and the webhook configurations. Two of them make
 the API server call the webhooks for real, with server-side dry-run creates (nothing is
 stored): a Pod, which must come back with the sidecar, and an invalid policy ConfigMap, which
 /validate must refuse. They run in --namespace, or in a temporary namespace labelled

@@ -4,6 +4,11 @@ import { ANNOTATIONS } from '../injector/patch/annotations.ts';
 import { INIT_CONTAINER, PROXY_CONTAINER } from '../injector/patch/pod-layout.ts';
 import type { KubeClient } from './kube-client.ts';
 import { NAMES } from './manifests.ts';
+import { revocationConfigMapRef } from '../identity-service/revocation-configmap.ts';
+import { parseRevocationList } from '../../data-plane/identity/revocation/revocation-list.ts';
+import { REVOCATION_CONFIGMAP_KEY, REVOCATION_CONFIGMAP_NAME } from '../../data-plane/identity/revocation/revocation-list-edit.ts';
+
+const REVOCATION_ENV = 'MESHLET_IDENTITY_REVOCATION_LIST';
 
 /**
  * `meshlet check`: what a running installation needs, one check at a time, each failure with
@@ -40,6 +45,7 @@ export const CHECK_NAMES = [
   'ca-secret',
   'identity-deployment',
   'identity-endpoints',
+  'revocation-list',
   'injector-tls-secret',
   'mutating-webhook',
   'validating-webhook',
@@ -245,6 +251,40 @@ export async function runChecks(client: KubeClient, opts: CheckOptions, report: 
       );
     }
     return `${svc} has ${ready} ready endpoint${ready === 1 ? '' : 's'}`;
+  });
+
+  // The identity service's revocation list (docs/revocation.md): configured, and — when it is a
+  // ConfigMap — a list the service accepts. A list it refuses is kept out (the last good one
+  // stays), and a restarting replica refuses to start on it: worth a FAIL before that happens.
+  await run('revocation-list', ['namespace'], async () => {
+    const what = `Deployment ${NS}/${NAMES.identityDeployment}`;
+    const path = `/apis/apps/v1/namespaces/${NS}/deployments/${NAMES.identityDeployment}`;
+    const deployment = await client.request('GET', path);
+    if (deployment.status === 404) throw new Skip('needs identity-deployment', 'identity-deployment');
+    // Another refusal is reported as get() words it.
+    const d = deployment.status === 200 ? (deployment.body as Obj) : await get(path, what, `install meshlet: ${REINSTALL}`);
+    const containers = ((d['spec'] as { template?: { spec?: { containers?: { name?: string; env?: { name: string; value?: string }[] }[] } } } | undefined)?.template?.spec?.containers) ?? [];
+    const setting = containers.flatMap((c) => c.env ?? []).find((e) => e.name === REVOCATION_ENV)?.value ?? '';
+    const configFix = `set ${REVOCATION_ENV}=configmap:${REVOCATION_CONFIGMAP_NAME} on ${what} with the Role of deploy/identity/rbac.yaml, as deploy/ and meshlet install do (${REINSTALL}; docs/revocation.md)`;
+    if (setting === '') throw new Failure(`${what} has no ${REVOCATION_ENV}: revoking an identity would change nothing — the service keeps issuing to it and its meshlet-ca sidecars learn no list`, configFix);
+    const ref = revocationConfigMapRef(setting);
+    if (ref === null) return `${what} reads its revocation list from the file ${setting} in its pod (not checked from here)`;
+    const namespace = ref.namespace ?? NS;
+    const cmWhat = `ConfigMap ${namespace}/${ref.name}`;
+    const listFix = `write a valid list: meshlet identity revoke|unrevoke SPIFFE_ID --list FILE --configmap ${namespace} | kubectl apply -f - (docs/revocation.md)`;
+    const cmPath = `/api/v1/namespaces/${namespace}/configmaps/${ref.name}`;
+    const cm = await client.request('GET', cmPath);
+    if (cm.status === 404) return `no ${cmWhat} yet: nobody is revoked (${what} watches it)`;
+    const configMap = cm.status === 200 ? (cm.body as Obj) : await get(cmPath, cmWhat, listFix);
+    const text = (configMap['data'] as Record<string, unknown> | undefined)?.[REVOCATION_CONFIGMAP_KEY];
+    if (typeof text !== 'string') throw new Failure(`${cmWhat} has no key ${REVOCATION_CONFIGMAP_KEY}: the identity service keeps the last list it had, and a replica that starts now revokes nobody`, listFix);
+    let revoked: number;
+    try {
+      revoked = parseRevocationList(text).size;
+    } catch (err) {
+      throw new Failure(`${cmWhat}: ${oneLine((err as Error).message)} — the identity service refuses it and keeps its last good list, and a replica that restarts will not start`, listFix);
+    }
+    return `${cmWhat}: ${revoked} ${revoked === 1 ? 'identity' : 'identities'} revoked (${what} watches it)`;
   });
 
   // 5. The injector's serving certificate.

@@ -13,6 +13,7 @@ import { CHECK_NAMES } from '../../../src/control-plane/install/checks.ts';
 import type { K8sObject } from '../../../src/control-plane/install/manifests.ts';
 import { loopbackServerCert } from '../identity-service/support.ts';
 import { run } from '../../unit/cli/run.ts';
+import { formatRevocationList } from '../../../src/data-plane/identity/revocation/revocation-list.ts';
 
 const TOKEN = 'check-test-token';
 let tmp: string;
@@ -124,11 +125,12 @@ describe('meshlet check', () => {
     expect(lines).toHaveLength(CHECK_NAMES.length + 1);
     expect(lines.slice(0, -1).map((l) => l.split(/\s+/)[1])).toEqual([...CHECK_NAMES]);
     for (const l of lines.slice(0, -1)) expect(l).toMatch(/^ok {4}/);
-    expect(lines.at(-1)).toBe('11 checks: 11 ok, 0 failed');
+    expect(lines.at(-1)).toBe('12 checks: 12 ok, 0 failed');
     const res = parseCheck(r.stdout);
     expect(res.get('api-server')!.line).toBe(`${url} answers, Kubernetes v1.99.0-standin (${join(tmp, 'ok.yaml')}, context standin)`);
     expect(res.get('ca-secret')!.line).toMatch(/^Secret meshlet-system\/meshlet-identity-ca: CA for trust domain check\.example, valid until \S+ \(36\dd left\)$/);
     expect(res.get('identity-endpoints')!.line).toBe('Service meshlet-system/meshlet-identity has 2 ready endpoints');
+    expect(res.get('revocation-list')!.line).toBe('no ConfigMap meshlet-system/meshlet-revocations yet: nobody is revoked (Deployment meshlet-system/meshlet-identity watches it)');
     expect(res.get('injector-tls-secret')!.line).toMatch(/^Secret meshlet-system\/meshlet-injector-tls: certificate for meshlet-injector\.meshlet-system\.svc, valid until \S+ \(36\dd left\)$/);
     const created = requests.find((q) => q === 'POST /api/v1/namespaces');
     expect(created).toBeDefined();
@@ -159,7 +161,34 @@ describe('meshlet check', () => {
     expect(res.get('injection')!.line).toMatch(/^a dry-run pod in meshlet-check-[0-9a-f]{8} was refused: the API server could not call the injector: .*no endpoints available/);
     expect(res.get('injection')!.fix).toContain('the injector must be running and reachable');
     expect(res.get('policy-validation')!.status).toBe('FAIL');
-    expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('11 checks: 6 ok, 5 failed');
+    expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('12 checks: 7 ok, 5 failed');
+  });
+
+  it('revocation-list: a list the identity service would refuse, a missing key or no setting at all FAIL with the fix; a valid list is counted', async () => {
+    const cmPath = '/api/v1/namespaces/meshlet-system/configmaps/meshlet-revocations';
+    const listed = (text: string) => objects.set(cmPath, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'meshlet-revocations', namespace: 'meshlet-system' }, data: { 'revocations.json': text } });
+    const revocationLine = async (file: string) => parseCheck((await run('check', '--kubeconfig', await kubeconfig(file))).stdout).get('revocation-list')!;
+    const ids = ['spiffe://check.example/ns/shop/sa/orders', 'spiffe://check.example/ns/web/sa/frontend'];
+    listed(formatRevocationList(ids.map((spiffeId) => ({ spiffeId, revokedAt: '2026-12-04T07:00:00Z' }))));
+    expect(await revocationLine('rl-ok.yaml')).toEqual({ status: 'ok', line: 'ConfigMap meshlet-system/meshlet-revocations: 2 identities revoked (Deployment meshlet-system/meshlet-identity watches it)' });
+    listed('{"apiVersion":"meshlet.io/v1alpha1","kind":"RevocationList","revoked":[{"spiffeId":"spiffe://check.example","revokedAt":"2026-12-04T07:00:00Z"}]}');
+    const bad = await revocationLine('rl-bad.yaml');
+    expect(bad.status).toBe('FAIL');
+    expect(bad.line).toMatch(/^ConfigMap meshlet-system\/meshlet-revocations: revoked\[0\]\.spiffeId: .* — the identity service refuses it and keeps its last good list, and a replica that restarts will not start$/);
+    expect(bad.fix).toBe('write a valid list: meshlet identity revoke|unrevoke SPIFFE_ID --list FILE --configmap meshlet-system | kubectl apply -f - (docs/revocation.md)');
+    objects.set(cmPath, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'meshlet-revocations', namespace: 'meshlet-system' }, data: {} });
+    expect(await revocationLine('rl-nokey.yaml')).toMatchObject({ status: 'FAIL', line: 'ConfigMap meshlet-system/meshlet-revocations has no key revocations.json: the identity service keeps the last list it had, and a replica that starts now revokes nobody' });
+    objects.delete(cmPath);
+    const dep = objects.get('/apis/apps/v1/namespaces/meshlet-system/deployments/meshlet-identity') as { spec: { template: { spec: { containers: { env: { name: string }[] }[] } } } };
+    const container = dep.spec.template.spec.containers[0]!;
+    container.env = container.env.filter((e) => e.name !== 'MESHLET_IDENTITY_REVOCATION_LIST');
+    expect(await revocationLine('rl-unset.yaml')).toEqual({
+      status: 'FAIL',
+      line: 'Deployment meshlet-system/meshlet-identity has no MESHLET_IDENTITY_REVOCATION_LIST: revoking an identity would change nothing — the service keeps issuing to it and its meshlet-ca sidecars learn no list',
+      fix: 'set MESHLET_IDENTITY_REVOCATION_LIST=configmap:meshlet-revocations on Deployment meshlet-system/meshlet-identity with the Role of deploy/identity/rbac.yaml, as deploy/ and meshlet install do (meshlet install --ca-dir DIR | kubectl apply -f - (docs/install.md); docs/revocation.md)',
+    });
+    objects.delete('/apis/apps/v1/namespaces/meshlet-system/deployments/meshlet-identity');
+    expect(await revocationLine('rl-nodep.yaml')).toEqual({ status: 'skip', line: 'needs identity-deployment' });
   });
 
   it('--min-validity: a certificate expiring sooner fails', async () => {
