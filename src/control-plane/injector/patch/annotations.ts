@@ -2,7 +2,7 @@ import { MIN_PROXY_MEMORY_LIMIT_MIB, memoryQuantityBytes, QUANTITY } from './hea
 import { parsePortProtocols, parseServerFirstPorts, type PortProtocolDecision } from '../../../data-plane/proxy/detect/port-protocol.ts';
 import { IDENTITY_SOURCES, type IdentitySourceKind } from '../../../data-plane/sidecar/sidecar-env.ts';
 import { FieldError, isK8sName, list, oneOf, port } from '../../../common/config/env.ts';
-import { DEFAULT_POLICIES, type DefaultPolicy } from '../../../data-plane/policy/types.ts';
+import { CLIENT_MESH_DEFAULTS, DEFAULT_POLICIES, type ClientMeshDefault, type DefaultPolicy } from '../../../data-plane/policy/types.ts';
 import { LOG_LEVELS, type LogLevel } from '../../../common/log/logger.ts';
 import { PodRefusedError } from './errors.ts';
 import { ipCidr } from '../iptables/ip-cidr.ts';
@@ -18,6 +18,7 @@ export const ANNOTATIONS = {
   permissivePorts: 'meshlet.io/permissive-ports',
   opaquePorts: 'meshlet.io/opaque-ports',
   defaultPolicy: 'meshlet.io/default-policy',
+  defaultClientPolicy: 'meshlet.io/default-client-policy',
   proxyCpuRequest: 'meshlet.io/proxy-cpu-request',
   proxyCpuLimit: 'meshlet.io/proxy-cpu-limit',
   proxyMemoryRequest: 'meshlet.io/proxy-memory-request',
@@ -41,6 +42,8 @@ export interface PodAnnotations {
   permissivePorts: number[];
   opaquePorts: number[];
   defaultPolicy?: DefaultPolicy;
+  /** The client default of this pod's sidecar (MESHLET_DEFAULT_CLIENT_POLICY), over the mesh's. */
+  defaultClientPolicy?: ClientMeshDefault;
   resources: { cpuRequest?: string; cpuLimit?: string; memoryRequest?: string; memoryLimit?: string };
   logLevel?: LogLevel;
   identitySource?: IdentitySourceKind;
@@ -119,6 +122,7 @@ export function parsePodAnnotations(annotations: Readonly<Record<string, unknown
     permissivePorts: ports(ANNOTATIONS.permissivePorts),
     opaquePorts: ports(ANNOTATIONS.opaquePorts),
     defaultPolicy: read(ANNOTATIONS.defaultPolicy, oneOf(...DEFAULT_POLICIES)),
+    defaultClientPolicy: read(ANNOTATIONS.defaultClientPolicy, oneOf(...CLIENT_MESH_DEFAULTS)),
     resources: {
       cpuRequest: read(ANNOTATIONS.proxyCpuRequest, quantity),
       cpuLimit: read(ANNOTATIONS.proxyCpuLimit, quantity),

@@ -70,8 +70,8 @@ export function proxyContainer(plan: MeshPlan, settings: InjectionSettings): Rec
     value(SIDECAR_ENV.permissivePorts.name, a.permissivePorts.join(',')),
     value(SIDECAR_ENV.policyDir.name, VOLUMES.policy.mountPath),
     value(SIDECAR_ENV.defaultPolicy.name, a.defaultPolicy ?? settings.defaultPolicy),
-    // allow is the sidecar's own default: written only when the mesh chose another (pods injected before stay as they were).
-    ...(settings.defaultClientPolicy === 'allow' ? [] : [value(SIDECAR_ENV.defaultClientPolicy.name, settings.defaultClientPolicy)]),
+    // allow is the sidecar's own default: written only when the pod or the mesh chose another (pods injected before stay as they were).
+    ...((a.defaultClientPolicy ?? settings.defaultClientPolicy) === 'allow' ? [] : [value(SIDECAR_ENV.defaultClientPolicy.name, a.defaultClientPolicy ?? settings.defaultClientPolicy)]),
     value(SIDECAR_ENV.logLevel.name, a.logLevel ?? SIDECAR_ENV.logLevel.default),
     ...(a.serverFirstPorts === undefined ? [] : [value(SIDECAR_ENV.serverFirstPorts.name, a.serverFirstPorts.size === 0 ? 'none' : [...a.serverFirstPorts].join(','))]),
     value(SIDECAR_ENV.appProbes.name, JSON.stringify(plan.appProbes)),

@@ -1,14 +1,22 @@
 import { FieldError } from '../../../common/config/env.ts';
-import type { DefaultPolicy } from '../../../data-plane/policy/types.ts';
+import type { ClientMeshDefault, DefaultPolicy } from '../../../data-plane/policy/types.ts';
 import { ANNOTATIONS, type PodAnnotations } from './annotations.ts';
 import { PodRefusedError } from './errors.ts';
 import { DEFAULT_POLICY_CONFIGMAP } from './pod-layout.ts';
 
 /** Strictest first: a pod may always ask for a default at least as strict as the mesh's. */
 const POLICY_STRICTNESS: Readonly<Record<DefaultPolicy, number>> = { deny: 2, 'all-authenticated': 1, audit: 0 };
+/** The same for the client side: `allow` decides nothing at all. */
+const CLIENT_STRICTNESS: Readonly<Record<ClientMeshDefault, number>> = { deny: 3, 'all-authenticated': 2, audit: 1, allow: 0 };
+
+/** The mesh settings a weakening is measured against. */
+interface MeshDefaults {
+  readonly defaultPolicy: DefaultPolicy;
+  readonly defaultClientPolicy: ClientMeshDefault;
+}
 
 /** What a weakening annotation opens on this pod, or undefined when it weakens nothing here. */
-type Opens = (parsed: PodAnnotations, settings: { defaultPolicy: DefaultPolicy }) => string | undefined;
+type Opens = (parsed: PodAnnotations, settings: MeshDefaults) => string | undefined;
 
 /**
  * The pod annotations that weaken what the mesh enforces for the pod (docs/injector.md,
@@ -33,6 +41,10 @@ const WEAKENINGS = {
   [ANNOTATIONS.defaultPolicy]: (p, s) =>
     p.defaultPolicy !== undefined && POLICY_STRICTNESS[p.defaultPolicy] < POLICY_STRICTNESS[s.defaultPolicy]
       ? `the default policy "${p.defaultPolicy}" is weaker than the mesh default "${s.defaultPolicy}"`
+      : undefined,
+  [ANNOTATIONS.defaultClientPolicy]: (p, s) =>
+    p.defaultClientPolicy !== undefined && CLIENT_STRICTNESS[p.defaultClientPolicy] < CLIENT_STRICTNESS[s.defaultClientPolicy]
+      ? `the client default "${p.defaultClientPolicy}" is weaker than the mesh client default "${s.defaultClientPolicy}"`
       : undefined,
   [ANNOTATIONS.policyConfigMap]: (p) =>
     p.policyConfigMap !== undefined && p.policyConfigMap !== DEFAULT_POLICY_CONFIGMAP
@@ -71,7 +83,7 @@ export function formatPodOverrides(allowed: readonly WeakeningAnnotation[]): str
 export function checkPodOverrides(
   raw: Readonly<Record<string, unknown>> | undefined,
   parsed: PodAnnotations,
-  settings: { allowedPodOverrides: readonly WeakeningAnnotation[]; defaultPolicy: DefaultPolicy },
+  settings: { allowedPodOverrides: readonly WeakeningAnnotation[] } & MeshDefaults,
 ): void {
   const allowed = new Set(settings.allowedPodOverrides);
   if (allowed.size === WEAKENING_ANNOTATIONS.length) return;

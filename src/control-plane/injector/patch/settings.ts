@@ -42,7 +42,7 @@ export const INJECTION_ENV = {
   trustDomain: SIDECAR_ENV.trustDomain,
   caAddress: { ...SIDECAR_ENV.caAddress, description: 'host:port of the identity service, written into every sidecar', parse: (raw: string) => (hostPort(raw), raw) },
   defaultPolicy: SIDECAR_ENV.defaultPolicy,
-  defaultClientPolicy: { ...SIDECAR_ENV.defaultClientPolicy, description: 'mesh-wide client default for workloads no policy client selects, written into every sidecar unless it is allow (the sidecar default)' },
+  defaultClientPolicy: { ...SIDECAR_ENV.defaultClientPolicy, description: 'mesh-wide client default for workloads no policy client selects, written into every sidecar unless it is allow (the sidecar default); a pod\'s meshlet.io/default-client-policy replaces it' },
   failureMode: { name: 'MESHLET_INJECTOR_FAILURE_MODE', default: 'deny', description: 'on an internal injector error: deny the pod, or allow it without the mesh (plus a warning)', parse: oneOf('deny', 'allow') },
   excludedNamespaces: { name: 'MESHLET_INJECTOR_EXCLUDED_NAMESPACES', default: 'kube-system,kube-public', description: 'namespaces never injected (comma-separated)', parse: list(text) },
   allowedPodOverrides: {
