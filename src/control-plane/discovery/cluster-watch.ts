@@ -287,7 +287,7 @@ export async function watchEvents(
 export function statusMessage(text: string): string {
   try {
     const status = JSON.parse(text) as { message?: unknown };
-    if (typeof status.message === 'string') return status.message;
+    if (typeof status.message === 'string') return status.message.slice(0, 200);
   } catch {
     // not JSON
   }

@@ -113,7 +113,7 @@ export class RevocationListConfigMap {
   close(): void {
     this.#abort.abort();
     this.#listeners.clear();
-    void (this.#loop ?? Promise.resolve()).then(() => this.#closeAgent());
+    void (this.#loop ?? Promise.resolve()).catch(() => undefined).then(() => this.#closeAgent());
   }
 
   /** Once: a start that failed has closed it already. */
@@ -158,7 +158,11 @@ export class RevocationListConfigMap {
       return;
     }
     if (read === 'missing') {
-      if (!this.#hadList) return;
+      if (!this.#hadList) {
+        // Still no list, and an answer: a later outage is a new problem, reported.
+        this.#lastProblem = undefined;
+        return;
+      }
       // Gone after a list was in force: a deleted ConfigMap or key must not re-admit everyone.
       this.#reject(new RevocationListError('REVOCATION_LIST_MISSING', `${this.source} has no key ${REVOCATION_CONFIGMAP_KEY}; the last good list (${this.#current.size} revoked) stays in force — write an empty list to re-admit everyone`), 'missing');
       return;
@@ -226,7 +230,13 @@ export class RevocationListConfigMap {
   }
 
   #emit(reload: RevocationReload): void {
-    for (const listener of this.#listeners) listener(reload);
+    for (const listener of this.#listeners) {
+      try {
+        listener(reload);
+      } catch {
+        // A faulty listener must not stop the watch (nor reject its loop) or the other listeners.
+      }
+    }
   }
 }
 

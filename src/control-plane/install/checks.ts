@@ -264,7 +264,9 @@ export async function runChecks(client: KubeClient, opts: CheckOptions, report: 
     // Another refusal is reported as get() words it.
     const d = deployment.status === 200 ? (deployment.body as Obj) : await get(path, what, `install meshlet: ${REINSTALL}`);
     const containers = ((d['spec'] as { template?: { spec?: { containers?: { name?: string; env?: { name: string; value?: string }[] }[] } } } | undefined)?.template?.spec?.containers) ?? [];
-    const setting = containers.flatMap((c) => c.env ?? []).find((e) => e.name === REVOCATION_ENV)?.value ?? '';
+    const entry = containers.flatMap((c) => (c.env ?? []) as { name: string; value?: string; valueFrom?: unknown }[]).find((e) => e.name === REVOCATION_ENV);
+    if (entry?.valueFrom !== undefined) return `${what} takes ${REVOCATION_ENV} from valueFrom (not checked from here)`;
+    const setting = entry?.value ?? '';
     const configFix = `set ${REVOCATION_ENV}=configmap:${REVOCATION_CONFIGMAP_NAME} on ${what} with the Role of deploy/identity/rbac.yaml, as deploy/ and meshlet install do (${REINSTALL}; docs/revocation.md)`;
     if (setting === '') throw new Failure(`${what} has no ${REVOCATION_ENV}: revoking an identity would change nothing — the service keeps issuing to it and its meshlet-ca sidecars learn no list`, configFix);
     const ref = revocationConfigMapRef(setting);

@@ -253,7 +253,7 @@ export class Sidecar {
       observer,
       guard: this.#guards.inbound,
       // A meshed caller's own TLS to an HTTP port (discovery carries it in mTLS without ALPN).
-      opaque: { authorizer, observer: this.metrics.observer },
+      opaque: { authorizer, observer: this.metrics.observer, decided },
     });
     // The client side of the same compiled policy (docs/policy.md "Clients"): read per request,
     // so a reload reaches the outbound as it reaches the inbound; null = nothing to decide.

@@ -181,6 +181,8 @@ describe('meshlet check', () => {
     objects.delete(cmPath);
     const dep = objects.get('/apis/apps/v1/namespaces/meshlet-system/deployments/meshlet-identity') as { spec: { template: { spec: { containers: { env: { name: string }[] }[] } } } };
     const container = dep.spec.template.spec.containers[0]!;
+    container.env = container.env.map((e) => (e.name === 'MESHLET_IDENTITY_REVOCATION_LIST' ? { name: e.name, valueFrom: { configMapKeyRef: { name: 'settings', key: 'list' } } } : e));
+    expect(await revocationLine('rl-valuefrom.yaml')).toEqual({ status: 'ok', line: 'Deployment meshlet-system/meshlet-identity takes MESHLET_IDENTITY_REVOCATION_LIST from valueFrom (not checked from here)' });
     container.env = container.env.filter((e) => e.name !== 'MESHLET_IDENTITY_REVOCATION_LIST');
     expect(await revocationLine('rl-unset.yaml')).toEqual({
       status: 'FAIL',

@@ -5,7 +5,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
-import { createRootCa } from '../../../src/control-plane/identity-service/ca.ts';
+import { createRootCa, type CertificateAuthority } from '../../../src/control-plane/identity-service/ca.ts';
 import { createLogger } from '../../../src/common/log/logger.ts';
 import { readSidecarConfig } from '../../../src/data-plane/sidecar/sidecar-env.ts';
 import { Sidecar } from '../../../src/data-plane/sidecar/sidecar.ts';
@@ -42,7 +42,11 @@ export interface EgressMesh {
   orders: Sidecar;
   ordersAdmin: number;
   /** Orders' app ports (what its policy names). */
-  ordersApps: { http: number; grpc: number; tcp: number };
+  ordersApps: { http: number; grpc: number; tcp: number; echo: number };
+  /** Orders' inbound listener of an HTTP port whose app is a TCP echo (a meshed caller's own TLS inside mTLS is spliced to it). */
+  ordersEchoListener: number;
+  /** The mesh CA both SVIDs come from. */
+  ca: CertificateAuthority;
   /** Writes orders' policy as kubelet does. */
   writeOrdersPolicy(text: string): Promise<void>;
   /** Every line frontend logged, parsed. */
@@ -73,7 +77,7 @@ ${opts.ordersTcpPort ? `        - name: orders-ledger\n          spiffeId: ${ORD
 }
 
 /** Orders' policy: `caller` (frontend by default) may call every port. */
-export function ordersPolicy(p: { http: number; grpc: number; tcp: number }, caller = FRONTEND_ID): string {
+export function ordersPolicy(p: { http: number; grpc: number; tcp: number; echo: number }, caller = FRONTEND_ID): string {
   return `apiVersion: policy.meshlet.io/v1alpha1
 kind: AuthorizationPolicy
 metadata: { name: orders }
@@ -85,6 +89,7 @@ spec:
         - { port: ${p.http}, protocol: http }
         - { port: ${p.grpc}, protocol: grpc }
         - { port: ${p.tcp}, protocol: tcp }
+        - { port: ${p.echo}, protocol: http }
       routes:
         - name: frontend-anything
           callers:
@@ -109,10 +114,14 @@ export async function egressMesh(frontendEnv: Record<string, string> = {}): Prom
     accepted++;
     s.pipe(s);
   });
-  for (const s of [httpApp, tcpApp]) await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const echoApp = net.createServer((s) => {
+    s.on('error', () => s.destroy());
+    s.pipe(s);
+  });
+  for (const s of [httpApp, tcpApp, echoApp]) await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
   const grpcApp = await startOrdersServer();
-  const apps = { http: (httpApp.address() as net.AddressInfo).port, grpc: grpcApp.port, tcp: (tcpApp.address() as net.AddressInfo).port };
-  const [oAdmin, oOutbound, oCatchAll, oHttp, oGrpc, oTcp, fAdmin, fOutbound, fCatchAll, fTcp] = await freePorts(10);
+  const apps = { http: (httpApp.address() as net.AddressInfo).port, grpc: grpcApp.port, tcp: (tcpApp.address() as net.AddressInfo).port, echo: (echoApp.address() as net.AddressInfo).port };
+  const [oAdmin, oOutbound, oCatchAll, oHttp, oGrpc, oTcp, fAdmin, fOutbound, fCatchAll, fTcp, oEcho] = await freePorts(11);
   const ordersPolicyDir = join(dir, 'orders-policy');
   const frontendPolicyDir = join(dir, 'frontend-policy');
   await kubeletWrite(join(dir, 'orders-svid'), await svidFiles(ca, ORDERS_ID));
@@ -128,7 +137,7 @@ export async function egressMesh(frontendEnv: Record<string, string> = {}): Prom
       MESHLET_SERVICE_ACCOUNT: 'orders',
       MESHLET_SVID_DIR: join(dir, 'orders-svid'),
       MESHLET_POLICY_DIR: ordersPolicyDir,
-      MESHLET_INBOUND_PORTS: `${apps.http}:${oHttp}/http,${apps.grpc}:${oGrpc}/grpc,${apps.tcp}:${oTcp}/tcp`,
+      MESHLET_INBOUND_PORTS: `${apps.http}:${oHttp}/http,${apps.grpc}:${oGrpc}/grpc,${apps.tcp}:${oTcp}/tcp,${apps.echo}:${oEcho}/http`,
       MESHLET_INBOUND_CATCHALL_PORT: String(oCatchAll),
       MESHLET_ADMIN_PORT: String(oAdmin),
       MESHLET_OUTBOUND_PORT: String(oOutbound),
@@ -172,6 +181,8 @@ export async function egressMesh(frontendEnv: Record<string, string> = {}): Prom
     orders,
     ordersAdmin: oAdmin!,
     ordersApps: apps,
+    ordersEchoListener: oEcho!,
+    ca,
     writeOrdersPolicy: (text) => kubeletWrite(ordersPolicyDir, { 'policy.yaml': text }),
     lines,
     httpSeen,
@@ -180,7 +191,7 @@ export async function egressMesh(frontendEnv: Record<string, string> = {}): Prom
     writeFrontendPolicy: (text) => kubeletWrite(frontendPolicyDir, { 'policy.yaml': text }),
     async close() {
       await Promise.allSettled([frontend.stop(), orders.stop()]);
-      await Promise.all([httpApp, tcpApp].map((s) => new Promise((r) => s.close(r))));
+      await Promise.all([httpApp, tcpApp, echoApp].map((s) => new Promise((r) => s.close(r))));
       httpApp.closeAllConnections();
       await stopOrdersServer(grpcApp.server);
       await rm(dir, { recursive: true, force: true });

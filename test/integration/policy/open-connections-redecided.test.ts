@@ -1,6 +1,9 @@
 import { createHash } from 'node:crypto';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openEcho } from '../proxy-tcp/support.ts';
+import { svidFiles } from '../sidecar/mesh-of-two.ts';
 import { egressMesh, FRONTEND_ID, frontendPolicy, metric, ORDERS_ID, ordersPolicy, until, type EgressMesh, type LogLine } from '../egress-policy/fixture.ts';
 
 /**
@@ -95,4 +98,36 @@ describe('inbound: the server policy decides an open opaque connection again', (
     expect(await metric(mesh.frontendAdmin, 'meshlet_policy_connections_closed_total', { direction: 'outbound' })).toBe(1);
     await ordersApplies(ordersPolicy(mesh.ordersApps));
   });
+
+  it("a meshed caller's own TLS inside mTLS to an HTTP port (spliced, decided once) is closed too when orders' policy stops letting it in", async () => {
+    const files = await svidFiles(mesh.ca, FRONTEND_ID);
+    const hello = await clientHello();
+    const socket = tls.connect({ host: '127.0.0.1', port: mesh.ordersEchoListener, cert: files['tls.crt'], key: files['tls.key'], ca: files['ca.crt'], checkServerIdentity: () => undefined });
+    socket.on('error', () => undefined);
+    await new Promise((r) => socket.once('secureConnect', r));
+    const closed = new Promise((r) => socket.once('close', r));
+    // No ALPN and a ClientHello inside: the app's own TLS, spliced to the app (an echo here).
+    let echoed = 0;
+    socket.on('data', (d: Buffer) => (echoed += d.length));
+    socket.write(hello);
+    await until(() => echoed >= hello.length);
+    const before = await metric(mesh.ordersAdmin, 'meshlet_policy_connections_closed_total', { direction: 'inbound' });
+    await ordersApplies(ordersPolicy(mesh.ordersApps, 'spiffe://cluster.local/ns/web/sa/someone-else'));
+    await closed;
+    expect(await metric(mesh.ordersAdmin, 'meshlet_policy_connections_closed_total', { direction: 'inbound' })).toBe(before + 1);
+    await ordersApplies(ordersPolicy(mesh.ordersApps));
+  });
 });
+
+/** The first bytes of a real TLS client: a ClientHello, captured from node:tls on loopback. */
+async function clientHello(): Promise<Buffer> {
+  const server = net.createServer();
+  const got = new Promise<Buffer>((resolve) => server.once('connection', (s) => s.once('data', (d: Buffer) => { resolve(d); s.destroy(); })));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const c = tls.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port, servername: 'db.example', rejectUnauthorized: false });
+  c.on('error', () => undefined);
+  const hello = await got;
+  c.destroy();
+  server.close();
+  return hello;
+}
