@@ -12,6 +12,7 @@ import { readCa } from './ca.ts';
 import { RevocationListError } from '../../data-plane/identity/revocation/errors.ts';
 import { RevocationListFile } from '../../data-plane/identity/revocation/revocation-list-file.ts';
 import { RevocationListConfigMap, revocationConfigMapRef } from './revocation-configmap.ts';
+import type { FollowedRevocationList } from '../../data-plane/identity/revocation/followed-revocation-list.ts';
 import { RevocationMetrics } from '../../data-plane/identity/revocation/revocation-metrics.ts';
 import type { IdentityServiceConfig } from './config.ts';
 import { promCertifyMetrics, promDiscoveryMetrics } from './metrics.ts';
@@ -160,9 +161,6 @@ export async function startIdentityProcess(config: Readonly<IdentityServiceConfi
   };
 }
 
-/** A revocation list the identity service follows: a mounted file, or a ConfigMap read through the API server. */
-type FollowedRevocationList = RevocationListFile | RevocationListConfigMap;
-
 /**
  * MESHLET_IDENTITY_REVOCATION_LIST (docs/revocation.md): the list Certify checks, followed as it
  * changes — `configmap:NAMESPACE/NAME` through the API server (seconds, not kubelet's volume
@@ -174,8 +172,11 @@ type FollowedRevocationList = RevocationListFile | RevocationListConfigMap;
 async function followRevocationList(config: Readonly<IdentityServiceConfig>, setting: string, registry: Registry, logger: Logger): Promise<FollowedRevocationList> {
   const ref = revocationConfigMapRef(setting);
   let list: FollowedRevocationList;
+  // How the log lines name the list: `file` for a path (as before), `source` for a ConfigMap.
+  let named: { file: string } | { source: string };
   if (ref === null) {
     list = new RevocationListFile({ path: setting });
+    named = { file: setting };
   } else {
     let caPem: string;
     try {
@@ -184,15 +185,16 @@ async function followRevocationList(config: Readonly<IdentityServiceConfig>, set
       throw new IdentityStartupError(`MESHLET_IDENTITY_REVOCATION_LIST: cannot read the Kubernetes API CA file ${config.apiCaFile}: ${(err as Error).message}`, { cause: err });
     }
     const namespace = ref.namespace ?? (await ownNamespace(config.apiTokenFile));
-    list = new RevocationListConfigMap({ namespace, name: ref.name, apiServerUrl: config.apiServerUrl, caPem, tokenPath: config.apiTokenFile, logger });
+    const configMap = new RevocationListConfigMap({ namespace, name: ref.name, apiServerUrl: config.apiServerUrl, caPem, tokenPath: config.apiTokenFile, logger });
+    list = configMap;
+    named = { source: configMap.source };
   }
-  const source = list instanceof RevocationListFile ? { file: list.path } : { source: list.source };
   const metrics = new RevocationMetrics(registry);
   list.onReload((reload) => {
     metrics.recordReload(reload);
-    if (reload.result === 'rejected') logger.warn({ event: 'revocation_list_rejected', ...source, code: reload.error?.code, err: reload.error?.message, revoked: reload.current.size }, 'revocation list not applied; keeping the last good one');
-    else if (reload.result === 'absent') logger.info({ event: 'revocation_list_absent', ...source }, 'no revocation list yet; no identity is refused as revoked until one appears');
-    else logger.info({ event: 'revocation_list_loaded', ...source, sha256: reload.current.digest, revoked: reload.current.size, added: reload.current.addedSince(reload.previous), removed: reload.current.removedSince(reload.previous) }, 'revocation list in force');
+    if (reload.result === 'rejected') logger.warn({ event: 'revocation_list_rejected', ...named, code: reload.error?.code, err: reload.error?.message, revoked: reload.current.size }, 'revocation list not applied; keeping the last good one');
+    else if (reload.result === 'absent') logger.info({ event: 'revocation_list_absent', ...named }, 'no revocation list yet; no identity is refused as revoked until one appears');
+    else logger.info({ event: 'revocation_list_loaded', ...named, sha256: reload.current.digest, revoked: reload.current.size, added: reload.current.addedSince(reload.previous), removed: reload.current.removedSince(reload.previous) }, 'revocation list in force');
   });
   try {
     await list.start();

@@ -4,8 +4,8 @@ import type { Logger } from 'pino';
 import { Agent, request } from 'undici';
 import { Backoff } from '../../data-plane/identity/sources/backoff.ts';
 import { RevocationListError } from '../../data-plane/identity/revocation/errors.ts';
-import { MAX_REVOCATION_LIST_BYTES, parseRevocationListInSlices, RevocationSet } from '../../data-plane/identity/revocation/revocation-list.ts';
-import type { RevocationReload } from '../../data-plane/identity/revocation/revocation-list-file.ts';
+import { MAX_REVOCATION_LIST_BYTES, parseRevocationListInSlices, type RevocationSet } from '../../data-plane/identity/revocation/revocation-list.ts';
+import { FollowedRevocationList } from '../../data-plane/identity/revocation/followed-revocation-list.ts';
 // The key `meshlet identity revoke --configmap` writes.
 import { REVOCATION_CONFIGMAP_KEY } from '../../data-plane/identity/revocation/revocation-list-edit.ts';
 import { GoneError, readCapped, sleep, statusMessage, watchEvents } from '../discovery/cluster-watch.ts';
@@ -55,14 +55,12 @@ const REQUEST_TIMEOUT_MS = 30_000;
  * and it is opened again from the last resourceVersion; `410 Gone` lists again at once; any
  * other failure lists again after a back-off (1 s doubling to 30 s, jitter).
  */
-export class RevocationListConfigMap {
+export class RevocationListConfigMap extends FollowedRevocationList {
   /** How logs name the list: `configmap meshlet-system/meshlet-revocations`. */
   readonly source: string;
   readonly #opts: RevocationConfigMapOptions;
   readonly #agent: Agent;
   readonly #abort = new AbortController();
-  readonly #listeners = new Set<(reload: RevocationReload) => void>();
-  #current = RevocationSet.EMPTY;
   /** A valid list has been in force (a missing key is then a rejection, not `absent`). */
   #hadList = false;
   /** What the last rejection was about: the same problem is reported once. */
@@ -71,22 +69,10 @@ export class RevocationListConfigMap {
   #agentClosed = false;
 
   constructor(options: RevocationConfigMapOptions) {
+    super();
     this.#opts = options;
     this.source = `configmap ${options.namespace}/${options.name}`;
     this.#agent = new Agent({ connect: { ca: options.caPem }, connections: 2, keepAliveTimeout: 30_000 });
-  }
-
-  current(): RevocationSet {
-    return this.#current;
-  }
-
-  has(spiffeId: string): boolean {
-    return this.#current.has(spiffeId);
-  }
-
-  onReload(listener: (reload: RevocationReload) => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
   }
 
   /** Reads the ConfigMap once and starts watching it; throws RevocationListError when it cannot be used at start. */
@@ -104,15 +90,15 @@ export class RevocationListConfigMap {
       throw read;
     }
     // ('unchanged' cannot happen before a list is in force.)
-    if (read === 'missing' || read === 'unchanged') this.#emit({ result: 'absent', current: this.#current, previous: this.#current });
-    else this.#use(read);
+    if (read === 'missing' || read === 'unchanged') this.absent();
+    else this.#accept(read);
     this.#loop = this.#run(first.version);
-    return this.#current;
+    return this.current();
   }
 
   close(): void {
     this.#abort.abort();
-    this.#listeners.clear();
+    this.forgetListeners();
     void (this.#loop ?? Promise.resolve()).catch(() => undefined).then(() => this.#closeAgent());
   }
 
@@ -164,14 +150,14 @@ export class RevocationListConfigMap {
         return;
       }
       // Gone after a list was in force: a deleted ConfigMap or key must not re-admit everyone.
-      this.#reject(new RevocationListError('REVOCATION_LIST_MISSING', `${this.source} has no key ${REVOCATION_CONFIGMAP_KEY}; the last good list (${this.#current.size} revoked) stays in force — write an empty list to re-admit everyone`), 'missing');
+      this.#reject(new RevocationListError('REVOCATION_LIST_MISSING', `${this.source} has no key ${REVOCATION_CONFIGMAP_KEY}; the last good list (${this.current().size} revoked) stays in force — write an empty list to re-admit everyone`), 'missing');
       return;
     }
     if (read instanceof RevocationListError) {
       this.#reject(read, `invalid:${read.message}`);
       return;
     }
-    this.#use(read);
+    this.#accept(read);
   }
 
   /** The list the ConfigMap holds, 'missing', 'unchanged' (the bytes in force), or why it cannot be used. */
@@ -181,7 +167,7 @@ export class RevocationListConfigMap {
     if (typeof text !== 'string') return new RevocationListError('REVOCATION_LIST_INVALID', `${this.source}: data.${REVOCATION_CONFIGMAP_KEY} is not a string`);
     const bytes = Buffer.from(text, 'utf8');
     if (bytes.length > MAX_REVOCATION_LIST_BYTES) return new RevocationListError('REVOCATION_LIST_TOO_LARGE', `${this.source}: the list is ${bytes.length} bytes; at most ${MAX_REVOCATION_LIST_BYTES} are accepted`);
-    if (this.#hadList && createHash('sha256').update(bytes).digest('hex') === this.#current.digest) return 'unchanged';
+    if (this.#hadList && createHash('sha256').update(bytes).digest('hex') === this.current().digest) return 'unchanged';
     try {
       return await parseRevocationListInSlices(bytes);
     } catch (err) {
@@ -190,18 +176,16 @@ export class RevocationListConfigMap {
     }
   }
 
-  #use(next: RevocationSet): void {
+  #accept(next: RevocationSet): void {
     this.#lastProblem = undefined;
-    const previous = this.#current;
     this.#hadList = true;
-    this.#current = next;
-    this.#emit({ result: 'ok', current: next, previous });
+    this.use(next);
   }
 
   #reject(error: RevocationListError, problem: string): void {
     if (problem === this.#lastProblem) return;
     this.#lastProblem = problem;
-    this.#emit({ result: 'rejected', current: this.#current, previous: this.#current, error });
+    this.rejected(error);
   }
 
   async #headers(): Promise<Record<string, string>> {
@@ -227,16 +211,6 @@ export class RevocationListConfigMap {
   /** Watches until the server ends the stream; returns the last resourceVersion seen. */
   async #watch(from: string): Promise<string> {
     return watchEvents(this.#url(), from, { dispatcher: this.#agent, headers: await this.#headers(), signal: this.#abort.signal }, noop, (type, object) => this.#apply(type === 'delete' ? null : ((object ?? null) as ConfigMapObject | null)));
-  }
-
-  #emit(reload: RevocationReload): void {
-    for (const listener of this.#listeners) {
-      try {
-        listener(reload);
-      } catch {
-        // A faulty listener must not stop the watch (nor reject its loop) or the other listeners.
-      }
-    }
   }
 }
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { RevocationListError } from './errors.ts';
-import type { RevocationReload } from './revocation-list-file.ts';
+import { FollowedRevocationList } from './followed-revocation-list.ts';
 import { parseRevocationListInSlices, RevocationSet } from './revocation-list.ts';
 
 /** How often a sidecar asks the identity service for its list (docs/revocation.md). */
@@ -20,12 +20,10 @@ export interface RevocationsFetcher {
  * parse or does not match its hash — the last good list stays in force, reported once until
  * the next success. At start, any failure refuses the start (nothing good to keep yet).
  */
-export class CaRevocationFeed {
+export class CaRevocationFeed extends FollowedRevocationList {
   readonly source = 'meshlet-ca';
-  #current = RevocationSet.EMPTY;
   readonly #fetcher: RevocationsFetcher;
   readonly #pollMs: number;
-  readonly #listeners = new Set<(reload: RevocationReload) => void>();
   #timer: NodeJS.Timeout | undefined;
   /** The last refusal reported (code and message), so a lasting problem is one line, not one per poll. */
   #reported: string | undefined;
@@ -34,21 +32,9 @@ export class CaRevocationFeed {
   #hadList = false;
 
   constructor(options: { fetcher: RevocationsFetcher; pollMs?: number }) {
+    super();
     this.#fetcher = options.fetcher;
     this.#pollMs = options.pollMs ?? CA_REVOCATION_POLL_MS;
-  }
-
-  current(): RevocationSet {
-    return this.#current;
-  }
-
-  has(spiffeId: string): boolean {
-    return this.#current.has(spiffeId);
-  }
-
-  onReload(listener: (reload: RevocationReload) => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
   }
 
   /** The first list (empty when the service publishes none); throws RevocationListError when the service cannot answer or its list is bad. Then polls. */
@@ -59,25 +45,20 @@ export class CaRevocationFeed {
       // The service publishes no list (MESHLET_IDENTITY_REVOCATION_LIST unset there): nobody is
       // revoked, as for a mounted list whose file does not exist yet — a pod must not fail to
       // start over a feature the operator has not turned on. Polled on: a list, once published, applies.
-      this.#emit({ result: 'absent', current: this.#current, previous: this.#current });
+      this.absent();
       this.#schedule();
-      return this.#current;
+      return this.current();
     }
     this.#hadList = true;
-    if (first !== 'unchanged') {
-      const previous = this.#current;
-      this.#current = first;
-      this.#emit({ result: 'ok', current: first, previous });
-    }
+    if (first !== 'unchanged') this.use(first);
     this.#schedule();
-    return this.#current;
+    return this.current();
   }
 
   /** One poll now (the timer calls it; tests may too). */
   async poll(): Promise<void> {
     const next = await this.#fetch();
     if (this.#closed) return;
-    const previous = this.#current;
     // Still no list published, and none ever was: nothing changed, nothing to report.
     if (next === 'disabled' && !this.#hadList) return;
     if (next instanceof RevocationListError || next === 'disabled') {
@@ -85,21 +66,20 @@ export class CaRevocationFeed {
       const key = `${error.code} ${error.message}`;
       if (this.#reported === key) return;
       this.#reported = key;
-      this.#emit({ result: 'rejected', current: previous, previous, error });
+      this.rejected(error);
       return;
     }
     this.#reported = undefined;
     if (next === 'unchanged') return;
     this.#hadList = true;
-    if (next.digest === previous.digest) return;
-    this.#current = next;
-    this.#emit({ result: 'ok', current: next, previous });
+    if (next.digest === this.current().digest) return;
+    this.use(next);
   }
 
   close(): void {
     this.#closed = true;
     clearTimeout(this.#timer);
-    this.#listeners.clear();
+    this.forgetListeners();
   }
 
   #schedule(): void {
@@ -113,14 +93,15 @@ export class CaRevocationFeed {
   async #fetch(): Promise<RevocationSet | RevocationListError | 'disabled' | 'unchanged'> {
     let res;
     try {
-      res = await this.#fetcher.fetchRevocations(this.#current === RevocationSet.EMPTY ? '' : this.#current.digest);
+      const held = this.current();
+      res = await this.#fetcher.fetchRevocations(held === RevocationSet.EMPTY ? '' : held.digest);
     } catch (err) {
       return new RevocationListError('REVOCATION_LIST_UNREADABLE', `cannot get the revocation list from the identity service: ${(err as Error).message}`, { cause: err });
     }
     if (!res.enabled) return 'disabled';
     if (res.list.length === 0) {
       // Nothing sent: the service says we hold its list. Anything else is a confused answer.
-      if (res.sha256 === this.#current.digest) return 'unchanged';
+      if (res.sha256 === this.current().digest) return 'unchanged';
       return new RevocationListError('REVOCATION_LIST_INVALID', `the identity service sent no list for sha256 ${res.sha256}, which is not the list held here`);
     }
     const sha256 = createHash('sha256').update(res.list).digest('hex');
@@ -131,9 +112,5 @@ export class CaRevocationFeed {
       if (err instanceof RevocationListError) return new RevocationListError(err.code, `the identity service's list: ${err.message}`);
       throw err;
     }
-  }
-
-  #emit(reload: RevocationReload): void {
-    for (const listener of this.#listeners) listener(reload);
   }
 }

@@ -2,8 +2,8 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { CaRevocationFeed, type RevocationsFetcher } from './ca-revocation-feed.ts';
 import { RevocationListError } from './errors.ts';
+import type { FollowedRevocationList } from './followed-revocation-list.ts';
 import { RevocationListFile, type RevocationReload } from './revocation-list-file.ts';
-import type { RevocationSet } from './revocation-list.ts';
 import { RevocationMetrics, RevokedConnectionMetrics } from './revocation-metrics.ts';
 
 /** What enforcement needs of the TLS layer (MeshTls has it): close the connections of peers now revoked. */
@@ -12,13 +12,7 @@ export interface RevokedPeerCloser {
 }
 
 /** Where the list comes from: a mounted file, or the identity service (MESHLET_REVOCATION_LIST=meshlet-ca). */
-export interface RevocationFeed {
-  has(spiffeId: string): boolean;
-  current(): RevocationSet;
-  onReload(listener: (reload: RevocationReload) => void): () => void;
-  start(): Promise<RevocationSet>;
-  close(): void;
-}
+export type RevocationFeed = FollowedRevocationList;
 
 /** The value of MESHLET_REVOCATION_LIST that means "learn it from the identity service". */
 export const FROM_IDENTITY_SERVICE = 'meshlet-ca';

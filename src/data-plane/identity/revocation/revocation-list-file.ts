@@ -3,24 +3,13 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { MountedDirWatcher } from '../../../common/volume/mounted-dir-watcher.ts';
 import { RevocationListError } from './errors.ts';
-import { MAX_REVOCATION_LIST_BYTES, parseRevocationListInSlices, RevocationSet } from './revocation-list.ts';
+import { FollowedRevocationList } from './followed-revocation-list.ts';
+import { MAX_REVOCATION_LIST_BYTES, parseRevocationListInSlices, type RevocationSet } from './revocation-list.ts';
 
 /** How often the file is looked at besides the directory watch (docs/revocation.md "Reloads"). */
 export const REVOCATION_POLL_MS = 1_000;
 
-/**
- * What one look at the file did:
- *  - `ok`: a new list is in force (`previous` -> `current`);
- *  - `absent`: at start, no file: nobody is revoked until one appears;
- *  - `rejected`: the file is malformed, too large, unreadable or gone; `current` is the last
- *    good list, still in force (fail closed), `error` says why.
- */
-export interface RevocationReload {
-  readonly result: 'ok' | 'absent' | 'rejected';
-  readonly current: RevocationSet;
-  readonly previous: RevocationSet;
-  readonly error?: RevocationListError;
-}
+export type { RevocationReload } from './followed-revocation-list.ts';
 
 export interface RevocationListFileOptions {
   readonly path: string;
@@ -44,13 +33,11 @@ export interface RevocationListFileOptions {
  * unreadable file, or the file disappearing, leaves the last good list in force (reported once
  * per change of the file, as `rejected`). To re-admit everyone, write an empty list.
  */
-export class RevocationListFile {
+export class RevocationListFile extends FollowedRevocationList {
   readonly path: string;
-  #current = RevocationSet.EMPTY;
   /** The stat signature of the file last looked at ('missing' when it was absent). */
   #signature: string | undefined;
   #watcher: MountedDirWatcher | undefined;
-  readonly #listeners = new Set<(reload: RevocationReload) => void>();
   #running: Promise<void> | undefined;
   #again = false;
   #closed = false;
@@ -58,25 +45,10 @@ export class RevocationListFile {
   readonly #debounceMs: number;
 
   constructor(options: RevocationListFileOptions) {
+    super();
     this.path = options.path;
     this.#pollMs = options.pollMs ?? REVOCATION_POLL_MS;
     this.#debounceMs = options.debounceMs ?? 50;
-  }
-
-  /** The list in force. */
-  current(): RevocationSet {
-    return this.#current;
-  }
-
-  /** Whether `spiffeId` is revoked by the list in force: one Set lookup. */
-  has(spiffeId: string): boolean {
-    return this.#current.has(spiffeId);
-  }
-
-  /** Hears every look that changed something or refused something. Returns unsubscribe. */
-  onReload(listener: (reload: RevocationReload) => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
   }
 
   /**
@@ -87,15 +59,10 @@ export class RevocationListFile {
   async start(): Promise<RevocationSet> {
     const first = await this.#read();
     if (first instanceof RevocationListError) throw first;
-    if (first === 'missing' || first === 'unchanged') {
-      this.#emit({ result: 'absent', current: this.#current, previous: this.#current });
-    } else {
-      const previous = this.#current;
-      this.#current = first;
-      this.#emit({ result: 'ok', current: first, previous });
-    }
+    if (first === 'missing' || first === 'unchanged') this.absent();
+    else this.use(first);
     this.#watcher = new MountedDirWatcher(dirname(this.path), () => this.check(), { pollMs: this.#pollMs, debounceMs: this.#debounceMs });
-    return this.#current;
+    return this.current();
   }
 
   /** Looks at the file now (the watcher and poll call it; tests may too). Resolves when the look is done. */
@@ -117,27 +84,25 @@ export class RevocationListFile {
   close(): void {
     this.#closed = true;
     this.#watcher?.close();
-    this.#listeners.clear();
+    this.forgetListeners();
   }
 
   async #look(): Promise<void> {
     const before = this.#signature;
     const next = await this.#read(before);
     if (next === 'unchanged' || this.#closed) return;
-    const previous = this.#current;
     if (next === 'missing') {
       if (before === 'missing' || before === undefined) return;
       // Gone after a list was in force: a deleted ConfigMap key must not re-admit everyone.
-      this.#emit({ result: 'rejected', current: previous, previous, error: new RevocationListError('REVOCATION_LIST_MISSING', `${this.path} is gone; the last good list (${previous.size} revoked) stays in force — write an empty list to re-admit everyone`) });
+      this.rejected(new RevocationListError('REVOCATION_LIST_MISSING', `${this.path} is gone; the last good list (${this.current().size} revoked) stays in force — write an empty list to re-admit everyone`));
       return;
     }
     if (next instanceof RevocationListError) {
-      this.#emit({ result: 'rejected', current: previous, previous, error: next });
+      this.rejected(next);
       return;
     }
-    if (next.digest === previous.digest) return;
-    this.#current = next;
-    this.#emit({ result: 'ok', current: next, previous });
+    if (next.digest === this.current().digest) return;
+    this.use(next);
   }
 
   /**
@@ -177,16 +142,12 @@ export class RevocationListFile {
     }
     this.#signature = signature;
     // The same bytes as the list in force (a touched or re-written file): nothing to parse.
-    if (createHash('sha256').update(bytes).digest('hex') === this.#current.digest) return 'unchanged';
+    if (createHash('sha256').update(bytes).digest('hex') === this.current().digest) return 'unchanged';
     try {
       return await parseRevocationListInSlices(bytes);
     } catch (err) {
       if (err instanceof RevocationListError) return new RevocationListError(err.code, `${this.path}: ${err.message}`);
       throw err;
     }
-  }
-
-  #emit(reload: RevocationReload): void {
-    for (const listener of this.#listeners) listener(reload);
   }
 }
