@@ -2,6 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UsageError } from '../../common/errors/meshlet-error.ts';
+import { isNamespaceName } from '../../common/config/env.ts';
 import { DurationError, formatDuration, parseDuration } from '../../common/config/duration.ts';
 import { SpiffeIdError, validateTrustDomain } from '../../common/identity/spiffe-id.ts';
 import { CA_FILES, CaError, createRootCa, DEFAULT_CA_TTL_MS, readCa, writeCa } from '../../control-plane/identity-service/ca.ts';
@@ -45,8 +46,6 @@ Flags:
                             8760h, 90d (default ${formatDuration(DEFAULT_INJECTOR_CERT_TTL_MS)})
   -h, --help                this help`;
 
-/** A DNS-1123 label: what Kubernetes accepts as a namespace name. */
-const NAMESPACE_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 /** An image reference, loosely: [registry[:port]/]path[:tag][@digest], no spaces, no uppercase in the path. */
 const IMAGE_REF = /^(?:[a-zA-Z0-9.-]+(?::\d+)?\/)?[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[\w][\w.-]{0,127})?(?:@[a-z0-9]+:[a-f0-9]{32,})?$/;
 
@@ -93,7 +92,7 @@ async function run(argv: string[], io: CommandIo): Promise<number> {
   const td = values['trust-domain'] === undefined ? undefined : trustDomainFlag(values['trust-domain']);
   const namespaces = values.namespace ?? [];
   for (const ns of namespaces) {
-    if (!NAMESPACE_NAME.test(ns)) throw new UsageError(`--namespace ${JSON.stringify(ns)} is not a namespace name (lowercase letters, digits and '-', at most 63, starting and ending with a letter or digit)`);
+    if (!isNamespaceName(ns)) throw new UsageError(`--namespace ${JSON.stringify(ns)} is not a namespace name (lowercase letters, digits and '-', at most 63, starting and ending with a letter or digit)`);
   }
   const image = values.image;
   if (image !== undefined && !IMAGE_REF.test(image)) throw new UsageError(`--image ${JSON.stringify(image)} is not an image reference, e.g. ghcr.io/meshlet/meshlet:0.1.0 or registry.example:5000/meshlet@sha256:…`);

@@ -144,6 +144,11 @@ export function isK8sName(raw: string): boolean {
   return /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(raw) && raw.length <= 253;
 }
 
+/** A namespace name (a DNS-1123 label: at most 63 of a-z 0-9 -, starting and ending with a letter or digit). */
+export function isNamespaceName(raw: string): boolean {
+  return /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(raw);
+}
+
 export function k8sName(raw: string): string {
   if (!isK8sName(raw)) throw new FieldError('must be a Kubernetes object name (lowercase a-z 0-9 - .)');
   return raw;

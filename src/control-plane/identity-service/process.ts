@@ -26,6 +26,7 @@ import { RotatingServerCredentials, SelfIssuedServingIdentity } from './serving-
 import { AllOfAuthenticators, type TokenAuthenticator } from './token/authenticator.ts';
 import { JwksAuthenticator } from './token/jwks.ts';
 import { TokenReviewAuthenticator } from './token/token-review.ts';
+import { isNamespaceName } from '../../common/config/env.ts';
 
 /**
  * Assembles the identity service from its validated configuration: reads the CA, builds the
@@ -215,7 +216,7 @@ async function ownNamespace(tokenFile: string): Promise<string> {
   const file = join(dirname(tokenFile), 'namespace');
   try {
     const namespace = (await readFile(file, 'utf8')).trim();
-    if (/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(namespace) && namespace.length <= 63) return namespace;
+    if (isNamespaceName(namespace)) return namespace;
     throw new Error(`${JSON.stringify(namespace.slice(0, 80))} is not a namespace name`);
   } catch (err) {
     throw new IdentityStartupError(`MESHLET_IDENTITY_REVOCATION_LIST: configmap:NAME is read in the identity service's own namespace, from ${file}: ${(err as Error).message}; or name it: configmap:NAMESPACE/NAME`, { cause: err });

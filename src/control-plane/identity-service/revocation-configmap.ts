@@ -8,6 +8,7 @@ import { MAX_REVOCATION_LIST_BYTES, parseRevocationListInSlices, type Revocation
 import { FollowedRevocationList } from '../../data-plane/identity/revocation/followed-revocation-list.ts';
 // The key `meshlet identity revoke --configmap` writes.
 import { REVOCATION_CONFIGMAP_KEY } from '../../data-plane/identity/revocation/revocation-list-edit.ts';
+import { isK8sName, isNamespaceName } from '../../common/config/env.ts';
 import { GoneError, readCapped, sleep, statusMessage, watchEvents } from '../discovery/cluster-watch.ts';
 
 /** Which ConfigMap (MESHLET_IDENTITY_REVOCATION_LIST's API form, its namespace resolved). */
@@ -223,7 +224,10 @@ function noop(): void {
  * (namespace null for the first), or null when `value` is neither.
  */
 export function revocationConfigMapRef(value: string): { namespace: string | null; name: string } | null {
-  const m = /^configmap:(?:([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\/)?([a-z0-9](?:[-.a-z0-9]*[a-z0-9])?)$/.exec(value);
-  if (m === null || (m[1] !== undefined && m[1].length > 63) || m[2]!.length > 253) return null;
-  return { namespace: m[1] ?? null, name: m[2]! };
+  if (!value.startsWith('configmap:')) return null;
+  const parts = value.slice('configmap:'.length).split('/');
+  const name = parts.at(-1)!;
+  const namespace = parts.length === 2 ? parts[0]! : null;
+  if (parts.length > 2 || !isK8sName(name) || (namespace !== null && !isNamespaceName(namespace))) return null;
+  return { namespace, name };
 }
